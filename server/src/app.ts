@@ -1,0 +1,142 @@
+import cookie from '@fastify/cookie';
+import helmet from '@fastify/helmet';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import Fastify, { type FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import type { Config } from './config.js';
+import { createDatabase, type DatabaseHandle } from './db/database.js';
+import { migrateToLatest } from './db/migrate.js';
+import { createLogger } from './logger.js';
+import { createAgentsService, type AgentsService } from './modules/agents/agents-service.js';
+import { agentRoutes } from './modules/agents/routes.js';
+import { createAuditLog, type AuditLog } from './modules/audit/audit-log.js';
+import { auditRoutes } from './modules/audit/routes.js';
+import { createApiKeysService, type ApiKeysService } from './modules/auth/api-keys-service.js';
+import { createAuthService, type AuthService } from './modules/auth/auth-service.js';
+import { authRoutes } from './modules/auth/routes.js';
+import { createChatService, type ChatService } from './modules/chat/chat-service.js';
+import { chatRoutes } from './modules/chat/routes.js';
+import { openaiCompatRoutes } from './modules/chat/openai-compat-routes.js';
+import { sessionRoutes } from './modules/chat/session-routes.js';
+import { healthRoutes } from './modules/health/routes.js';
+import { createProviderRegistry, type ProviderRegistry } from './modules/providers/registry.js';
+import { createUsersService, type UsersService } from './modules/users/users-service.js';
+import { userAdminRoutes } from './modules/users/routes.js';
+import { registerAuthentication, type Guards } from './plugins/authenticate.js';
+import { registerErrorHandler } from './plugins/error-handler.js';
+import { resolveSecrets, type Secrets } from './secrets.js';
+import { createSharedState, type SharedState } from './shared-state/index.js';
+
+/** Everything the modules are built from. Services take what they need from here as arguments. */
+export interface AppDeps {
+  config: Config;
+  secrets: Secrets;
+  database: DatabaseHandle;
+  state: SharedState;
+  logger: Logger;
+  providers: ProviderRegistry;
+  audit: AuditLog;
+  users: UsersService;
+  auth: AuthService;
+  apiKeys: ApiKeysService;
+  agents: AgentsService;
+  chat: ChatService;
+}
+
+export interface RouteOptions {
+  deps: AppDeps;
+  guards: Guards;
+}
+
+export interface BuildOptions {
+  config: Config;
+  /** Tests hand in their own database and shared state; otherwise built from config. */
+  database?: DatabaseHandle;
+  state?: SharedState;
+  logger?: Logger;
+  /** Set false to keep the logger quiet (tests). */
+  logRequests?: boolean;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    deps: AppDeps;
+  }
+}
+
+/**
+ * Builds the whole app from a config without listening: infrastructure
+ * first (database, migrations, shared state, providers), then services,
+ * then routes. main.ts listens; tests call inject().
+ */
+export async function buildApp(options: BuildOptions): Promise<FastifyInstance> {
+  const { config } = options;
+  const logger = options.logger ?? createLogger(config);
+  const secrets = resolveSecrets(config);
+
+  // Infrastructure.
+  const database =
+    options.database ??
+    (await createDatabase({
+      url: config.databaseUrl,
+      readUrl: config.databaseReadUrl,
+      poolMax: config.databasePoolMax,
+      pgliteDir: config.databaseUrl ? undefined : `${config.dataDir}/pglite`,
+      logger,
+    }));
+  await migrateToLatest(database.db);
+  const state = options.state ?? createSharedState({ url: config.redisUrl, prefix: config.redisKeyPrefix, logger });
+  const providers = createProviderRegistry({ connections: config.upstreamConnections });
+
+  // Services.
+  const audit = createAuditLog({ db: database.db, logger });
+  const users = createUsersService({ db: database.db, state, audit, config, logger });
+  const auth = createAuthService({ db: database.db, state, audit, users, config, secrets, logger });
+  const apiKeys = createApiKeysService({ db: database.db, audit });
+  const agents = createAgentsService({ database, state, providers, audit, config, secrets, logger });
+  const chat = createChatService({ database, state, providers, agents, config, logger });
+  const deps: AppDeps = { config, secrets, database, state, logger, providers, audit, users, auth, apiKeys, agents, chat };
+
+  await users.ensureFirstAdmin();
+  await agents.start();
+
+  // HTTP.
+  const app = Fastify({
+    loggerInstance: options.logRequests === false ? logger.child({}, { level: 'warn' }) : logger,
+    bodyLimit: config.bodyLimitBytes,
+    trustProxy: config.trustProxy,
+    genReqId: () => crypto.randomUUID(),
+    requestIdHeader: 'x-request-id',
+    disableRequestLogging: options.logRequests === false,
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: false } },
+    forceCloseConnections: 'idle',
+  }).withTypeProvider<TypeBoxTypeProvider>();
+
+  app.decorate('deps', deps);
+  registerErrorHandler(app);
+  await app.register(helmet, { contentSecurityPolicy: false, crossOriginEmbedderPolicy: false });
+  await app.register(cookie);
+  app.addHook('onSend', async (request, reply) => {
+    reply.header('x-request-id', request.id);
+  });
+  const guards = registerAuthentication(app, auth);
+  const routeOptions: RouteOptions = { deps, guards };
+
+  await app.register(healthRoutes, routeOptions);
+  await app.register(authRoutes, { ...routeOptions, prefix: '/api/auth' });
+  await app.register(userAdminRoutes, { ...routeOptions, prefix: '/api/admin/users' });
+  await app.register(auditRoutes, { ...routeOptions, prefix: '/api/admin/audit' });
+  await app.register(agentRoutes, { ...routeOptions, prefix: '/api/agents' });
+  await app.register(chatRoutes, { ...routeOptions, prefix: '/api/chat' });
+  await app.register(sessionRoutes, { ...routeOptions, prefix: '/api/chat-sessions' });
+  await app.register(openaiCompatRoutes, { ...routeOptions, prefix: '/v1' });
+
+  app.addHook('onClose', async () => {
+    await agents.stop();
+    await chat.close();
+    await providers.close();
+    if (!options.state) await state.close();
+    if (!options.database) await database.close();
+  });
+  return app;
+}

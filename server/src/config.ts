@@ -1,0 +1,265 @@
+import path from 'node:path';
+import { parseRedisUrl } from './shared-state/redis-url.js';
+
+/**
+ * The environment schema. Every variable the server reads is declared here
+ * once, validated at start, and listed in the README (`npm run config:table`
+ * prints the table from these declarations).
+ */
+
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+
+export interface Config {
+  nodeEnv: 'development' | 'production' | 'test';
+  host: string;
+  port: number;
+  logLevel: LogLevel;
+  trustProxy: boolean | number;
+  dataDir: string;
+  databaseUrl: string | undefined;
+  databaseReadUrl: string | undefined;
+  databasePoolMax: number;
+  redisUrl: string | undefined;
+  redisKeyPrefix: string;
+  jwtSecret: string | undefined;
+  secretsKey: string | undefined;
+  accessTokenTtlSeconds: number;
+  refreshTokenTtlSeconds: number;
+  cookieSecure: boolean;
+  adminUsername: string | undefined;
+  adminPassword: string | undefined;
+  agentsConfigPath: string | undefined;
+  openRegistration: boolean;
+  mockUpstream: boolean;
+  mockUpstreamPort: number;
+  bodyLimitBytes: number;
+  chatRateLimitPerMinute: number;
+  loginRateLimitPerMinute: number;
+  dailyTokenQuota: number;
+  checkpointIntervalMs: number;
+  eventBufferTtlSeconds: number;
+  upstreamConnections: number;
+}
+
+interface VariableSpec<K extends keyof Config> {
+  name: string;
+  key: K;
+  description: string;
+  /** Shown in the README; `undefined` means "unset". */
+  defaultText: string;
+  parse: (raw: string | undefined, env: Record<string, string | undefined>) => Config[K];
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`Invalid configuration:\n  - ${problems.join('\n  - ')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+class BadValue extends Error {}
+
+function integer(min: number, max: number, fallback: number) {
+  return (raw: string | undefined): number => {
+    if (raw === undefined || raw === '') return fallback;
+    if (!/^-?\d+$/.test(raw.trim())) throw new BadValue(`must be an integer, got "${raw}"`);
+    const n = Number(raw);
+    if (n < min || n > max) throw new BadValue(`must be between ${min} and ${max}, got ${n}`);
+    return n;
+  };
+}
+
+function boolean(fallback: boolean) {
+  return (raw: string | undefined): boolean => {
+    if (raw === undefined || raw === '') return fallback;
+    const v = raw.trim().toLowerCase();
+    if (['1', 'true', 'yes', 'on'].includes(v)) return true;
+    if (['0', 'false', 'no', 'off'].includes(v)) return false;
+    throw new BadValue(`must be true or false, got "${raw}"`);
+  };
+}
+
+function optionalString(raw: string | undefined): string | undefined {
+  return raw === undefined || raw.trim() === '' ? undefined : raw.trim();
+}
+
+function postgresUrl(raw: string | undefined): string | undefined {
+  const value = optionalString(raw);
+  if (value === undefined) return undefined;
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new BadValue('must be a URL like postgres://user:pass@host:5432/db');
+  }
+  if (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:') {
+    throw new BadValue(`must use the postgres:// scheme, got "${url.protocol}"`);
+  }
+  return value;
+}
+
+function redisUrl(raw: string | undefined): string | undefined {
+  const value = optionalString(raw);
+  if (value === undefined) return undefined;
+  try {
+    parseRedisUrl(value);
+  } catch (err) {
+    throw new BadValue(`must be redis://host:port[/db], rediss://… or redis-sentinel://host:port[,host:port…]/masterName (${(err as Error).message})`);
+  }
+  return value;
+}
+
+function secret(raw: string | undefined, env: Record<string, string | undefined>): string | undefined {
+  const value = optionalString(raw);
+  if (value === undefined) {
+    if (optionalString(env.DATABASE_URL) !== undefined) {
+      throw new BadValue('is required when DATABASE_URL is set (at least 32 characters; e.g. `openssl rand -base64 48`)');
+    }
+    return undefined;
+  }
+  if (value.length < 32) throw new BadValue('must be at least 32 characters long');
+  return value;
+}
+
+const specs: { [K in keyof Config]: VariableSpec<K> }[keyof Config][] = [
+  {
+    name: 'NODE_ENV', key: 'nodeEnv', defaultText: 'development',
+    description: '`development`, `production` or `test`. Production turns on secure cookies and JSON logs only.',
+    parse: (raw) => {
+      const v = optionalString(raw) ?? 'development';
+      if (v !== 'development' && v !== 'production' && v !== 'test') throw new BadValue(`must be development, production or test, got "${v}"`);
+      return v;
+    },
+  },
+  {
+    name: 'HOST', key: 'host', defaultText: '0.0.0.0',
+    description: 'Address to listen on.',
+    parse: (raw) => optionalString(raw) ?? '0.0.0.0',
+  },
+  { name: 'PORT', key: 'port', defaultText: '3000', description: 'HTTP port.', parse: integer(0, 65535, 3000) },
+  {
+    name: 'LOG_LEVEL', key: 'logLevel', defaultText: 'info',
+    description: 'pino log level: fatal, error, warn, info, debug, trace or silent.',
+    parse: (raw) => {
+      const v = optionalString(raw) ?? 'info';
+      const levels: LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+      if (!levels.includes(v as LogLevel)) throw new BadValue(`must be one of ${levels.join(', ')}, got "${v}"`);
+      return v as LogLevel;
+    },
+  },
+  {
+    name: 'TRUST_PROXY', key: 'trustProxy', defaultText: 'false',
+    description: 'Trust `X-Forwarded-*` headers: `true`, `false`, or the number of proxy hops (set it behind nginx).',
+    parse: (raw) => {
+      const v = optionalString(raw);
+      if (v === undefined) return false;
+      if (/^\d+$/.test(v)) return Number(v);
+      return boolean(false)(v);
+    },
+  },
+  {
+    name: 'DATA_DIR', key: 'dataDir', defaultText: './.data',
+    description: 'Directory for embedded state: the PGlite database, generated secrets and the generated first admin password.',
+    parse: (raw) => path.resolve(optionalString(raw) ?? '.data'),
+  },
+  {
+    name: 'DATABASE_URL', key: 'databaseUrl', defaultText: '(unset: embedded PGlite in DATA_DIR)',
+    description: 'PostgreSQL writer URL (in production, the HAProxy/Patroni primary address).',
+    parse: postgresUrl,
+  },
+  {
+    name: 'DATABASE_READ_URL', key: 'databaseReadUrl', defaultText: '(unset: reads go to DATABASE_URL)',
+    description: 'Optional read-replica URL for history and search reads.',
+    parse: (raw, env) => {
+      const v = postgresUrl(raw);
+      if (v !== undefined && optionalString(env.DATABASE_URL) === undefined) throw new BadValue('needs DATABASE_URL to be set as well');
+      return v;
+    },
+  },
+  { name: 'DATABASE_POOL_MAX', key: 'databasePoolMax', defaultText: '20', description: 'Connections per pool (writer and reader each).', parse: integer(1, 500, 20) },
+  {
+    name: 'REDIS_URL', key: 'redisUrl', defaultText: '(unset: in-process state, single instance only)',
+    description: 'Redis for shared short-lived state. `redis://host:6379/0`, `rediss://…`, or Sentinel: `redis-sentinel://[:password@]host:26379,host2:26379/masterName`.',
+    parse: redisUrl,
+  },
+  { name: 'REDIS_KEY_PREFIX', key: 'redisKeyPrefix', defaultText: 'llmchat:', description: 'Prefix for every Redis key and channel.', parse: (raw) => optionalString(raw) ?? 'llmchat:' },
+  {
+    name: 'JWT_SECRET', key: 'jwtSecret', defaultText: '(unset: generated into DATA_DIR; required with DATABASE_URL)',
+    description: 'HMAC secret for access tokens, at least 32 characters. Must be the same on every instance.',
+    parse: secret,
+  },
+  {
+    name: 'SECRETS_KEY', key: 'secretsKey', defaultText: '(unset: generated into DATA_DIR; required with DATABASE_URL)',
+    description: 'Key that encrypts upstream API keys at rest (AES-256-GCM), at least 32 characters. Same on every instance.',
+    parse: secret,
+  },
+  { name: 'ACCESS_TOKEN_TTL', key: 'accessTokenTtlSeconds', defaultText: '900', description: 'Access-token lifetime in seconds.', parse: integer(30, 86_400, 900) },
+  { name: 'REFRESH_TOKEN_TTL', key: 'refreshTokenTtlSeconds', defaultText: '2592000', description: 'Refresh-token lifetime in seconds (30 days).', parse: integer(300, 31_536_000, 2_592_000) },
+  {
+    name: 'COOKIE_SECURE', key: 'cookieSecure', defaultText: 'true in production, else false',
+    description: 'Mark the refresh cookie `Secure` (HTTPS only).',
+    parse: (raw, env) => boolean(optionalString(env.NODE_ENV) === 'production')(raw),
+  },
+  {
+    name: 'ADMIN_USERNAME', key: 'adminUsername', defaultText: 'admin',
+    description: 'Username of the first admin, created at start when no admin exists.',
+    parse: (raw) => {
+      const v = optionalString(raw) ?? 'admin';
+      if (!/^[A-Za-z0-9_.@-]{3,64}$/.test(v)) throw new BadValue('must be 3-64 characters of letters, digits, _ . @ -');
+      return v;
+    },
+  },
+  {
+    name: 'ADMIN_PASSWORD', key: 'adminPassword', defaultText: '(unset: a random one is written to DATA_DIR/initial-admin-password)',
+    description: 'Password of the first admin (at least 12 characters). Never a default: unset means a random password, stored only in a file readable by the owner.',
+    parse: (raw) => {
+      const v = raw === undefined || raw === '' ? undefined : raw;
+      if (v !== undefined && v.length < 12) throw new BadValue('must be at least 12 characters long');
+      if (v !== undefined && v.length > 256) throw new BadValue('must be at most 256 characters long');
+      return v;
+    },
+  },
+  {
+    name: 'AGENTS_CONFIG_PATH', key: 'agentsConfigPath', defaultText: '(unset)',
+    description: 'An `agents.json` imported (upserted) at start and by the admin reload API. Values may be `${ENV}` placeholders.',
+    parse: (raw) => {
+      const v = optionalString(raw);
+      return v === undefined ? undefined : path.resolve(v);
+    },
+  },
+  { name: 'OPEN_REGISTRATION', key: 'openRegistration', defaultText: 'false', description: 'Let anyone create an account at `POST /api/auth/register`.', parse: boolean(false) },
+  {
+    name: 'MOCK_UPSTREAM', key: 'mockUpstream', defaultText: 'true without DATABASE_URL, else false',
+    description: 'Start the simulated upstream in-process and seed the `demo` agent on it (first start only).',
+    parse: (raw, env) => boolean(optionalString(env.DATABASE_URL) === undefined)(raw),
+  },
+  { name: 'MOCK_UPSTREAM_PORT', key: 'mockUpstreamPort', defaultText: '3099', description: 'Port of the in-process simulated upstream (loopback only).', parse: integer(0, 65535, 3099) },
+  { name: 'BODY_LIMIT_BYTES', key: 'bodyLimitBytes', defaultText: '1048576', description: 'Largest accepted request body.', parse: integer(1024, 64 * 1024 * 1024, 1_048_576) },
+  { name: 'CHAT_RATE_LIMIT_PER_MINUTE', key: 'chatRateLimitPerMinute', defaultText: '60', description: 'Chat turns per user per minute across all instances (0 = unlimited). An agent\'s own `rateLimit` applies too.', parse: integer(0, 10_000_000, 60) },
+  { name: 'LOGIN_RATE_LIMIT_PER_MINUTE', key: 'loginRateLimitPerMinute', defaultText: '10', description: 'Login attempts per username and per client address per minute (0 = unlimited).', parse: integer(0, 1_000_000, 10) },
+  { name: 'DAILY_TOKEN_QUOTA', key: 'dailyTokenQuota', defaultText: '0', description: 'Default tokens per user per UTC day (0 = unlimited); a user\'s own quota overrides it.', parse: integer(0, 2_000_000_000, 0) },
+  { name: 'CHECKPOINT_INTERVAL_MS', key: 'checkpointIntervalMs', defaultText: '1000', description: 'How often partial answer text is saved to PostgreSQL while it streams.', parse: integer(100, 60_000, 1000) },
+  { name: 'EVENT_BUFFER_TTL_SECONDS', key: 'eventBufferTtlSeconds', defaultText: '900', description: 'How long a turn\'s events stay in the shared buffer for reconnecting clients.', parse: integer(10, 86_400, 900) },
+  { name: 'UPSTREAM_CONNECTIONS', key: 'upstreamConnections', defaultText: '256', description: 'Keep-alive connections per upstream origin.', parse: integer(1, 10_000, 256) },
+];
+
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  const problems: string[] = [];
+  const out: Partial<Record<keyof Config, unknown>> = {};
+  for (const spec of specs) {
+    try {
+      out[spec.key] = spec.parse(env[spec.name], env);
+    } catch (err) {
+      if (!(err instanceof BadValue)) throw err;
+      problems.push(`${spec.name} ${err.message}`);
+    }
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+  return out as Config;
+}
+
+/** The README's configuration table, generated from the declarations above. */
+export function configTable(): string {
+  const rows = specs.map((s) => `| \`${s.name}\` | ${s.defaultText} | ${s.description.replace(/\|/g, '\\|')} |`);
+  return ['| variable | default | meaning |', '|---|---|---|', ...rows].join('\n');
+}

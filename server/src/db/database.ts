@@ -1,0 +1,79 @@
+import fs from 'node:fs';
+import { Kysely, PostgresDialect, sql } from 'kysely';
+import pg from 'pg';
+import type { Logger } from 'pino';
+import { PGlitePool } from './pglite-pool.js';
+import type { Database } from './schema.js';
+
+export interface DatabaseOptions {
+  /** PostgreSQL writer URL; absent means embedded PGlite. */
+  url?: string | undefined;
+  /** Optional read replica; reads fall back to the writer when absent. */
+  readUrl?: string | undefined;
+  poolMax?: number;
+  /** PGlite data directory; absent means in memory (tests). */
+  pgliteDir?: string | undefined;
+  logger?: Logger;
+}
+
+export interface DatabaseHandle {
+  kind: 'postgres' | 'pglite';
+  /** The writer. Every write and every read-your-write goes here. */
+  db: Kysely<Database>;
+  /** Reads that tolerate replica lag (history lists, search). */
+  reader: Kysely<Database>;
+  ping(): Promise<number>;
+  close(): Promise<void>;
+}
+
+// int8 and numeric come back as numbers: counts and sums stay far below 2^53.
+pg.types.setTypeParser(20, (v) => Number(v));
+pg.types.setTypeParser(1700, (v) => Number(v));
+
+function postgresPool(url: string, max: number, logger?: Logger): pg.Pool {
+  const pool = new pg.Pool({
+    connectionString: url,
+    max,
+    idleTimeoutMillis: 30_000,
+    connectionTimeoutMillis: 5_000,
+    keepAlive: true,
+    application_name: 'llmchat',
+  });
+  // A dropped connection must never crash the process; the pool replaces it.
+  pool.on('error', (err) => logger?.warn({ err: err.message }, 'postgres idle client error'));
+  return pool;
+}
+
+export async function createDatabase(options: DatabaseOptions): Promise<DatabaseHandle> {
+  if (options.url) {
+    const writerPool = postgresPool(options.url, options.poolMax ?? 20, options.logger);
+    const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: writerPool }) });
+    const reader = options.readUrl
+      ? new Kysely<Database>({ dialect: new PostgresDialect({ pool: postgresPool(options.readUrl, options.poolMax ?? 20, options.logger) }) })
+      : db;
+    return {
+      kind: 'postgres',
+      db,
+      reader,
+      ping: () => timed(db),
+      async close() {
+        if (reader !== db) await reader.destroy();
+        await db.destroy();
+      },
+    };
+  }
+  const { PGlite } = await import('@electric-sql/pglite');
+  if (options.pgliteDir) fs.mkdirSync(options.pgliteDir, { recursive: true });
+  const pglite = await PGlite.create({
+    ...(options.pgliteDir ? { dataDir: options.pgliteDir } : {}),
+    parsers: { 20: (v: string) => Number(v), 1700: (v: string) => Number(v) },
+  });
+  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: new PGlitePool(pglite) }) });
+  return { kind: 'pglite', db, reader: db, ping: () => timed(db), close: () => db.destroy() };
+}
+
+async function timed(db: Kysely<Database>): Promise<number> {
+  const start = performance.now();
+  await sql`select 1`.execute(db);
+  return performance.now() - start;
+}

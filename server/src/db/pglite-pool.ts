@@ -1,0 +1,50 @@
+import type { PGlite } from '@electric-sql/pglite';
+import type { PostgresPool, PostgresPoolClient, PostgresQueryResult } from 'kysely';
+
+/**
+ * Presents one PGlite instance as a node-postgres style pool so Kysely's own
+ * PostgresDialect drives it. PGlite is a single connection, so a client is
+ * held exclusively from connect() to release(): a transaction never
+ * interleaves with another caller's statements.
+ */
+export class PGlitePool implements PostgresPool {
+  private tail: Promise<void> = Promise.resolve();
+
+  constructor(private readonly pglite: PGlite) {}
+
+  async connect(): Promise<PostgresPoolClient> {
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const previous = this.tail;
+    this.tail = previous.then(() => held);
+    await previous;
+    const pglite = this.pglite;
+    let released = false;
+    return {
+      async query<R>(sql: string, parameters: ReadonlyArray<unknown>): Promise<PostgresQueryResult<R>> {
+        const command = /^\s*(\w+)/.exec(sql)?.[1]?.toUpperCase() ?? 'SELECT';
+        if (parameters.length === 0) {
+          const results = await pglite.exec(sql);
+          const last = results[results.length - 1];
+          return { command: command as PostgresQueryResult<R>['command'], rowCount: last?.affectedRows ?? 0, rows: (last?.rows ?? []) as R[] };
+        }
+        const result = await pglite.query<R>(sql, [...parameters]);
+        return {
+          command: command as PostgresQueryResult<R>['command'],
+          rowCount: result.affectedRows ?? result.rows.length,
+          rows: result.rows,
+        };
+      },
+      release() {
+        if (released) return;
+        released = true;
+        release();
+      },
+    } as unknown as PostgresPoolClient;
+  }
+
+  async end(): Promise<void> {
+    await this.tail;
+    await this.pglite.close();
+  }
+}

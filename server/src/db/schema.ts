@@ -1,0 +1,193 @@
+import type { ColumnType, Generated, Insertable, Selectable, Updateable } from 'kysely';
+
+/** Kysely's view of the tables created in `migrations/`. */
+
+type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
+type NullableTimestamp = ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
+type Json<T> = ColumnType<T, string, string>;
+type NullableJson<T> = ColumnType<T | null, string | null | undefined, string | null>;
+
+export type Role = 'user' | 'admin';
+export type UserStatus = 'active' | 'disabled';
+export type ProviderKind = 'openai' | 'fastgpt' | 'anthropic' | 'dify';
+export type MessageRole = 'system' | 'user' | 'assistant';
+export type MessageStatus = 'streaming' | 'complete' | 'stopped' | 'error';
+
+export interface UsersTable {
+  id: Generated<string>;
+  username: string;
+  display_name: string | null;
+  email: string | null;
+  password_hash: string;
+  role: ColumnType<Role, Role | undefined, Role>;
+  status: ColumnType<UserStatus, UserStatus | undefined, UserStatus>;
+  failed_logins: Generated<number>;
+  locked_until: NullableTimestamp;
+  daily_token_quota: number | null;
+  created_at: Generated<Date>;
+  updated_at: Timestamp;
+  last_login_at: NullableTimestamp;
+  password_changed_at: Timestamp;
+}
+
+export interface RefreshTokensTable {
+  id: Generated<string>;
+  user_id: string;
+  family_id: string;
+  token_hash: string;
+  expires_at: Timestamp;
+  rotated_at: NullableTimestamp;
+  revoked_at: NullableTimestamp;
+  created_at: Generated<Date>;
+  user_agent: string | null;
+  ip: string | null;
+}
+
+export interface ApiKeysTable {
+  id: Generated<string>;
+  user_id: string;
+  name: string;
+  prefix: string;
+  key_hash: string;
+  created_at: Generated<Date>;
+  last_used_at: NullableTimestamp;
+  expires_at: NullableTimestamp;
+  revoked_at: NullableTimestamp;
+}
+
+export interface AgentFeatures {
+  supportsStream?: boolean;
+  supportsChatId?: boolean;
+  supportsDetail?: boolean;
+  supportsFiles?: boolean;
+  supportsImages?: boolean;
+}
+
+export interface AgentRateLimit {
+  requestsPerMinute?: number;
+  tokensPerMinute?: number;
+}
+
+export interface EndpointTimeouts {
+  connectMs?: number;
+  firstTokenMs?: number;
+  idleMs?: number;
+  totalMs?: number;
+}
+
+export interface AgentsTable {
+  id: string;
+  name: string;
+  description: Generated<string>;
+  max_tokens: number | null;
+  temperature: number | null;
+  system_prompt: string | null;
+  welcome_text: string | null;
+  capabilities: Json<string[]>;
+  rate_limit: NullableJson<AgentRateLimit>;
+  features: Json<AgentFeatures>;
+  is_active: Generated<boolean>;
+  simulated: Generated<boolean>;
+  created_at: Generated<Date>;
+  updated_at: Timestamp;
+}
+
+export interface AgentEndpointsTable {
+  id: Generated<string>;
+  agent_id: string;
+  position: number;
+  provider: ProviderKind;
+  url: string;
+  api_key_encrypted: string | null;
+  app_id: string | null;
+  model: string | null;
+  timeouts: NullableJson<EndpointTimeouts>;
+  created_at: Generated<Date>;
+}
+
+export interface ChatSessionsTable {
+  id: Generated<string>;
+  user_id: string;
+  agent_id: string;
+  title: Generated<string>;
+  provider_chat_id: string | null;
+  message_count: Generated<number>;
+  archived_at: NullableTimestamp;
+  created_at: Generated<Date>;
+  updated_at: Timestamp;
+}
+
+export interface MessagesTable {
+  id: Generated<string>;
+  seq: ColumnType<number, never, never>;
+  session_id: string;
+  user_id: string;
+  role: MessageRole;
+  content: Generated<string>;
+  reasoning: string | null;
+  status: ColumnType<MessageStatus, MessageStatus | undefined, MessageStatus>;
+  error_code: string | null;
+  error_message: string | null;
+  agent_id: string | null;
+  provider: string | null;
+  model: string | null;
+  endpoint_id: string | null;
+  prompt_tokens: number | null;
+  completion_tokens: number | null;
+  total_tokens: number | null;
+  first_token_ms: number | null;
+  total_ms: number | null;
+  provider_chat_id: string | null;
+  provider_message_id: string | null;
+  interactive: NullableJson<unknown>;
+  metadata: NullableJson<Record<string, unknown>>;
+  created_at: Generated<Date>;
+  updated_at: Timestamp;
+  completed_at: NullableTimestamp;
+}
+
+export interface FeedbackTable {
+  id: Generated<string>;
+  message_id: string;
+  user_id: string;
+  rating: 'up' | 'down';
+  comment: string | null;
+  forwarded: Generated<boolean>;
+  created_at: Generated<Date>;
+  updated_at: Timestamp;
+}
+
+export interface AuditLogTable {
+  id: ColumnType<number, never, never>;
+  at: Generated<Date>;
+  actor_id: string | null;
+  actor_username: string | null;
+  action: string;
+  target_type: string | null;
+  target_id: string | null;
+  success: Generated<boolean>;
+  ip: string | null;
+  detail: NullableJson<Record<string, unknown>>;
+}
+
+export interface Database {
+  users: UsersTable;
+  refresh_tokens: RefreshTokensTable;
+  api_keys: ApiKeysTable;
+  agents: AgentsTable;
+  agent_endpoints: AgentEndpointsTable;
+  chat_sessions: ChatSessionsTable;
+  messages: MessagesTable;
+  feedback: FeedbackTable;
+  audit_log: AuditLogTable;
+}
+
+export type UserRow = Selectable<UsersTable>;
+export type NewUser = Insertable<UsersTable>;
+export type UserUpdate = Updateable<UsersTable>;
+export type AgentRow = Selectable<AgentsTable>;
+export type AgentEndpointRow = Selectable<AgentEndpointsTable>;
+export type ChatSessionRow = Selectable<ChatSessionsTable>;
+export type MessageRow = Selectable<MessagesTable>;
+export type FeedbackRow = Selectable<FeedbackTable>;
+export type AuditLogRow = Selectable<AuditLogTable>;

@@ -1,0 +1,77 @@
+/**
+ * The one list of stable error codes. Clients switch on `code`; the message is
+ * for people. Add codes here, never inline at a throw site.
+ */
+export const ErrorCodes = {
+  // 400
+  VALIDATION_FAILED: 400,
+  INVALID_JSON: 400,
+  UNSUPPORTED_MEDIA_TYPE: 415,
+  PAYLOAD_TOO_LARGE: 413,
+  // 401
+  UNAUTHENTICATED: 401,
+  TOKEN_EXPIRED: 401,
+  TOKEN_INVALID: 401,
+  INVALID_CREDENTIALS: 401,
+  REFRESH_TOKEN_INVALID: 401,
+  REFRESH_TOKEN_REUSED: 401,
+  API_KEY_INVALID: 401,
+  // 403
+  FORBIDDEN: 403,
+  ACCOUNT_DISABLED: 403,
+  REGISTRATION_CLOSED: 403,
+  // 404
+  NOT_FOUND: 404,
+  AGENT_NOT_FOUND: 404,
+  SESSION_NOT_FOUND: 404,
+  MESSAGE_NOT_FOUND: 404,
+  USER_NOT_FOUND: 404,
+  API_KEY_NOT_FOUND: 404,
+  GENERATION_NOT_FOUND: 404,
+  // 409
+  USERNAME_TAKEN: 409,
+  AGENT_EXISTS: 409,
+  AGENT_INACTIVE: 409,
+  GENERATION_RUNNING: 409,
+  NOTHING_TO_RETRY: 409,
+  LAST_ADMIN: 409,
+  // 422
+  AGENTS_CONFIG_INVALID: 422,
+  PASSWORD_TOO_WEAK: 422,
+  // 423
+  ACCOUNT_LOCKED: 423,
+  // 429
+  RATE_LIMITED: 429,
+  QUOTA_EXCEEDED: 429,
+  // 5xx
+  INTERNAL: 500,
+  UPSTREAM_ERROR: 502,
+  UPSTREAM_UNAVAILABLE: 503,
+  UPSTREAM_TIMEOUT: 504,
+  DATABASE_UNAVAILABLE: 503,
+  NOT_READY: 503,
+} as const;
+
+export type ErrorCode = keyof typeof ErrorCodes;
+
+export class AppError extends Error {
+  readonly statusCode: number;
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    readonly details?: unknown,
+    readonly headers?: Record<string, string>,
+  ) {
+    super(message);
+    this.name = 'AppError';
+    this.statusCode = ErrorCodes[code];
+  }
+}
+
+export function notFound(code: ErrorCode & `${string}NOT_FOUND`, what: string): AppError {
+  return new AppError(code, `${what} was not found`);
+}
+
+export interface ErrorBody {
+  error: { code: string; message: string; requestId: string; details?: unknown };
+}

@@ -1,0 +1,42 @@
+/**
+ * Shared short-lived state: what every instance must see (rate-limit
+ * counters, turn event buffers, stop signals, config-change notices).
+ * Redis in production; an in-process implementation for a single node.
+ */
+
+/** One event of a turn as it went to the client; `data` is the JSON text. */
+export interface TurnEvent {
+  id: number;
+  event: string;
+  data: string;
+}
+
+export type Unsubscribe = () => Promise<void>;
+
+export interface SharedState {
+  readonly kind: 'memory' | 'redis';
+  /** Fixed-window counter: adds `by` to `key` and returns the window's total. */
+  hit(key: string, windowSeconds: number, by?: number): Promise<number>;
+  get(key: string): Promise<string | null>;
+  set(key: string, value: string, ttlSeconds: number): Promise<void>;
+  del(key: string): Promise<void>;
+  publish(channel: string, message: string): Promise<void>;
+  subscribe(channel: string, onMessage: (message: string) => void): Promise<Unsubscribe>;
+  /** Appends to a turn's bounded event buffer (ids strictly increasing). */
+  appendEvents(turnId: string, events: readonly TurnEvent[], ttlSeconds: number): Promise<void>;
+  /** Events with id > afterId, oldest first. */
+  readEvents(turnId: string, afterId: number): Promise<TurnEvent[]>;
+  /** Round-trip time in ms; throws when unreachable. */
+  ping(): Promise<number>;
+  close(): Promise<void>;
+}
+
+/** Channels used across instances. */
+export const Channels = {
+  agentsChanged: 'agents-changed',
+  usersChanged: 'users-changed',
+  stopGeneration: 'stop-generation',
+} as const;
+
+/** Upper bound on events kept per turn. */
+export const MAX_EVENTS_PER_TURN = 20_000;

@@ -1,0 +1,74 @@
+import type { FastifyInstance } from 'fastify';
+import pino from 'pino';
+import { buildApp } from '../app.js';
+import { loadConfig, type Config } from '../config.js';
+import { createBackend, type Backend } from './backends.js';
+
+export const ADMIN_USERNAME = 'admin';
+export const ADMIN_PASSWORD = 'admin-password-for-tests';
+
+export interface TestApp {
+  app: FastifyInstance;
+  backend: Backend;
+  config: Config;
+  close(): Promise<void>;
+}
+
+/** Builds the whole app on a fresh backend, with a known first admin. */
+export async function buildTestApp(backendName: Backend['name'], env: Record<string, string> = {}): Promise<TestApp> {
+  const backend = await createBackend(backendName);
+  const config = loadConfig({
+    NODE_ENV: 'test',
+    LOG_LEVEL: 'silent',
+    DATA_DIR: `/tmp/llmchat-test-${process.pid}`,
+    JWT_SECRET: 'test-jwt-secret-that-is-long-enough-0123456789',
+    SECRETS_KEY: 'test-secrets-key-that-is-long-enough-0123456789',
+    ADMIN_USERNAME,
+    ADMIN_PASSWORD,
+    MOCK_UPSTREAM: 'false',
+    CHAT_RATE_LIMIT_PER_MINUTE: '0',
+    LOGIN_RATE_LIMIT_PER_MINUTE: '0',
+    ...env,
+  });
+  const app = await buildApp({
+    config,
+    database: backend.database,
+    state: backend.state,
+    logger: pino({ level: 'silent' }),
+    logRequests: false,
+  });
+  return {
+    app,
+    backend,
+    config,
+    async close() {
+      await app.close();
+      await backend.dispose();
+    },
+  };
+}
+
+/** Logs in through the API and returns the access token. */
+export async function login(app: FastifyInstance, username = ADMIN_USERNAME, password = ADMIN_PASSWORD): Promise<string> {
+  const res = await app.inject({ method: 'POST', url: '/api/auth/login', payload: { username, password } });
+  if (res.statusCode !== 200) throw new Error(`login failed: ${res.statusCode} ${res.body}`);
+  const body = res.json<{ token: string }>();
+  return body.token;
+}
+
+/** Creates a user through the admin API and returns their access token. */
+export async function createUserAndLogin(app: FastifyInstance, adminToken: string, username: string, password = 'user-password-123', role: 'user' | 'admin' = 'user'): Promise<{ token: string; userId: string }> {
+  const res = await app.inject({
+    method: 'POST',
+    url: '/api/admin/users',
+    headers: { authorization: `Bearer ${adminToken}` },
+    payload: { username, password, role },
+  });
+  if (res.statusCode !== 201) throw new Error(`create user failed: ${res.statusCode} ${res.body}`);
+  const userId = res.json<{ data: { id: string } }>().data.id;
+  return { token: await login(app, username, password), userId };
+}
+
+export function bearer(token: string): { authorization: string } {
+  return { authorization: `Bearer ${token}` };
+}
