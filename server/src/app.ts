@@ -1,7 +1,6 @@
 import cookie from '@fastify/cookie';
 import helmet from '@fastify/helmet';
-import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { Config } from './config.js';
 import { createDatabase, type DatabaseHandle } from './db/database.js';
@@ -99,18 +98,20 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
 
   await users.ensureFirstAdmin();
   await agents.start();
+  await chat.start();
 
   // HTTP.
-  const app = Fastify({
-    loggerInstance: options.logRequests === false ? logger.child({}, { level: 'warn' }) : logger,
+  const app: FastifyInstance = Fastify({
+    loggerInstance: (options.logRequests === false ? logger.child({}, { level: 'warn' }) : logger) as FastifyBaseLogger,
     bodyLimit: config.bodyLimitBytes,
-    trustProxy: config.trustProxy,
+    // Fastify accepts a hop count at run time; its types only list booleans and addresses.
+    trustProxy: config.trustProxy as boolean,
     genReqId: () => crypto.randomUUID(),
     requestIdHeader: 'x-request-id',
     disableRequestLogging: options.logRequests === false,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: false } },
     forceCloseConnections: 'idle',
-  }).withTypeProvider<TypeBoxTypeProvider>();
+  });
 
   app.decorate('deps', deps);
   registerErrorHandler(app);

@@ -59,8 +59,11 @@ export type ProviderEvent =
   | { type: 'interactive'; data: unknown }
   /** Provider conversation id (FastGPT chatId, Dify conversation_id). */
   | { type: 'chatId'; chatId: string }
-  /** Provider's id for this answer (Dify message_id, FastGPT responseChatItemId). */
-  | { type: 'messageId'; messageId: string }
+  /**
+   * Provider's id for this answer (Dify message_id, FastGPT responseChatItemId, Anthropic message id).
+   * `taskId` is Dify's id of the running generation, the one `stop()` needs.
+   */
+  | { type: 'messageId'; messageId: string; taskId?: string | undefined }
   | { type: 'usage'; usage: Usage }
   /** The model that actually answered, when the provider reports it. */
   | { type: 'model'; model: string }
@@ -105,6 +108,12 @@ export interface ProviderAdapter {
   complete(request: ProviderRequest, signal: AbortSignal): Promise<ProviderResult>;
   /** Forward a rating where the provider supports it; returns false when it does not. */
   feedback?(request: FeedbackRequest, signal: AbortSignal): Promise<boolean>;
-  /** Tell the provider to stop generating (Dify); best effort. */
+  /**
+   * Tell the provider to stop generating (Dify); best effort. Dify's stop API takes the
+   * generation's task id (`taskId` of the `messageId` event); the message id also works
+   * while this process is reading that stream, as the adapter maps it to the task id.
+   */
   stop?(endpoint: ResolvedEndpoint, providerMessageId: string, user: string, signal: AbortSignal): Promise<void>;
+  /** The app's configured opening text (FastGPT chat init welcomeText, Dify opening_statement). Throws UpstreamError. */
+  welcomeText?(endpoint: ResolvedEndpoint, signal: AbortSignal): Promise<string | undefined>;
 }

@@ -72,6 +72,8 @@ const NON_RETRYABLE_CODES = new Set([
   'permission_denied',
   'not_found_error',
   'model_not_found',
+  // OpenAI's "quota exhausted" is a 429 that no retry of the same endpoint fixes.
+  'insufficient_quota',
 ]);
 
 /** True for provider codes that can never succeed on a retry of the same request. */

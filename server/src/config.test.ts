@@ -1,0 +1,47 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, configTable, loadConfig } from './config.js';
+
+describe('config', () => {
+  it('starts on embedded defaults with no environment at all', () => {
+    const config = loadConfig({});
+    expect(config.port).toBe(3000);
+    expect(config.databaseUrl).toBeUndefined();
+    expect(config.redisUrl).toBeUndefined();
+    expect(config.mockUpstream).toBe(true);
+    expect(config.openRegistration).toBe(false);
+    expect(config.adminPassword).toBeUndefined();
+  });
+
+  it('names every bad variable in one error', () => {
+    try {
+      loadConfig({ PORT: 'eighty', REDIS_URL: 'http://x', OPEN_REGISTRATION: 'maybe', ADMIN_PASSWORD: 'short' });
+      expect.unreachable('bad config must throw');
+    } catch (err) {
+      expect(err).toBeInstanceOf(ConfigError);
+      const message = (err as ConfigError).message;
+      for (const name of ['PORT', 'REDIS_URL', 'OPEN_REGISTRATION', 'ADMIN_PASSWORD']) expect(message).toContain(name);
+      expect((err as ConfigError).problems).toHaveLength(4);
+    }
+  });
+
+  it('requires token and encryption secrets with a real database', () => {
+    expect(() => loadConfig({ DATABASE_URL: 'postgres://u@h/db' })).toThrow(/JWT_SECRET[\s\S]*SECRETS_KEY/);
+    expect(() => loadConfig({ DATABASE_URL: 'postgres://u@h/db', JWT_SECRET: 'x'.repeat(40), SECRETS_KEY: 'short' })).toThrow(/SECRETS_KEY must be at least 32/);
+    const config = loadConfig({ DATABASE_URL: 'postgres://u@h/db', JWT_SECRET: 'x'.repeat(40), SECRETS_KEY: 'y'.repeat(40) });
+    expect(config.mockUpstream).toBe(false);
+  });
+
+  it('accepts the Sentinel form of REDIS_URL and refuses a read URL without a writer', () => {
+    expect(loadConfig({ REDIS_URL: 'redis-sentinel://:pw@10.0.0.1:26379,10.0.0.2:26379/mymaster' }).redisUrl).toContain('sentinel');
+    expect(() => loadConfig({ REDIS_URL: 'redis-sentinel://10.0.0.1:26379' })).toThrow(/REDIS_URL/);
+    expect(() => loadConfig({ DATABASE_READ_URL: 'postgres://r@h/db' })).toThrow(/DATABASE_READ_URL needs DATABASE_URL/);
+    expect(() => loadConfig({ DATABASE_URL: 'mysql://u@h/db' })).toThrow(/DATABASE_URL must use the postgres/);
+  });
+
+  it('documents every variable in the README table', () => {
+    const table = configTable();
+    for (const name of ['PORT', 'DATABASE_URL', 'DATABASE_READ_URL', 'REDIS_URL', 'JWT_SECRET', 'ADMIN_USERNAME', 'ADMIN_PASSWORD', 'AGENTS_CONFIG_PATH', 'OPEN_REGISTRATION']) {
+      expect(table).toContain(`\`${name}\``);
+    }
+  });
+});

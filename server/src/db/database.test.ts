@@ -1,0 +1,60 @@
+import { sql } from 'kysely';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { backendNames, createBackend, type Backend } from '../test/backends.js';
+import { latestMigration, migrateToLatest, migrationsDone } from './migrate.js';
+
+describe.each(await backendNames())('database on %s', (name) => {
+  let backend: Backend;
+  beforeAll(async () => {
+    backend = await createBackend(name);
+  });
+  afterAll(async () => {
+    await backend.dispose();
+  });
+
+  it('migrates once and is then up to date', async () => {
+    expect(await migrationsDone(backend.database.db)).toBe(false);
+    const applied = await migrateToLatest(backend.database.db);
+    expect(applied.at(-1)).toBe(latestMigration);
+    expect(await migrateToLatest(backend.database.db)).toEqual([]);
+    expect(await migrationsDone(backend.database.db)).toBe(true);
+  });
+
+  it('has the indexes the hot queries need', async () => {
+    const { rows } = await sql<{ indexname: string }>`select indexname from pg_indexes where schemaname = 'public'`.execute(backend.database.db);
+    const names = rows.map((r) => r.indexname);
+    for (const index of ['chat_sessions_user_recent_idx', 'messages_session_seq_idx', 'messages_content_fts_idx', 'chat_sessions_title_fts_idx', 'users_username_key']) {
+      expect(names).toContain(index);
+    }
+  });
+
+  it('rolls a failed transaction back completely', async () => {
+    const user = await backend.database.db
+      .insertInto('users')
+      .values({ username: `tx-${name}`, password_hash: 'x', updated_at: new Date(), password_changed_at: new Date() })
+      .returning('id')
+      .executeTakeFirstOrThrow();
+    await expect(
+      backend.database.db.transaction().execute(async (tx) => {
+        await tx.insertInto('chat_sessions').values({ user_id: user.id, agent_id: 'a', updated_at: new Date() }).execute();
+        await tx.insertInto('chat_sessions').values({ user_id: '00000000-0000-4000-8000-000000000000', agent_id: 'a', updated_at: new Date() }).execute();
+      }),
+    ).rejects.toThrow();
+    const count = await backend.database.db.selectFrom('chat_sessions').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow();
+    expect(Number(count.n)).toBe(0);
+  });
+
+  it('keeps concurrent transactions apart', async () => {
+    const user = await backend.database.db.selectFrom('users').select('id').executeTakeFirstOrThrow();
+    await Promise.all(
+      Array.from({ length: 10 }, (_, i) =>
+        backend.database.db.transaction().execute(async (tx) => {
+          const s = await tx.insertInto('chat_sessions').values({ user_id: user.id, agent_id: `a${i}`, updated_at: new Date() }).returning('id').executeTakeFirstOrThrow();
+          await tx.insertInto('messages').values({ session_id: s.id, user_id: user.id, role: 'user', content: `m${i}`, updated_at: new Date() }).execute();
+        }),
+      ),
+    );
+    const count = await backend.database.db.selectFrom('messages').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow();
+    expect(Number(count.n)).toBe(10);
+  });
+});

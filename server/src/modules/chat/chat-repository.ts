@@ -1,0 +1,398 @@
+import { sql, type Kysely } from 'kysely';
+import type { Database, MessageRow, MessageStatus } from '../../db/schema.js';
+
+/** SQL for sessions and messages. Every query is scoped by the owner's id. */
+
+export interface NewTurn {
+  userId: string;
+  agentId: string;
+  /** Existing session to continue; a new session is created when absent. */
+  sessionId: string | undefined;
+  userMessageId: string;
+  assistantMessageId: string;
+  userContent: string;
+  title: string;
+  /** Replaces this assistant message (regenerate): deleted in the same transaction. */
+  replacesMessageId?: string | undefined;
+}
+
+export interface CreatedTurn {
+  sessionId: string;
+  providerChatId: string | null;
+}
+
+export interface TurnOutcome {
+  status: Exclude<MessageStatus, 'streaming'>;
+  content: string;
+  reasoning: string | null;
+  errorCode?: string | null;
+  errorMessage?: string | null;
+  provider?: string | null;
+  model?: string | null;
+  endpointId?: string | null;
+  promptTokens?: number | null;
+  completionTokens?: number | null;
+  totalTokens?: number | null;
+  firstTokenMs?: number | null;
+  totalMs?: number | null;
+  providerChatId?: string | null;
+  providerMessageId?: string | null;
+  interactive?: unknown;
+}
+
+export interface SessionSummary {
+  id: string;
+  agentId: string;
+  title: string;
+  messageCount: number;
+  archived: boolean;
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+export interface SearchHit {
+  sessionId: string;
+  agentId: string;
+  title: string;
+  messageId: string | null;
+  snippet: string;
+  updatedAt: Date;
+}
+
+const CJK = /[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af\uf900-\ufaff]/;
+
+function toSummary(row: {
+  id: string;
+  agent_id: string;
+  title: string;
+  message_count: number;
+  archived_at: Date | null;
+  created_at: Date;
+  updated_at: Date;
+}): SessionSummary {
+  return {
+    id: row.id,
+    agentId: row.agent_id,
+    title: row.title,
+    messageCount: row.message_count,
+    archived: row.archived_at !== null,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+  };
+}
+
+export function createChatRepository(db: Kysely<Database>, reader: Kysely<Database>) {
+  return {
+    /**
+     * The acknowledgement point of a turn: the user message and the
+     * assistant message in state `streaming` are written in one statement
+     * (one transaction), together with the session. Returns undefined when
+     * the session does not exist or belongs to someone else; nothing is
+     * written then.
+     */
+    async createTurn(turn: NewTurn): Promise<CreatedTurn | undefined> {
+      return db.transaction().execute(async (tx) => {
+        let sessionId = turn.sessionId;
+        let providerChatId: string | null = null;
+        if (sessionId === undefined) {
+          const created = await tx
+            .insertInto('chat_sessions')
+            .values({ user_id: turn.userId, agent_id: turn.agentId, title: turn.title, message_count: 2, updated_at: new Date() })
+            .returning('id')
+            .executeTakeFirstOrThrow();
+          sessionId = created.id;
+        } else {
+          const delta = turn.replacesMessageId ? 0 : 2;
+          const updated = await tx
+            .updateTable('chat_sessions')
+            .set((eb) => ({
+              updated_at: new Date(),
+              message_count: eb('message_count', '+', delta),
+              title: sql<string>`CASE WHEN title = '' THEN ${turn.title} ELSE title END`,
+            }))
+            .where('id', '=', sessionId)
+            .where('user_id', '=', turn.userId)
+            .returning(['id', 'provider_chat_id'])
+            .executeTakeFirst();
+          if (!updated) return undefined;
+          providerChatId = updated.provider_chat_id;
+        }
+        if (turn.replacesMessageId) {
+          await tx.deleteFrom('messages').where('id', '=', turn.replacesMessageId).where('user_id', '=', turn.userId).execute();
+          await tx
+            .insertInto('messages')
+            .values({ id: turn.assistantMessageId, session_id: sessionId, user_id: turn.userId, role: 'assistant', status: 'streaming', agent_id: turn.agentId, updated_at: new Date() })
+            .execute();
+        } else {
+          // One INSERT with both rows keeps their order (seq) and their atomicity.
+          await tx
+            .insertInto('messages')
+            .values([
+              { id: turn.userMessageId, session_id: sessionId, user_id: turn.userId, role: 'user', content: turn.userContent, status: 'complete', agent_id: turn.agentId, updated_at: new Date(), completed_at: new Date() },
+              { id: turn.assistantMessageId, session_id: sessionId, user_id: turn.userId, role: 'assistant', status: 'streaming', agent_id: turn.agentId, updated_at: new Date() },
+            ])
+            .execute();
+        }
+        return { sessionId, providerChatId };
+      });
+    },
+
+    /** Saves partial text while the answer streams; a no-op once the turn has ended. */
+    async checkpoint(messageId: string, content: string, reasoning: string | null): Promise<void> {
+      await db
+        .updateTable('messages')
+        .set({ content, reasoning, updated_at: new Date() })
+        .where('id', '=', messageId)
+        .where('status', '=', 'streaming')
+        .execute();
+    },
+
+    /** Writes the end of a turn once: only a message still `streaming` is finished. Returns whether it was. */
+    async finishTurn(messageId: string, sessionId: string, outcome: TurnOutcome): Promise<boolean> {
+      const result = await db
+        .updateTable('messages')
+        .set({
+          status: outcome.status,
+          content: outcome.content,
+          reasoning: outcome.reasoning,
+          error_code: outcome.errorCode ?? null,
+          error_message: outcome.errorMessage ?? null,
+          provider: outcome.provider ?? null,
+          model: outcome.model ?? null,
+          endpoint_id: outcome.endpointId ?? null,
+          prompt_tokens: outcome.promptTokens ?? null,
+          completion_tokens: outcome.completionTokens ?? null,
+          total_tokens: outcome.totalTokens ?? null,
+          first_token_ms: outcome.firstTokenMs ?? null,
+          total_ms: outcome.totalMs ?? null,
+          provider_chat_id: outcome.providerChatId ?? null,
+          provider_message_id: outcome.providerMessageId ?? null,
+          interactive: outcome.interactive === undefined || outcome.interactive === null ? null : JSON.stringify(outcome.interactive),
+          updated_at: new Date(),
+          completed_at: new Date(),
+        })
+        .where('id', '=', messageId)
+        .where('status', '=', 'streaming')
+        .executeTakeFirst();
+      const finished = result.numUpdatedRows > 0n;
+      if (finished && outcome.providerChatId) {
+        await db
+          .updateTable('chat_sessions')
+          .set({ provider_chat_id: outcome.providerChatId })
+          .where('id', '=', sessionId)
+          .where('provider_chat_id', 'is', null)
+          .execute();
+      }
+      return finished;
+    },
+
+    /** The last complete messages of a session, oldest first, for providers without upstream context. */
+    async contextMessages(sessionId: string, userId: string, beforeMessageIds: string[], limit: number) {
+      const rows = await db
+        .selectFrom('messages')
+        .select(['role', 'content', 'seq'])
+        .where('session_id', '=', sessionId)
+        .where('user_id', '=', userId)
+        .where('status', 'in', ['complete', 'stopped'])
+        .where('role', 'in', ['user', 'assistant'])
+        .$if(beforeMessageIds.length > 0, (q) => q.where('id', 'not in', beforeMessageIds))
+        .orderBy('seq', 'desc')
+        .limit(limit)
+        .execute();
+      return rows.reverse();
+    },
+
+    async findMessage(messageId: string, userId: string): Promise<MessageRow | undefined> {
+      return db.selectFrom('messages').selectAll().where('id', '=', messageId).where('user_id', '=', userId).executeTakeFirst();
+    },
+
+    /** Latest assistant message of a session owned by the user. */
+    async lastAssistantMessage(sessionId: string, userId: string): Promise<MessageRow | undefined> {
+      return db
+        .selectFrom('messages')
+        .selectAll()
+        .where('session_id', '=', sessionId)
+        .where('user_id', '=', userId)
+        .where('role', '=', 'assistant')
+        .orderBy('seq', 'desc')
+        .limit(1)
+        .executeTakeFirst();
+    },
+
+    /** The user message right before an assistant message. */
+    async userMessageBefore(sessionId: string, userId: string, seq: number): Promise<MessageRow | undefined> {
+      return db
+        .selectFrom('messages')
+        .selectAll()
+        .where('session_id', '=', sessionId)
+        .where('user_id', '=', userId)
+        .where('role', '=', 'user')
+        .where('seq', '<', seq)
+        .orderBy('seq', 'desc')
+        .limit(1)
+        .executeTakeFirst();
+    },
+
+    async findSession(sessionId: string, userId: string) {
+      return reader
+        .selectFrom('chat_sessions')
+        .selectAll()
+        .where('id', '=', sessionId)
+        .where('user_id', '=', userId)
+        .executeTakeFirst();
+    },
+
+    async createSession(userId: string, agentId: string, title: string): Promise<SessionSummary> {
+      const row = await db
+        .insertInto('chat_sessions')
+        .values({ user_id: userId, agent_id: agentId, title, updated_at: new Date() })
+        .returningAll()
+        .executeTakeFirstOrThrow();
+      return toSummary(row);
+    },
+
+    async listSessions(options: { userId: string; agentId?: string | undefined; archived: 'only' | 'exclude' | 'include'; limit: number; offset: number }) {
+      let query = reader.selectFrom('chat_sessions').where('user_id', '=', options.userId);
+      if (options.agentId) query = query.where('agent_id', '=', options.agentId);
+      if (options.archived === 'only') query = query.where('archived_at', 'is not', null);
+      if (options.archived === 'exclude') query = query.where('archived_at', 'is', null);
+      const [rows, total] = await Promise.all([
+        query.selectAll().orderBy('updated_at', 'desc').orderBy('id', 'desc').limit(options.limit).offset(options.offset).execute(),
+        query.select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow(),
+      ]);
+      return { items: rows.map(toSummary), total: Number(total.n) };
+    },
+
+    /** A page of a session's messages in order; `beforeSeq` pages backwards from the newest. */
+    async listMessages(sessionId: string, userId: string, options: { limit: number; beforeSeq?: number | undefined }) {
+      const rows = await db
+        .selectFrom('messages')
+        .leftJoin('feedback', (join) => join.onRef('feedback.message_id', '=', 'messages.id').on('feedback.user_id', '=', userId))
+        .select([
+          'messages.id', 'messages.seq', 'messages.role', 'messages.content', 'messages.reasoning', 'messages.status',
+          'messages.error_code', 'messages.error_message', 'messages.agent_id', 'messages.provider', 'messages.model',
+          'messages.prompt_tokens', 'messages.completion_tokens', 'messages.total_tokens', 'messages.first_token_ms',
+          'messages.total_ms', 'messages.interactive', 'messages.created_at', 'messages.completed_at',
+          'feedback.rating', 'feedback.comment',
+        ])
+        .where('messages.session_id', '=', sessionId)
+        .where('messages.user_id', '=', userId)
+        .$if(options.beforeSeq !== undefined, (q) => q.where('messages.seq', '<', options.beforeSeq ?? 0))
+        .orderBy('messages.seq', 'desc')
+        .limit(options.limit + 1)
+        .execute();
+      const hasMore = rows.length > options.limit;
+      return { messages: rows.slice(0, options.limit).reverse(), hasMore };
+    },
+
+    async renameSession(sessionId: string, userId: string, title: string): Promise<SessionSummary | undefined> {
+      const row = await db
+        .updateTable('chat_sessions')
+        .set({ title })
+        .where('id', '=', sessionId)
+        .where('user_id', '=', userId)
+        .returningAll()
+        .executeTakeFirst();
+      return row ? toSummary(row) : undefined;
+    },
+
+    async setArchived(sessionId: string, userId: string, archived: boolean): Promise<SessionSummary | undefined> {
+      const row = await db
+        .updateTable('chat_sessions')
+        .set({ archived_at: archived ? new Date() : null })
+        .where('id', '=', sessionId)
+        .where('user_id', '=', userId)
+        .returningAll()
+        .executeTakeFirst();
+      return row ? toSummary(row) : undefined;
+    },
+
+    async deleteSession(sessionId: string, userId: string): Promise<boolean> {
+      const result = await db.deleteFrom('chat_sessions').where('id', '=', sessionId).where('user_id', '=', userId).executeTakeFirst();
+      return result.numDeletedRows > 0n;
+    },
+
+    async deleteSessionsOfAgent(userId: string, agentId: string): Promise<number> {
+      const result = await db.deleteFrom('chat_sessions').where('user_id', '=', userId).where('agent_id', '=', agentId).executeTakeFirst();
+      return Number(result.numDeletedRows);
+    },
+
+    /** Full-text search over the user's session titles and message text, newest first, with a snippet. */
+    async search(userId: string, q: string, limit: number): Promise<SearchHit[]> {
+      const needle = q.trim();
+      const cjk = CJK.test(needle);
+      const like = `%${needle.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+      const tsq = sql`plainto_tsquery('simple', ${needle})`;
+      const titleHits = await reader
+        .selectFrom('chat_sessions')
+        .select(['id', 'agent_id', 'title', 'updated_at'])
+        .where('user_id', '=', userId)
+        .where((eb) =>
+          cjk
+            ? eb.or([sql<boolean>`to_tsvector('simple', title) @@ ${tsq}`, eb('title', 'ilike', like)])
+            : sql<boolean>`to_tsvector('simple', title) @@ ${tsq}`,
+        )
+        .orderBy('updated_at', 'desc')
+        .limit(limit)
+        .execute();
+      const messageHits = await reader
+        .selectFrom('messages')
+        .innerJoin('chat_sessions', 'chat_sessions.id', 'messages.session_id')
+        .select([
+          'messages.id as message_id',
+          'chat_sessions.id as session_id',
+          'chat_sessions.agent_id',
+          'chat_sessions.title',
+          'messages.created_at',
+          cjk
+            ? sql<string>`substring(messages.content from greatest(1, strpos(lower(messages.content), lower(${needle})) - 40) for 160)`.as('snippet')
+            : sql<string>`ts_headline('simple', messages.content, ${tsq}, 'StartSel=<mark>, StopSel=</mark>, MaxFragments=1, MaxWords=24, MinWords=8')`.as('snippet'),
+        ])
+        .where('messages.user_id', '=', userId)
+        .where('chat_sessions.user_id', '=', userId)
+        .where((eb) =>
+          cjk
+            ? eb.or([sql<boolean>`to_tsvector('simple', messages.content) @@ ${tsq}`, eb('messages.content', 'ilike', like)])
+            : sql<boolean>`to_tsvector('simple', messages.content) @@ ${tsq}`,
+        )
+        .orderBy('messages.created_at', 'desc')
+        .limit(limit)
+        .execute();
+      const hits: SearchHit[] = [
+        ...titleHits.map((r) => ({ sessionId: r.id, agentId: r.agent_id, title: r.title, messageId: null, snippet: r.title, updatedAt: r.updated_at })),
+        ...messageHits.map((r) => ({ sessionId: r.session_id, agentId: r.agent_id, title: r.title, messageId: r.message_id, snippet: r.snippet, updatedAt: r.created_at })),
+      ];
+      hits.sort((a, b) => b.updatedAt.getTime() - a.updatedAt.getTime());
+      return hits.slice(0, limit);
+    },
+
+    async upsertFeedback(messageId: string, userId: string, rating: 'up' | 'down', comment: string | null): Promise<void> {
+      await db
+        .insertInto('feedback')
+        .values({ message_id: messageId, user_id: userId, rating, comment, updated_at: new Date() })
+        .onConflict((oc) => oc.columns(['message_id', 'user_id']).doUpdateSet({ rating, comment, updated_at: new Date() }))
+        .execute();
+    },
+
+    async deleteFeedback(messageId: string, userId: string): Promise<void> {
+      await db.deleteFrom('feedback').where('message_id', '=', messageId).where('user_id', '=', userId).execute();
+    },
+
+    async markFeedbackForwarded(messageId: string, userId: string): Promise<void> {
+      await db.updateTable('feedback').set({ forwarded: true }).where('message_id', '=', messageId).where('user_id', '=', userId).execute();
+    },
+
+    /** Tokens the user consumed since `since` (for the daily quota). */
+    async tokensSince(userId: string, since: Date): Promise<number> {
+      const row = await reader
+        .selectFrom('messages')
+        .select((eb) => eb.fn.coalesce(eb.fn.sum<number>('total_tokens'), eb.lit(0)).as('n'))
+        .where('user_id', '=', userId)
+        .where('created_at', '>=', since)
+        .executeTakeFirstOrThrow();
+      return Number(row.n);
+    },
+  };
+}
+
+export type ChatRepository = ReturnType<typeof createChatRepository>;

@@ -1,0 +1,349 @@
+import type { Logger } from 'pino';
+import type { SharedState, TurnEvent } from '../../shared-state/shared-state.js';
+import type { ProviderRegistry } from '../providers/registry.js';
+import type { ProviderEvent, ProviderRequest, ResolvedEndpoint, Usage } from '../providers/types.js';
+import { UpstreamError } from '../providers/upstream-error.js';
+import type { ChatRepository, TurnOutcome } from './chat-repository.js';
+
+/** Event names the front end consumes (DESIGN.md, "Events"). */
+export type PlatformEventName = 'start' | 'chunk' | 'reasoning' | 'status' | 'interactive' | 'chatId' | 'usage' | 'error' | 'end';
+
+/** One event of a turn. `id` increases by one per event; `data` is the JSON text sent. */
+export interface GenerationEvent extends TurnEvent {
+  event: PlatformEventName;
+  payload: unknown;
+}
+
+export type GenerationListener = (event: GenerationEvent) => void;
+
+export interface GenerationPlan {
+  /** The assistant message id; also the turn id. */
+  turnId: string;
+  sessionId: string;
+  userId: string;
+  userMessageId: string;
+  agentId: string;
+  /** Primary first, then fallbacks. */
+  endpoints: ResolvedEndpoint[];
+  request: Omit<ProviderRequest, 'endpoint'>;
+  /** Stream from the upstream (false when the agent's provider cannot). */
+  upstreamStream: boolean;
+}
+
+export interface GenerationResult {
+  status: TurnOutcome['status'];
+  content: string;
+  reasoning: string | null;
+  usage: Usage | undefined;
+  model: string | undefined;
+  provider: string | undefined;
+  providerChatId: string | undefined;
+  interactive: unknown;
+  error: { code: string; message: string } | undefined;
+  firstTokenMs: number | undefined;
+  totalMs: number;
+}
+
+export interface GenerationDeps {
+  repo: ChatRepository;
+  state: SharedState;
+  providers: ProviderRegistry;
+  logger: Logger;
+  checkpointIntervalMs: number;
+  eventBufferTtlSeconds: number;
+  /** Called once the turn is stored and its last event sent. */
+  onSettled: (generation: Generation, result: GenerationResult) => void;
+}
+
+const FLUSH_DELAY_MS = 40;
+const FINISH_RETRY_DELAYS_MS = [100, 250, 500, 1000, 2000, 4000, 8000];
+
+/** Maps an upstream failure to the error code and message the client sees. */
+export function describeUpstreamError(err: unknown): { code: string; message: string } {
+  if (err instanceof UpstreamError) {
+    switch (err.kind) {
+      case 'timeout':
+        return { code: 'UPSTREAM_TIMEOUT', message: `The model provider did not answer in time: ${err.message}` };
+      case 'network':
+        return { code: 'UPSTREAM_UNAVAILABLE', message: 'The model provider could not be reached' };
+      case 'protocol':
+        return { code: 'UPSTREAM_ERROR', message: 'The model provider sent a malformed answer' };
+      case 'aborted':
+        return { code: 'UPSTREAM_ERROR', message: 'The request to the model provider was cancelled' };
+      case 'http': {
+        const reason = err.providerCode ? ` (${err.providerCode})` : '';
+        return { code: err.status === 429 ? 'UPSTREAM_UNAVAILABLE' : 'UPSTREAM_ERROR', message: `The model provider refused the request with status ${err.status ?? '?'}${reason}: ${err.message}` };
+      }
+    }
+  }
+  return { code: 'INTERNAL', message: 'The answer failed unexpectedly' };
+}
+
+/**
+ * One running answer. It outlives the HTTP request that started it: a
+ * client that disconnects only unsubscribes; the answer is still finished
+ * and stored. Events are kept in memory for local subscribers and batched
+ * into the shared buffer so other instances can replay them.
+ */
+export class Generation {
+  readonly startedAt = performance.now();
+  private readonly events: GenerationEvent[] = [];
+  private readonly listeners = new Set<GenerationListener>();
+  private readonly abort = new AbortController();
+  private pending: TurnEvent[] = [];
+  private flushTimer: NodeJS.Timeout | undefined;
+  private flushing: Promise<void> = Promise.resolve();
+  private checkpointTimer: NodeJS.Timeout | undefined;
+  private checkpointedLength = 0;
+  private stopRequested = false;
+  private content = '';
+  private reasoning = '';
+  private firstTokenMs: number | undefined;
+  private usage: Usage | undefined;
+  private model: string | undefined;
+  private providerChatId: string | undefined;
+  private providerMessageId: string | undefined;
+  private interactive: unknown;
+  private servedBy: ResolvedEndpoint | undefined;
+  private settled = false;
+  private resolveDone!: (result: GenerationResult) => void;
+  /** Resolves with the stored outcome. */
+  readonly done: Promise<GenerationResult>;
+
+  constructor(
+    readonly plan: GenerationPlan,
+    private readonly deps: GenerationDeps,
+  ) {
+    this.done = new Promise((resolve) => (this.resolveDone = resolve));
+  }
+
+  get turnId(): string {
+    return this.plan.turnId;
+  }
+
+  get finished(): boolean {
+    return this.settled;
+  }
+
+  /** Replays events after `afterId`, then follows live ones. Returns the unsubscribe function. */
+  subscribe(afterId: number, listener: GenerationListener): () => void {
+    for (const event of this.events) if (event.id > afterId) listener(event);
+    if (this.settled) return () => undefined;
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Asks the generation to stop; the partial answer is kept with status `stopped`. */
+  stop(): void {
+    if (this.settled || this.stopRequested) return;
+    this.stopRequested = true;
+    this.abort.abort();
+    const endpoint = this.servedBy;
+    const stopFn = endpoint ? this.deps.providers.adapter(endpoint.provider).stop : undefined;
+    if (endpoint && stopFn && this.providerMessageId) {
+      const signal = AbortSignal.timeout(5_000);
+      stopFn.call(this.deps.providers.adapter(endpoint.provider), endpoint, this.providerMessageId, this.plan.userId, signal).catch(() => undefined);
+    }
+  }
+
+  /** Emits `start` and `chatId`, then runs the upstream call in the background. */
+  start(): void {
+    this.emit('start', { id: this.plan.turnId, messageId: this.plan.turnId, userMessageId: this.plan.userMessageId, sessionId: this.plan.sessionId, chatId: this.plan.sessionId, agentId: this.plan.agentId, timestamp: new Date().toISOString() });
+    this.emit('chatId', { chatId: this.plan.sessionId });
+    void this.run();
+  }
+
+  private emit(event: PlatformEventName, payload: unknown): void {
+    const generationEvent: GenerationEvent = { id: this.events.length + 1, event, data: JSON.stringify(payload), payload };
+    this.events.push(generationEvent);
+    for (const listener of this.listeners) listener(generationEvent);
+    this.pending.push({ id: generationEvent.id, event, data: generationEvent.data });
+    this.flushTimer ??= setTimeout(() => this.flush(), FLUSH_DELAY_MS);
+  }
+
+  private flush(): Promise<void> {
+    if (this.flushTimer) clearTimeout(this.flushTimer);
+    this.flushTimer = undefined;
+    if (this.pending.length === 0) return this.flushing;
+    const batch = this.pending;
+    this.pending = [];
+    // Sequential appends keep the shared buffer in id order.
+    this.flushing = this.flushing.then(() =>
+      this.deps.state.appendEvents(this.plan.turnId, batch, this.deps.eventBufferTtlSeconds).catch((err: unknown) => {
+        this.deps.logger.warn({ err: (err as Error).message, turnId: this.plan.turnId }, 'event buffer append failed; resumption degraded');
+      }),
+    );
+    return this.flushing;
+  }
+
+  private onProviderEvent(event: ProviderEvent): void {
+    switch (event.type) {
+      case 'text':
+        if (event.delta.length === 0) return;
+        if (this.firstTokenMs === undefined) this.onFirstToken();
+        this.content += event.delta;
+        this.emit('chunk', { content: event.delta });
+        return;
+      case 'reasoning':
+        if (event.delta.length === 0) return;
+        if (this.firstTokenMs === undefined) this.onFirstToken();
+        this.reasoning += event.delta;
+        this.emit('reasoning', { content: event.delta });
+        return;
+      case 'status':
+        this.emit('status', { type: 'flowNodeStatus', status: event.status, moduleName: event.name, data: event.data });
+        return;
+      case 'interactive':
+        this.interactive = event.data;
+        this.emit('interactive', event.data);
+        return;
+      case 'chatId':
+        this.providerChatId = event.chatId;
+        return;
+      case 'messageId':
+        this.providerMessageId = event.messageId;
+        return;
+      case 'usage':
+        this.usage = event.usage;
+        return;
+      case 'model':
+        this.model = event.model;
+        return;
+      case 'done':
+        return;
+    }
+  }
+
+  private onFirstToken(): void {
+    this.firstTokenMs = Math.round(performance.now() - this.startedAt);
+    this.checkpointTimer = setInterval(() => void this.checkpoint(), this.deps.checkpointIntervalMs);
+    this.checkpointTimer.unref();
+  }
+
+  private async checkpoint(): Promise<void> {
+    const length = this.content.length + this.reasoning.length;
+    if (length === this.checkpointedLength || this.settled) return;
+    this.checkpointedLength = length;
+    try {
+      await this.deps.repo.checkpoint(this.plan.turnId, this.content, this.reasoning || null);
+    } catch (err) {
+      this.deps.logger.warn({ err: (err as Error).message, turnId: this.plan.turnId }, 'checkpoint failed');
+    }
+  }
+
+  private async callEndpoint(endpoint: ResolvedEndpoint): Promise<void> {
+    const adapter = this.deps.providers.adapter(endpoint.provider);
+    const request: ProviderRequest = { ...this.plan.request, endpoint };
+    this.servedBy = endpoint;
+    if (this.plan.upstreamStream) {
+      for await (const event of adapter.stream(request, this.abort.signal)) this.onProviderEvent(event);
+      return;
+    }
+    const result = await adapter.complete(request, this.abort.signal);
+    if (result.chatId) this.onProviderEvent({ type: 'chatId', chatId: result.chatId });
+    if (result.messageId) this.onProviderEvent({ type: 'messageId', messageId: result.messageId });
+    if (result.model) this.onProviderEvent({ type: 'model', model: result.model });
+    if (result.reasoning) this.onProviderEvent({ type: 'reasoning', delta: result.reasoning });
+    this.onProviderEvent({ type: 'text', delta: result.text });
+    if (result.usage) this.onProviderEvent({ type: 'usage', usage: result.usage });
+  }
+
+  private async run(): Promise<void> {
+    let status: TurnOutcome['status'] = 'complete';
+    let error: { code: string; message: string } | undefined;
+    const endpoints = this.plan.endpoints;
+    for (let i = 0; i < endpoints.length; i++) {
+      const endpoint = endpoints[i];
+      if (!endpoint) continue;
+      try {
+        await this.callEndpoint(endpoint);
+        status = 'complete';
+        error = undefined;
+        break;
+      } catch (err) {
+        if (this.stopRequested) {
+          status = 'stopped';
+          error = undefined;
+          break;
+        }
+        status = 'error';
+        error = describeUpstreamError(err);
+        const nothingSent = this.content.length === 0 && this.reasoning.length === 0;
+        const canFallBack = nothingSent && i < endpoints.length - 1 && err instanceof UpstreamError && err.kind !== 'aborted';
+        this.deps.logger.warn(
+          { turnId: this.plan.turnId, agentId: this.plan.agentId, endpoint: endpoint.position, provider: endpoint.provider, kind: err instanceof UpstreamError ? err.kind : 'internal', status: err instanceof UpstreamError ? err.status : undefined, fallback: canFallBack },
+          'upstream call failed',
+        );
+        if (!(err instanceof UpstreamError)) this.deps.logger.error({ err }, 'unexpected generation failure');
+        if (!canFallBack) break;
+      }
+    }
+    await this.settle(status, error);
+  }
+
+  private async settle(status: TurnOutcome['status'], error: { code: string; message: string } | undefined): Promise<void> {
+    if (this.checkpointTimer) clearInterval(this.checkpointTimer);
+    const totalMs = Math.round(performance.now() - this.startedAt);
+    const endpoint = this.servedBy;
+    const outcome: TurnOutcome = {
+      status,
+      content: this.content,
+      reasoning: this.reasoning || null,
+      errorCode: error?.code ?? null,
+      errorMessage: error?.message ?? null,
+      provider: endpoint?.provider ?? null,
+      model: this.model ?? endpoint?.model ?? null,
+      endpointId: endpoint?.id ?? null,
+      promptTokens: this.usage?.promptTokens ?? null,
+      completionTokens: this.usage?.completionTokens ?? null,
+      totalTokens: this.usage?.totalTokens ?? null,
+      firstTokenMs: this.firstTokenMs ?? null,
+      totalMs,
+      providerChatId: this.providerChatId ?? null,
+      providerMessageId: this.providerMessageId ?? null,
+      interactive: this.interactive,
+    };
+    await this.store(outcome);
+    if (this.usage) {
+      this.emit('usage', { prompt_tokens: this.usage.promptTokens, completion_tokens: this.usage.completionTokens, total_tokens: this.usage.totalTokens });
+    }
+    if (error) this.emit('error', { ...error, timestamp: new Date().toISOString() });
+    this.emit('end', { status, messageId: this.plan.turnId, sessionId: this.plan.sessionId, timestamp: new Date().toISOString() });
+    const result: GenerationResult = {
+      status,
+      content: this.content,
+      reasoning: this.reasoning || null,
+      usage: this.usage,
+      model: outcome.model ?? undefined,
+      provider: endpoint?.provider,
+      providerChatId: this.providerChatId,
+      interactive: this.interactive,
+      error,
+      firstTokenMs: this.firstTokenMs,
+      totalMs,
+    };
+    this.settled = true;
+    this.listeners.clear();
+    void this.flush();
+    this.deps.onSettled(this, result);
+    this.resolveDone(result);
+  }
+
+  /** Writes the outcome, retrying while the database is unreachable. */
+  private async store(outcome: TurnOutcome): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.deps.repo.finishTurn(this.plan.turnId, this.plan.sessionId, outcome);
+        return;
+      } catch (err) {
+        const delay = FINISH_RETRY_DELAYS_MS[attempt];
+        if (delay === undefined) {
+          this.deps.logger.error({ err: (err as Error).message, turnId: this.plan.turnId }, 'could not store the finished turn');
+          return;
+        }
+        this.deps.logger.warn({ err: (err as Error).message, turnId: this.plan.turnId, attempt }, 'storing the finished turn failed; retrying');
+        await new Promise((resolve) => setTimeout(resolve, delay));
+      }
+    }
+  }
+}

@@ -1,0 +1,208 @@
+import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { RouteOptions } from '../../app.js';
+import { AppError, ErrorCodes, type ErrorBody, type ErrorCode } from '../../errors.js';
+import { ok } from '../../http/response.js';
+import { principalOf } from '../../plugins/authenticate.js';
+import { turnInputFrom } from './chat-service.js';
+import type { Generation, GenerationResult } from './generation.js';
+import {
+  ChatIdParams,
+  CompletionBody,
+  FeedbackBody,
+  HistoryDeleteAllQuery,
+  HistoryListQuery,
+  InitQuery,
+  ResumeQuery,
+  RetryBody,
+  StopBody,
+} from './schema.js';
+import { formatEvent, openEventStream, parseLastEventId, pipeGeneration } from './sse.js';
+
+const RESUME_POLL_MS = 100;
+const RESUME_MAX_MS = 10 * 60_000;
+
+/** The non-streaming answer: the original LLMChat body (an OpenAI-like completion) plus our ids. */
+export function completionBody(generation: Generation, result: GenerationResult) {
+  return {
+    id: generation.turnId,
+    object: 'chat.completion' as const,
+    created: Math.floor(Date.now() / 1000),
+    model: result.model ?? generation.plan.agentId,
+    choices: [{ index: 0, message: { role: 'assistant' as const, content: result.content }, finish_reason: result.status === 'complete' ? 'stop' : result.status }],
+    usage: result.usage ? { prompt_tokens: result.usage.promptTokens, completion_tokens: result.usage.completionTokens, total_tokens: result.usage.totalTokens } : undefined,
+    reasoning: result.reasoning ?? undefined,
+    interactive: result.interactive ?? undefined,
+    chatId: generation.plan.sessionId,
+    sessionId: generation.plan.sessionId,
+    messageId: generation.turnId,
+    status: result.status,
+  };
+}
+
+async function answer(reply: FastifyReply, generation: Generation, stream: boolean): Promise<unknown> {
+  if (stream) {
+    pipeGeneration(reply, generation);
+    return reply;
+  }
+  const result = await generation.done;
+  if (result.status === 'error' && result.error) {
+    const code = (result.error.code in ErrorCodes ? result.error.code : 'UPSTREAM_ERROR') as ErrorCode;
+    const body: ErrorBody = { error: { code, message: result.error.message, requestId: String(reply.request.id), details: { messageId: generation.turnId, chatId: generation.plan.sessionId } } };
+    return reply.status(ErrorCodes[code]).send(body);
+  }
+  return reply.send(ok(completionBody(generation, result)));
+}
+
+export async function chatRoutes(app: FastifyInstance, { deps, guards }: RouteOptions): Promise<void> {
+  const { chat } = deps;
+  app.addHook('onRequest', guards.requireUser);
+
+  app.post('/completions', { schema: { body: CompletionBody } }, async (request, reply) => {
+    const body = request.body as CompletionBody;
+    const generation = await chat.startTurn(principalOf(request), turnInputFrom(body));
+    return answer(reply, generation, body.stream === true);
+  });
+
+  /** Reconnect to a turn: replays events after Last-Event-ID, then follows live, on any instance. */
+  app.get('/stream', { schema: { querystring: ResumeQuery } }, async (request, reply) => {
+    const query = request.query as { messageId: string; lastEventId?: number };
+    const header = request.headers['last-event-id'];
+    const parsed = parseLastEventId(typeof header === 'string' ? header : undefined);
+    const afterId = parsed && parsed.turnId === query.messageId ? parsed.afterId : (query.lastEventId ?? 0);
+    const principal = principalOf(request);
+    const local = chat.localGeneration(query.messageId);
+    if (local) {
+      if (local.plan.userId !== principal.userId) throw new AppError('MESSAGE_NOT_FOUND', 'No such answer');
+      pipeGeneration(reply, local, afterId);
+      return reply;
+    }
+    const first = await chat.bufferedEvents(principal, query.messageId, afterId);
+    const message = await chat.repo.findMessage(query.messageId, principal.userId);
+    if (!message) throw new AppError('MESSAGE_NOT_FOUND', 'No such answer');
+    const raw = openEventStream(reply);
+    let closed = false;
+    raw.on('close', () => (closed = true));
+    let last = afterId;
+    let ended = false;
+    const write = (events: { id: number; event: string; data: string }[]) => {
+      for (const event of events) {
+        if (event.id <= last) continue;
+        raw.write(formatEvent(query.messageId, event));
+        last = event.id;
+        if (event.event === 'end') ended = true;
+      }
+    };
+    write(first.events);
+    if (!ended && first.events.length === 0 && message.status !== 'streaming') {
+      // The buffer has expired: rebuild the answer from what was stored.
+      write([
+        { id: afterId + 1, event: 'chunk', data: JSON.stringify({ content: message.content }) },
+        { id: afterId + 2, event: 'end', data: JSON.stringify({ status: message.status, messageId: message.id, sessionId: message.session_id, timestamp: new Date().toISOString() }) },
+      ]);
+    }
+    const deadline = Date.now() + RESUME_MAX_MS;
+    while (!ended && !closed && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, RESUME_POLL_MS));
+      const next = await chat.bufferedEvents(principal, query.messageId, last).catch(() => ({ events: [], status: 'streaming' }));
+      write(next.events);
+    }
+    raw.end();
+    return reply;
+  });
+
+  app.post('/stop', { schema: { body: StopBody } }, async (request) => {
+    const body = request.body as { messageId?: string; chatId?: string };
+    return ok(await chat.stop(principalOf(request), body));
+  });
+
+  app.get('/init', { schema: { querystring: InitQuery } }, async (request, reply) => {
+    const query = request.query as { appId: string; chatId?: string; stream?: boolean };
+    const welcome = await chat.welcome(query.appId);
+    const data = {
+      chatId: query.chatId ?? null,
+      appId: query.appId,
+      welcomeText: welcome.welcomeText,
+      app: { name: welcome.name, chatConfig: { welcomeText: welcome.welcomeText } },
+    };
+    if (!query.stream) return ok(data);
+    const raw = openEventStream(reply);
+    let id = 0;
+    const send = (event: string, payload: unknown) => raw.write(`id: init:${++id}\nevent: ${event}\ndata: ${JSON.stringify(payload)}\n\n`);
+    send('start', { id: query.appId, timestamp: new Date().toISOString(), appId: query.appId, type: 'init' });
+    const text = welcome.welcomeText;
+    for (let i = 0; i < text.length; i += 16) send('chunk', { content: text.slice(i, i + 16) });
+    send('complete', { data, timestamp: new Date().toISOString() });
+    send('end', { timestamp: new Date().toISOString() });
+    raw.end();
+    return reply;
+  });
+
+  app.get('/history', { schema: { querystring: HistoryListQuery } }, async (request) => {
+    const query = request.query as { agentId?: string; page?: number; pageSize?: number };
+    const page = query.page ?? 1;
+    const pageSize = query.pageSize ?? 20;
+    const result = await chat.sessions.list(principalOf(request), { agentId: query.agentId, page, pageSize, archived: 'exclude' });
+    return {
+      ...ok(
+        result.items.map((s) => ({
+          chatId: s.id,
+          appId: s.agentId,
+          agentId: s.agentId,
+          title: s.title,
+          createdAt: s.createdAt.toISOString(),
+          updatedAt: s.updatedAt.toISOString(),
+          messageCount: s.messageCount,
+        })),
+      ),
+      total: result.total,
+      page,
+      pageSize,
+    };
+  });
+
+  app.get('/history/:chatId', { schema: { params: ChatIdParams, querystring: HistoryListQuery } }, async (request) => {
+    const { chatId } = request.params as { chatId: string };
+    const query = request.query as { pageSize?: number };
+    const { session, messages, hasMore } = await chat.sessions.get(principalOf(request), chatId, { limit: query.pageSize ?? 200 });
+    return ok({
+      chatId: session.id,
+      appId: session.agent_id,
+      agentId: session.agent_id,
+      title: session.title,
+      messages: messages.map((m) => ({
+        id: m.id,
+        dataId: m.id,
+        role: m.role,
+        content: m.content,
+        reasoning: m.reasoning ?? undefined,
+        status: m.status,
+        feedback: m.rating === 'up' ? 'good' : m.rating === 'down' ? 'bad' : null,
+        createdAt: m.created_at.toISOString(),
+      })),
+      metadata: { total: session.message_count, hasMore },
+    });
+  });
+
+  app.delete('/history/:chatId', { schema: { params: ChatIdParams } }, async (request) => {
+    const { chatId } = request.params as { chatId: string };
+    await chat.sessions.remove(principalOf(request), chatId);
+    return ok(null);
+  });
+
+  app.delete('/history', { schema: { querystring: HistoryDeleteAllQuery } }, async (request) => {
+    const { agentId } = request.query as { agentId: string };
+    const deleted = await chat.sessions.removeAllOfAgent(principalOf(request), agentId);
+    return ok({ deleted });
+  });
+
+  app.post('/history/:chatId/retry', { schema: { params: ChatIdParams, body: RetryBody } }, async (request, reply) => {
+    const { chatId } = request.params as { chatId: string };
+    const body = (request.body ?? {}) as { dataId?: string; stream?: boolean; detail?: boolean };
+    const generation = await chat.retry(principalOf(request), chatId, { dataId: body.dataId, detail: body.detail });
+    return answer(reply, generation, body.stream === true);
+  });
+
+  app.post('/feedback', { schema: { body: FeedbackBody } }, async (request) => {
+    return ok(await chat.feedback(principalOf(request), request.body as FeedbackBody));
+  });
+}

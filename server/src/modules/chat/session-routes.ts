@@ -1,0 +1,92 @@
+import type { FastifyInstance } from 'fastify';
+import type { RouteOptions } from '../../app.js';
+import { ok } from '../../http/response.js';
+import { principalOf } from '../../plugins/authenticate.js';
+import type { SessionSummary } from './chat-repository.js';
+import { SearchQuery, SessionCreateBody, SessionListQuery, SessionMessagesQuery, SessionParams, TitleBody } from './schema.js';
+
+function sessionJson(s: SessionSummary) {
+  return { ...s, createdAt: s.createdAt.toISOString(), updatedAt: s.updatedAt.toISOString() };
+}
+
+/** `/api/chat-sessions`: the user's own sessions. Admins see only their own here too. */
+export async function sessionRoutes(app: FastifyInstance, { deps, guards }: RouteOptions): Promise<void> {
+  const { sessions } = deps.chat;
+  app.addHook('onRequest', guards.requireUser);
+
+  app.get('/', { schema: { querystring: SessionListQuery } }, async (request) => {
+    const q = request.query as { agentId?: string; archived?: 'exclude' | 'only' | 'include'; page?: number; pageSize?: number };
+    const page = q.page ?? 1;
+    const pageSize = q.pageSize ?? 20;
+    const result = await sessions.list(principalOf(request), { agentId: q.agentId, archived: q.archived, page, pageSize });
+    return ok({ items: result.items.map(sessionJson), total: result.total, page, pageSize });
+  });
+
+  app.post('/', { schema: { body: SessionCreateBody } }, async (request, reply) => {
+    const body = request.body as { agentId: string; title?: string };
+    const session = await sessions.create(principalOf(request), body.agentId, body.title);
+    return reply.status(201).send(ok(sessionJson(session)));
+  });
+
+  app.get('/search', { schema: { querystring: SearchQuery } }, async (request) => {
+    const q = request.query as { q: string; limit?: number };
+    const hits = await sessions.search(principalOf(request), q.q, q.limit ?? 20);
+    return ok(hits.map((h) => ({ ...h, updatedAt: h.updatedAt.toISOString() })));
+  });
+
+  app.get('/:id', { schema: { params: SessionParams, querystring: SessionMessagesQuery } }, async (request) => {
+    const { id } = request.params as { id: string };
+    const q = request.query as { limit?: number; before?: number };
+    const { session, messages, hasMore } = await sessions.get(principalOf(request), id, { limit: q.limit ?? 100, beforeSeq: q.before });
+    return ok({
+      id: session.id,
+      agentId: session.agent_id,
+      title: session.title,
+      messageCount: session.message_count,
+      archived: session.archived_at !== null,
+      createdAt: session.created_at.toISOString(),
+      updatedAt: session.updated_at.toISOString(),
+      messages: messages.map((m) => ({
+        id: m.id,
+        seq: m.seq,
+        role: m.role,
+        content: m.content,
+        reasoning: m.reasoning,
+        status: m.status,
+        error: m.error_code ? { code: m.error_code, message: m.error_message } : null,
+        provider: m.provider,
+        model: m.model,
+        usage: m.total_tokens === null ? null : { promptTokens: m.prompt_tokens, completionTokens: m.completion_tokens, totalTokens: m.total_tokens },
+        firstTokenMs: m.first_token_ms,
+        totalMs: m.total_ms,
+        interactive: m.interactive,
+        feedback: m.rating ? { rating: m.rating, comment: m.comment } : null,
+        createdAt: m.created_at.toISOString(),
+        completedAt: m.completed_at?.toISOString() ?? null,
+      })),
+      hasMore,
+    });
+  });
+
+  app.patch('/:id/title', { schema: { params: SessionParams, body: TitleBody } }, async (request) => {
+    const { id } = request.params as { id: string };
+    const { title } = request.body as { title: string };
+    return ok(sessionJson(await sessions.rename(principalOf(request), id, title)));
+  });
+
+  app.post('/:id/archive', { schema: { params: SessionParams } }, async (request) => {
+    const { id } = request.params as { id: string };
+    return ok(sessionJson(await sessions.setArchived(principalOf(request), id, true)));
+  });
+
+  app.post('/:id/unarchive', { schema: { params: SessionParams } }, async (request) => {
+    const { id } = request.params as { id: string };
+    return ok(sessionJson(await sessions.setArchived(principalOf(request), id, false)));
+  });
+
+  app.delete('/:id', { schema: { params: SessionParams } }, async (request) => {
+    const { id } = request.params as { id: string };
+    await sessions.remove(principalOf(request), id);
+    return ok(null);
+  });
+}

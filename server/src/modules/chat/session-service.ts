@@ -1,0 +1,64 @@
+import { AppError } from '../../errors.js';
+import type { Principal } from '../../plugins/authenticate.js';
+import type { AgentsService } from '../agents/agents-service.js';
+import type { ChatRepository } from './chat-repository.js';
+
+/** Sessions and their history. Everything is scoped to the principal: nobody else's session is visible, admins included. */
+export function createSessionService(deps: { repo: ChatRepository; agents: AgentsService }) {
+  const { repo } = deps;
+
+  async function owned(principal: Principal, sessionId: string) {
+    const session = await repo.findSession(sessionId, principal.userId);
+    if (!session) throw new AppError('SESSION_NOT_FOUND', 'The chat session does not exist or is not yours');
+    return session;
+  }
+
+  return {
+    list(principal: Principal, options: { agentId?: string | undefined; archived?: 'only' | 'exclude' | 'include' | undefined; page: number; pageSize: number }) {
+      return repo.listSessions({
+        userId: principal.userId,
+        agentId: options.agentId,
+        archived: options.archived ?? 'exclude',
+        limit: options.pageSize,
+        offset: (options.page - 1) * options.pageSize,
+      });
+    },
+
+    async create(principal: Principal, agentId: string, title: string | undefined) {
+      const resolved = deps.agents.getActive(agentId);
+      return repo.createSession(principal.userId, resolved.agent.id, title?.trim() ?? '');
+    },
+
+    async get(principal: Principal, sessionId: string, options: { limit: number; beforeSeq?: number | undefined }) {
+      const session = await owned(principal, sessionId);
+      const page = await repo.listMessages(sessionId, principal.userId, options);
+      return { session, ...page };
+    },
+
+    async rename(principal: Principal, sessionId: string, title: string) {
+      const session = await repo.renameSession(sessionId, principal.userId, title.trim());
+      if (!session) throw new AppError('SESSION_NOT_FOUND', 'The chat session does not exist or is not yours');
+      return session;
+    },
+
+    async setArchived(principal: Principal, sessionId: string, archived: boolean) {
+      const session = await repo.setArchived(sessionId, principal.userId, archived);
+      if (!session) throw new AppError('SESSION_NOT_FOUND', 'The chat session does not exist or is not yours');
+      return session;
+    },
+
+    async remove(principal: Principal, sessionId: string): Promise<void> {
+      if (!(await repo.deleteSession(sessionId, principal.userId))) throw new AppError('SESSION_NOT_FOUND', 'The chat session does not exist or is not yours');
+    },
+
+    removeAllOfAgent(principal: Principal, agentId: string): Promise<number> {
+      return repo.deleteSessionsOfAgent(principal.userId, agentId);
+    },
+
+    search(principal: Principal, q: string, limit: number) {
+      return repo.search(principal.userId, q, limit);
+    },
+  };
+}
+
+export type SessionService = ReturnType<typeof createSessionService>;

@@ -1,0 +1,232 @@
+import { anthropicRoot } from './endpoint-url.js';
+import type { UpstreamHttp } from './http.js';
+import { readSse } from './sse.js';
+import type { ChatContentPart, ChatMessage, ProviderAdapter, ProviderEvent, ProviderRequest, ProviderResult } from './types.js';
+import { asObject, contentText, fileAsText, inStreamError, jsonHeaders, makeUsage, parseChunk } from './wire.js';
+
+const PROVIDER = 'anthropic';
+const API_VERSION = '2023-06-01';
+/** The Messages API requires max_tokens; this is used when the agent sets none. */
+export const ANTHROPIC_DEFAULT_MAX_TOKENS = 4096;
+
+interface AnthropicUsageWire {
+  input_tokens?: unknown;
+  output_tokens?: unknown;
+  cache_creation_input_tokens?: unknown;
+  cache_read_input_tokens?: unknown;
+}
+
+/** One streamed event; the fields present depend on `type`. */
+interface AnthropicStreamEvent {
+  type?: string;
+  message?: { id?: unknown; model?: unknown; usage?: AnthropicUsageWire | null } | null;
+  delta?: { type?: string; text?: unknown; thinking?: unknown; stop_reason?: unknown } | null;
+  usage?: AnthropicUsageWire | null;
+  error?: unknown;
+}
+
+interface AnthropicMessage {
+  id?: unknown;
+  model?: unknown;
+  content?: Array<{ type?: string; text?: unknown; thinking?: unknown }>;
+  stop_reason?: unknown;
+  usage?: AnthropicUsageWire | null;
+}
+
+type AnthropicContent = string | Array<Record<string, unknown>>;
+
+function tokens(value: unknown): number {
+  return typeof value === 'number' && Number.isFinite(value) ? value : 0;
+}
+
+function inputTokens(u: AnthropicUsageWire | null | undefined): number {
+  if (!u) return 0;
+  return tokens(u.input_tokens) + tokens(u.cache_creation_input_tokens) + tokens(u.cache_read_input_tokens);
+}
+
+function toAnthropicPart(part: ChatContentPart): Record<string, unknown> {
+  switch (part.type) {
+    case 'text':
+      return { type: 'text', text: part.text };
+    case 'image_url': {
+      const url = part.image_url.url;
+      const inline = /^data:([^;,]+);base64,(.*)$/s.exec(url);
+      if (inline) return { type: 'image', source: { type: 'base64', media_type: inline[1], data: inline[2] } };
+      return { type: 'image', source: { type: 'url', url } };
+    }
+    case 'file_url':
+      return { type: 'text', text: fileAsText(part) };
+  }
+}
+
+/**
+ * Anthropic has no system role in `messages`: system text goes top-level.
+ * As with OpenAI, messages that already start with a system message win over
+ * the agent's system prompt; every system message is folded into `system`.
+ */
+export function toAnthropicMessages(
+  messages: ChatMessage[],
+  systemPrompt: string | undefined,
+): { system: string | undefined; messages: Array<{ role: 'user' | 'assistant'; content: AnthropicContent }> } {
+  const system: string[] = [];
+  if (systemPrompt && messages[0]?.role !== 'system') system.push(systemPrompt);
+  const out: Array<{ role: 'user' | 'assistant'; content: AnthropicContent }> = [];
+  for (const m of messages) {
+    if (m.role === 'system') {
+      const text = contentText(m.content);
+      if (text) system.push(text);
+      continue;
+    }
+    out.push({ role: m.role, content: typeof m.content === 'string' ? m.content : m.content.map(toAnthropicPart) });
+  }
+  return { system: system.length > 0 ? system.join('\n\n') : undefined, messages: out };
+}
+
+function requestBody(request: ProviderRequest, stream: boolean): string {
+  const { system, messages } = toAnthropicMessages(request.messages, request.systemPrompt);
+  const body: Record<string, unknown> = {
+    model: request.endpoint.model,
+    max_tokens: request.maxTokens ?? ANTHROPIC_DEFAULT_MAX_TOKENS,
+    messages,
+    stream,
+  };
+  if (system) body.system = system;
+  if (request.temperature !== undefined) body.temperature = request.temperature;
+  if (request.user) body.metadata = { user_id: request.user };
+  return JSON.stringify(body);
+}
+
+function headers(apiKey: string | undefined, stream: boolean): Record<string, string> {
+  return jsonHeaders({ 'x-api-key': apiKey ?? '', 'anthropic-version': API_VERSION }, stream);
+}
+
+/** Anthropic Messages API (`/v1/messages`). */
+export class AnthropicAdapter implements ProviderAdapter {
+  readonly kind = 'anthropic' as const;
+
+  constructor(private readonly http: UpstreamHttp) {}
+
+  async *stream(request: ProviderRequest, signal: AbortSignal): AsyncGenerator<ProviderEvent, void, undefined> {
+    const { endpoint } = request;
+    const url = anthropicRoot(endpoint.url).url('/messages');
+    const call = await this.http.open(
+      {
+        method: 'POST',
+        url,
+        headers: headers(endpoint.apiKey, true),
+        body: requestBody(request, true),
+        timeouts: endpoint.timeouts,
+        signal,
+        mode: 'stream',
+        secret: endpoint.apiKey,
+      },
+      PROVIDER,
+    );
+    let sawDone = false;
+    let started = false;
+    let sawUsage = false;
+    let promptTokens = 0;
+    let completionTokens = 0;
+    let finishReason: string | undefined;
+    try {
+      for await (const batch of readSse(call)) {
+        for (const message of batch) {
+          if (sawDone) continue;
+          const event = parseChunk<AnthropicStreamEvent>(message.data, url, PROVIDER);
+          const type = message.event ?? event.type;
+          switch (type) {
+            case 'content_block_delta': {
+              const delta = event.delta;
+              if (!delta) break;
+              if (delta.type === 'text_delta' && typeof delta.text === 'string' && delta.text !== '') {
+                if (!started) {
+                  started = true;
+                  call.contentStarted();
+                }
+                yield { type: 'text', delta: delta.text };
+              } else if (delta.type === 'thinking_delta' && typeof delta.thinking === 'string' && delta.thinking !== '') {
+                if (!started) {
+                  started = true;
+                  call.contentStarted();
+                }
+                yield { type: 'reasoning', delta: delta.thinking };
+              }
+              break;
+            }
+            case 'message_start': {
+              const start = event.message;
+              if (start?.usage) {
+                sawUsage = true;
+                promptTokens = inputTokens(start.usage);
+                completionTokens = tokens(start.usage.output_tokens);
+              }
+              if (typeof start?.model === 'string' && start.model !== '') yield { type: 'model', model: start.model };
+              if (typeof start?.id === 'string' && start.id !== '') yield { type: 'messageId', messageId: start.id };
+              break;
+            }
+            case 'message_delta': {
+              if (typeof event.delta?.stop_reason === 'string') finishReason = event.delta.stop_reason;
+              const u = event.usage;
+              if (u) {
+                sawUsage = true;
+                // output_tokens here is cumulative; input_tokens appears only on some gateways.
+                if (u.output_tokens !== undefined) completionTokens = tokens(u.output_tokens);
+                if (u.input_tokens !== undefined) promptTokens = inputTokens(u);
+              }
+              break;
+            }
+            case 'message_stop':
+              sawDone = true;
+              break;
+            case 'error':
+              throw inStreamError(PROVIDER, event, url, endpoint.apiKey);
+            case undefined:
+            default:
+              // ping, content_block_start/stop, signature and tool deltas.
+              break;
+          }
+        }
+      }
+    } catch (err) {
+      const failure = call.fail(err);
+      if (!sawDone || failure.kind === 'aborted') throw failure;
+    } finally {
+      call.close();
+    }
+    if (sawUsage) yield { type: 'usage', usage: makeUsage(promptTokens, completionTokens) };
+    yield { type: 'done', finishReason, sawDone };
+  }
+
+  async complete(request: ProviderRequest, signal: AbortSignal): Promise<ProviderResult> {
+    const { endpoint } = request;
+    const url = anthropicRoot(endpoint.url).url('/messages');
+    const raw = await this.http.json(
+      {
+        method: 'POST',
+        url,
+        headers: headers(endpoint.apiKey, false),
+        body: requestBody(request, false),
+        timeouts: endpoint.timeouts,
+        signal,
+        mode: 'blocking',
+        secret: endpoint.apiKey,
+      },
+      PROVIDER,
+    );
+    const body = asObject<AnthropicMessage>(raw, url, PROVIDER);
+    let text = '';
+    let reasoning = '';
+    for (const block of Array.isArray(body.content) ? body.content : []) {
+      if (block.type === 'text' && typeof block.text === 'string') text += block.text;
+      else if (block.type === 'thinking' && typeof block.thinking === 'string') reasoning += block.thinking;
+    }
+    return {
+      text,
+      reasoning: reasoning || undefined,
+      usage: body.usage ? makeUsage(inputTokens(body.usage), body.usage.output_tokens) : undefined,
+      model: typeof body.model === 'string' ? body.model : undefined,
+      messageId: typeof body.id === 'string' ? body.id : undefined,
+      finishReason: typeof body.stop_reason === 'string' ? body.stop_reason : undefined,
+    };
+  }
+}

@@ -1,0 +1,311 @@
+import { difyRoot } from './endpoint-url.js';
+import type { UpstreamHttp } from './http.js';
+import { readSse } from './sse.js';
+import type {
+  FeedbackRequest,
+  ProviderAdapter,
+  ProviderEvent,
+  ProviderRequest,
+  ProviderResult,
+  ResolvedEndpoint,
+  Usage,
+} from './types.js';
+import { asObject, bearer, contentText, inStreamError, jsonHeaders, parseChunk, usageFromOpenAI, type OpenAIUsageWire } from './wire.js';
+
+const PROVIDER = 'dify';
+/** Dify requires a `user`; used when the platform gives none. */
+export const DIFY_DEFAULT_USER = 'llmchat';
+/** The Dify input that carries the agent's system prompt (Dify has no system field). */
+export const DIFY_SYSTEM_PROMPT_INPUT = 'system_prompt';
+
+/** One streamed event; Dify names the event inside the JSON (`event`), not on the SSE `event:` line. */
+interface DifyStreamEvent {
+  event?: string;
+  task_id?: unknown;
+  message_id?: unknown;
+  id?: unknown;
+  conversation_id?: unknown;
+  answer?: unknown;
+  tool?: unknown;
+  thought?: unknown;
+  metadata?: { usage?: OpenAIUsageWire | null } | null;
+  data?: { title?: unknown } | null;
+  status?: unknown;
+  code?: unknown;
+  message?: unknown;
+}
+
+interface DifyBlockingAnswer {
+  task_id?: unknown;
+  message_id?: unknown;
+  id?: unknown;
+  conversation_id?: unknown;
+  answer?: unknown;
+  metadata?: { usage?: OpenAIUsageWire | null } | null;
+}
+
+function str(value: unknown): string | undefined {
+  return typeof value === 'string' && value !== '' ? value : undefined;
+}
+
+/**
+ * Dify keeps the conversation upstream (conversation_id), so only the last
+ * user message is sent, as `query`; its images and files go as remote-URL
+ * `files`. Dify has no system field either: the system prompt travels as the
+ * input `system_prompt`, which the Dify app must declare (and use in its
+ * prompt) for it to have an effect — Dify drops inputs an app does not declare.
+ */
+function requestBody(request: ProviderRequest, mode: 'streaming' | 'blocking'): string {
+  let last = undefined as (typeof request.messages)[number] | undefined;
+  for (let i = request.messages.length - 1; i >= 0; i--) {
+    const m = request.messages[i];
+    if (m?.role === 'user') {
+      last = m;
+      break;
+    }
+  }
+  const inputs: Record<string, unknown> = { ...request.variables };
+  if (request.systemPrompt) inputs[DIFY_SYSTEM_PROMPT_INPUT] = request.systemPrompt;
+  const body: Record<string, unknown> = {
+    query: last ? contentText(last.content) : '',
+    inputs,
+    user: request.user || DIFY_DEFAULT_USER,
+    response_mode: mode,
+  };
+  if (request.chatId) body.conversation_id = request.chatId;
+  if (last && typeof last.content !== 'string') {
+    const files: Array<Record<string, string>> = [];
+    for (const part of last.content) {
+      if (part.type === 'image_url' && !part.image_url.url.startsWith('data:')) {
+        files.push({ type: 'image', transfer_method: 'remote_url', url: part.image_url.url });
+      } else if (part.type === 'file_url') {
+        files.push({ type: 'document', transfer_method: 'remote_url', url: part.url });
+      }
+    }
+    if (files.length > 0) body.files = files;
+  }
+  return JSON.stringify(body);
+}
+
+/** Dify chat apps, agents and chatflows (`/v1/chat-messages`). */
+export class DifyAdapter implements ProviderAdapter {
+  readonly kind = 'dify' as const;
+  /**
+   * message_id → task_id of the generations this process is streaming: Dify's
+   * stop API takes the task id, while callers know the message id.
+   */
+  private readonly running = new Map<string, string>();
+
+  constructor(private readonly http: UpstreamHttp) {}
+
+  async *stream(request: ProviderRequest, signal: AbortSignal): AsyncGenerator<ProviderEvent, void, undefined> {
+    const { endpoint } = request;
+    const url = difyRoot(endpoint.url).url('/chat-messages');
+    const call = await this.http.open(
+      {
+        method: 'POST',
+        url,
+        headers: jsonHeaders(bearer(endpoint.apiKey), true),
+        body: requestBody(request, 'streaming'),
+        timeouts: endpoint.timeouts,
+        signal,
+        mode: 'stream',
+        secret: endpoint.apiKey,
+      },
+      PROVIDER,
+    );
+    let sawDone = false;
+    let started = false;
+    let chatIdSent = false;
+    let messageId: string | undefined;
+    let usage: Usage | undefined;
+    let answerSoFar = '';
+    let thoughts: Map<string, string> | undefined;
+    try {
+      for await (const batch of readSse(call)) {
+        for (const message of batch) {
+          if (sawDone) continue;
+          const event = parseChunk<DifyStreamEvent>(message.data, url, PROVIDER);
+          if (!chatIdSent) {
+            const conversationId = str(event.conversation_id);
+            if (conversationId) {
+              chatIdSent = true;
+              yield { type: 'chatId', chatId: conversationId };
+            }
+          }
+          if (messageId === undefined) {
+            const id = str(event.message_id);
+            if (id) {
+              messageId = id;
+              const taskId = str(event.task_id);
+              if (taskId) this.running.set(id, taskId);
+              yield { type: 'messageId', messageId: id, taskId };
+            }
+          }
+          const type = event.event ?? message.event;
+          switch (type) {
+            case 'message':
+            case 'agent_message': {
+              const answer = event.answer;
+              if (typeof answer === 'string' && answer !== '') {
+                if (!started) {
+                  started = true;
+                  call.contentStarted();
+                }
+                answerSoFar += answer;
+                yield { type: 'text', delta: answer };
+              }
+              break;
+            }
+            case 'agent_thought': {
+              const thought = str(event.thought);
+              const thoughtId = str(event.id) ?? '';
+              // Dify re-sends a thought as it grows (same id); only the new part is reasoning. Function-calling
+              // agents also put their streamed answer in `thought`, so a thought the answer already holds is skipped.
+              if (thought && !answerSoFar.includes(thought)) {
+                thoughts ??= new Map();
+                const previous = thoughts.get(thoughtId) ?? '';
+                const delta = thought.startsWith(previous) ? thought.slice(previous.length) : thought;
+                thoughts.set(thoughtId, thought);
+                if (delta !== '') {
+                  if (!started) {
+                    started = true;
+                    call.contentStarted();
+                  }
+                  yield { type: 'reasoning', delta };
+                }
+              }
+              const tool = str(event.tool);
+              if (tool) yield { type: 'status', status: 'agent_thought', name: tool };
+              break;
+            }
+            case 'node_started': {
+              const title = str(event.data?.title);
+              yield { type: 'status', status: 'running', name: title };
+              break;
+            }
+            case 'message_replace':
+              // Content moderation replaced the answer; the platform decides what to show.
+              yield { type: 'status', status: 'message_replace', data: { answer: event.answer } };
+              break;
+            case 'message_end':
+              usage = usageFromOpenAI(event.metadata?.usage);
+              sawDone = true;
+              break;
+            case 'error':
+              throw inStreamError(PROVIDER, event, url, endpoint.apiKey);
+            case undefined:
+            default:
+              // ping, message_file, tts_message(_end), workflow/node_finished…
+              break;
+          }
+        }
+      }
+    } catch (err) {
+      const failure = call.fail(err);
+      if (!sawDone || failure.kind === 'aborted') throw failure;
+    } finally {
+      call.close();
+      if (messageId !== undefined) this.running.delete(messageId);
+    }
+    if (usage) yield { type: 'usage', usage };
+    yield { type: 'done', finishReason: sawDone ? 'stop' : undefined, sawDone };
+  }
+
+  async complete(request: ProviderRequest, signal: AbortSignal): Promise<ProviderResult> {
+    const { endpoint } = request;
+    const url = difyRoot(endpoint.url).url('/chat-messages');
+    const raw = await this.http.json(
+      {
+        method: 'POST',
+        url,
+        headers: jsonHeaders(bearer(endpoint.apiKey), false),
+        body: requestBody(request, 'blocking'),
+        timeouts: endpoint.timeouts,
+        signal,
+        mode: 'blocking',
+        secret: endpoint.apiKey,
+      },
+      PROVIDER,
+    );
+    const body = asObject<DifyBlockingAnswer>(raw, url, PROVIDER);
+    return {
+      text: typeof body.answer === 'string' ? body.answer : '',
+      usage: usageFromOpenAI(body.metadata?.usage),
+      chatId: str(body.conversation_id),
+      messageId: str(body.message_id) ?? str(body.id),
+      finishReason: 'stop',
+    };
+  }
+
+  /** Dify rates a message `like`/`dislike`; null withdraws the rating. */
+  async feedback(request: FeedbackRequest, signal: AbortSignal): Promise<boolean> {
+    const { endpoint } = request;
+    const url = difyRoot(endpoint.url).url(`/messages/${encodeURIComponent(request.messageId)}/feedbacks`);
+    const body: Record<string, unknown> = {
+      rating: request.rating === 'up' ? 'like' : request.rating === 'down' ? 'dislike' : null,
+      user: request.user || DIFY_DEFAULT_USER,
+    };
+    if (request.comment) body.content = request.comment;
+    const raw = await this.http.json(
+      {
+        method: 'POST',
+        url,
+        headers: jsonHeaders(bearer(endpoint.apiKey), false),
+        body: JSON.stringify(body),
+        timeouts: endpoint.timeouts,
+        signal,
+        mode: 'blocking',
+        secret: endpoint.apiKey,
+      },
+      PROVIDER,
+    );
+    return difySuccess(raw);
+  }
+
+  /**
+   * Stops a running generation. `id` may be the task id or, for a stream this
+   * process is reading, the message id (mapped to its task id).
+   */
+  async stop(endpoint: ResolvedEndpoint, id: string, user: string, signal: AbortSignal): Promise<void> {
+    const taskId = this.running.get(id) ?? id;
+    const url = difyRoot(endpoint.url).url(`/chat-messages/${encodeURIComponent(taskId)}/stop`);
+    await this.http.json(
+      {
+        method: 'POST',
+        url,
+        headers: jsonHeaders(bearer(endpoint.apiKey), false),
+        body: JSON.stringify({ user: user || DIFY_DEFAULT_USER }),
+        timeouts: endpoint.timeouts,
+        signal,
+        mode: 'blocking',
+        secret: endpoint.apiKey,
+      },
+      PROVIDER,
+    );
+  }
+
+  async welcomeText(endpoint: ResolvedEndpoint, signal: AbortSignal): Promise<string | undefined> {
+    const url = difyRoot(endpoint.url).url('/parameters', { user: DIFY_DEFAULT_USER });
+    const raw = await this.http.json(
+      {
+        method: 'GET',
+        url,
+        headers: jsonHeaders(bearer(endpoint.apiKey), false),
+        timeouts: endpoint.timeouts,
+        signal,
+        mode: 'blocking',
+        secret: endpoint.apiKey,
+      },
+      PROVIDER,
+    );
+    const body = asObject<{ opening_statement?: unknown }>(raw, url, PROVIDER);
+    return str(body.opening_statement);
+  }
+}
+
+function difySuccess(raw: unknown): boolean {
+  if (typeof raw !== 'object' || raw === null) return false;
+  const result = (raw as { result?: unknown }).result;
+  return result === undefined || result === 'success';
+}

@@ -1,0 +1,300 @@
+import { fastgptRoot } from './endpoint-url.js';
+import type { UpstreamHttp } from './http.js';
+import type { OpenAIChunk } from './openai-adapter.js';
+import { readSse } from './sse.js';
+import type {
+  FeedbackRequest,
+  ProviderAdapter,
+  ProviderEvent,
+  ProviderRequest,
+  ProviderResult,
+  ResolvedEndpoint,
+  Usage,
+} from './types.js';
+import {
+  asObject,
+  bearer,
+  inStreamError,
+  jsonHeaders,
+  makeUsage,
+  parseChunk,
+  usageFromOpenAI,
+  withSystemMessage,
+  type OpenAIUsageWire,
+} from './wire.js';
+
+const PROVIDER = 'fastgpt';
+
+interface FlowNodeStatus {
+  status?: unknown;
+  name?: unknown;
+}
+
+interface FlowResponseItem {
+  inputTokens?: unknown;
+  outputTokens?: unknown;
+  tokens?: unknown;
+}
+
+interface ToolEvent {
+  tool?: { toolName?: unknown; functionName?: unknown } | null;
+}
+
+interface FastGPTCompletion {
+  id?: string;
+  model?: string;
+  usage?: OpenAIUsageWire | null;
+  choices?: Array<{
+    message?: { content?: unknown; reasoning_content?: unknown } | null;
+    finish_reason?: string | null;
+  }>;
+  responseData?: unknown;
+}
+
+interface FastGPTInit {
+  code?: unknown;
+  data?: { app?: { chatConfig?: { welcomeText?: unknown } | null; welcomeText?: unknown } | null } | null;
+}
+
+function requestBody(request: ProviderRequest, stream: boolean): string {
+  const body: Record<string, unknown> = {
+    stream,
+    detail: request.detail ?? false,
+    messages: withSystemMessage(request.messages, request.systemPrompt),
+  };
+  if (request.chatId) body.chatId = request.chatId;
+  if (request.variables) body.variables = request.variables;
+  if (request.responseChatItemId) body.responseChatItemId = request.responseChatItemId;
+  // FastGPT apps pick their own model; `model` is informational for OpenAI-shaped proxies in front of it.
+  if (request.endpoint.model) body.model = request.endpoint.model;
+  return JSON.stringify(body);
+}
+
+/** Sums the token counts FastGPT reports per workflow node (detail mode), when no usage chunk came. */
+function usageFromFlowResponses(items: unknown): Usage | undefined {
+  if (!Array.isArray(items)) return undefined;
+  let input = 0;
+  let output = 0;
+  let seen = false;
+  for (const item of items as FlowResponseItem[]) {
+    if (typeof item !== 'object' || item === null) continue;
+    if (typeof item.inputTokens === 'number' || typeof item.outputTokens === 'number') {
+      seen = true;
+      input += typeof item.inputTokens === 'number' ? item.inputTokens : 0;
+      output += typeof item.outputTokens === 'number' ? item.outputTokens : 0;
+    } else if (typeof item.tokens === 'number') {
+      seen = true;
+      output += item.tokens;
+    }
+  }
+  return seen ? makeUsage(input, output) : undefined;
+}
+
+/**
+ * FastGPT apps (`/api/v1/chat/completions`). With `detail` the stream carries
+ * named events (answer, flowNodeStatus, flowResponses, interactive, tool
+ * events); without it, plain OpenAI chunks. `[DONE]` is not the last thing
+ * FastGPT sends (flowResponses follows it), so the stream is read to its end.
+ */
+export class FastGPTAdapter implements ProviderAdapter {
+  readonly kind = 'fastgpt' as const;
+
+  constructor(private readonly http: UpstreamHttp) {}
+
+  async *stream(request: ProviderRequest, signal: AbortSignal): AsyncGenerator<ProviderEvent, void, undefined> {
+    const { endpoint } = request;
+    const url = fastgptRoot(endpoint.url).url('/v1/chat/completions');
+    const call = await this.http.open(
+      {
+        method: 'POST',
+        url,
+        headers: jsonHeaders(bearer(endpoint.apiKey), true),
+        body: requestBody(request, true),
+        timeouts: endpoint.timeouts,
+        signal,
+        mode: 'stream',
+        secret: endpoint.apiKey,
+      },
+      PROVIDER,
+    );
+    let sawDone = false;
+    let started = false;
+    let finishReason: string | undefined;
+    let usage: Usage | undefined;
+    let flowUsage: Usage | undefined;
+    try {
+      if (request.chatId) yield { type: 'chatId', chatId: request.chatId };
+      if (request.responseChatItemId) yield { type: 'messageId', messageId: request.responseChatItemId };
+      for await (const batch of readSse(call)) {
+        for (const message of batch) {
+          const data = message.data;
+          const event = message.event;
+          if (event === undefined || event === 'answer' || event === 'fastAnswer') {
+            if (data === '[DONE]') {
+              sawDone = true;
+              continue;
+            }
+            if (sawDone) continue;
+            const chunk = parseChunk<OpenAIChunk>(data, url, PROVIDER);
+            if (chunk.error !== undefined && chunk.error !== null) throw inStreamError(PROVIDER, chunk, url, endpoint.apiKey);
+            const choice = chunk.choices?.[0];
+            if (choice) {
+              const delta = choice.delta;
+              if (delta) {
+                const reasoning = delta.reasoning_content;
+                if (typeof reasoning === 'string' && reasoning !== '') {
+                  if (!started) {
+                    started = true;
+                    call.contentStarted();
+                  }
+                  yield { type: 'reasoning', delta: reasoning };
+                }
+                const content = delta.content;
+                if (typeof content === 'string' && content !== '') {
+                  if (!started) {
+                    started = true;
+                    call.contentStarted();
+                  }
+                  yield { type: 'text', delta: content };
+                }
+              }
+              if (choice.finish_reason) finishReason = choice.finish_reason;
+            }
+            if (chunk.usage) usage = usageFromOpenAI(chunk.usage);
+            continue;
+          }
+          switch (event) {
+            case 'flowNodeStatus': {
+              const node = parseChunk<FlowNodeStatus>(data, url, PROVIDER);
+              yield {
+                type: 'status',
+                status: typeof node.status === 'string' ? node.status : 'running',
+                name: typeof node.name === 'string' ? node.name : undefined,
+              };
+              break;
+            }
+            case 'flowResponses':
+              flowUsage = usageFromFlowResponses(parseChunk<object>(data, url, PROVIDER));
+              break;
+            case 'interactive': {
+              const payload = parseChunk<{ interactive?: unknown }>(data, url, PROVIDER);
+              yield { type: 'interactive', data: payload.interactive ?? payload };
+              break;
+            }
+            case 'toolCall':
+            case 'toolResponse': {
+              const tool = parseChunk<ToolEvent>(data, url, PROVIDER).tool;
+              const name = tool?.toolName ?? tool?.functionName;
+              yield { type: 'status', status: event, name: typeof name === 'string' ? name : undefined };
+              break;
+            }
+            case 'error':
+              throw inStreamError(PROVIDER, safeJson(data), url, endpoint.apiKey);
+            default:
+              // toolParams, updateVariables, workflowDuration…: nothing the platform shows.
+              break;
+          }
+        }
+      }
+    } catch (err) {
+      const failure = call.fail(err);
+      if (!sawDone || failure.kind === 'aborted') throw failure;
+    } finally {
+      call.close();
+    }
+    usage ??= flowUsage;
+    if (usage) yield { type: 'usage', usage };
+    yield { type: 'done', finishReason, sawDone };
+  }
+
+  async complete(request: ProviderRequest, signal: AbortSignal): Promise<ProviderResult> {
+    const { endpoint } = request;
+    const url = fastgptRoot(endpoint.url).url('/v1/chat/completions');
+    const raw = await this.http.json(
+      {
+        method: 'POST',
+        url,
+        headers: jsonHeaders(bearer(endpoint.apiKey), false),
+        body: requestBody(request, false),
+        timeouts: endpoint.timeouts,
+        signal,
+        mode: 'blocking',
+        secret: endpoint.apiKey,
+      },
+      PROVIDER,
+    );
+    const body = asObject<FastGPTCompletion>(raw, url, PROVIDER);
+    const choice = body.choices?.[0];
+    const message = choice?.message;
+    const reasoning = message?.reasoning_content;
+    return {
+      text: typeof message?.content === 'string' ? message.content : '',
+      reasoning: typeof reasoning === 'string' && reasoning !== '' ? reasoning : undefined,
+      usage: usageFromOpenAI(body.usage) ?? usageFromFlowResponses(body.responseData),
+      model: typeof body.model === 'string' && body.model !== '' ? body.model : undefined,
+      chatId: request.chatId ?? (typeof body.id === 'string' && body.id !== '' ? body.id : undefined),
+      messageId: request.responseChatItemId,
+      finishReason: choice?.finish_reason ?? undefined,
+      extra: body.responseData,
+    };
+  }
+
+  /** FastGPT rates one answer (`dataId`) in one chat; a null rating clears both marks. */
+  async feedback(request: FeedbackRequest, signal: AbortSignal): Promise<boolean> {
+    const { endpoint } = request;
+    if (!request.chatId) return false;
+    const url = fastgptRoot(endpoint.url).url('/core/chat/feedback/updateUserFeedback');
+    const body: Record<string, unknown> = { appId: endpoint.appId, chatId: request.chatId, dataId: request.messageId };
+    if (request.rating === 'up') body.userGoodFeedback = request.comment || 'yes';
+    if (request.rating === 'down') body.userBadFeedback = request.comment || 'yes';
+    const raw = await this.http.json(
+      {
+        method: 'POST',
+        url,
+        headers: jsonHeaders(bearer(endpoint.apiKey), false),
+        body: JSON.stringify(body),
+        timeouts: endpoint.timeouts,
+        signal,
+        mode: 'blocking',
+        secret: endpoint.apiKey,
+      },
+      PROVIDER,
+    );
+    return fastgptOk(raw);
+  }
+
+  async welcomeText(endpoint: ResolvedEndpoint, signal: AbortSignal): Promise<string | undefined> {
+    const url = fastgptRoot(endpoint.url).url('/core/chat/init', { appId: endpoint.appId });
+    const raw = await this.http.json(
+      {
+        method: 'GET',
+        url,
+        headers: jsonHeaders(bearer(endpoint.apiKey), false),
+        timeouts: endpoint.timeouts,
+        signal,
+        mode: 'blocking',
+        secret: endpoint.apiKey,
+      },
+      PROVIDER,
+    );
+    const body = asObject<FastGPTInit>(raw, url, PROVIDER);
+    const app = body.data?.app;
+    const text = app?.chatConfig?.welcomeText ?? app?.welcomeText;
+    return typeof text === 'string' && text !== '' ? text : undefined;
+  }
+}
+
+/** FastGPT answers HTTP 200 with `{code: 200}` on success and another code on failure. */
+function fastgptOk(raw: unknown): boolean {
+  if (typeof raw !== 'object' || raw === null) return false;
+  const code = (raw as { code?: unknown }).code;
+  return code === undefined || code === 200;
+}
+
+function safeJson(data: string): unknown {
+  try {
+    return JSON.parse(data) as unknown;
+  } catch {
+    return { message: data };
+  }
+}

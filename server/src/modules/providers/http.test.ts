@@ -1,0 +1,114 @@
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createMockUpstream, type MockUpstream } from '../../../../tools/src/mock-upstream/index.js';
+import { UpstreamHttp, networkError } from './http.js';
+import { OpenAIAdapter } from './openai-adapter.js';
+import type { ProviderRequest } from './types.js';
+
+let mock: MockUpstream;
+let http: UpstreamHttp;
+
+beforeAll(async () => {
+  mock = await createMockUpstream({ port: 0, defaultChunks: 3, defaultIntervalMs: 1 });
+  http = new UpstreamHttp({ connections: 4 });
+});
+
+afterAll(async () => {
+  await http.close();
+  await mock.close();
+});
+
+function request(text: string): ProviderRequest {
+  return {
+    endpoint: {
+      id: 'ep',
+      agentId: 'a',
+      position: 0,
+      provider: 'openai',
+      url: `${mock.url}/v1`,
+      apiKey: 'sk-secret-value',
+      appId: undefined,
+      model: 'm',
+      timeouts: {},
+    },
+    messages: [{ role: 'user', content: text }],
+  };
+}
+
+describe('UpstreamHttp', () => {
+  it('reuses keep-alive connections for streams read to the end', async () => {
+    const adapter = new OpenAIAdapter(http);
+    for (let i = 0; i < 5; i++) {
+      for await (const _event of adapter.stream(request(`n${i}`), new AbortController().signal)) {
+        // read to the end
+      }
+    }
+    // undici frees a connection a tick after the body ends, so back-to-back calls may open a second one.
+    expect(http.pool(new URL(mock.url).origin).stats.connected).toBeLessThanOrEqual(2);
+  });
+
+  it('keeps the API key out of http error messages and bodies', async () => {
+    const call = http.open(
+      {
+        method: 'POST',
+        url: `${mock.url}/v1/chat/completions`,
+        headers: { 'content-type': 'application/json', authorization: 'Bearer sk-secret-value' },
+        // The mock's 400 body quotes nothing of ours, so echo the key through the message itself.
+        body: JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'sk-secret-value [[mock status=400 code=sk-secret-value]]' }] }),
+        timeouts: {},
+        signal: new AbortController().signal,
+        mode: 'blocking',
+        secret: 'sk-secret-value',
+      },
+      'openai',
+    );
+    const err = await call.then(
+      () => undefined,
+      (e: unknown) => e as Error & { options: { body?: string } },
+    );
+    expect(err?.message).toBeDefined();
+    expect(err?.message).not.toContain('sk-secret-value');
+    expect(err?.options.body ?? '').not.toContain('sk-secret-value');
+  });
+
+  it('turns a 200 JSON answer to a stream request into the provider error it names', async () => {
+    const server = createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ code: 403, statusText: 'unAuthorization', message: 'no access', data: null }));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as AddressInfo;
+    try {
+      const err = await http
+        .open(
+          {
+            method: 'POST',
+            url: `http://127.0.0.1:${port}/api/v1/chat/completions`,
+            headers: {},
+            body: '{}',
+            timeouts: {},
+            signal: new AbortController().signal,
+            mode: 'stream',
+          },
+          'fastgpt',
+        )
+        .then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+      expect(err).toMatchObject({ kind: 'http', status: 403, providerCode: 'unAuthorization', retryable: false });
+    } finally {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  });
+
+  it('maps socket errors by their code', () => {
+    const reset = Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' });
+    expect(networkError(reset, 'http://h/x')).toMatchObject({ kind: 'network', providerCode: 'ECONNRESET', retryable: true });
+    const wrapped = new Error('fetch failed', { cause: Object.assign(new Error('other side closed'), { code: 'UND_ERR_SOCKET' }) });
+    expect(networkError(wrapped, 'http://h/x')).toMatchObject({ kind: 'network', providerCode: 'UND_ERR_SOCKET' });
+    const connectTimeout = Object.assign(new Error('Connect Timeout Error'), { code: 'UND_ERR_CONNECT_TIMEOUT' });
+    expect(networkError(connectTimeout, 'http://h/x').kind).toBe('timeout');
+  });
+});

@@ -1,0 +1,396 @@
+import type { IncomingHttpHeaders } from 'node:http';
+import { Pool, type Dispatcher } from 'undici';
+import type { EndpointTimeouts } from '../../db/schema.js';
+import { UpstreamError, isNonRetryableCode, parseRetryAfter } from './upstream-error.js';
+import { excerpt, inStreamError, providerErrorFromBody, providerErrorFromObject, redact } from './wire.js';
+
+/** Deadlines applied when an endpoint does not set its own. */
+export const DEFAULT_TIMEOUTS: Required<EndpointTimeouts> = {
+  connectMs: 10_000,
+  firstTokenMs: 60_000,
+  idleMs: 30_000,
+  totalMs: 600_000,
+};
+
+/** Error bodies are read up to this many characters; the rest is dropped. */
+const ERROR_BODY_LIMIT = 64 * 1024;
+
+export type ResponseBody = Dispatcher.ResponseData['body'];
+
+export interface UpstreamRequest {
+  method: 'GET' | 'POST';
+  url: string;
+  headers: Record<string, string>;
+  body?: string | undefined;
+  timeouts: EndpointTimeouts;
+  /** The caller's signal; aborting it ends the call with kind 'aborted'. */
+  signal: AbortSignal;
+  /**
+   * 'stream': the response headers must arrive within connectMs, then the
+   * first content within firstTokenMs, then chunks no more than idleMs apart.
+   * 'blocking': providers send headers only once the whole answer is ready,
+   * so only the total deadline bounds the wait for headers; the body must
+   * then arrive with no gap longer than idleMs.
+   */
+  mode: 'stream' | 'blocking';
+  /** Secret to scrub from anything that ends up in an error (the endpoint's API key). */
+  secret?: string | undefined;
+}
+
+type Phase = 'headers' | 'first token' | 'idle' | 'total';
+
+/**
+ * One request to an upstream, from dispatch to the end of its body. Owns the
+ * deadlines: at most two timers live at once (the total deadline and the
+ * current phase's), and the idle timer is re-armed per chunk with
+ * `refresh()` rather than recreated.
+ */
+export class UpstreamCall {
+  status = 0;
+  headers: IncomingHttpHeaders = {};
+  /** Set once headers arrived; read it through `readSse` or `json()`. */
+  body: ResponseBody | undefined;
+  /** First failure we decided on (deadline, caller abort); wins over whatever undici throws next. */
+  private failure: UpstreamError | undefined;
+  private readonly controller = new AbortController();
+  private readonly limits: Required<EndpointTimeouts>;
+  private phaseTimer: NodeJS.Timeout | undefined;
+  private totalTimer: NodeJS.Timeout | undefined;
+  private idleArmed = false;
+  private contentSeen = false;
+  private closed = false;
+
+  constructor(readonly request: UpstreamRequest) {
+    const t = request.timeouts;
+    this.limits = {
+      connectMs: positive(t.connectMs, DEFAULT_TIMEOUTS.connectMs),
+      firstTokenMs: positive(t.firstTokenMs, DEFAULT_TIMEOUTS.firstTokenMs),
+      idleMs: positive(t.idleMs, DEFAULT_TIMEOUTS.idleMs),
+      totalMs: positive(t.totalMs, DEFAULT_TIMEOUTS.totalMs),
+    };
+  }
+
+  /** The signal handed to undici: aborted by deadlines and by the caller's signal. */
+  get dispatchSignal(): AbortSignal {
+    return this.controller.signal;
+  }
+
+  /** Arms the total and headers deadlines and links the caller's signal. */
+  begin(): void {
+    const { signal, mode } = this.request;
+    if (signal.aborted) {
+      this.onCallerAbort();
+      return;
+    }
+    signal.addEventListener('abort', this.onCallerAbort, { once: true });
+    this.totalTimer = setTimeout(this.expire, this.limits.totalMs, 'total');
+    if (mode === 'stream') this.phaseTimer = setTimeout(this.expire, this.limits.connectMs, 'headers');
+  }
+
+  /** Headers arrived: the headers deadline ends; the first-token (stream) or idle (blocking) one starts. */
+  onResponse(data: Dispatcher.ResponseData): void {
+    this.status = data.statusCode;
+    this.headers = data.headers;
+    this.body = data.body;
+    this.clearPhase();
+    if (this.closed || this.failure) return;
+    if (this.request.mode === 'stream' && data.statusCode >= 200 && data.statusCode < 300) {
+      this.phaseTimer = setTimeout(this.expire, this.limits.firstTokenMs, 'first token');
+    } else {
+      this.armIdle();
+    }
+  }
+
+  /** The adapter saw the first text or reasoning: from now on only gaps between chunks are bounded. */
+  contentStarted(): void {
+    if (this.contentSeen) return;
+    this.contentSeen = true;
+    if (!this.idleArmed) this.armIdle();
+  }
+
+  /** A body chunk arrived. Hot path: one `refresh()` at most. */
+  onChunk(): void {
+    if (this.idleArmed) this.phaseTimer?.refresh();
+  }
+
+  /** Maps anything thrown while talking to the upstream into an UpstreamError. */
+  fail(err: unknown): UpstreamError {
+    if (this.failure) return this.failure;
+    if (err instanceof UpstreamError) return err;
+    if (this.request.signal.aborted) return abortedError(this.request.url);
+    return networkError(err, this.request.url, this.request.secret);
+  }
+
+  /** Reads the whole body (idle deadline between chunks) and parses it as JSON. */
+  async json(): Promise<unknown> {
+    const text = await this.text(Number.POSITIVE_INFINITY);
+    try {
+      return JSON.parse(text) as unknown;
+    } catch (err) {
+      throw new UpstreamError('protocol', 'upstream returned a body that is not valid JSON', {
+        status: this.status,
+        url: this.request.url,
+        body: excerpt(redact(text, this.request.secret)),
+        cause: err,
+      });
+    }
+  }
+
+  /** Reads the body as text, up to `limit` characters. */
+  async text(limit: number): Promise<string> {
+    const body = this.body;
+    if (!body) return '';
+    const decoder = new TextDecoder();
+    let text = '';
+    try {
+      for await (const chunk of body as AsyncIterable<Uint8Array>) {
+        this.onChunk();
+        text += decoder.decode(chunk, { stream: true });
+        if (text.length >= limit) break;
+      }
+    } catch (err) {
+      throw this.fail(err);
+    }
+    return text + decoder.decode();
+  }
+
+  /** Builds the error for a non-2xx answer from its status, headers and body. */
+  async httpError(provider: string): Promise<UpstreamError> {
+    let text = '';
+    try {
+      text = await this.text(ERROR_BODY_LIMIT);
+    } catch {
+      // The status alone is enough to decide; a body we cannot read adds nothing.
+    }
+    const secret = this.request.secret;
+    const parsed = providerErrorFromBody(text);
+    const code = parsed.code;
+    const detail = parsed.message ?? (text ? excerpt(text, 200) : 'no body');
+    return new UpstreamError('http', redact(`${provider} answered ${this.status}: ${detail}`, secret), {
+      status: this.status,
+      providerCode: code,
+      retryable: isNonRetryableCode(code) ? false : undefined,
+      retryAfter: parseRetryAfter(this.headers['retry-after']),
+      url: this.request.url,
+      body: text ? excerpt(redact(text, secret)) : undefined,
+    });
+  }
+
+  /** A stream request answered with a JSON body: the provider's error if it names one, else a protocol error. */
+  async unexpectedJson(provider: string): Promise<UpstreamError> {
+    let text = '';
+    try {
+      text = await this.text(ERROR_BODY_LIMIT);
+    } catch (err) {
+      return this.fail(err);
+    }
+    const secret = this.request.secret;
+    let payload: unknown;
+    try {
+      payload = JSON.parse(text);
+    } catch {
+      payload = undefined;
+    }
+    const parsed = providerErrorFromObject(payload);
+    if (parsed.code === undefined && parsed.message === undefined) {
+      return new UpstreamError('protocol', `${provider} answered a stream request with a JSON body`, {
+        status: this.status,
+        url: this.request.url,
+        body: excerpt(redact(text, secret)),
+      });
+    }
+    return inStreamError(provider, payload, this.request.url, secret);
+  }
+
+  /** Ends the call: clears deadlines, unlinks the caller's signal, drops an unread body. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.clearPhase();
+    if (this.totalTimer) clearTimeout(this.totalTimer);
+    this.totalTimer = undefined;
+    this.request.signal.removeEventListener('abort', this.onCallerAbort);
+    const body = this.body;
+    if (body && !body.readableEnded && !body.destroyed) body.destroy();
+  }
+
+  private armIdle(): void {
+    this.clearPhase();
+    if (this.closed) return;
+    this.idleArmed = true;
+    this.phaseTimer = setTimeout(this.expire, this.limits.idleMs, 'idle');
+  }
+
+  private clearPhase(): void {
+    if (this.phaseTimer) clearTimeout(this.phaseTimer);
+    this.phaseTimer = undefined;
+    this.idleArmed = false;
+  }
+
+  private readonly expire = (phase: Phase): void => {
+    if (this.failure || this.closed) return;
+    const ms = phaseLimit(this.limits, phase);
+    this.failure = new UpstreamError('timeout', `upstream ${phase} deadline of ${ms} ms passed`, {
+      url: this.request.url,
+    });
+    this.controller.abort(this.failure);
+  };
+
+  private readonly onCallerAbort = (): void => {
+    if (this.failure || this.closed) return;
+    this.failure = abortedError(this.request.url);
+    this.controller.abort(this.failure);
+  };
+}
+
+function isJsonResponse(headers: IncomingHttpHeaders): boolean {
+  const type = headers['content-type'];
+  return typeof type === 'string' && type.includes('json') && !type.includes('event-stream');
+}
+
+function phaseLimit(limits: Required<EndpointTimeouts>, phase: Phase): number {
+  switch (phase) {
+    case 'headers':
+      return limits.connectMs;
+    case 'first token':
+      return limits.firstTokenMs;
+    case 'idle':
+      return limits.idleMs;
+    case 'total':
+      return limits.totalMs;
+  }
+}
+
+function positive(value: number | undefined, fallback: number): number {
+  return value !== undefined && Number.isFinite(value) && value > 0 ? value : fallback;
+}
+
+function abortedError(url: string): UpstreamError {
+  return new UpstreamError('aborted', 'upstream request aborted', { url, retryable: false });
+}
+
+const TIMEOUT_CODES = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'ETIMEDOUT']);
+
+/** Connection refused/reset, socket closed, DNS, TLS, undici's own errors → 'network' (or 'timeout'). */
+export function networkError(err: unknown, url: string, secret?: string): UpstreamError {
+  let code: string | undefined;
+  let message = 'upstream connection failed';
+  // undici and node wrap the interesting error; the first `code` on the cause chain names it.
+  let cur: unknown = err;
+  for (let depth = 0; depth < 4 && cur instanceof Error; depth++) {
+    const c = (cur as NodeJS.ErrnoException).code;
+    if (typeof c === 'string' && !code) {
+      code = c;
+      message = cur.message || message;
+    }
+    cur = cur.cause;
+  }
+  if (!code && err instanceof Error && err.message) message = err.message;
+  const kind = code && TIMEOUT_CODES.has(code) ? 'timeout' : 'network';
+  const host = safeHost(url);
+  return new UpstreamError(kind, redact(`upstream ${host} ${code ?? 'error'}: ${message}`, secret), {
+    providerCode: code,
+    url,
+    cause: err,
+  });
+}
+
+function safeHost(url: string): string {
+  try {
+    return new URL(url).host;
+  } catch {
+    return 'upstream';
+  }
+}
+
+export interface UpstreamHttpOptions {
+  /** Most connections kept per upstream origin; streams beyond it queue. */
+  connections: number;
+}
+
+/**
+ * Keep-alive connection pools, one per upstream origin, and the request entry
+ * point every adapter uses.
+ */
+export class UpstreamHttp {
+  private readonly pools = new Map<string, Pool>();
+  private closing = false;
+
+  constructor(private readonly options: UpstreamHttpOptions) {}
+
+  pool(origin: string): Pool {
+    let pool = this.pools.get(origin);
+    if (!pool) {
+      if (this.closing) throw new UpstreamError('aborted', 'provider registry is closed', { retryable: false });
+      pool = new Pool(origin, {
+        connections: Math.max(1, this.options.connections),
+        pipelining: 1,
+        // Our own deadlines (UpstreamCall) replace undici's headers/body timeouts.
+        headersTimeout: 0,
+        bodyTimeout: 0,
+        connect: { timeout: DEFAULT_TIMEOUTS.connectMs },
+      });
+      this.pools.set(origin, pool);
+    }
+    return pool;
+  }
+
+  /**
+   * Sends the request and waits for the headers. Resolves with a call whose
+   * status is 2xx and whose body is unread; the caller must `close()` it.
+   * Throws UpstreamError for everything else.
+   */
+  async open(request: UpstreamRequest, provider: string): Promise<UpstreamCall> {
+    const call = new UpstreamCall(request);
+    call.begin();
+    try {
+      let url: URL;
+      try {
+        url = new URL(request.url);
+      } catch (err) {
+        throw new UpstreamError('protocol', `invalid upstream URL for ${provider}`, { retryable: false, cause: err });
+      }
+      const data = await this.pool(url.origin).request({
+        method: request.method,
+        path: url.pathname + url.search,
+        headers: request.headers,
+        body: request.body,
+        signal: call.dispatchSignal,
+      });
+      call.onResponse(data);
+    } catch (err) {
+      const failure = call.fail(err);
+      call.close();
+      throw failure;
+    }
+    if (call.status < 200 || call.status >= 300) {
+      const failure = await call.httpError(provider);
+      call.close();
+      throw failure;
+    }
+    if (request.mode === 'stream' && isJsonResponse(call.headers)) {
+      // Some providers (FastGPT among them) answer a stream request with a 200 JSON error body.
+      const failure = await call.unexpectedJson(provider);
+      call.close();
+      throw failure;
+    }
+    return call;
+  }
+
+  /** A blocking JSON request: open, read, parse, close. */
+  async json(request: UpstreamRequest, provider: string): Promise<unknown> {
+    const call = await this.open(request, provider);
+    try {
+      return await call.json();
+    } finally {
+      call.close();
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closing = true;
+    const pools = [...this.pools.values()];
+    this.pools.clear();
+    await Promise.all(pools.map((p) => p.close()));
+  }
+}

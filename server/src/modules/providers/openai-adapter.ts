@@ -1,0 +1,186 @@
+import { openaiRoot } from './endpoint-url.js';
+import type { UpstreamHttp } from './http.js';
+import { readSse } from './sse.js';
+import type { ChatMessage, ProviderAdapter, ProviderEvent, ProviderRequest, ProviderResult, Usage } from './types.js';
+import {
+  asObject,
+  bearer,
+  fileAsText,
+  inStreamError,
+  jsonHeaders,
+  parseChunk,
+  usageFromOpenAI,
+  withSystemMessage,
+  type OpenAIUsageWire,
+} from './wire.js';
+
+const PROVIDER = 'openai';
+
+/** The parts of an OpenAI chat-completions stream chunk we read. Everything is optional on the wire. */
+export interface OpenAIChunk {
+  id?: string;
+  model?: string;
+  choices?: Array<{
+    delta?: { content?: unknown; reasoning_content?: unknown; reasoning?: unknown } | null;
+    finish_reason?: string | null;
+  }>;
+  usage?: OpenAIUsageWire | null;
+  error?: unknown;
+}
+
+interface OpenAICompletion {
+  id?: string;
+  model?: string;
+  choices?: Array<{
+    message?: { content?: unknown; reasoning_content?: unknown; reasoning?: unknown } | null;
+    finish_reason?: string | null;
+  }>;
+  usage?: OpenAIUsageWire | null;
+}
+
+type WireMessage = { role: ChatMessage['role']; content: unknown };
+
+/** OpenAI has no file part: a file becomes a text part with its link; images stay `image_url`. */
+export function toOpenAIMessages(messages: ChatMessage[], systemPrompt: string | undefined): WireMessage[] {
+  const list = withSystemMessage(messages, systemPrompt);
+  let needsMapping = false;
+  for (const m of list) {
+    if (typeof m.content !== 'string' && m.content.some((p) => p.type === 'file_url')) {
+      needsMapping = true;
+      break;
+    }
+  }
+  if (!needsMapping) return list;
+  return list.map((m) =>
+    typeof m.content === 'string'
+      ? m
+      : {
+          role: m.role,
+          content: m.content.map((p) => (p.type === 'file_url' ? { type: 'text', text: fileAsText(p) } : p)),
+        },
+  );
+}
+
+function requestBody(request: ProviderRequest, stream: boolean): string {
+  const body: Record<string, unknown> = {
+    model: request.endpoint.model,
+    messages: toOpenAIMessages(request.messages, request.systemPrompt),
+    stream,
+  };
+  if (stream) body.stream_options = { include_usage: true };
+  if (request.temperature !== undefined) body.temperature = request.temperature;
+  if (request.maxTokens !== undefined) body.max_tokens = request.maxTokens;
+  if (request.user) body.user = request.user;
+  return JSON.stringify(body);
+}
+
+/** OpenAI chat completions and every endpoint compatible with it (DeepSeek, Qwen, vLLM, Ollama…). */
+export class OpenAIAdapter implements ProviderAdapter {
+  readonly kind = 'openai' as const;
+
+  constructor(private readonly http: UpstreamHttp) {}
+
+  async *stream(request: ProviderRequest, signal: AbortSignal): AsyncGenerator<ProviderEvent, void, undefined> {
+    const { endpoint } = request;
+    const url = openaiRoot(endpoint.url).url('/chat/completions');
+    const call = await this.http.open(
+      {
+        method: 'POST',
+        url,
+        headers: jsonHeaders(bearer(endpoint.apiKey), true),
+        body: requestBody(request, true),
+        timeouts: endpoint.timeouts,
+        signal,
+        mode: 'stream',
+        secret: endpoint.apiKey,
+      },
+      PROVIDER,
+    );
+    let sawDone = false;
+    let started = false;
+    let modelSeen = false;
+    let finishReason: string | undefined;
+    let usage: Usage | undefined;
+    try {
+      for await (const batch of readSse(call)) {
+        for (const message of batch) {
+          if (sawDone) continue;
+          const data = message.data;
+          if (data === '[DONE]') {
+            sawDone = true;
+            continue;
+          }
+          const chunk = parseChunk<OpenAIChunk>(data, url, PROVIDER);
+          if (chunk.error !== undefined && chunk.error !== null) {
+            throw inStreamError(PROVIDER, chunk, url, endpoint.apiKey);
+          }
+          if (!modelSeen && typeof chunk.model === 'string' && chunk.model !== '') {
+            modelSeen = true;
+            yield { type: 'model', model: chunk.model };
+          }
+          const choice = chunk.choices?.[0];
+          if (choice) {
+            const delta = choice.delta;
+            if (delta) {
+              const reasoning = delta.reasoning_content ?? delta.reasoning;
+              if (typeof reasoning === 'string' && reasoning !== '') {
+                if (!started) {
+                  started = true;
+                  call.contentStarted();
+                }
+                yield { type: 'reasoning', delta: reasoning };
+              }
+              const content = delta.content;
+              if (typeof content === 'string' && content !== '') {
+                if (!started) {
+                  started = true;
+                  call.contentStarted();
+                }
+                yield { type: 'text', delta: content };
+              }
+            }
+            if (choice.finish_reason) finishReason = choice.finish_reason;
+          }
+          if (chunk.usage) usage = usageFromOpenAI(chunk.usage);
+        }
+      }
+    } catch (err) {
+      const failure = call.fail(err);
+      // After [DONE] the answer is whole; a connection that then fails to close cleanly does not spoil it.
+      if (!sawDone || failure.kind === 'aborted') throw failure;
+    } finally {
+      call.close();
+    }
+    if (usage) yield { type: 'usage', usage };
+    yield { type: 'done', finishReason, sawDone };
+  }
+
+  async complete(request: ProviderRequest, signal: AbortSignal): Promise<ProviderResult> {
+    const { endpoint } = request;
+    const url = openaiRoot(endpoint.url).url('/chat/completions');
+    const raw = await this.http.json(
+      {
+        method: 'POST',
+        url,
+        headers: jsonHeaders(bearer(endpoint.apiKey), false),
+        body: requestBody(request, false),
+        timeouts: endpoint.timeouts,
+        signal,
+        mode: 'blocking',
+        secret: endpoint.apiKey,
+      },
+      PROVIDER,
+    );
+    const body = asObject<OpenAICompletion>(raw, url, PROVIDER);
+    const choice = body.choices?.[0];
+    const message = choice?.message;
+    const reasoning = message?.reasoning_content ?? message?.reasoning;
+    return {
+      text: typeof message?.content === 'string' ? message.content : '',
+      reasoning: typeof reasoning === 'string' && reasoning !== '' ? reasoning : undefined,
+      usage: usageFromOpenAI(body.usage),
+      model: typeof body.model === 'string' ? body.model : undefined,
+      finishReason: choice?.finish_reason ?? undefined,
+    };
+  }
+}

@@ -1,0 +1,100 @@
+import type { ProviderKind } from '../../db/schema.js';
+import { AnthropicAdapter } from './anthropic-adapter.js';
+import { DifyAdapter } from './dify-adapter.js';
+import { FastGPTAdapter } from './fastgpt-adapter.js';
+import { UpstreamHttp } from './http.js';
+import { OpenAIAdapter } from './openai-adapter.js';
+import type { ProviderAdapter, ResolvedEndpoint, ValidationResult } from './types.js';
+import { UpstreamError } from './upstream-error.js';
+
+export interface ProviderRegistryOptions {
+  /** Most keep-alive connections per upstream origin (concurrent streams beyond it queue). */
+  connections: number;
+}
+
+export interface ProviderRegistry {
+  adapter(kind: ProviderKind): ProviderAdapter;
+  /** Makes a real, small blocking call (a few tokens at most) to check URL, key and model. Never throws. */
+  validate(endpoint: ResolvedEndpoint, signal?: AbortSignal): Promise<ValidationResult>;
+  /** The app's opening text (FastGPT chat init, Dify parameters); undefined for providers without one. Throws UpstreamError. */
+  welcomeText(endpoint: ResolvedEndpoint, signal?: AbortSignal): Promise<string | undefined>;
+  /** Closes every upstream connection pool. */
+  close(): Promise<void>;
+}
+
+/** Total deadline for validation and welcome-text calls (or the endpoint's own, if shorter). */
+const SIDE_CALL_MS = 30_000;
+const NEVER = new AbortController().signal;
+const VALIDATE_PROMPT = 'Reply with the single word: ok';
+const VALIDATE_MAX_TOKENS = 5;
+
+/** One set of adapters sharing one set of keep-alive pools. */
+export function createProviderRegistry(options: ProviderRegistryOptions): ProviderRegistry {
+  const http = new UpstreamHttp({ connections: options.connections });
+  const adapters: { [K in ProviderKind]: ProviderAdapter } = {
+    openai: new OpenAIAdapter(http),
+    fastgpt: new FastGPTAdapter(http),
+    anthropic: new AnthropicAdapter(http),
+    dify: new DifyAdapter(http),
+  };
+
+  return {
+    adapter(kind) {
+      return adapters[kind];
+    },
+
+    async validate(endpoint, signal) {
+      const started = performance.now();
+      const bounded = sideCallEndpoint(endpoint);
+      try {
+        const model = await probe(adapters[endpoint.provider], bounded, signal ?? NEVER);
+        return { ok: true, latencyMs: Math.round(performance.now() - started), model: model ?? endpoint.model };
+      } catch (err) {
+        const latencyMs = Math.round(performance.now() - started);
+        if (err instanceof UpstreamError) {
+          return {
+            ok: false,
+            latencyMs,
+            error: { code: err.providerCode ?? `upstream_${err.kind}`, message: err.message, status: err.status },
+          };
+        }
+        return { ok: false, latencyMs, error: { code: 'internal', message: 'validation failed unexpectedly' } };
+      }
+    },
+
+    async welcomeText(endpoint, signal) {
+      const adapter = adapters[endpoint.provider];
+      if (!adapter.welcomeText) return undefined;
+      return adapter.welcomeText(sideCallEndpoint(endpoint), signal ?? NEVER);
+    },
+
+    close() {
+      return http.close();
+    },
+  };
+}
+
+function sideCallEndpoint(endpoint: ResolvedEndpoint): ResolvedEndpoint {
+  const totalMs = Math.min(endpoint.timeouts.totalMs ?? SIDE_CALL_MS, SIDE_CALL_MS);
+  return { ...endpoint, timeouts: { ...endpoint.timeouts, totalMs } };
+}
+
+/**
+ * The smallest real call that proves URL, key and model: a blocking answer of
+ * a few tokens. Dify is asked in streaming mode (its agent apps refuse
+ * blocking and it has no token limit) and cut off at the first event that
+ * proves the app answers.
+ */
+async function probe(adapter: ProviderAdapter, endpoint: ResolvedEndpoint, signal: AbortSignal): Promise<string | undefined> {
+  const request = {
+    endpoint,
+    messages: [{ role: 'user' as const, content: VALIDATE_PROMPT }],
+    maxTokens: VALIDATE_MAX_TOKENS,
+    user: 'llmchat-validate',
+  };
+  if (adapter.kind !== 'dify') return (await adapter.complete(request, signal)).model;
+  for await (const event of adapter.stream(request, signal)) {
+    if (event.type === 'text' || event.type === 'done') break;
+  }
+  return undefined;
+}

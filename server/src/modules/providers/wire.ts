@@ -1,0 +1,162 @@
+import type { ChatContentPart, ChatMessage, Usage } from './types.js';
+import { UpstreamError, isNonRetryableCode } from './upstream-error.js';
+
+/** Small pieces shared by the adapters' wire formats. */
+
+export function excerpt(text: string, max = 500): string {
+  return text.length > max ? `${text.slice(0, max)}…` : text;
+}
+
+/** Removes the endpoint's secret and anything that looks like a bearer token. */
+export function redact(text: string, secret: string | undefined): string {
+  let out = text;
+  if (secret && secret.length >= 4 && out.includes(secret)) out = out.split(secret).join('[redacted]');
+  return out.replace(/(Bearer\s+)[A-Za-z0-9._~+/=-]{8,}/gi, '$1[redacted]');
+}
+
+function asRecord(value: unknown): Record<string, unknown> | undefined {
+  return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
+}
+
+function str(value: unknown): string | undefined {
+  return typeof value === 'string' && value.length > 0 ? value : undefined;
+}
+
+/**
+ * Pulls the provider's error code and message out of an error body:
+ * OpenAI `{error:{code,type,message}}`, Anthropic `{type:'error',error:{type,message}}`,
+ * FastGPT `{code,statusText,message}`, Dify `{code,message,status}`.
+ */
+export function providerErrorFromBody(text: string): { code?: string | undefined; message?: string | undefined } {
+  if (!text) return {};
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    return {};
+  }
+  return providerErrorFromObject(parsed);
+}
+
+export function providerErrorFromObject(parsed: unknown): { code?: string | undefined; message?: string | undefined } {
+  const root = asRecord(parsed);
+  if (!root) return {};
+  const nested = asRecord(root.error);
+  if (nested) {
+    return {
+      code: str(nested.code) ?? str(nested.type) ?? str(root.code),
+      message: str(nested.message) ?? str(root.message),
+    };
+  }
+  return {
+    code: str(root.code) ?? str(root.statusText) ?? (typeof root.code === 'number' ? String(root.code) : undefined),
+    message: str(root.message) ?? str(root.msg) ?? str(root.error),
+  };
+}
+
+/** An error the provider reported inside a stream that had already started (HTTP 200). */
+export function inStreamError(
+  provider: string,
+  payload: unknown,
+  url: string,
+  secret: string | undefined,
+  fallbackStatus?: number,
+): UpstreamError {
+  const { code, message } = providerErrorFromObject(payload);
+  const rec = asRecord(payload);
+  // FastGPT puts the HTTP-like status in a numeric `code`.
+  const status =
+    typeof rec?.status === 'number'
+      ? rec.status
+      : typeof rec?.code === 'number' && rec.code >= 400 && rec.code <= 599
+        ? rec.code
+        : fallbackStatus;
+  const statusRetryable =
+    status === undefined ? true : status === 408 || status === 409 || status === 425 || status === 429 || status >= 500;
+  return new UpstreamError('http', redact(`${provider} stream error${code ? ` ${code}` : ''}: ${message ?? 'unknown error'}`, secret), {
+    status,
+    providerCode: code,
+    retryable: isNonRetryableCode(code) ? false : statusRetryable,
+    url,
+  });
+}
+
+/** Parses one stream chunk; anything that is not a JSON object is a protocol error. */
+export function parseChunk<T extends object>(data: string, url: string, provider: string): T {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(data);
+  } catch (err) {
+    throw new UpstreamError('protocol', `${provider} sent a stream chunk that is not valid JSON`, {
+      url,
+      body: excerpt(data, 200),
+      cause: err,
+    });
+  }
+  if (typeof parsed !== 'object' || parsed === null) {
+    throw new UpstreamError('protocol', `${provider} sent a stream chunk that is not a JSON object`, {
+      url,
+      body: excerpt(data, 200),
+    });
+  }
+  return parsed as T;
+}
+
+/** A blocking answer's parsed body; anything but a JSON object is a protocol error. */
+export function asObject<T extends object>(raw: unknown, url: string, provider: string): T {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+    throw new UpstreamError('protocol', `${provider} answered with JSON that is not an object`, { url });
+  }
+  return raw as T;
+}
+
+/** The text of a message: the string itself, or its text parts joined. */
+export function contentText(content: ChatMessage['content']): string {
+  if (typeof content === 'string') return content;
+  let out = '';
+  for (const part of content) if (part.type === 'text') out += out ? `\n${part.text}` : part.text;
+  return out;
+}
+
+/** A file part spelled as text, for providers without a file part. */
+export function fileAsText(part: Extract<ChatContentPart, { type: 'file_url' }>): string {
+  return `[file${part.name ? ` ${part.name}` : ''}](${part.url})`;
+}
+
+export interface OpenAIUsageWire {
+  prompt_tokens?: number | undefined;
+  completion_tokens?: number | undefined;
+  total_tokens?: number | undefined;
+}
+
+function num(value: unknown): number {
+  return typeof value === 'number' && Number.isFinite(value) ? value : 0;
+}
+
+export function usageFromOpenAI(u: OpenAIUsageWire | null | undefined): Usage | undefined {
+  if (!u || typeof u !== 'object') return undefined;
+  const promptTokens = num(u.prompt_tokens);
+  const completionTokens = num(u.completion_tokens);
+  const total = num(u.total_tokens);
+  return { promptTokens, completionTokens, totalTokens: total || promptTokens + completionTokens };
+}
+
+export function makeUsage(promptTokens: unknown, completionTokens: unknown): Usage {
+  const p = num(promptTokens);
+  const c = num(completionTokens);
+  return { promptTokens: p, completionTokens: c, totalTokens: p + c };
+}
+
+/** With a system prompt, messages get a leading system message unless they already start with one. */
+export function withSystemMessage(messages: ChatMessage[], systemPrompt: string | undefined): ChatMessage[] {
+  if (!systemPrompt || messages[0]?.role === 'system') return messages;
+  return [{ role: 'system', content: systemPrompt }, ...messages];
+}
+
+export function jsonHeaders(extra: Record<string, string>, stream: boolean): Record<string, string> {
+  return { 'content-type': 'application/json', accept: stream ? 'text/event-stream' : 'application/json', ...extra };
+}
+
+export function bearer(apiKey: string | undefined): Record<string, string> {
+  return apiKey ? { authorization: `Bearer ${apiKey}` } : {};
+}

@@ -1,0 +1,778 @@
+/**
+ * `npm run bench`: streams chat turns at fixed concurrency levels, once to
+ * the mock upstream directly and once through LLMChat (which calls the same
+ * mock), and prints throughput, time to first token and total time of each,
+ * with the overhead LLMChat adds. The mock and the server run as separate
+ * child processes; the load generator runs here.
+ *
+ *   node tools/dist/bench/bench.js [--levels 100,1000] [--duration 15] [--warmup 3]
+ *     [--drain 30] [--chunks 20] [--interval 5] [--embedded] [--strict] [--profile-server DIR]
+ */
+
+import { randomBytes } from 'node:crypto';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { setTimeout as sleep } from 'node:timers/promises';
+import pg from 'pg';
+import { Client, request } from 'undici';
+import type { ManagedProcess, ProblemReport } from './processes.js';
+import { cpuSeconds, describeExit, freePort, machineCpuTicks, rssMiB, startProcess, waitForReady } from './processes.js';
+import type { ExpectedAnswer, LoadResult, LoadTarget } from './sse-load.js';
+import { runLoad, runTurn } from './sse-load.js';
+import type { Distribution } from './stats.js';
+import { distribution, formatGiB, formatMs, formatPercent, formatRate, formatTable } from './stats.js';
+
+const POSTGRES_ADMIN_URL = 'postgres://postgres@127.0.0.1:5432/postgres';
+const REDIS_HOST = '127.0.0.1';
+const REDIS_PORT = 6379;
+const MIN_OPEN_FILES = 8192;
+const READY_TIMEOUT_MS = 90_000;
+const CHILD_STOP_GRACE_MS = 35_000;
+const SETTLE_MS = 1_000;
+const ERROR_EXAMPLES = 5;
+const QUESTION = 'hello';
+
+interface CliOptions {
+  levels: number[];
+  durationS: number;
+  warmupS: number;
+  drainS: number;
+  chunks: number;
+  intervalMs: number;
+  embedded: boolean;
+  strict: boolean;
+  /** Directory for a V8 CPU profile of the server (`--cpu-prof`), written when it stops. */
+  profileServer: string | undefined;
+}
+
+/** The figures of one target at one level. */
+export interface RunSummary {
+  level: number;
+  target: string;
+  windowS: number;
+  /** Turns started in the measured window. */
+  turns: number;
+  ok: number;
+  errors: number;
+  /** Good turns that ended in the window, per second. */
+  turnsPerS: number;
+  /** Over good turns only. */
+  ttftMs: Distribution;
+  totalMs: Distribution;
+  errorReasons: Record<string, number>;
+  /** The first turn's detail for each of the first few reasons. */
+  errorExamples: string[];
+  abandoned: number;
+  warmupTurns: number;
+  /** Turns that failed during the warm-up (not in the figures above, but worth knowing). */
+  warmupErrors: number;
+  drainMs: number;
+  /**
+   * Share of one core each process used during warm-up and window; `machine` is
+   * the whole machine's busy share of all cores (PostgreSQL and Redis included).
+   */
+  cpuPercent: { bench: number | undefined; server: number | undefined; mock: number | undefined; machine: number | undefined };
+  serverRssMiB: number | undefined;
+}
+
+interface LevelComparison {
+  level: number;
+  /** llmchat turns/s divided by direct turns/s. */
+  throughputRatio: number;
+  /** llmchat TTFT p99 minus direct TTFT p99, ms. */
+  ttftP99OverheadMs: number;
+  checks: TargetCheck[];
+  /** Reasons to doubt the comparison. */
+  notes: string[];
+}
+
+interface TargetCheck {
+  name: string;
+  pass: boolean;
+  actual: string;
+}
+
+interface Backends {
+  kind: 'postgres+redis' | 'embedded' | 'postgres+embedded-state' | 'embedded-db+redis';
+  databaseUrl: string | undefined;
+  databaseName: string | undefined;
+  redisUrl: string | undefined;
+  redisPrefix: string;
+  notes: string[];
+}
+
+function usage(): string {
+  return [
+    'usage: node tools/dist/bench/bench.js [options]',
+    '  --levels 100,1000   concurrency levels (streams in flight)',
+    '  --duration 15       measured seconds per level and target',
+    '  --warmup 3          warm-up seconds before each measurement (not reported)',
+    '  --drain 30          cap in seconds on waiting for in-flight turns after a window',
+    '  --chunks 20         text chunks per answer (mock default)',
+    '  --interval 5        ms between chunks (mock default)',
+    '  --embedded          use embedded PGlite and in-process state even if PostgreSQL/Redis are reachable',
+    '  --strict            exit 1 when a target is missed (default: report only)',
+    '  --profile-server D  write a V8 CPU profile of the server into directory D (open it in Chrome DevTools)',
+  ].join('\n');
+}
+
+function positiveNumber(name: string, raw: string, integer: boolean): number {
+  const value = Number(raw);
+  if (raw.trim() === '' || !Number.isFinite(value) || value < 0 || (integer && !Number.isInteger(value))) {
+    throw new Error(`--${name} must be a non-negative ${integer ? 'integer' : 'number'}, got "${raw}"`);
+  }
+  return value;
+}
+
+function parseCli(argv: string[]): CliOptions | undefined {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      levels: { type: 'string', default: '100,1000' },
+      duration: { type: 'string', default: '15' },
+      warmup: { type: 'string', default: '3' },
+      drain: { type: 'string', default: '30' },
+      chunks: { type: 'string', default: '20' },
+      interval: { type: 'string', default: '5' },
+      embedded: { type: 'boolean', default: false },
+      strict: { type: 'boolean', default: false },
+      'profile-server': { type: 'string' },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
+  if (values.help) {
+    console.log(usage());
+    return undefined;
+  }
+  const levels = values.levels.split(',').map((s) => positiveNumber('levels', s, true));
+  if (levels.length === 0 || levels.some((l) => l < 1 || l > 20_000)) throw new Error('--levels must be integers within 1..20000');
+  const options: CliOptions = {
+    levels,
+    durationS: positiveNumber('duration', values.duration, false),
+    warmupS: positiveNumber('warmup', values.warmup, false),
+    drainS: positiveNumber('drain', values.drain, false),
+    chunks: positiveNumber('chunks', values.chunks, true),
+    intervalMs: positiveNumber('interval', values.interval, true),
+    embedded: values.embedded,
+    strict: values.strict,
+    profileServer: values['profile-server'] === undefined ? undefined : path.resolve(values['profile-server']),
+  };
+  if (options.durationS <= 0 || options.durationS > 3600) throw new Error('--duration must be within (0, 3600] seconds');
+  if (options.warmupS > 600 || options.drainS > 600) throw new Error('--warmup and --drain must be at most 600 seconds');
+  if (options.chunks < 1 || options.chunks > 10_000) throw new Error('--chunks must be within 1..10000');
+  return options;
+}
+
+function randomToken(chars: number): string {
+  return randomBytes(chars).toString('base64url').slice(0, chars);
+}
+
+function banner(lines: string[]): void {
+  const width = Math.max(...lines.map((l) => l.length));
+  console.log(`\n${'!'.repeat(width + 4)}`);
+  for (const line of lines) console.log(`! ${line.padEnd(width)} !`);
+  console.log(`${'!'.repeat(width + 4)}\n`);
+}
+
+// ---------------------------------------------------------------- machine
+
+interface Machine {
+  cores: number;
+  cpuModel: string;
+  memory: string;
+  node: string;
+  platform: string;
+  openFiles: { soft: string; hard: string };
+  /** 1, 5 and 15 minute load averages when the bench started. */
+  loadAverage: number[];
+}
+
+function shellLimit(flag: string): string {
+  const result = spawnSync('/bin/sh', ['-c', `ulimit ${flag} -n`], { encoding: 'utf8' });
+  return result.status === 0 ? result.stdout.trim() : 'unknown';
+}
+
+function describeMachine(): Machine {
+  const cpus = os.cpus();
+  return {
+    cores: cpus.length,
+    cpuModel: cpus[0]?.model.trim() ?? 'unknown',
+    memory: formatGiB(os.totalmem()),
+    node: process.version,
+    platform: `${os.platform()} ${os.release()} ${os.arch()}`,
+    openFiles: { soft: shellLimit('-S'), hard: shellLimit('-H') },
+    loadAverage: os.loadavg().map((v) => Math.round(v * 100) / 100),
+  };
+}
+
+// ---------------------------------------------------------------- backends
+
+/** One Redis command over a raw socket (RESP), returning the first reply line; enough for PING and EVAL. */
+function redisCommand(args: string[], timeoutMs: number): Promise<string> {
+  return new Promise<string>((resolve, reject) => {
+    const socket = connect({ host: REDIS_HOST, port: REDIS_PORT });
+    let reply = '';
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new Error(`no answer from Redis within ${timeoutMs} ms`));
+    }, timeoutMs);
+    socket.setEncoding('utf8');
+    socket.on('connect', () => {
+      socket.write(`*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join('')}`);
+    });
+    socket.on('data', (data: string) => {
+      reply += data;
+      const end = reply.indexOf('\r\n');
+      if (end === -1) return;
+      clearTimeout(timer);
+      socket.end();
+      resolve(reply.slice(0, end));
+    });
+    socket.on('error', (error) => {
+      clearTimeout(timer);
+      reject(error);
+    });
+  });
+}
+
+const DELETE_BY_PREFIX_SCRIPT =
+  "local n = 0 for _, k in ipairs(redis.call('KEYS', ARGV[1])) do redis.call('DEL', k) n = n + 1 end return n";
+
+async function chooseBackends(forceEmbedded: boolean): Promise<Backends> {
+  const suffix = randomBytes(4).toString('hex');
+  const redisPrefix = `llmchat-bench-${suffix}:`;
+  const notes: string[] = [];
+  if (forceEmbedded) {
+    notes.push('--embedded: using embedded PGlite and in-process state');
+    return { kind: 'embedded', databaseUrl: undefined, databaseName: undefined, redisUrl: undefined, redisPrefix, notes };
+  }
+  let databaseUrl: string | undefined;
+  let databaseName: string | undefined;
+  const admin = new pg.Client({ connectionString: POSTGRES_ADMIN_URL, connectionTimeoutMillis: 3_000 });
+  try {
+    await admin.connect();
+    databaseName = `llmchat_bench_${suffix}`;
+    await admin.query(`CREATE DATABASE "${databaseName}"`);
+    const url = new URL(POSTGRES_ADMIN_URL);
+    url.pathname = `/${databaseName}`;
+    databaseUrl = url.toString();
+  } catch (error) {
+    databaseName = undefined;
+    notes.push(`PostgreSQL at ${POSTGRES_ADMIN_URL} unusable (${error instanceof Error ? error.message : String(error)}): embedded PGlite instead`);
+  } finally {
+    await admin.end().catch(() => undefined);
+  }
+  let redisUrl: string | undefined;
+  try {
+    const pong = await redisCommand(['PING'], 2_000);
+    if (pong !== '+PONG') throw new Error(`PING answered ${pong}`);
+    redisUrl = `redis://${REDIS_HOST}:${REDIS_PORT}`;
+  } catch (error) {
+    notes.push(`Redis at redis://${REDIS_HOST}:${REDIS_PORT} unusable (${error instanceof Error ? error.message : String(error)}): in-process state instead`);
+  }
+  const kind: Backends['kind'] =
+    databaseUrl !== undefined && redisUrl !== undefined ? 'postgres+redis'
+    : databaseUrl !== undefined ? 'postgres+embedded-state'
+    : redisUrl !== undefined ? 'embedded-db+redis'
+    : 'embedded';
+  return { kind, databaseUrl, databaseName, redisUrl, redisPrefix, notes };
+}
+
+async function dropDatabase(name: string): Promise<void> {
+  const admin = new pg.Client({ connectionString: POSTGRES_ADMIN_URL, connectionTimeoutMillis: 3_000 });
+  await admin.connect();
+  try {
+    try {
+      await admin.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+    } catch {
+      // Before PostgreSQL 13 there is no FORCE: end the sessions first.
+      await admin.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()', [name]);
+      await admin.query(`DROP DATABASE IF EXISTS "${name}"`);
+    }
+  } finally {
+    await admin.end().catch(() => undefined);
+  }
+}
+
+// ---------------------------------------------------------------- API setup
+
+async function callJson(method: 'GET' | 'POST', url: string, token: string | undefined, body?: unknown): Promise<{ status: number; body: unknown }> {
+  const headers: Record<string, string> = {};
+  if (token !== undefined) headers.authorization = `Bearer ${token}`;
+  if (body !== undefined) headers['content-type'] = 'application/json';
+  const response = await request(url, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+    headersTimeout: 30_000,
+    bodyTimeout: 30_000,
+  });
+  const text = await response.body.text();
+  let parsed: unknown = text;
+  try {
+    parsed = JSON.parse(text) as unknown;
+  } catch {
+    // keep the text
+  }
+  return { status: response.statusCode, body: parsed };
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function excerpt(value: unknown): string {
+  const text = typeof value === 'string' ? value : JSON.stringify(value);
+  return text.length > 400 ? `${text.slice(0, 400)}…` : text;
+}
+
+async function login(base: string, username: string, password: string): Promise<string> {
+  const response = await callJson('POST', `${base}/api/auth/login`, undefined, { username, password });
+  const body = response.body;
+  const token =
+    isRecord(body) && typeof body.token === 'string' ? body.token
+    : isRecord(body) && isRecord(body.data) && typeof body.data.token === 'string' ? body.data.token
+    : undefined;
+  if (response.status !== 200 || token === undefined) throw new Error(`login failed: HTTP ${response.status} ${excerpt(body)}`);
+  return token;
+}
+
+/** Creates the `bench` agent; on a validation error, retries once with only the essential fields. */
+async function createAgent(base: string, token: string, mockUrl: string): Promise<string[]> {
+  const essential = {
+    id: 'bench',
+    name: 'Bench',
+    provider: 'openai',
+    endpoint: `${mockUrl}/v1/chat/completions`,
+    apiKey: 'bench-key',
+    model: 'mock-model',
+    isActive: true,
+  };
+  const full = { ...essential, description: 'benchmark agent', capabilities: [], features: { supportsStream: true } };
+  const first = await callJson('POST', `${base}/api/agents`, token, full);
+  if (first.status === 200 || first.status === 201) return [];
+  if (first.status !== 400 && first.status !== 422) throw new Error(`creating the bench agent failed: HTTP ${first.status} ${excerpt(first.body)}`);
+  const second = await callJson('POST', `${base}/api/agents`, token, essential);
+  if (second.status === 200 || second.status === 201) {
+    return [`the agents API rejected the full body (HTTP ${first.status} ${excerpt(first.body)}); created with the essential fields only`];
+  }
+  throw new Error(`creating the bench agent failed: HTTP ${first.status} ${excerpt(first.body)}; minimal body: HTTP ${second.status} ${excerpt(second.body)}`);
+}
+
+// ---------------------------------------------------------------- measuring
+
+function summarize(level: number, result: LoadResult, cpuPercent: RunSummary['cpuPercent'], serverRss: number | undefined): RunSummary {
+  const good = result.samples.filter((s) => s.error === undefined);
+  const errorReasons: Record<string, number> = {};
+  const errorExamples: string[] = [];
+  for (const sample of result.samples) {
+    if (sample.error === undefined) continue;
+    errorReasons[sample.error] = (errorReasons[sample.error] ?? 0) + 1;
+    // One example of each reason, the first seen.
+    if (errorReasons[sample.error] === 1 && errorExamples.length < ERROR_EXAMPLES) {
+      errorExamples.push(sample.errorDetail === undefined ? sample.error : `${sample.error}: ${sample.errorDetail}`);
+    }
+  }
+  const windowS = result.windowMs / 1000;
+  return {
+    level,
+    target: result.target,
+    windowS,
+    turns: result.samples.length,
+    ok: good.length,
+    errors: result.samples.length - good.length,
+    turnsPerS: windowS > 0 ? result.completedInWindow / windowS : Number.NaN,
+    ttftMs: distribution(good.map((s) => s.ttftMs ?? Number.NaN).filter((v) => Number.isFinite(v))),
+    totalMs: distribution(good.map((s) => s.totalMs)),
+    errorReasons,
+    errorExamples,
+    abandoned: result.abandoned,
+    warmupTurns: result.warmupTurns,
+    warmupErrors: result.warmupErrors,
+    drainMs: result.drainMs,
+    cpuPercent,
+    serverRssMiB: serverRss,
+  };
+}
+
+interface CpuProbe {
+  bench: number;
+  server: number | undefined;
+  mock: number | undefined;
+  machine: { busy: number; total: number } | undefined;
+  at: number;
+}
+
+function probeCpu(server: ManagedProcess, mock: ManagedProcess): CpuProbe {
+  const usage = process.cpuUsage();
+  return {
+    bench: (usage.user + usage.system) / 1e6,
+    server: cpuSeconds(server.pid),
+    mock: cpuSeconds(mock.pid),
+    machine: machineCpuTicks(),
+    at: performance.now(),
+  };
+}
+
+function cpuBetween(before: CpuProbe, after: CpuProbe): RunSummary['cpuPercent'] {
+  const seconds = (after.at - before.at) / 1000;
+  const share = (a: number | undefined, b: number | undefined): number | undefined =>
+    a === undefined || b === undefined || seconds <= 0 ? undefined : ((b - a) / seconds) * 100;
+  const machine =
+    before.machine === undefined || after.machine === undefined || after.machine.total <= before.machine.total
+      ? undefined
+      : ((after.machine.busy - before.machine.busy) / (after.machine.total - before.machine.total)) * 100;
+  return { bench: share(before.bench, after.bench), server: share(before.server, after.server), mock: share(before.mock, after.mock), machine };
+}
+
+function compare(level: number, direct: RunSummary, llmchat: RunSummary): LevelComparison {
+  const throughputRatio = llmchat.turnsPerS / direct.turnsPerS;
+  const ttftP99OverheadMs = llmchat.ttftMs.p99 - direct.ttftMs.p99;
+  const checks: TargetCheck[] = [];
+  if (level === 100) {
+    checks.push({ name: 'TTFT p99 overhead <= 25 ms', pass: ttftP99OverheadMs <= 25, actual: `${formatMs(ttftP99OverheadMs)} ms` });
+    checks.push({ name: 'throughput >= 90% of direct', pass: throughputRatio >= 0.9, actual: formatPercent(throughputRatio) });
+  } else if (level === 1000) {
+    checks.push({ name: 'zero errors', pass: llmchat.errors === 0 && llmchat.ok > 0, actual: `${llmchat.errors} errors in ${llmchat.turns} turns` });
+    checks.push({ name: 'throughput >= 50% of direct', pass: throughputRatio >= 0.5, actual: formatPercent(throughputRatio) });
+  }
+  const notes: string[] = [];
+  if (direct.errors > 0) notes.push(`the direct run had ${direct.errors} errors: the baseline itself is suspect`);
+  if (llmchat.ok === 0) notes.push('no LLMChat turn succeeded in the window');
+  return { level, throughputRatio, ttftP99OverheadMs, checks, notes };
+}
+
+function formatCpu(cpu: RunSummary['cpuPercent']): string {
+  const part = (v: number | undefined): string => (v === undefined ? '-' : v.toFixed(0));
+  return `${part(cpu.bench)}/${part(cpu.server)}/${part(cpu.mock)}  ${part(cpu.machine)}`;
+}
+
+function resultsTable(runs: readonly RunSummary[]): string {
+  const rows: string[][] = [
+    ['level', 'target', 'turns/s', 'ok', 'errors', 'ttft p50', 'p95', 'p99', 'total p50', 'p95', 'p99', 'cpu% gen/srv/mock  all', 'srv MiB'],
+  ];
+  for (const r of runs) {
+    rows.push([
+      String(r.level),
+      r.target,
+      formatRate(r.turnsPerS),
+      String(r.ok),
+      String(r.errors),
+      formatMs(r.ttftMs.p50),
+      formatMs(r.ttftMs.p95),
+      formatMs(r.ttftMs.p99),
+      formatMs(r.totalMs.p50),
+      formatMs(r.totalMs.p95),
+      formatMs(r.totalMs.p99),
+      formatCpu(r.cpuPercent),
+      r.serverRssMiB === undefined ? '-' : r.serverRssMiB.toFixed(0),
+    ]);
+  }
+  return formatTable(rows);
+}
+
+function printRun(run: RunSummary): void {
+  console.log(
+    `  ${run.target.padEnd(8)} level ${run.level}: ${formatRate(run.turnsPerS)} turns/s, ttft p50/p99 ${formatMs(run.ttftMs.p50)}/${formatMs(run.ttftMs.p99)} ms, ` +
+      `total p50/p99 ${formatMs(run.totalMs.p50)}/${formatMs(run.totalMs.p99)} ms, ${run.errors} errors of ${run.turns} turns` +
+      (run.drainMs > 0 ? `, drained in ${(run.drainMs / 1000).toFixed(1)} s` : '') +
+      (run.warmupErrors > 0 ? ` (and ${run.warmupErrors} of ${run.warmupTurns} warm-up turns failed)` : ''),
+  );
+  for (const [reason, count] of Object.entries(run.errorReasons)) console.log(`      ${count} × ${reason}`);
+  for (const example of run.errorExamples) console.log(`      e.g. ${example}`);
+}
+
+// ---------------------------------------------------------------- main
+
+async function main(): Promise<number> {
+  const options = parseCli(process.argv.slice(2));
+  if (options === undefined) return 0;
+  const root = fileURLToPath(new URL('../../../', import.meta.url));
+  const startedAt = new Date();
+  const machine = describeMachine();
+
+  console.log('LLMChat benchmark');
+  console.log(`  machine: ${machine.cores} cores, ${machine.cpuModel}, ${machine.memory} RAM, ${machine.platform}, node ${machine.node}`);
+  console.log(`  open files: soft ${machine.openFiles.soft}, hard ${machine.openFiles.hard}`);
+  console.log(
+    `  levels ${options.levels.join(', ')}; ${options.warmupS} s warm-up + ${options.durationS} s measured per level and target; ` +
+      `answers of ${options.chunks} chunks ${options.intervalMs} ms apart`,
+  );
+  console.log(`  load average: ${machine.loadAverage.join(' / ')} (1 / 5 / 15 min)`);
+  if ((machine.loadAverage[0] ?? 0) > machine.cores * 0.5) {
+    banner([
+      `WARNING: the machine is already busy (load ${machine.loadAverage[0]} on ${machine.cores} cores).`,
+      'Other work competes with the bench for CPU: expect noisy, pessimistic figures.',
+      'The "all" cpu column shows the whole machine\'s busy share during each run.',
+    ]);
+  }
+  const softFiles = Number(machine.openFiles.soft);
+  if (machine.openFiles.soft !== 'unlimited' && !(softFiles >= MIN_OPEN_FILES)) {
+    banner([
+      `WARNING: ulimit -n is ${machine.openFiles.soft} (< ${MIN_OPEN_FILES}).`,
+      '1000 concurrent streams need 2000+ sockets across the processes;',
+      `raise it first (e.g. ulimit -n ${MIN_OPEN_FILES}) or expect EMFILE errors.`,
+    ]);
+  }
+
+  const interrupt = new AbortController();
+  const onSignal = (signal: NodeJS.Signals): void => {
+    console.log(`\n${signal}: stopping the load and cleaning up…`);
+    interrupt.abort();
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+
+  const runs: RunSummary[] = [];
+  const comparisons: LevelComparison[] = [];
+  const setupNotes: string[] = [];
+  let backends: Backends | undefined;
+  let broken: string | undefined;
+  let mock: ManagedProcess | undefined;
+  let server: ManagedProcess | undefined;
+  let stopping = false;
+  const dataDir = mkdtempSync(path.join(os.tmpdir(), 'llmchat-bench-'));
+  const childExits: Record<string, string> = {};
+  const childProblems: Record<string, ProblemReport> = {};
+
+  try {
+    backends = await chooseBackends(options.embedded);
+    if (backends.kind === 'postgres+redis') {
+      console.log(`  backends: PostgreSQL (database ${backends.databaseName}) + Redis (prefix ${backends.redisPrefix})`);
+    } else {
+      banner([`BACKENDS: ${backends.kind.toUpperCase()} — not the production setup`, ...backends.notes]);
+    }
+
+    const node = process.execPath;
+    mock = startProcess(
+      'mock',
+      node,
+      [path.join(root, 'tools/dist/mock-upstream/cli.js'), '--port', '0', '--host', '127.0.0.1', '--chunks', String(options.chunks), '--interval', String(options.intervalMs)],
+      { env: process.env, cwd: root },
+    );
+    const mockUrl = (await mock.waitForLine(/^http:\/\/127\.0\.0\.1:\d+/, 15_000)).trim();
+    console.log(`  mock upstream: ${mockUrl} (pid ${mock.pid})`);
+
+    const port = await freePort();
+    const adminPassword = randomToken(24);
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      NODE_ENV: 'production',
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      DATA_DIR: dataDir,
+      REDIS_KEY_PREFIX: backends.redisPrefix,
+      JWT_SECRET: randomToken(48),
+      SECRETS_KEY: randomToken(48),
+      ADMIN_USERNAME: 'bench-admin',
+      ADMIN_PASSWORD: adminPassword,
+      MOCK_UPSTREAM: 'false',
+      LOG_LEVEL: 'warn',
+      // Long runs outlive the default 15-minute access token.
+      ACCESS_TOKEN_TTL: '86400',
+      CHAT_RATE_LIMIT_PER_MINUTE: '0',
+      LOGIN_RATE_LIMIT_PER_MINUTE: '0',
+      DATABASE_POOL_MAX: '20',
+      UPSTREAM_CONNECTIONS: '1200',
+    };
+    for (const name of ['DATABASE_URL', 'DATABASE_READ_URL', 'REDIS_URL', 'AGENTS_CONFIG_PATH']) delete env[name];
+    if (backends.databaseUrl !== undefined) env.DATABASE_URL = backends.databaseUrl;
+    if (backends.redisUrl !== undefined) env.REDIS_URL = backends.redisUrl;
+
+    const base = `http://127.0.0.1:${port}`;
+    const profileArgs = options.profileServer === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${options.profileServer}`];
+    server = startProcess('server', node, [...profileArgs, path.join(root, 'server/dist/main.js')], { env, cwd: root });
+    const serverProcess = server;
+    try {
+      await waitForReady(`${base}/health/ready`, READY_TIMEOUT_MS, server);
+    } catch (error) {
+      throw new Error(`${error instanceof Error ? error.message : String(error)}\n--- server output ---\n${server.tail().join('\n')}`);
+    }
+    console.log(`  server: ${base} (pid ${server.pid})`);
+    void server.exited.then((info) => {
+      if (stopping) return;
+      broken = `the server exited during the run (${describeExit(info)})`;
+      console.log(`\n!!! ${broken}\n--- server output ---\n${serverProcess.tail().join('\n')}`);
+      interrupt.abort();
+    });
+    const mockProcess = mock;
+    void mock.exited.then((info) => {
+      if (stopping) return;
+      broken = `the mock upstream exited during the run (${describeExit(info)})`;
+      console.log(`\n!!! ${broken}\n--- mock output ---\n${mockProcess.tail().join('\n')}`);
+      interrupt.abort();
+    });
+
+    const token = await login(base, 'bench-admin', adminPassword);
+    setupNotes.push(...(await createAgent(base, token, mockUrl)));
+    for (const note of setupNotes) console.log(`  note: ${note}`);
+
+    const mockOrigin = new URL(mockUrl);
+    const direct: LoadTarget = {
+      name: 'direct',
+      origin: mockOrigin.origin,
+      path: '/v1/chat/completions',
+      headers: { authorization: 'Bearer bench-key' },
+      body: JSON.stringify({ model: 'mock-model', messages: [{ role: 'user', content: QUESTION }], stream: true }),
+      protocol: 'openai',
+    };
+    const llmchat: LoadTarget = {
+      name: 'llmchat',
+      origin: base,
+      path: '/api/chat/completions',
+      headers: { authorization: `Bearer ${token}` },
+      body: JSON.stringify({ agentId: 'bench', messages: [{ role: 'user', content: QUESTION }], stream: true }),
+      protocol: 'llmchat',
+    };
+
+    // One turn each, one at a time: learn the expected answer from the mock, then check the full path gives it.
+    const probe = new Client(mockOrigin.origin);
+    const calibration = await runTurn(probe, direct).finally(() => probe.close());
+    if (calibration.error !== undefined || calibration.firstChunk === undefined || calibration.lastChunk === undefined) {
+      throw new Error(`a direct turn to the mock failed: ${calibration.error ?? 'no text'} ${calibration.errorDetail ?? ''}`);
+    }
+    if (calibration.chunks !== options.chunks) {
+      throw new Error(`the mock sent ${calibration.chunks} chunks, expected ${options.chunks}`);
+    }
+    const expected: ExpectedAnswer = { chunks: calibration.chunks, first: calibration.firstChunk, last: calibration.lastChunk };
+    direct.expected = expected;
+    llmchat.expected = expected;
+    const serverProbe = new Client(base);
+    const check = await runTurn(serverProbe, llmchat).finally(() => serverProbe.close());
+    if (check.error !== undefined) throw new Error(`a turn through LLMChat failed: ${check.error} ${check.errorDetail ?? ''}`);
+    console.log(
+      `  single turn: direct ttft ${formatMs(calibration.ttftMs ?? Number.NaN)} ms / total ${formatMs(calibration.totalMs)} ms; ` +
+        `llmchat ttft ${formatMs(check.ttftMs ?? Number.NaN)} ms / total ${formatMs(check.totalMs)} ms\n`,
+    );
+
+    for (const level of options.levels) {
+      const byTarget: Record<string, RunSummary> = {};
+      for (const target of [direct, llmchat]) {
+        if (interrupt.signal.aborted) break;
+        const before = probeCpu(server, mock);
+        const result = await runLoad(target, {
+          concurrency: level,
+          warmupMs: options.warmupS * 1000,
+          durationMs: options.durationS * 1000,
+          drainTimeoutMs: options.drainS * 1000,
+          signal: interrupt.signal,
+        });
+        const cpu = cpuBetween(before, probeCpu(server, mock));
+        const run = summarize(level, result, cpu, rssMiB(server.pid));
+        runs.push(run);
+        byTarget[target.name] = run;
+        printRun(run);
+        await sleep(SETTLE_MS);
+      }
+      const d = byTarget.direct;
+      const l = byTarget.llmchat;
+      if (d !== undefined && l !== undefined) comparisons.push(compare(level, d, l));
+    }
+    if (interrupt.signal.aborted) broken ??= 'interrupted';
+  } catch (error) {
+    broken ??= error instanceof Error ? error.message : String(error);
+  } finally {
+    stopping = true;
+    for (const child of [server, mock]) {
+      if (child === undefined) continue;
+      const info = await child.stop(CHILD_STOP_GRACE_MS);
+      childExits[child.name] = describeExit(info);
+      childProblems[child.name] = child.problems();
+    }
+    if (backends?.databaseName !== undefined) {
+      await dropDatabase(backends.databaseName).catch((error: unknown) =>
+        console.log(`  could not drop database ${backends?.databaseName}: ${error instanceof Error ? error.message : String(error)}`),
+      );
+    }
+    if (backends?.redisUrl !== undefined) {
+      await redisCommand(['EVAL', DELETE_BY_PREFIX_SCRIPT, '0', `${backends.redisPrefix}*`], 10_000).catch((error: unknown) =>
+        console.log(`  could not delete Redis keys ${backends?.redisPrefix}*: ${error instanceof Error ? error.message : String(error)}`),
+      );
+    }
+    rmSync(dataDir, { recursive: true, force: true });
+    process.removeListener('SIGINT', onSignal);
+    process.removeListener('SIGTERM', onSignal);
+  }
+
+  // ---------------------------------------------------------------- report
+  if (runs.length > 0) {
+    console.log(`\nResults (${backends?.kind ?? 'unknown backends'}; ttft and total in ms over good turns; cpu%: gen/srv/mock of one core, all = machine busy of all cores, during warm-up + window; server RSS after the run)\n`);
+    console.log(resultsTable(runs));
+  }
+  let missed = 0;
+  if (comparisons.length > 0) {
+    console.log('\nLLMChat against the mock called directly');
+    for (const c of comparisons) {
+      console.log(`  level ${c.level}: throughput ${formatPercent(c.throughputRatio)} of direct, TTFT p99 overhead ${formatMs(c.ttftP99OverheadMs)} ms`);
+      for (const check of c.checks) {
+        if (!check.pass) missed++;
+        console.log(`    ${check.pass ? 'PASS' : 'FAIL'}  ${check.name} (${check.actual})`);
+      }
+      if (c.checks.length === 0) console.log('    (no targets for this level)');
+      for (const note of c.notes) console.log(`    note: ${note}`);
+    }
+  }
+  for (const [name, problems] of Object.entries(childProblems)) {
+    if (problems.count === 0) continue;
+    console.log(`\n${name}: ${problems.count} warning/error output lines, by kind:`);
+    for (const { kind, count } of problems.kinds.slice(0, 10)) console.log(`  ${String(count).padStart(6)} × ${kind}`);
+  }
+  for (const [name, exit] of Object.entries(childExits)) {
+    if (exit !== 'code 0') console.log(`\n${name} stopped with ${exit} (expected code 0 after SIGTERM)`);
+  }
+  if (backends !== undefined && backends.kind !== 'postgres+redis') {
+    banner([`These figures were measured on ${backends.kind.toUpperCase()} backends.`, ...backends.notes]);
+  }
+
+  const resultsDir = path.join(root, 'bench-results');
+  const file = path.join(resultsDir, `bench-${startedAt.toISOString().replace(/[:.]/g, '-')}.json`);
+  mkdirSync(resultsDir, { recursive: true });
+  writeFileSync(
+    file,
+    `${JSON.stringify(
+      {
+        startedAt: startedAt.toISOString(),
+        finishedAt: new Date().toISOString(),
+        machine,
+        backends: backends === undefined ? undefined : { kind: backends.kind, notes: backends.notes },
+        options,
+        setupNotes,
+        runs,
+        comparisons,
+        children: { exits: childExits, problems: childProblems },
+        broken,
+      },
+      (_key, value: unknown) => {
+        if (typeof value !== 'number') return value;
+        // NaN (no figure) as null; microsecond precision is plenty.
+        return Number.isFinite(value) ? Math.round(value * 1000) / 1000 : null;
+      },
+      2,
+    )}\n`,
+  );
+  console.log(`\nresults written to ${path.relative(process.cwd(), file) || file}`);
+
+  if (broken !== undefined) {
+    console.log(`\nBENCH BROKEN: ${broken}`);
+    return 1;
+  }
+  if (missed > 0) {
+    console.log(`\n${missed} target(s) missed${options.strict ? ' (--strict: exit 1)' : ' (report only; --strict makes this exit 1)'}`);
+    return options.strict ? 1 : 0;
+  }
+  if (comparisons.some((c) => c.checks.length > 0)) console.log('\nall targets met');
+  return 0;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    console.error('bench:', error instanceof Error ? error.message : error);
+    process.exit(1);
+  },
+);
