@@ -23,6 +23,7 @@ import { createUsersService, type UsersService } from './modules/users/users-ser
 import { userAdminRoutes } from './modules/users/routes.js';
 import { registerAuthentication, type Guards } from './plugins/authenticate.js';
 import { registerErrorHandler } from './plugins/error-handler.js';
+import { validatorCompiler } from './plugins/validation.js';
 import { resolveSecrets, type Secrets } from './secrets.js';
 import { createSharedState, type SharedState } from './shared-state/index.js';
 
@@ -101,19 +102,19 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
   await chat.start();
 
   // HTTP.
+  const httpLogger: FastifyBaseLogger = options.logRequests === false ? logger.child({}, { level: 'warn' }) : logger;
   const app: FastifyInstance = Fastify({
-    loggerInstance: (options.logRequests === false ? logger.child({}, { level: 'warn' }) : logger) as FastifyBaseLogger,
+    loggerInstance: httpLogger,
     bodyLimit: config.bodyLimitBytes,
     // Fastify accepts a hop count at run time; its types only list booleans and addresses.
     trustProxy: config.trustProxy as boolean,
     genReqId: () => crypto.randomUUID(),
     requestIdHeader: 'x-request-id',
-    disableRequestLogging: options.logRequests === false,
-    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: false } },
     forceCloseConnections: 'idle',
   });
 
   app.decorate('deps', deps);
+  app.setValidatorCompiler(validatorCompiler);
   registerErrorHandler(app);
   await app.register(helmet, { contentSecurityPolicy: false, crossOriginEmbedderPolicy: false });
   await app.register(cookie);

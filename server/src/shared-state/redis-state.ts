@@ -1,4 +1,4 @@
-import { Redis } from 'ioredis';
+import { Redis, type RedisOptions } from 'ioredis';
 import type { Logger } from 'pino';
 import { parseRedisUrl } from './redis-url.js';
 import { MAX_EVENTS_PER_TURN, type SharedState, type TurnEvent, type Unsubscribe } from './shared-state.js';
@@ -13,32 +13,40 @@ return n`;
  * Redis is unreachable instead of queueing without bound; the client
  * reconnects by itself and subscriptions are restored by ioredis.
  */
+interface HitCommand {
+  llmchatHit(key: string, by: number, ttlSeconds: number): Promise<number>;
+}
+
+function clientOptions(url: string, connectionName: string): RedisOptions {
+  return {
+    maxRetriesPerRequest: 1,
+    connectTimeout: 2_000,
+    enableAutoPipelining: true,
+    retryStrategy: (times: number) => Math.min(100 * 2 ** Math.min(times, 5), 2_000),
+    ...parseRedisUrl(url),
+    connectionName,
+  };
+}
+
+/**
+ * SharedState on Redis (standalone or Sentinel). Commands fail fast while
+ * Redis is unreachable instead of queueing without bound; the clients
+ * reconnect by themselves and ioredis restores subscriptions on reconnect.
+ */
 export class RedisState implements SharedState {
   readonly kind = 'redis' as const;
   private readonly client: Redis;
-  private subscriber: Redis | undefined;
+  private subscriber: Promise<Redis> | undefined;
   private readonly handlers = new Map<string, Set<(message: string) => void>>();
 
   constructor(
-    url: string,
+    private readonly url: string,
     private readonly prefix: string,
     private readonly logger?: Logger,
   ) {
-    this.client = new Redis({ ...RedisState.options(), ...parseRedisUrl(url), connectionName: 'llmchat' });
+    this.client = new Redis(clientOptions(url, 'llmchat'));
     this.client.on('error', (err: Error) => this.logger?.warn({ err: err.message }, 'redis error'));
     this.client.defineCommand('llmchatHit', { numberOfKeys: 1, lua: HIT_SCRIPT });
-    this.url = url;
-  }
-
-  private readonly url: string;
-
-  private static options() {
-    return {
-      maxRetriesPerRequest: 1,
-      connectTimeout: 2_000,
-      enableAutoPipelining: true,
-      retryStrategy: (times: number) => Math.min(100 * 2 ** Math.min(times, 5), 2_000),
-    };
   }
 
   private key(k: string): string {
@@ -46,8 +54,7 @@ export class RedisState implements SharedState {
   }
 
   async hit(key: string, windowSeconds: number, by = 1): Promise<number> {
-    const run = (this.client as unknown as { llmchatHit(k: string, by: number, ttl: number): Promise<number> }).llmchatHit;
-    return Number(await run.call(this.client, this.key(key), by, windowSeconds));
+    return Number(await (this.client as unknown as HitCommand).llmchatHit(this.key(key), by, windowSeconds));
   }
 
   get(key: string): Promise<string | null> {
@@ -67,13 +74,18 @@ export class RedisState implements SharedState {
   }
 
   async subscribe(channel: string, onMessage: (message: string) => void): Promise<Unsubscribe> {
-    const subscriber = this.ensureSubscriber();
+    const subscriber = await this.connectSubscriber();
     const full = this.key(channel);
     let set = this.handlers.get(full);
     if (!set) {
       set = new Set();
       this.handlers.set(full, set);
-      await subscriber.subscribe(full);
+      try {
+        await subscriber.subscribe(full);
+      } catch (err) {
+        this.handlers.delete(full);
+        throw err;
+      }
     }
     set.add(onMessage);
     return async () => {
@@ -87,18 +99,26 @@ export class RedisState implements SharedState {
     };
   }
 
-  private ensureSubscriber(): Redis {
-    if (!this.subscriber) {
-      const subscriber = new Redis({ ...RedisState.options(), ...parseRedisUrl(this.url), connectionName: 'llmchat-sub', maxRetriesPerRequest: null });
+  /**
+   * The subscriber connection is made ready before its first SUBSCRIBE: a
+   * SUBSCRIBE sent while connecting makes ioredis's ready check fail and the
+   * channels confirmed so far are silently dropped on the reconnect.
+   */
+  private connectSubscriber(): Promise<Redis> {
+    this.subscriber ??= (async () => {
+      const subscriber = new Redis({ ...clientOptions(this.url, 'llmchat-sub'), maxRetriesPerRequest: null, lazyConnect: true });
       subscriber.on('error', (err: Error) => this.logger?.warn({ err: err.message }, 'redis subscriber error'));
       subscriber.on('message', (channel: string, message: string) => {
         for (const handler of this.handlers.get(channel) ?? []) handler(message);
       });
-      this.subscriber = subscriber;
-    }
+      await subscriber.connect();
+      return subscriber;
+    })().catch((err: unknown) => {
+      this.subscriber = undefined;
+      throw err;
+    });
     return this.subscriber;
   }
-
   async appendEvents(turnId: string, events: readonly TurnEvent[], ttlSeconds: number): Promise<void> {
     if (events.length === 0) return;
     const key = this.key(`turn:${turnId}:events`);
@@ -128,6 +148,7 @@ export class RedisState implements SharedState {
   }
 
   async close(): Promise<void> {
-    await Promise.allSettled([this.client.quit(), this.subscriber?.quit()]);
+    const subscriber = this.subscriber?.catch(() => undefined);
+    await Promise.allSettled([this.client.quit(), subscriber?.then((s) => s?.quit())]);
   }
 }

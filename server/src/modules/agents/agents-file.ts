@@ -1,9 +1,9 @@
 import type { TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
-import { ValueErrorType, type ValueError } from '@sinclair/typebox/errors';
+import { schemaErrors } from '../../http/schema-errors.js';
 import type { EndpointTimeouts } from '../../db/schema.js';
 import { AppError } from '../../errors.js';
-import { AGENT_ID_PATTERN, AgentInputSchema, AgentsDocumentSchema, HTTP_URL_PATTERN, type AgentInput } from './schema.js';
+import { AgentInputSchema, AgentsDocumentSchema, type AgentInput } from './schema.js';
 import { DEFAULT_FEATURES, type AgentDefinition, type ConfigProblem, type EndpointDefinition } from './types.js';
 
 /**
@@ -62,84 +62,6 @@ export function pointerToPath(pointer: string, prefix = ''): string {
     else out += out ? `.${segment}` : segment;
   }
   return out || '(root)';
-}
-
-function bounds(schema: TSchema, unit = ''): string {
-  const min = schema.minimum as number | undefined;
-  const max = schema.maximum as number | undefined;
-  if (min !== undefined && max !== undefined) return `between ${min} and ${max}${unit}`;
-  if (min !== undefined) return `at least ${min}${unit}`;
-  return `at most ${String(max)}${unit}`;
-}
-
-function patternMessage(pattern: unknown): string {
-  if (pattern === AGENT_ID_PATTERN) return 'must be 1-64 letters, digits, _ or -, starting with a letter or digit';
-  if (pattern === HTTP_URL_PATTERN) return 'must be an http:// or https:// URL';
-  if (pattern === '\\S') return 'must not be blank';
-  return `must match ${String(pattern)}`;
-}
-
-function unionMessage(schema: TSchema): string {
-  const branches = (schema.anyOf ?? []) as TSchema[];
-  const options = branches.map((s) => s.const as unknown);
-  if (options.length > 0 && options.every((o) => typeof o === 'string')) return `must be one of ${options.join(', ')}`;
-  return 'has an invalid value';
-}
-
-/** The non-null branch of a `Union([Null, X])`, whose errors say more than "invalid union". */
-function nullableBranch(schema: TSchema): TSchema | undefined {
-  const branches = (schema.anyOf ?? []) as TSchema[];
-  const others = branches.filter((s) => s.type !== 'null');
-  return branches.length === 2 && others.length === 1 ? others[0] : undefined;
-}
-
-/** Messages for people, in place of TypeBox's generic ones; other error types keep TypeBox's message. */
-const MESSAGES: Partial<Record<ValueErrorType, (schema: TSchema) => string>> = {
-  [ValueErrorType.ObjectRequiredProperty]: () => 'is required',
-  [ValueErrorType.ObjectAdditionalProperties]: () => 'is not a known field',
-  [ValueErrorType.ObjectMinProperties]: () => 'must not be empty',
-  [ValueErrorType.Object]: () => 'must be an object',
-  [ValueErrorType.Array]: () => 'must be an array',
-  [ValueErrorType.ArrayMaxItems]: (s) => `must have at most ${String(s.maxItems)} items`,
-  [ValueErrorType.String]: () => 'must be a string',
-  [ValueErrorType.StringMinLength]: (s) => (s.minLength === 1 ? 'must not be empty' : `must be at least ${String(s.minLength)} characters`),
-  [ValueErrorType.StringMaxLength]: (s) => `must be at most ${String(s.maxLength)} characters`,
-  [ValueErrorType.StringPattern]: (s) => patternMessage(s.pattern),
-  [ValueErrorType.Boolean]: () => 'must be true or false',
-  [ValueErrorType.Number]: () => 'must be a number',
-  [ValueErrorType.Integer]: () => 'must be an integer',
-  [ValueErrorType.NumberMinimum]: (s) => `must be ${bounds(s)}`,
-  [ValueErrorType.NumberMaximum]: (s) => `must be ${bounds(s)}`,
-  [ValueErrorType.IntegerMinimum]: (s) => `must be ${bounds(s)}`,
-  [ValueErrorType.IntegerMaximum]: (s) => `must be ${bounds(s)}`,
-  [ValueErrorType.Union]: unionMessage,
-  [ValueErrorType.Null]: () => 'must be null',
-};
-
-function describe(error: ValueError): string {
-  return MESSAGES[error.type]?.(error.schema) ?? error.message;
-}
-
-/** Structural errors of `value` against `schema`, the first one per JSON pointer, in words for people. */
-export function schemaErrors(schema: TSchema, value: unknown, limit = 100): { pointer: string; message: string }[] {
-  const seen = new Set<string>();
-  const out: { pointer: string; message: string }[] = [];
-  const visit = (s: TSchema, v: unknown, prefix: string): void => {
-    for (const error of Value.Errors(s, v)) {
-      if (out.length >= limit) return;
-      const pointer = prefix + error.path;
-      if (seen.has(pointer)) continue;
-      const inner = error.type === ValueErrorType.Union ? nullableBranch(error.schema) : undefined;
-      if (inner) {
-        visit(inner, error.value, pointer);
-        continue;
-      }
-      seen.add(pointer);
-      out.push({ pointer, message: describe(error) });
-    }
-  };
-  visit(schema, value, '');
-  return out;
 }
 
 /** Structural problems of `value` against `schema`, one per path. */

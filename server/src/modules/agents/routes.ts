@@ -21,7 +21,6 @@ import {
   ReloadView,
 } from './schema.js';
 import type { Actor } from './types.js';
-import { agentsValidatorCompiler } from './validator.js';
 
 const Errors = { '4xx': ErrorResponse, '5xx': ErrorResponse };
 const AgentResponse = { 200: Envelope(AgentView), ...Errors };
@@ -47,7 +46,6 @@ export const agentRoutes: FastifyPluginAsyncTypebox<RouteOptions> = (app, { deps
   const { agents } = deps;
   const user = { onRequest: guards.requireUser };
   const admin = { onRequest: guards.requireAdmin };
-  app.setValidatorCompiler(agentsValidatorCompiler);
   app.addHook('onSend', async (_request, reply) => {
     void reply.header('cache-control', 'no-store');
   });

@@ -33,9 +33,9 @@ export const Limits = {
 
 export const PROVIDER_KINDS = ['openai', 'fastgpt', 'anthropic', 'dify'] as const;
 
-export const AgentId = Type.String({ pattern: AGENT_ID_PATTERN, minLength: 1, maxLength: 64, description: 'Slug: letters, digits, _ and -, starting with a letter or digit, at most 64.' });
+export const AgentId = Type.String({ pattern: AGENT_ID_PATTERN, patternMessage: 'must be 1-64 letters, digits, _ or -, starting with a letter or digit', minLength: 1, maxLength: 64, description: 'Slug: letters, digits, _ and -, starting with a letter or digit, at most 64.' });
 export const ProviderKindSchema = Type.Union(PROVIDER_KINDS.map((k) => Type.Literal(k)), { description: 'openai (any OpenAI-compatible endpoint), fastgpt, anthropic or dify.' });
-const HttpUrl = Type.String({ minLength: 1, maxLength: Limits.urlLength, pattern: HTTP_URL_PATTERN, description: 'http(s) URL of the provider chat endpoint.' });
+const HttpUrl = Type.String({ minLength: 1, maxLength: Limits.urlLength, pattern: HTTP_URL_PATTERN, patternMessage: 'must be an http:// or https:// URL', description: 'http(s) URL of the provider chat endpoint.' });
 const ApiKey = Type.String({ minLength: 1, maxLength: Limits.apiKeyLength, description: 'Upstream API key. Write-only: never returned.' });
 const AppId = Type.String({ minLength: 1, maxLength: Limits.appIdLength, description: 'FastGPT app id / Dify app id.' });
 const Model = Type.String({ minLength: 1, maxLength: Limits.modelLength });

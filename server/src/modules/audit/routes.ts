@@ -2,7 +2,6 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import type { RouteOptions } from '../../app.js';
 import { Envelope, ErrorResponse, ok } from '../../http/response.js';
-import { strictValidatorCompiler } from '../auth/strict-validation.js';
 import type { AuditFilter } from './audit-log.js';
 import { csvRow } from './csv.js';
 import { AuditExportQuery, AuditListQuery, AuditPageSchema } from './schema.js';
@@ -23,7 +22,6 @@ function filterOf(query: { action?: string | undefined; actor?: string | undefin
 /** /api/admin/audit: who did what, admins only. */
 export const auditRoutes: FastifyPluginAsyncTypebox<RouteOptions> = (app, { deps, guards }) => {
   const { audit } = deps;
-  app.setValidatorCompiler(strictValidatorCompiler);
   app.addHook('onRequest', guards.requireAdmin);
   app.addHook('onSend', async (_request, reply) => {
     void reply.header('cache-control', 'no-store');

@@ -20,7 +20,6 @@ import {
   RegisterBody,
   SessionResponse,
 } from './schema.js';
-import { strictValidatorCompiler } from './strict-validation.js';
 
 /** The refresh token's cookie: httpOnly, SameSite=Strict, sent only to /api/auth. */
 export const REFRESH_COOKIE = 'llmchat_refresh';
@@ -29,7 +28,6 @@ const COOKIE_PATH = '/api/auth';
 /** /api/auth: sign-in, sessions, the caller's profile and their personal API keys. */
 export const authRoutes: FastifyPluginAsyncTypebox<RouteOptions> = (app, { deps, guards }) => {
   const { auth, apiKeys, config } = deps;
-  app.setValidatorCompiler(strictValidatorCompiler);
   // Tokens, keys and profiles must not sit in shared or browser caches.
   app.addHook('onSend', async (_request, reply) => {
     void reply.header('cache-control', 'no-store');

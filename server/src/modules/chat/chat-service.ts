@@ -126,11 +126,12 @@ export function createChatService(deps: ChatServiceDeps) {
   }
 
   /** Builds the provider's message list: stored context (when the provider keeps none) + the request's messages. */
-  async function providerMessages(input: TurnInput, sessionId: string | undefined, keepsUpstreamContext: boolean, userId: string, excludeIds: string[]): Promise<ChatMessage[]> {
-    const given: ChatMessage[] = input.messages.filter((m) => m.role !== 'system').map((m) => ({ role: m.role, content: m.content }));
+  async function providerMessages(input: TurnInput, sessionId: string | undefined, keepsUpstreamContext: boolean, userId: string, excludeIds: string[], agentHasSystemPrompt: boolean): Promise<ChatMessage[]> {
+    // The admin's system prompt is not the caller's to replace: client system messages pass only when the agent has none.
+    const given: ChatMessage[] = input.messages.filter((m) => m.role !== 'system' || !agentHasSystemPrompt).map((m) => ({ role: m.role, content: m.content }));
     if (!sessionId || keepsUpstreamContext || given.length > 1) return given;
     const context = await repo.contextMessages(sessionId, userId, excludeIds, CONTEXT_MESSAGES);
-    return [...context.map((m) => ({ role: m.role as ChatMessage['role'], content: m.content })), ...given];
+    return [...context.map((m) => ({ role: m.role, content: m.content })), ...given];
   }
 
   /** The endpoint that served an answer, if its agent is still active. */
@@ -184,7 +185,7 @@ export function createChatService(deps: ChatServiceDeps) {
 
       const primary = resolved.endpoints[0];
       const keepsUpstreamContext = primary?.provider === 'fastgpt' || (primary?.provider === 'dify' && created.providerChatId !== null);
-      const messages = await providerMessages(input, input.chatId, keepsUpstreamContext, principal.userId, [userMessageId, turnId]);
+      const messages = await providerMessages(input, input.chatId, keepsUpstreamContext, principal.userId, [userMessageId, turnId], Boolean(resolved.agent.systemPrompt));
       return launch({
         turnId,
         sessionId: created.sessionId,
@@ -243,7 +244,7 @@ export function createChatService(deps: ChatServiceDeps) {
           content = question.content;
         }
       }
-      const messages = await providerMessages({ agentId: resolved.agent.id, messages: [{ role: 'user', content }] }, sessionId, keepsUpstreamContext, principal.userId, [question.id, turnId]);
+      const messages = await providerMessages({ agentId: resolved.agent.id, messages: [{ role: 'user', content }] }, sessionId, keepsUpstreamContext, principal.userId, [question.id, turnId], Boolean(resolved.agent.systemPrompt));
       return launch({
         turnId,
         sessionId,

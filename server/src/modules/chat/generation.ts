@@ -138,11 +138,11 @@ export class Generation {
     if (this.settled || this.stopRequested) return;
     this.stopRequested = true;
     this.abort.abort();
+    // Providers that run the answer as a task of their own (Dify) are told to stop too; best effort.
     const endpoint = this.servedBy;
-    const stopFn = endpoint ? this.deps.providers.adapter(endpoint.provider).stop : undefined;
-    if (endpoint && stopFn && this.providerMessageId) {
-      const signal = AbortSignal.timeout(5_000);
-      stopFn.call(this.deps.providers.adapter(endpoint.provider), endpoint, this.providerMessageId, this.plan.userId, signal).catch(() => undefined);
+    const adapter = endpoint ? this.deps.providers.adapter(endpoint.provider) : undefined;
+    if (endpoint && adapter?.stop && this.providerMessageId) {
+      adapter.stop(endpoint, this.providerMessageId, this.plan.userId, AbortSignal.timeout(5_000)).catch(() => undefined);
     }
   }
 
@@ -158,7 +158,7 @@ export class Generation {
     this.events.push(generationEvent);
     for (const listener of this.listeners) listener(generationEvent);
     this.pending.push({ id: generationEvent.id, event, data: generationEvent.data });
-    this.flushTimer ??= setTimeout(() => this.flush(), FLUSH_DELAY_MS);
+    this.flushTimer ??= setTimeout(() => void this.flush(), FLUSH_DELAY_MS);
   }
 
   private flush(): Promise<void> {

@@ -3,7 +3,6 @@ import type { RouteOptions } from '../../app.js';
 import { AppError } from '../../errors.js';
 import { Envelope, ErrorResponse, ok } from '../../http/response.js';
 import { actorOf } from '../auth/request-context.js';
-import { strictValidatorCompiler } from '../auth/strict-validation.js';
 import { CreateUserBody, ListUsersQuery, ResetPasswordBody, RoleBody, UpdateUserBody, UserPageSchema, UserParams, UserViewSchema } from './schema.js';
 
 const Errors = { '4xx': ErrorResponse, '5xx': ErrorResponse };
@@ -12,7 +11,6 @@ const UserResponse = { 200: Envelope(UserViewSchema), ...Errors };
 /** /api/admin/users: account administration, admins only. */
 export const userAdminRoutes: FastifyPluginAsyncTypebox<RouteOptions> = (app, { deps, guards }) => {
   const { users } = deps;
-  app.setValidatorCompiler(strictValidatorCompiler);
   app.addHook('onRequest', guards.requireAdmin);
   app.addHook('onSend', async (_request, reply) => {
     void reply.header('cache-control', 'no-store');

@@ -2,13 +2,14 @@ import { FormatRegistry, type TSchema } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { Value } from '@sinclair/typebox/value';
 import type { FastifySchemaCompiler, FastifySchemaValidationError } from 'fastify';
+import { schemaErrors } from '../http/schema-errors.js';
 
 /**
- * Request validation for the account routes. The app-wide Ajv coerces types
- * in bodies too (`123` becomes `"123"`, `["x"]` becomes `"x"`), which would
- * let wrong-typed credentials through; here bodies are checked exactly as
- * declared, while query strings and path params (always text on the wire)
- * are converted to the declared types. Defaults apply to every part.
+ * Request validation for every route, from the routes' TypeBox schemas.
+ * Bodies are checked exactly as declared: nothing is coerced, so `123` is
+ * not a string and `null` is not "". Query strings and path params are text
+ * on the wire and are converted to the declared types. Every problem is
+ * reported with its JSON pointer.
  */
 
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -23,20 +24,23 @@ registerFormat('uuid', (v) => UUID_RE.test(v));
 registerFormat('email', (v) => EMAIL_RE.test(v));
 registerFormat('date-time', (v) => DATE_TIME_RE.test(v) && !Number.isNaN(Date.parse(v)));
 
-export const strictValidatorCompiler: FastifySchemaCompiler<TSchema> = ({ schema, httpPart }) => {
+const MAX_REPORTED = 20;
+
+export const validatorCompiler: FastifySchemaCompiler<TSchema> = ({ schema, httpPart }) => {
   const check = TypeCompiler.Compile(schema);
+  const convert = httpPart !== 'body';
   return (input: unknown) => {
     let value = Value.Default(schema, input);
-    if (httpPart !== 'body') value = Value.Convert(schema, value);
+    if (convert) value = Value.Convert(schema, value);
     if (check.Check(value)) return { value };
-    const first = check.Errors(value).First();
-    const error: FastifySchemaValidationError = {
-      keyword: first ? String(first.type) : 'type',
-      instancePath: first?.path ?? '',
+    const errors: FastifySchemaValidationError[] = schemaErrors(schema, value, MAX_REPORTED).map((e) => ({
+      keyword: 'schema',
+      instancePath: e.pointer,
       schemaPath: '',
       params: {},
-      message: first?.message ?? 'is invalid',
-    };
-    return { error: [error] };
+      message: e.message,
+    }));
+    if (errors.length === 0) errors.push({ keyword: 'schema', instancePath: '', schemaPath: '', params: {}, message: 'is invalid' });
+    return { error: errors };
   };
 };
