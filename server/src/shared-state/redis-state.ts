@@ -119,26 +119,31 @@ export class RedisState implements SharedState {
     });
     return this.subscriber;
   }
+  /**
+   * One stream entry per batch (`0-<last id>`, fields `<id>:<event>` → data):
+   * a flush costs one XADD however many events it carries.
+   */
   async appendEvents(turnId: string, events: readonly TurnEvent[], ttlSeconds: number): Promise<void> {
-    if (events.length === 0) return;
+    const last = events[events.length - 1];
+    if (!last) return;
     const key = this.key(`turn:${turnId}:events`);
-    const pipeline = this.client.pipeline();
-    for (const e of events) {
-      pipeline.xadd(key, 'MAXLEN', '~', MAX_EVENTS_PER_TURN, `0-${e.id}`, 'e', e.event, 'd', e.data);
-    }
-    pipeline.expire(key, ttlSeconds);
-    const results = await pipeline.exec();
-    const failed = results?.find(([err]) => err);
-    if (failed?.[0]) throw failed[0];
+    const fields: string[] = [];
+    for (const e of events) fields.push(`${e.id}:${e.event}`, e.data);
+    await Promise.all([this.client.xadd(key, 'MAXLEN', '~', MAX_EVENTS_PER_TURN, `0-${last.id}`, ...fields), this.client.expire(key, ttlSeconds)]);
   }
 
   async readEvents(turnId: string, afterId: number): Promise<TurnEvent[]> {
     const entries = await this.client.xrange(this.key(`turn:${turnId}:events`), `(0-${afterId}`, '+');
-    return entries.map(([id, fields]) => ({
-      id: Number(id.slice(2)),
-      event: fields[1] ?? 'message',
-      data: fields[3] ?? '',
-    }));
+    const events: TurnEvent[] = [];
+    for (const [, fields] of entries) {
+      for (let i = 0; i + 1 < fields.length; i += 2) {
+        const name = fields[i] ?? '';
+        const colon = name.indexOf(':');
+        const id = Number(name.slice(0, colon));
+        if (id > afterId) events.push({ id, event: name.slice(colon + 1), data: fields[i + 1] ?? '' });
+      }
+    }
+    return events;
   }
 
   async ping(): Promise<number> {

@@ -128,7 +128,6 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     )`,
     `CREATE INDEX messages_session_seq_idx ON messages (session_id, seq)`,
     `CREATE INDEX messages_streaming_idx ON messages (updated_at) WHERE status = 'streaming'`,
-    `CREATE INDEX messages_user_created_idx ON messages (user_id, created_at)`,
     `CREATE INDEX messages_content_fts_idx ON messages USING gin (to_tsvector('simple', content))`,
 
     `CREATE TABLE feedback (

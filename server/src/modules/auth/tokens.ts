@@ -24,11 +24,15 @@ export interface AccessTokens {
   verify(token: string): Promise<AccessClaims>;
 }
 
+/** Verified tokens kept so the hot path skips the HMAC; an entry never outlives its token's `exp`. */
+const VERIFIED_CACHE_MAX = 10_000;
+
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** Short-lived HS256 access tokens. */
 export function createAccessTokens({ secret, ttlSeconds }: { secret: string; ttlSeconds: number }): AccessTokens {
   const key = new TextEncoder().encode(secret);
+  const verified = new Map<string, { claims: AccessClaims; expiresAtMs: number }>();
   return {
     async sign(claims) {
       const now = Math.floor(Date.now() / 1000);
@@ -44,6 +48,12 @@ export function createAccessTokens({ secret, ttlSeconds }: { secret: string; ttl
     },
 
     async verify(token) {
+      const cached = verified.get(token);
+      if (cached) {
+        if (cached.expiresAtMs > Date.now()) return cached.claims;
+        verified.delete(token);
+        throw new AppError('TOKEN_EXPIRED', 'The access token has expired: refresh it at POST /api/auth/refresh');
+      }
       let payload: Record<string, unknown>;
       try {
         ({ payload } = await jwtVerify(token, key, { issuer: TOKEN_ISSUER, algorithms: ['HS256'], requiredClaims: ['exp', 'sub'] }));
@@ -56,7 +66,13 @@ export function createAccessTokens({ secret, ttlSeconds }: { secret: string; ttl
       if (typ !== 'access' || typeof sub !== 'string' || !UUID.test(sub) || typeof username !== 'string' || (role !== 'user' && role !== 'admin')) {
         throw new AppError('TOKEN_INVALID', 'The access token is not valid: sign in again');
       }
-      return { sub, username, role };
+      const claims: AccessClaims = { sub, username, role };
+      if (verified.size >= VERIFIED_CACHE_MAX) {
+        const oldest = verified.keys().next().value;
+        if (oldest !== undefined) verified.delete(oldest);
+      }
+      verified.set(token, { claims, expiresAtMs: Number(payload.exp) * 1000 });
+      return claims;
     },
   };
 }

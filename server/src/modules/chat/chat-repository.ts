@@ -1,5 +1,6 @@
-import { sql, type Kysely } from 'kysely';
-import type { Database, MessageRow, MessageStatus } from '../../db/schema.js';
+import { sql } from 'kysely';
+import type { DatabaseHandle } from '../../db/database.js';
+import type { MessageRow, MessageStatus } from '../../db/schema.js';
 
 /** SQL for sessions and messages. Every query is scoped by the owner's id. */
 
@@ -81,100 +82,118 @@ function toSummary(row: {
   };
 }
 
-export function createChatRepository(db: Kysely<Database>, reader: Kysely<Database>) {
+// Rows are inserted in VALUES order, so the user message gets the lower seq.
+const INSERT_TURN_MESSAGES = `
+INSERT INTO messages (id, session_id, user_id, role, content, status, agent_id, updated_at, completed_at)
+SELECT v.id, s.id, $1::uuid, v.role, v.content, v.status, $2, now(), v.completed_at
+FROM s, (VALUES ($4::uuid, 'user', $5::text, 'complete', now(), 1), ($6::uuid, 'assistant', '', 'streaming', NULL::timestamptz, 2))
+  AS v(id, role, content, status, completed_at, ord)
+ORDER BY v.ord
+RETURNING session_id, (SELECT provider_chat_id FROM s)`;
+
+const FINISH_TURN = `
+UPDATE messages SET
+  status = $2, content = $3, reasoning = $4, error_code = $5, error_message = $6, provider = $7, model = $8,
+  endpoint_id = $9::uuid, prompt_tokens = $10::int, completion_tokens = $11::int, total_tokens = $12::int,
+  first_token_ms = $13::int, total_ms = $14::int, provider_chat_id = $15, provider_message_id = $16,
+  interactive = $17::jsonb, updated_at = now(), completed_at = now()
+WHERE id = $1::uuid AND status = 'streaming'`;
+
+const CHECKPOINT = `UPDATE messages SET content = $2, reasoning = $3, updated_at = now() WHERE id = $1::uuid AND status = 'streaming'`;
+
+interface CreatedRow {
+  session_id: string;
+  provider_chat_id: string | null;
+}
+
+const NEW_SESSION_CTE = `
+WITH s AS (
+  INSERT INTO chat_sessions (user_id, agent_id, title, message_count, updated_at)
+  VALUES ($1::uuid, $2, $3, 2, now())
+  RETURNING id, provider_chat_id
+)`;
+
+const CONTINUE_SESSION_CTE = `
+WITH s AS (
+  UPDATE chat_sessions
+  SET updated_at = now(), message_count = message_count + 2, title = CASE WHEN title = '' THEN $3 ELSE title END
+  WHERE id = $7::uuid AND user_id = $1::uuid
+  RETURNING id, provider_chat_id
+)`;
+
+const NEW_SESSION_TURN = `${NEW_SESSION_CTE} ${INSERT_TURN_MESSAGES}`;
+const CONTINUE_SESSION_TURN = `${CONTINUE_SESSION_CTE} ${INSERT_TURN_MESSAGES}`;
+
+export function createChatRepository(database: DatabaseHandle) {
+  const { db, reader } = database;
+  /** Regenerate: the old answer is deleted and a new `streaming` one written, in one transaction. */
+  async function replaceAnswer(turn: NewTurn): Promise<CreatedTurn | undefined> {
+    const { sessionId, replacesMessageId } = turn;
+    if (sessionId === undefined || replacesMessageId === undefined) return undefined;
+    return db.transaction().execute(async (tx) => {
+      const session = await tx
+        .updateTable('chat_sessions')
+        .set({ updated_at: new Date() })
+        .where('id', '=', sessionId)
+        .where('user_id', '=', turn.userId)
+        .returning(['id', 'provider_chat_id'])
+        .executeTakeFirst();
+      if (!session) return undefined;
+      await tx.deleteFrom('messages').where('id', '=', replacesMessageId).where('user_id', '=', turn.userId).execute();
+      await tx
+        .insertInto('messages')
+        .values({ id: turn.assistantMessageId, session_id: sessionId, user_id: turn.userId, role: 'assistant', status: 'streaming', agent_id: turn.agentId, updated_at: new Date() })
+        .execute();
+      return { sessionId, providerChatId: session.provider_chat_id };
+    });
+  }
+
   return {
     /**
      * The acknowledgement point of a turn: the user message and the
-     * assistant message in state `streaming` are written in one statement
-     * (one transaction), together with the session. Returns undefined when
-     * the session does not exist or belongs to someone else; nothing is
-     * written then.
+     * assistant message in state `streaming` are written together with the
+     * session in ONE statement, so they commit or fail as one and cost one
+     * round trip on the hot path. Returns undefined when the session does not
+     * exist or belongs to someone else; nothing is written then.
      */
     async createTurn(turn: NewTurn): Promise<CreatedTurn | undefined> {
-      return db.transaction().execute(async (tx) => {
-        let sessionId = turn.sessionId;
-        let providerChatId: string | null = null;
-        if (sessionId === undefined) {
-          const created = await tx
-            .insertInto('chat_sessions')
-            .values({ user_id: turn.userId, agent_id: turn.agentId, title: turn.title, message_count: 2, updated_at: new Date() })
-            .returning('id')
-            .executeTakeFirstOrThrow();
-          sessionId = created.id;
-        } else {
-          const delta = turn.replacesMessageId ? 0 : 2;
-          const updated = await tx
-            .updateTable('chat_sessions')
-            .set((eb) => ({
-              updated_at: new Date(),
-              message_count: eb('message_count', '+', delta),
-              title: sql<string>`CASE WHEN title = '' THEN ${turn.title} ELSE title END`,
-            }))
-            .where('id', '=', sessionId)
-            .where('user_id', '=', turn.userId)
-            .returning(['id', 'provider_chat_id'])
-            .executeTakeFirst();
-          if (!updated) return undefined;
-          providerChatId = updated.provider_chat_id;
-        }
-        if (turn.replacesMessageId) {
-          await tx.deleteFrom('messages').where('id', '=', turn.replacesMessageId).where('user_id', '=', turn.userId).execute();
-          await tx
-            .insertInto('messages')
-            .values({ id: turn.assistantMessageId, session_id: sessionId, user_id: turn.userId, role: 'assistant', status: 'streaming', agent_id: turn.agentId, updated_at: new Date() })
-            .execute();
-        } else {
-          // One INSERT with both rows keeps their order (seq) and their atomicity.
-          await tx
-            .insertInto('messages')
-            .values([
-              { id: turn.userMessageId, session_id: sessionId, user_id: turn.userId, role: 'user', content: turn.userContent, status: 'complete', agent_id: turn.agentId, updated_at: new Date(), completed_at: new Date() },
-              { id: turn.assistantMessageId, session_id: sessionId, user_id: turn.userId, role: 'assistant', status: 'streaming', agent_id: turn.agentId, updated_at: new Date() },
-            ])
-            .execute();
-        }
-        return { sessionId, providerChatId };
-      });
+      if (turn.replacesMessageId) return replaceAnswer(turn);
+      const params = [turn.userId, turn.agentId, turn.title, turn.userMessageId, turn.userContent, turn.assistantMessageId];
+      const result =
+        turn.sessionId === undefined
+          ? await database.prepared<CreatedRow>('llmchat_turn_new_session', NEW_SESSION_TURN, params)
+          : await database.prepared<CreatedRow>('llmchat_turn_continue_session', CONTINUE_SESSION_TURN, [...params, turn.sessionId]);
+      const row = result.rows[0];
+      return row ? { sessionId: row.session_id, providerChatId: row.provider_chat_id } : undefined;
     },
 
     /** Saves partial text while the answer streams; a no-op once the turn has ended. */
     async checkpoint(messageId: string, content: string, reasoning: string | null): Promise<void> {
-      await db
-        .updateTable('messages')
-        .set({ content, reasoning, updated_at: new Date() })
-        .where('id', '=', messageId)
-        .where('status', '=', 'streaming')
-        .execute();
+      await database.prepared('llmchat_checkpoint', CHECKPOINT, [messageId, content, reasoning]);
     },
 
     /** Writes the end of a turn once: only a message still `streaming` is finished. Returns whether it was. */
     async finishTurn(messageId: string, sessionId: string, outcome: TurnOutcome): Promise<boolean> {
-      const result = await db
-        .updateTable('messages')
-        .set({
-          status: outcome.status,
-          content: outcome.content,
-          reasoning: outcome.reasoning,
-          error_code: outcome.errorCode ?? null,
-          error_message: outcome.errorMessage ?? null,
-          provider: outcome.provider ?? null,
-          model: outcome.model ?? null,
-          endpoint_id: outcome.endpointId ?? null,
-          prompt_tokens: outcome.promptTokens ?? null,
-          completion_tokens: outcome.completionTokens ?? null,
-          total_tokens: outcome.totalTokens ?? null,
-          first_token_ms: outcome.firstTokenMs ?? null,
-          total_ms: outcome.totalMs ?? null,
-          provider_chat_id: outcome.providerChatId ?? null,
-          provider_message_id: outcome.providerMessageId ?? null,
-          interactive: outcome.interactive === undefined || outcome.interactive === null ? null : JSON.stringify(outcome.interactive),
-          updated_at: new Date(),
-          completed_at: new Date(),
-        })
-        .where('id', '=', messageId)
-        .where('status', '=', 'streaming')
-        .executeTakeFirst();
-      const finished = result.numUpdatedRows > 0n;
+      const result = await database.prepared('llmchat_finish_turn', FINISH_TURN, [
+          messageId,
+          outcome.status,
+          outcome.content,
+          outcome.reasoning,
+          outcome.errorCode ?? null,
+          outcome.errorMessage ?? null,
+          outcome.provider ?? null,
+          outcome.model ?? null,
+          outcome.endpointId ?? null,
+          outcome.promptTokens ?? null,
+          outcome.completionTokens ?? null,
+          outcome.totalTokens ?? null,
+          outcome.firstTokenMs ?? null,
+          outcome.totalMs ?? null,
+          outcome.providerChatId ?? null,
+          outcome.providerMessageId ?? null,
+        outcome.interactive === undefined || outcome.interactive === null ? null : JSON.stringify(outcome.interactive),
+      ]);
+      const finished = result.rowCount > 0;
       if (finished && outcome.providerChatId) {
         await db
           .updateTable('chat_sessions')
@@ -380,17 +399,6 @@ export function createChatRepository(db: Kysely<Database>, reader: Kysely<Databa
 
     async markFeedbackForwarded(messageId: string, userId: string): Promise<void> {
       await db.updateTable('feedback').set({ forwarded: true }).where('message_id', '=', messageId).where('user_id', '=', userId).execute();
-    },
-
-    /** Tokens the user consumed since `since` (for the daily quota). */
-    async tokensSince(userId: string, since: Date): Promise<number> {
-      const row = await reader
-        .selectFrom('messages')
-        .select((eb) => eb.fn.coalesce(eb.fn.sum<number>('total_tokens'), eb.lit(0)).as('n'))
-        .where('user_id', '=', userId)
-        .where('created_at', '>=', since)
-        .executeTakeFirstOrThrow();
-      return Number(row.n);
     },
   };
 }

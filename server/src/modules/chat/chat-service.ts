@@ -66,7 +66,7 @@ export function turnInputFrom(body: CompletionBody): TurnInput {
 
 export function createChatService(deps: ChatServiceDeps) {
   const { config, state, agents, providers, logger } = deps;
-  const repo: ChatRepository = createChatRepository(deps.database.db, deps.database.reader);
+  const repo: ChatRepository = createChatRepository(deps.database);
   const running = new Map<string, Generation>();
   let unsubscribeStop: Unsubscribe | undefined;
   let draining = false;

@@ -5,7 +5,7 @@ import { ErrorCodes, type ErrorCode } from '../../errors.js';
 import { principalOf } from '../../plugins/authenticate.js';
 import type { GenerationEvent } from './generation.js';
 import { ChatMessageInput, LIMITS } from './schema.js';
-import { openEventStream } from './sse.js';
+import { EventWriter, openEventStream } from './sse.js';
 
 /** The OpenAI chat-completions request; unknown OpenAI fields are accepted and ignored. */
 const OpenAIChatBody = Type.Object({
@@ -68,37 +68,43 @@ export async function openaiCompatRoutes(app: FastifyInstance, { deps, guards }:
     }
 
     const raw = openEventStream(reply);
+    const writer = new EventWriter(raw);
+    let textSent = false;
     const chunk = (delta: Record<string, unknown>, finishReason: string | null = null) =>
       `data: ${JSON.stringify({ id, object: 'chat.completion.chunk', created, model, choices: [{ index: 0, delta, finish_reason: finishReason }] })}\n\n`;
-    raw.write(chunk({ role: 'assistant', content: '' }));
-    let closed = false;
+    writer.write(chunk({ role: 'assistant', content: '' }), true);
     let usage: unknown;
+    const text = (frame: string) => {
+      writer.write(frame, !textSent);
+      textSent = true;
+    };
     const unsubscribe = generation.subscribe(2, (event: GenerationEvent) => {
-      if (closed) return;
       switch (event.event) {
         case 'chunk':
-          raw.write(chunk({ content: (event.payload as { content: string }).content }));
+          text(chunk({ content: (event.payload as { content: string }).content }));
           return;
         case 'reasoning':
-          raw.write(chunk({ reasoning_content: (event.payload as { content: string }).content }));
+          text(chunk({ reasoning_content: (event.payload as { content: string }).content }));
           return;
         case 'usage':
           usage = event.payload;
           return;
         case 'error': {
           const e = event.payload as { code: string; message: string };
-          raw.write(`data: ${JSON.stringify({ error: { code: e.code, message: e.message, type: 'upstream_error' } })}\n\n`);
+          writer.write(`data: ${JSON.stringify({ error: { code: e.code, message: e.message, type: 'upstream_error' } })}\n\n`, true);
           return;
         }
         case 'end': {
           const status = (event.payload as { status: string }).status;
-          if (status !== 'error') raw.write(chunk({}, 'stop'));
+          if (status !== 'error') writer.write(chunk({}, 'stop'), false);
           if (usage && body.stream_options?.include_usage) {
-            raw.write(`data: ${JSON.stringify({ id, object: 'chat.completion.chunk', created, model, choices: [], usage })}\n\n`);
+            writer.write(`data: ${JSON.stringify({ id, object: 'chat.completion.chunk', created, model, choices: [], usage })}\n\n`, false);
           }
-          raw.write('data: [DONE]\n\n');
-          closed = true;
-          raw.end();
+          writer.write('data: [DONE]\n\n', false);
+          setImmediate(() => {
+            unsubscribe();
+            writer.end();
+          });
           return;
         }
         case 'start':
@@ -109,8 +115,8 @@ export async function openaiCompatRoutes(app: FastifyInstance, { deps, guards }:
       }
     });
     raw.on('close', () => {
-      closed = true;
       unsubscribe();
+      writer.abandon();
     });
     return reply;
   });
