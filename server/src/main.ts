@@ -57,7 +57,8 @@ process.on('SIGINT', () => void shutdown('SIGINT'));
 process.on('unhandledRejection', (reason) => logger.error({ err: reason }, 'unhandled rejection'));
 
 try {
-  const address = await app.listen({ host: config.host, port: config.port });
+  // A deep accept queue: a burst of connections must wait, not be dropped into SYN retries.
+  const address = await app.listen({ host: config.host, port: config.port, backlog: 4096 });
   logger.info({ address, database: app.deps.database.kind, sharedState: app.deps.state.kind }, 'LLMChat is listening');
 } catch (err) {
   logger.fatal({ err }, 'could not listen');

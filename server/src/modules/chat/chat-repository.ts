@@ -91,13 +91,75 @@ FROM s, (VALUES ($4::uuid, 'user', $5::text, 'complete', now(), 1), ($6::uuid, '
 ORDER BY v.ord
 RETURNING session_id, (SELECT provider_chat_id FROM s)`;
 
-const FINISH_TURN = `
-UPDATE messages SET
-  status = $2, content = $3, reasoning = $4, error_code = $5, error_message = $6, provider = $7, model = $8,
-  endpoint_id = $9::uuid, prompt_tokens = $10::int, completion_tokens = $11::int, total_tokens = $12::int,
-  first_token_ms = $13::int, total_ms = $14::int, provider_chat_id = $15, provider_message_id = $16,
-  interactive = $17::jsonb, updated_at = now(), completed_at = now()
-WHERE id = $1::uuid AND status = 'streaming'`;
+/**
+ * Finishes many turns in one statement (group commit): the columns arrive
+ * as parallel arrays, so it stays one prepared statement whatever the batch
+ * size. Only rows still `streaming` are finished: a turn is ended once.
+ */
+const FINISH_TURNS = `
+UPDATE messages AS m SET
+  status = v.status, content = v.content, reasoning = v.reasoning, error_code = v.error_code,
+  error_message = v.error_message, provider = v.provider, model = v.model, endpoint_id = v.endpoint_id,
+  prompt_tokens = v.prompt_tokens, completion_tokens = v.completion_tokens, total_tokens = v.total_tokens,
+  first_token_ms = v.first_token_ms, total_ms = v.total_ms, provider_chat_id = v.provider_chat_id,
+  provider_message_id = v.provider_message_id, interactive = v.interactive, updated_at = now(), completed_at = now()
+FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::uuid[],
+            $10::int[], $11::int[], $12::int[], $13::int[], $14::int[], $15::text[], $16::text[], $17::jsonb[])
+  AS v(id, status, content, reasoning, error_code, error_message, provider, model, endpoint_id,
+       prompt_tokens, completion_tokens, total_tokens, first_token_ms, total_ms, provider_chat_id, provider_message_id, interactive)
+WHERE m.id = v.id AND m.status = 'streaming'
+RETURNING m.id`;
+
+const FINISH_BATCH_MAX = 256;
+
+interface PendingFinish {
+  messageId: string;
+  outcome: TurnOutcome;
+  resolve: (finished: boolean) => void;
+  reject: (err: unknown) => void;
+}
+
+/**
+ * Queues turn endings and writes them in batches. A lone ending is written
+ * at once; endings that arrive while a write is in flight go together in
+ * the next one, so under load the database sees one statement for many turns.
+ */
+function createFinishQueue(database: DatabaseHandle) {
+  let queue: PendingFinish[] = [];
+  let writing = false;
+
+  async function drain(): Promise<void> {
+    writing = true;
+    while (queue.length > 0) {
+      const batch = queue.slice(0, FINISH_BATCH_MAX);
+      queue = queue.slice(batch.length);
+      const columns: unknown[][] = Array.from({ length: 17 }, () => []);
+      for (const { messageId, outcome: o } of batch) {
+        const row = [
+          messageId, o.status, o.content, o.reasoning, o.errorCode ?? null, o.errorMessage ?? null, o.provider ?? null,
+          o.model ?? null, o.endpointId ?? null, o.promptTokens ?? null, o.completionTokens ?? null, o.totalTokens ?? null,
+          o.firstTokenMs ?? null, o.totalMs ?? null, o.providerChatId ?? null, o.providerMessageId ?? null,
+          o.interactive === undefined || o.interactive === null ? null : JSON.stringify(o.interactive),
+        ];
+        row.forEach((value, i) => columns[i]?.push(value));
+      }
+      try {
+        const result = await database.prepared<{ id: string }>('llmchat_finish_turns', FINISH_TURNS, columns);
+        const finished = new Set(result.rows.map((r) => r.id));
+        for (const item of batch) item.resolve(finished.has(item.messageId));
+      } catch (err) {
+        for (const item of batch) item.reject(err);
+      }
+    }
+    writing = false;
+  }
+
+  return (messageId: string, outcome: TurnOutcome): Promise<boolean> =>
+    new Promise((resolve, reject) => {
+      queue.push({ messageId, outcome, resolve, reject });
+      if (!writing) void drain();
+    });
+}
 
 const CHECKPOINT = `UPDATE messages SET content = $2, reasoning = $3, updated_at = now() WHERE id = $1::uuid AND status = 'streaming'`;
 
@@ -126,6 +188,7 @@ const CONTINUE_SESSION_TURN = `${CONTINUE_SESSION_CTE} ${INSERT_TURN_MESSAGES}`;
 
 export function createChatRepository(database: DatabaseHandle) {
   const { db, reader } = database;
+  const finish = createFinishQueue(database);
   /** Regenerate: the old answer is deleted and a new `streaming` one written, in one transaction. */
   async function replaceAnswer(turn: NewTurn): Promise<CreatedTurn | undefined> {
     const { sessionId, replacesMessageId } = turn;
@@ -174,26 +237,7 @@ export function createChatRepository(database: DatabaseHandle) {
 
     /** Writes the end of a turn once: only a message still `streaming` is finished. Returns whether it was. */
     async finishTurn(messageId: string, sessionId: string, outcome: TurnOutcome): Promise<boolean> {
-      const result = await database.prepared('llmchat_finish_turn', FINISH_TURN, [
-          messageId,
-          outcome.status,
-          outcome.content,
-          outcome.reasoning,
-          outcome.errorCode ?? null,
-          outcome.errorMessage ?? null,
-          outcome.provider ?? null,
-          outcome.model ?? null,
-          outcome.endpointId ?? null,
-          outcome.promptTokens ?? null,
-          outcome.completionTokens ?? null,
-          outcome.totalTokens ?? null,
-          outcome.firstTokenMs ?? null,
-          outcome.totalMs ?? null,
-          outcome.providerChatId ?? null,
-          outcome.providerMessageId ?? null,
-        outcome.interactive === undefined || outcome.interactive === null ? null : JSON.stringify(outcome.interactive),
-      ]);
-      const finished = result.rowCount > 0;
+      const finished = await finish(messageId, outcome);
       if (finished && outcome.providerChatId) {
         await db
           .updateTable('chat_sessions')
