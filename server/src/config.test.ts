@@ -45,3 +45,15 @@ describe('config', () => {
     }
   });
 });
+
+describe('the README', () => {
+  it('lists every configuration variable in its table', async () => {
+    const fs = await import('node:fs');
+    const readme = fs.readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+    for (const line of configTable().split('\n').slice(2)) {
+      const name = /^\| `([A-Z_]+)`/.exec(line)?.[1];
+      expect(name, line).toBeDefined();
+      expect(readme).toContain(`| \`${name}\` |`);
+    }
+  });
+});
