@@ -2,7 +2,7 @@ import { anthropicRoot } from './endpoint-url.js';
 import type { UpstreamHttp } from './http.js';
 import { readSse } from './sse.js';
 import type { ChatContentPart, ChatMessage, ProviderAdapter, ProviderEvent, ProviderRequest, ProviderResult } from './types.js';
-import { asObject, contentText, fileAsText, inStreamError, jsonHeaders, makeUsage, parseChunk } from './wire.js';
+import { asObject, contentText, fileAsText, inStreamError, makeUsage, parseChunk, postJson } from './wire.js';
 
 const PROVIDER = 'anthropic';
 const API_VERSION = '2023-06-01';
@@ -96,8 +96,8 @@ function requestBody(request: ProviderRequest, stream: boolean): string {
   return JSON.stringify(body);
 }
 
-function headers(apiKey: string | undefined, stream: boolean): Record<string, string> {
-  return jsonHeaders({ 'x-api-key': apiKey ?? '', 'anthropic-version': API_VERSION }, stream);
+function anthropicAuth(apiKey: string | undefined): Record<string, string> {
+  return { 'x-api-key': apiKey ?? '', 'anthropic-version': API_VERSION };
 }
 
 /** Anthropic Messages API (`/v1/messages`). */
@@ -110,16 +110,7 @@ export class AnthropicAdapter implements ProviderAdapter {
     const { endpoint } = request;
     const url = anthropicRoot(endpoint.url).url('/messages');
     const call = await this.http.open(
-      {
-        method: 'POST',
-        url,
-        headers: headers(endpoint.apiKey, true),
-        body: requestBody(request, true),
-        timeouts: endpoint.timeouts,
-        signal,
-        mode: 'stream',
-        secret: endpoint.apiKey,
-      },
+      postJson(endpoint, url, requestBody(request, true), signal, 'stream', anthropicAuth(endpoint.apiKey)),
       PROVIDER,
     );
     let sawDone = false;
@@ -201,16 +192,7 @@ export class AnthropicAdapter implements ProviderAdapter {
     const { endpoint } = request;
     const url = anthropicRoot(endpoint.url).url('/messages');
     const raw = await this.http.json(
-      {
-        method: 'POST',
-        url,
-        headers: headers(endpoint.apiKey, false),
-        body: requestBody(request, false),
-        timeouts: endpoint.timeouts,
-        signal,
-        mode: 'blocking',
-        secret: endpoint.apiKey,
-      },
+      postJson(endpoint, url, requestBody(request, false), signal, 'blocking', anthropicAuth(endpoint.apiKey)),
       PROVIDER,
     );
     const body = asObject<AnthropicMessage>(raw, url, PROVIDER);

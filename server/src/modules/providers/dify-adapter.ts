@@ -10,7 +10,7 @@ import type {
   ResolvedEndpoint,
   Usage,
 } from './types.js';
-import { asObject, bearer, contentText, inStreamError, jsonHeaders, parseChunk, usageFromOpenAI, type OpenAIUsageWire } from './wire.js';
+import { asObject, bearer, contentText, inStreamError, jsonHeaders, parseChunk, usageFromOpenAI, type OpenAIUsageWire, postJson } from './wire.js';
 
 const PROVIDER = 'dify';
 /** Dify requires a `user`; used when the platform gives none. */
@@ -102,16 +102,7 @@ export class DifyAdapter implements ProviderAdapter {
     const { endpoint } = request;
     const url = difyRoot(endpoint.url).url('/chat-messages');
     const call = await this.http.open(
-      {
-        method: 'POST',
-        url,
-        headers: jsonHeaders(bearer(endpoint.apiKey), true),
-        body: requestBody(request, 'streaming'),
-        timeouts: endpoint.timeouts,
-        signal,
-        mode: 'stream',
-        secret: endpoint.apiKey,
-      },
+      postJson(endpoint, url, requestBody(request, 'streaming'), signal, 'stream'),
       PROVIDER,
     );
     let sawDone = false;
@@ -216,16 +207,7 @@ export class DifyAdapter implements ProviderAdapter {
     const { endpoint } = request;
     const url = difyRoot(endpoint.url).url('/chat-messages');
     const raw = await this.http.json(
-      {
-        method: 'POST',
-        url,
-        headers: jsonHeaders(bearer(endpoint.apiKey), false),
-        body: requestBody(request, 'blocking'),
-        timeouts: endpoint.timeouts,
-        signal,
-        mode: 'blocking',
-        secret: endpoint.apiKey,
-      },
+      postJson(endpoint, url, requestBody(request, 'blocking'), signal, 'blocking'),
       PROVIDER,
     );
     const body = asObject<DifyBlockingAnswer>(raw, url, PROVIDER);
@@ -248,16 +230,7 @@ export class DifyAdapter implements ProviderAdapter {
     };
     if (request.comment) body.content = request.comment;
     const raw = await this.http.json(
-      {
-        method: 'POST',
-        url,
-        headers: jsonHeaders(bearer(endpoint.apiKey), false),
-        body: JSON.stringify(body),
-        timeouts: endpoint.timeouts,
-        signal,
-        mode: 'blocking',
-        secret: endpoint.apiKey,
-      },
+      postJson(endpoint, url, JSON.stringify(body), signal, 'blocking'),
       PROVIDER,
     );
     return difySuccess(raw);
@@ -271,16 +244,7 @@ export class DifyAdapter implements ProviderAdapter {
     const taskId = this.running.get(id) ?? id;
     const url = difyRoot(endpoint.url).url(`/chat-messages/${encodeURIComponent(taskId)}/stop`);
     await this.http.json(
-      {
-        method: 'POST',
-        url,
-        headers: jsonHeaders(bearer(endpoint.apiKey), false),
-        body: JSON.stringify({ user: user || DIFY_DEFAULT_USER }),
-        timeouts: endpoint.timeouts,
-        signal,
-        mode: 'blocking',
-        secret: endpoint.apiKey,
-      },
+      postJson(endpoint, url, JSON.stringify({ user: user || DIFY_DEFAULT_USER }), signal, 'blocking'),
       PROVIDER,
     );
   }

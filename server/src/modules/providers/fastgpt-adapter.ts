@@ -21,6 +21,7 @@ import {
   usageFromOpenAI,
   withSystemMessage,
   type OpenAIUsageWire,
+  postJson,
 } from './wire.js';
 
 const PROVIDER = 'fastgpt';
@@ -105,16 +106,7 @@ export class FastGPTAdapter implements ProviderAdapter {
     const { endpoint } = request;
     const url = fastgptRoot(endpoint.url).url('/v1/chat/completions');
     const call = await this.http.open(
-      {
-        method: 'POST',
-        url,
-        headers: jsonHeaders(bearer(endpoint.apiKey), true),
-        body: requestBody(request, true),
-        timeouts: endpoint.timeouts,
-        signal,
-        mode: 'stream',
-        secret: endpoint.apiKey,
-      },
+      postJson(endpoint, url, requestBody(request, true), signal, 'stream'),
       PROVIDER,
     );
     let sawDone = false;
@@ -211,16 +203,7 @@ export class FastGPTAdapter implements ProviderAdapter {
     const { endpoint } = request;
     const url = fastgptRoot(endpoint.url).url('/v1/chat/completions');
     const raw = await this.http.json(
-      {
-        method: 'POST',
-        url,
-        headers: jsonHeaders(bearer(endpoint.apiKey), false),
-        body: requestBody(request, false),
-        timeouts: endpoint.timeouts,
-        signal,
-        mode: 'blocking',
-        secret: endpoint.apiKey,
-      },
+      postJson(endpoint, url, requestBody(request, false), signal, 'blocking'),
       PROVIDER,
     );
     const body = asObject<FastGPTCompletion>(raw, url, PROVIDER);
@@ -248,16 +231,7 @@ export class FastGPTAdapter implements ProviderAdapter {
     if (request.rating === 'up') body.userGoodFeedback = request.comment || 'yes';
     if (request.rating === 'down') body.userBadFeedback = request.comment || 'yes';
     const raw = await this.http.json(
-      {
-        method: 'POST',
-        url,
-        headers: jsonHeaders(bearer(endpoint.apiKey), false),
-        body: JSON.stringify(body),
-        timeouts: endpoint.timeouts,
-        signal,
-        mode: 'blocking',
-        secret: endpoint.apiKey,
-      },
+      postJson(endpoint, url, JSON.stringify(body), signal, 'blocking'),
       PROVIDER,
     );
     return fastgptOk(raw);

@@ -4,14 +4,13 @@ import { readSse } from './sse.js';
 import type { ChatMessage, ProviderAdapter, ProviderEvent, ProviderRequest, ProviderResult, Usage } from './types.js';
 import {
   asObject,
-  bearer,
   fileAsText,
   inStreamError,
-  jsonHeaders,
   parseChunk,
   usageFromOpenAI,
   withSystemMessage,
   type OpenAIUsageWire,
+  postJson,
 } from './wire.js';
 
 const PROVIDER = 'openai';
@@ -84,16 +83,7 @@ export class OpenAIAdapter implements ProviderAdapter {
     const { endpoint } = request;
     const url = openaiRoot(endpoint.url).url('/chat/completions');
     const call = await this.http.open(
-      {
-        method: 'POST',
-        url,
-        headers: jsonHeaders(bearer(endpoint.apiKey), true),
-        body: requestBody(request, true),
-        timeouts: endpoint.timeouts,
-        signal,
-        mode: 'stream',
-        secret: endpoint.apiKey,
-      },
+      postJson(endpoint, url, requestBody(request, true), signal, 'stream'),
       PROVIDER,
     );
     let sawDone = false;
@@ -159,16 +149,7 @@ export class OpenAIAdapter implements ProviderAdapter {
     const { endpoint } = request;
     const url = openaiRoot(endpoint.url).url('/chat/completions');
     const raw = await this.http.json(
-      {
-        method: 'POST',
-        url,
-        headers: jsonHeaders(bearer(endpoint.apiKey), false),
-        body: requestBody(request, false),
-        timeouts: endpoint.timeouts,
-        signal,
-        mode: 'blocking',
-        secret: endpoint.apiKey,
-      },
+      postJson(endpoint, url, requestBody(request, false), signal, 'blocking'),
       PROVIDER,
     );
     const body = asObject<OpenAICompletion>(raw, url, PROVIDER);

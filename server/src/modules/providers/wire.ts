@@ -1,4 +1,5 @@
-import type { ChatContentPart, ChatMessage, Usage } from './types.js';
+import type { UpstreamRequest } from './http.js';
+import type { ChatContentPart, ChatMessage, ResolvedEndpoint, Usage } from './types.js';
 import { UpstreamError, isNonRetryableCode } from './upstream-error.js';
 
 /** Small pieces shared by the adapters' wire formats. */
@@ -159,4 +160,16 @@ export function jsonHeaders(extra: Record<string, string>, stream: boolean): Rec
 
 export function bearer(apiKey: string | undefined): Record<string, string> {
   return apiKey ? { authorization: `Bearer ${apiKey}` } : {};
+}
+
+/** A JSON POST to an endpoint, authenticated with its key (a bearer token unless `auth` says otherwise). */
+export function postJson(
+  endpoint: ResolvedEndpoint,
+  url: string,
+  body: string,
+  signal: AbortSignal,
+  mode: 'stream' | 'blocking',
+  auth: Record<string, string> = bearer(endpoint.apiKey),
+): UpstreamRequest {
+  return { method: 'POST', url, headers: jsonHeaders(auth, mode === 'stream'), body, timeouts: endpoint.timeouts, signal, mode, secret: endpoint.apiKey };
 }
