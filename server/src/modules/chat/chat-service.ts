@@ -6,6 +6,7 @@ import { AppError } from '../../errors.js';
 import type { Principal } from '../../plugins/authenticate.js';
 import { Channels, type SharedState, type TurnEvent, type Unsubscribe } from '../../shared-state/shared-state.js';
 import type { AgentsService } from '../agents/agents-service.js';
+import type { ResolvedAgent } from '../agents/types.js';
 import type { ProviderRegistry } from '../providers/registry.js';
 import type { ChatContentPart, ChatMessage, ResolvedEndpoint } from '../providers/types.js';
 import { createChatRepository, type ChatRepository } from './chat-repository.js';
@@ -44,6 +45,18 @@ function textOf(content: string | ChatContentPart[]): string {
 function titleFrom(text: string): string {
   const line = text.replace(/\s+/g, ' ').trim();
   return line.length > 60 ? `${line.slice(0, 57)}…` : line;
+}
+
+/** A stored user message back as content: multi-part content is kept as its JSON. */
+function storedContent(stored: string): ChatMessage['content'] {
+  if (!stored.startsWith('[')) return stored;
+  try {
+    const parsed: unknown = JSON.parse(stored);
+    const isParts = Array.isArray(parsed) && parsed.length > 0 && parsed.every((p) => typeof p === 'object' && p !== null && 'type' in p);
+    return isParts ? (parsed as ChatContentPart[]) : stored;
+  } catch {
+    return stored;
+  }
 }
 
 function utcDay(now = new Date()): string {
@@ -134,6 +147,52 @@ export function createChatService(deps: ChatServiceDeps) {
     return [...context.map((m) => ({ role: m.role, content: m.content })), ...given];
   }
 
+  function refuseWhileDraining(): void {
+    if (draining) throw new AppError('NOT_READY', 'This instance is shutting down; retry on another', undefined, { 'retry-after': '1' });
+  }
+
+  /**
+   * Checks limits, writes the turn (the acknowledgement point) and launches
+   * its generation. Shared by new questions and regenerated answers.
+   */
+  async function beginTurn(
+    principal: Principal,
+    resolved: ResolvedAgent,
+    input: TurnInput,
+    write: { sessionId: string | undefined; userMessageId: string; userContent: string; title: string; replacesMessageId?: string },
+  ): Promise<Generation> {
+    const { agent } = resolved;
+    await enforceLimits(principal, agent.id, agent.rateLimit?.requestsPerMinute);
+    const turnId = crypto.randomUUID();
+    const created = await repo.createTurn({ ...write, userId: principal.userId, agentId: agent.id, assistantMessageId: turnId });
+    if (!created) throw new AppError('SESSION_NOT_FOUND', 'The chat session does not exist or is not yours');
+
+    const primary = resolved.endpoints[0];
+    const keepsUpstreamContext = primary?.provider === 'fastgpt' || (primary?.provider === 'dify' && created.providerChatId !== null);
+    const messages = await providerMessages(input, write.sessionId, keepsUpstreamContext, principal.userId, [write.userMessageId, turnId], Boolean(agent.systemPrompt));
+    return launch({
+      turnId,
+      sessionId: created.sessionId,
+      userId: principal.userId,
+      userMessageId: write.userMessageId,
+      agentId: agent.id,
+      endpoints: [...resolved.endpoints],
+      upstreamStream: agent.features.supportsStream !== false,
+      request: {
+        messages,
+        systemPrompt: agent.systemPrompt ?? undefined,
+        temperature: input.temperature ?? agent.temperature ?? undefined,
+        maxTokens: input.maxTokens ?? agent.maxTokens ?? undefined,
+        // FastGPT keeps context under the platform's session id; Dify under its own conversation id.
+        chatId: primary?.provider === 'dify' ? (created.providerChatId ?? undefined) : created.sessionId,
+        detail: input.detail ?? agent.features.supportsDetail ?? false,
+        variables: input.variables,
+        responseChatItemId: turnId,
+        user: principal.userId,
+      },
+    });
+  }
+
   /** The endpoint that served an answer, if its agent is still active. */
   function endpointOf(agentId: string, endpointId: string): ResolvedEndpoint | undefined {
     try {
@@ -162,56 +221,23 @@ export function createChatService(deps: ChatServiceDeps) {
      * anything is written.
      */
     async startTurn(principal: Principal, input: TurnInput): Promise<Generation> {
-      if (draining) throw new AppError('NOT_READY', 'This instance is shutting down; retry on another', undefined, { 'retry-after': '1' });
+      refuseWhileDraining();
       const resolved = agents.getActive(input.agentId);
       const last = input.messages[input.messages.length - 1];
       if (!last || last.role !== 'user') throw new AppError('VALIDATION_FAILED', 'The last message must have role "user"');
       const userText = textOf(last.content);
       if (userText.trim().length === 0 && typeof last.content === 'string') throw new AppError('VALIDATION_FAILED', 'The last message is empty');
-      await enforceLimits(principal, resolved.agent.id, resolved.agent.rateLimit?.requestsPerMinute);
-
-      const userMessageId = crypto.randomUUID();
-      const turnId = crypto.randomUUID();
-      const created = await repo.createTurn({
-        userId: principal.userId,
-        agentId: resolved.agent.id,
+      return beginTurn(principal, resolved, input, {
         sessionId: input.chatId,
-        userMessageId,
-        assistantMessageId: turnId,
+        userMessageId: crypto.randomUUID(),
         userContent: typeof last.content === 'string' ? last.content : JSON.stringify(last.content),
         title: titleFrom(userText || 'New chat'),
-      });
-      if (!created) throw new AppError('SESSION_NOT_FOUND', 'The chat session does not exist or is not yours');
-
-      const primary = resolved.endpoints[0];
-      const keepsUpstreamContext = primary?.provider === 'fastgpt' || (primary?.provider === 'dify' && created.providerChatId !== null);
-      const messages = await providerMessages(input, input.chatId, keepsUpstreamContext, principal.userId, [userMessageId, turnId], Boolean(resolved.agent.systemPrompt));
-      return launch({
-        turnId,
-        sessionId: created.sessionId,
-        userId: principal.userId,
-        userMessageId,
-        agentId: resolved.agent.id,
-        endpoints: [...resolved.endpoints],
-        upstreamStream: resolved.agent.features.supportsStream !== false,
-        request: {
-          messages,
-          systemPrompt: resolved.agent.systemPrompt ?? undefined,
-          temperature: input.temperature ?? resolved.agent.temperature ?? undefined,
-          maxTokens: input.maxTokens ?? resolved.agent.maxTokens ?? undefined,
-          // FastGPT keeps context under the platform's session id; Dify under its own conversation id.
-          chatId: primary?.provider === 'dify' ? (created.providerChatId ?? undefined) : created.sessionId,
-          detail: input.detail ?? resolved.agent.features.supportsDetail ?? false,
-          variables: input.variables,
-          responseChatItemId: turnId,
-          user: principal.userId,
-        },
       });
     },
 
     /** Regenerates the last answer of a session (or the one named by `dataId`). */
     async retry(principal: Principal, sessionId: string, options: { dataId?: string | undefined; detail?: boolean | undefined }): Promise<Generation> {
-      if (draining) throw new AppError('NOT_READY', 'This instance is shutting down; retry on another', undefined, { 'retry-after': '1' });
+      refuseWhileDraining();
       const session = await repo.findSession(sessionId, principal.userId);
       if (!session) throw new AppError('SESSION_NOT_FOUND', 'The chat session does not exist or is not yours');
       const target = options.dataId ? await repo.findMessage(options.dataId, principal.userId) : await repo.lastAssistantMessage(sessionId, principal.userId);
@@ -220,49 +246,12 @@ export function createChatService(deps: ChatServiceDeps) {
       const question = await repo.userMessageBefore(sessionId, principal.userId, target.seq);
       if (!question) throw new AppError('NOTHING_TO_RETRY', 'There is no question to answer again');
       const resolved = agents.getActive(session.agent_id);
-      await enforceLimits(principal, resolved.agent.id, resolved.agent.rateLimit?.requestsPerMinute);
-
-      const turnId = crypto.randomUUID();
-      const created = await repo.createTurn({
-        userId: principal.userId,
-        agentId: resolved.agent.id,
+      return beginTurn(principal, resolved, { agentId: resolved.agent.id, messages: [{ role: 'user', content: storedContent(question.content) }], detail: options.detail }, {
         sessionId,
         userMessageId: question.id,
-        assistantMessageId: turnId,
         userContent: question.content,
         title: '',
         replacesMessageId: target.id,
-      });
-      if (!created) throw new AppError('SESSION_NOT_FOUND', 'The chat session does not exist or is not yours');
-      const primary = resolved.endpoints[0];
-      const keepsUpstreamContext = primary?.provider === 'fastgpt' || (primary?.provider === 'dify' && created.providerChatId !== null);
-      let content: ChatMessage['content'] = question.content;
-      if (question.content.startsWith('[')) {
-        try {
-          content = JSON.parse(question.content) as ChatContentPart[];
-        } catch {
-          content = question.content;
-        }
-      }
-      const messages = await providerMessages({ agentId: resolved.agent.id, messages: [{ role: 'user', content }] }, sessionId, keepsUpstreamContext, principal.userId, [question.id, turnId], Boolean(resolved.agent.systemPrompt));
-      return launch({
-        turnId,
-        sessionId,
-        userId: principal.userId,
-        userMessageId: question.id,
-        agentId: resolved.agent.id,
-        endpoints: [...resolved.endpoints],
-        upstreamStream: resolved.agent.features.supportsStream !== false,
-        request: {
-          messages,
-          systemPrompt: resolved.agent.systemPrompt ?? undefined,
-          temperature: resolved.agent.temperature ?? undefined,
-          maxTokens: resolved.agent.maxTokens ?? undefined,
-          chatId: primary?.provider === 'dify' ? (created.providerChatId ?? undefined) : sessionId,
-          detail: options.detail ?? resolved.agent.features.supportsDetail ?? false,
-          responseChatItemId: turnId,
-          user: principal.userId,
-        },
       });
     },
 
