@@ -60,6 +60,28 @@ export interface SearchHit {
   updatedAt: Date;
 }
 
+const HTML_ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
+
+/**
+ * A search snippet as safe HTML: the text is escaped (answers may contain
+ * markup) and the matches are wrapped in <mark>. Full-text matches arrive
+ * between \u0002 and \u0003 from ts_headline; otherwise the needle is marked.
+ */
+export function markSnippet(text: string, needle: string): string {
+  const escape = (t: string) => t.replace(/[&<>"']/g, (c) => HTML_ESCAPES[c] ?? c);
+  if (text.includes('\u0002')) return escape(text).replace(/\u0002/g, '<mark>').replace(/\u0003/g, '</mark>');
+  const lower = text.toLowerCase();
+  const target = needle.toLowerCase();
+  if (!target) return escape(text);
+  let out = '';
+  let from = 0;
+  for (let at = lower.indexOf(target); at >= 0; at = lower.indexOf(target, from)) {
+    out += `${escape(text.slice(from, at))}<mark>${escape(text.slice(at, at + target.length))}</mark>`;
+    from = at + target.length;
+  }
+  return out + escape(text.slice(from));
+}
+
 const CJK = /[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af\uf900-\ufaff]/;
 
 function toSummary(row: {
@@ -409,7 +431,7 @@ export function createChatRepository(database: DatabaseHandle) {
           'messages.created_at',
           cjk
             ? sql<string>`substring(messages.content from greatest(1, strpos(lower(messages.content), lower(${needle})) - 40) for 160)`.as('snippet')
-            : sql<string>`ts_headline('simple', messages.content, ${tsq}, 'StartSel=<mark>, StopSel=</mark>, MaxFragments=1, MaxWords=24, MinWords=8')`.as('snippet'),
+            : sql<string>`ts_headline('simple', messages.content, ${tsq}, 'StartSel="\u0002", StopSel="\u0003", MaxFragments=1, MaxWords=24, MinWords=8')`.as('snippet'),
         ])
         .where('messages.user_id', '=', userId)
         .where('chat_sessions.user_id', '=', userId)
@@ -422,8 +444,8 @@ export function createChatRepository(database: DatabaseHandle) {
         .limit(limit)
         .execute();
       const hits: SearchHit[] = [
-        ...titleHits.map((r) => ({ sessionId: r.id, agentId: r.agent_id, title: r.title, messageId: null, snippet: r.title, updatedAt: r.updated_at })),
-        ...messageHits.map((r) => ({ sessionId: r.session_id, agentId: r.agent_id, title: r.title, messageId: r.message_id, snippet: r.snippet, updatedAt: r.created_at })),
+        ...titleHits.map((r) => ({ sessionId: r.id, agentId: r.agent_id, title: r.title, messageId: null, snippet: markSnippet(r.title, needle), updatedAt: r.updated_at })),
+        ...messageHits.map((r) => ({ sessionId: r.session_id, agentId: r.agent_id, title: r.title, messageId: r.message_id, snippet: markSnippet(r.snippet, needle), updatedAt: r.created_at })),
       ];
       hits.sort((a, b) => b.updatedAt.getTime() - a.updatedAt.getTime());
       return hits.slice(0, limit);

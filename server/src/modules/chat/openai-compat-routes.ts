@@ -62,7 +62,7 @@ export async function openaiCompatRoutes(app: FastifyInstance, { deps, guards }:
         object: 'chat.completion',
         created,
         model,
-        choices: [{ index: 0, message: { role: 'assistant', content: result.content, ...(result.reasoning ? { reasoning_content: result.reasoning } : {}) }, finish_reason: result.status === 'complete' ? 'stop' : 'stop' }],
+        choices: [{ index: 0, message: { role: 'assistant', content: result.content, ...(result.reasoning ? { reasoning_content: result.reasoning } : {}) }, finish_reason: 'stop' }],
         usage: result.usage ? { prompt_tokens: result.usage.promptTokens, completion_tokens: result.usage.completionTokens, total_tokens: result.usage.totalTokens } : undefined,
       };
     }
