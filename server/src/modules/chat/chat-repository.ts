@@ -69,7 +69,7 @@ const HTML_ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '
  */
 export function markSnippet(text: string, needle: string): string {
   const escape = (t: string) => t.replace(/[&<>"']/g, (c) => HTML_ESCAPES[c] ?? c);
-  if (text.includes('\u0002')) return escape(text).replace(/\u0002/g, '<mark>').replace(/\u0003/g, '</mark>');
+  if (text.includes('\u0002')) return escape(text).replaceAll('\u0002', '<mark>').replaceAll('\u0003', '</mark>');
   const lower = text.toLowerCase();
   const target = needle.toLowerCase();
   if (!target) return escape(text);
