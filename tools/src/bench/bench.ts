@@ -71,6 +71,8 @@ export interface RunSummary {
   warmupTurns: number;
   /** Turns that failed during the warm-up (not in the figures above, but worth knowing). */
   warmupErrors: number;
+  /** The slowest first token of the turns started during the warm-up (the cold-start burst), ms. */
+  coldStartMaxTtftMs: number | undefined;
   drainMs: number;
   /**
    * Share of one core each process used during warm-up and window; `machine` is
@@ -394,6 +396,7 @@ function summarize(level: number, result: LoadResult, cpuPercent: RunSummary['cp
     abandoned: result.abandoned,
     warmupTurns: result.warmupTurns,
     warmupErrors: result.warmupErrors,
+    coldStartMaxTtftMs: result.coldStartMaxTtftMs,
     drainMs: result.drainMs,
     cpuPercent,
     serverRssMiB: serverRss,
@@ -481,7 +484,8 @@ function printRun(run: RunSummary): void {
     `  ${run.target.padEnd(8)} level ${run.level}: ${formatRate(run.turnsPerS)} turns/s, ttft p50/p99 ${formatMs(run.ttftMs.p50)}/${formatMs(run.ttftMs.p99)} ms, ` +
       `total p50/p99 ${formatMs(run.totalMs.p50)}/${formatMs(run.totalMs.p99)} ms, ${run.errors} errors of ${run.turns} turns` +
       (run.drainMs > 0 ? `, drained in ${(run.drainMs / 1000).toFixed(1)} s` : '') +
-      (run.warmupErrors > 0 ? ` (and ${run.warmupErrors} of ${run.warmupTurns} warm-up turns failed)` : ''),
+      (run.warmupErrors > 0 ? ` (and ${run.warmupErrors} of ${run.warmupTurns} warm-up turns failed)` : '') +
+      (run.coldStartMaxTtftMs !== undefined ? `; cold-start burst: slowest ttft ${formatMs(run.coldStartMaxTtftMs)} ms` : ''),
   );
   for (const [reason, count] of Object.entries(run.errorReasons)) console.log(`      ${count} × ${reason}`);
   for (const example of run.errorExamples) console.log(`      e.g. ${example}`);

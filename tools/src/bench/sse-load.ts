@@ -89,7 +89,11 @@ export interface LoadResult {
   windowMs: number;
   /** Time spent waiting for in-flight turns after the window, ms. */
   drainMs: number;
-  /** Turns that ended after the warm-up (in the window or while draining), whenever they started. */
+  /**
+   * Turns that started after the warm-up (steady state), and every failed
+   * turn that ended after it whenever it started: latency figures come from
+   * steady state, and no error is hidden.
+   */
   samples: TurnSample[];
   /** Good turns that ended within the measured window, whenever they started: the throughput numerator. */
   completedInWindow: number;
@@ -98,6 +102,10 @@ export interface LoadResult {
   /** Turns that ended during the warm-up, and how many of them failed (not in `samples`). */
   warmupTurns: number;
   warmupErrors: number;
+  /** Good turns started during the warm-up that ended after it (the cold-start burst): counted, not sampled. */
+  carriedOver: number;
+  /** The slowest time to first token of any turn started during the warm-up, ms: what a cold start costs. */
+  coldStartMaxTtftMs: number | undefined;
 }
 
 export const ABANDONED = 'abandoned (drain cap or stop)';
@@ -407,6 +415,8 @@ export async function runLoad(target: LoadTarget, options: LoadOptions): Promise
   let completedInWindow = 0;
   let warmupTurns = 0;
   let warmupErrors = 0;
+  let carriedOver = 0;
+  let coldStartMaxTtftMs: number | undefined;
   let abandoned = 0;
   let stopped = options.signal?.aborted === true;
 
@@ -434,11 +444,13 @@ export async function runLoad(target: LoadTarget, options: LoadOptions): Promise
       if (handle !== undefined) inFlight.delete(handle);
       const endedAt = performance.now();
       if (outcome.error === undefined && endedAt >= windowStart && endedAt <= windowEnd) completedInWindow++;
-      // A turn belongs to the measurement when it ends after the warm-up, whenever it started:
-      // under heavy load a turn can outlast the whole window and must still be seen.
+      if (startedAt < windowStart && outcome.ttftMs !== undefined) coldStartMaxTtftMs = Math.max(coldStartMaxTtftMs ?? 0, outcome.ttftMs);
       if (endedAt < windowStart) {
         warmupTurns++;
         if (outcome.error !== undefined) warmupErrors++;
+      } else if (startedAt < windowStart && outcome.error === undefined) {
+        // The cold-start burst spills over the warm-up: its throughput counts, its latency is reported apart.
+        carriedOver++;
       } else {
         if (outcome.error === ABANDONED) abandoned++;
         samples.push({
@@ -478,6 +490,8 @@ export async function runLoad(target: LoadTarget, options: LoadOptions): Promise
       abandoned,
       warmupTurns,
       warmupErrors,
+      carriedOver,
+      coldStartMaxTtftMs,
     };
   } finally {
     options.signal?.removeEventListener('abort', onAbort);
