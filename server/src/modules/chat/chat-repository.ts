@@ -318,8 +318,9 @@ export function createChatRepository(database: DatabaseHandle) {
         .executeTakeFirst();
     },
 
+    /** On the writer: callers act on the session right after (stop, retry, feedback), so replica lag must not hide it. */
     async findSession(sessionId: string, userId: string) {
-      return reader
+      return db
         .selectFrom('chat_sessions')
         .selectAll()
         .where('id', '=', sessionId)
