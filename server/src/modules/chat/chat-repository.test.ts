@@ -1,5 +1,8 @@
-import { describe, expect, it } from 'vitest';
-import { markSnippet } from './chat-repository.js';
+import crypto from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { migrateToLatest } from '../../db/migrate.js';
+import { backendNames, createBackend, type Backend } from '../../test/backends.js';
+import { createChatRepository, markSnippet, type ChatRepository } from './chat-repository.js';
 
 describe('markSnippet', () => {
   it('escapes markup from answers and marks full-text matches', () => {
@@ -9,5 +12,62 @@ describe('markSnippet', () => {
   it('marks every occurrence of the needle when the database did not', () => {
     expect(markSnippet('今天天气好，天气真好 <script>', '天气')).toBe('今天<mark>天气</mark>好，<mark>天气</mark>真好 &lt;script&gt;');
     expect(markSnippet('Zebra zebra', 'zebra')).toBe('<mark>Zebra</mark> <mark>zebra</mark>');
+  });
+});
+
+describe.each(await backendNames())('turn writes on %s', (name) => {
+  let backend: Backend;
+  let repo: ChatRepository;
+  let alice: string;
+  let bob: string;
+  beforeAll(async () => {
+    backend = await createBackend(name);
+    await migrateToLatest(backend.database.db);
+    const users = await backend.database.db
+      .insertInto('users')
+      .values(['alice', 'bob'].map((username) => ({ username, password_hash: 'x', updated_at: new Date(), password_changed_at: new Date() })))
+      .returning(['id', 'username'])
+      .execute();
+    alice = users.find((u) => u.username === 'alice')?.id ?? '';
+    bob = users.find((u) => u.username === 'bob')?.id ?? '';
+    repo = createChatRepository(backend.database);
+  });
+  afterAll(async () => {
+    await backend.dispose();
+  });
+
+  const turn = (userId: string, sessionId: string | undefined, text: string) => ({
+    userId,
+    agentId: 'a',
+    sessionId,
+    userMessageId: crypto.randomUUID(),
+    assistantMessageId: crypto.randomUUID(),
+    userContent: text,
+    title: text,
+  });
+
+  it('writes many concurrent turns, each question before its answer, and refuses another user session in the same batch', async () => {
+    const first = await repo.createTurn(turn(alice, undefined, 'q0'));
+    expect(first).toBeDefined();
+    const sessionId = first?.sessionId ?? '';
+    const mine = Array.from({ length: 30 }, (_, i) => turn(alice, i % 2 === 0 ? sessionId : undefined, `q${i + 1}`));
+    const theirs = turn(bob, sessionId, 'hijack');
+    const results = await Promise.all([...mine, theirs].map((t) => repo.createTurn(t)));
+    expect(results.slice(0, -1).every((r) => r !== undefined)).toBe(true);
+    expect(results.at(-1)).toBeUndefined();
+
+    const rows = await backend.database.db.selectFrom('messages').select(['id', 'seq', 'role', 'session_id', 'user_id']).orderBy('seq').execute();
+    expect(rows.some((r) => r.user_id === bob)).toBe(false);
+    expect(rows).toHaveLength(2 * 31);
+    for (const t of mine) {
+      const q = rows.find((r) => r.id === t.userMessageId);
+      const a = rows.find((r) => r.id === t.assistantMessageId);
+      expect(q?.role).toBe('user');
+      expect(a?.role).toBe('assistant');
+      expect(q?.session_id).toBe(a?.session_id);
+      expect((q?.seq ?? 0) < (a?.seq ?? 0)).toBe(true);
+    }
+    const session = await backend.database.db.selectFrom('chat_sessions').select(['message_count']).where('id', '=', sessionId).executeTakeFirstOrThrow();
+    expect(session.message_count).toBe(2 + 2 * 15);
   });
 });

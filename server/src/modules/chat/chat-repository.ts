@@ -1,4 +1,6 @@
+import crypto from 'node:crypto';
 import { sql } from 'kysely';
+import { createGroupWriter } from '../../db/group-writer.js';
 import type { DatabaseHandle } from '../../db/database.js';
 import type { MessageRow, MessageStatus } from '../../db/schema.js';
 
@@ -104,14 +106,49 @@ function toSummary(row: {
   };
 }
 
-// Rows are inserted in VALUES order, so the user message gets the lower seq.
-const INSERT_TURN_MESSAGES = `
-INSERT INTO messages (id, session_id, user_id, role, content, status, agent_id, updated_at, completed_at)
-SELECT v.id, s.id, $1::uuid, v.role, v.content, v.status, $2, now(), v.completed_at
-FROM s, (VALUES ($4::uuid, 'user', $5::text, 'complete', now(), 1), ($6::uuid, 'assistant', '', 'streaming', NULL::timestamptz, 2))
-  AS v(id, role, content, status, completed_at, ord)
-ORDER BY v.ord
-RETURNING session_id, (SELECT provider_chat_id FROM s)`;
+/**
+ * Writes many turns in one statement: for each, a new session or the
+ * caller's own existing one (the UPDATE's `user_id` check is the ownership
+ * check, and every join below matches the owner too, since one batch holds
+ * several users' turns), the user message and the `streaming` assistant message. Rows are
+ * inserted in (turn, user-then-assistant) order, so seq keeps the question
+ * before its answer. A turn whose session is missing or not the caller's
+ * gets no result row and writes nothing.
+ */
+const CREATE_TURNS = `
+WITH input AS (
+  SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::text[], $6::uuid[], $7::uuid[], $8::uuid[])
+    WITH ORDINALITY AS i(user_id, agent_id, title, user_message_id, user_content, assistant_id, session_id, new_session_id, ord)
+),
+created AS (
+  INSERT INTO chat_sessions (id, user_id, agent_id, title, message_count, updated_at)
+  SELECT new_session_id, user_id, agent_id, title, 2, now() FROM input WHERE session_id IS NULL
+  RETURNING id, user_id, provider_chat_id
+),
+continued AS (
+  UPDATE chat_sessions AS s
+  SET updated_at = now(),
+      message_count = s.message_count + 2 * (SELECT count(*) FROM input AS j WHERE j.session_id = s.id AND j.user_id = s.user_id),
+      title = CASE WHEN s.title = '' THEN i.title ELSE s.title END
+  FROM input AS i
+  WHERE i.session_id IS NOT NULL AND s.id = i.session_id AND s.user_id = i.user_id
+  RETURNING s.id, s.user_id, s.provider_chat_id
+),
+written AS (SELECT id, user_id, provider_chat_id FROM created UNION ALL SELECT id, user_id, provider_chat_id FROM continued),
+messages_written AS (
+  INSERT INTO messages (id, session_id, user_id, role, content, status, agent_id, updated_at, completed_at)
+  SELECT v.id, w.id, i.user_id, v.role, v.content, v.status, i.agent_id, now(), v.completed_at
+  FROM input AS i
+  JOIN written AS w ON w.id = coalesce(i.session_id, i.new_session_id) AND w.user_id = i.user_id
+  CROSS JOIN LATERAL (VALUES
+    (i.user_message_id, 'user', i.user_content, 'complete', now(), 1),
+    (i.assistant_id, 'assistant', '', 'streaming', NULL::timestamptz, 2)
+  ) AS v(id, role, content, status, completed_at, k)
+  ORDER BY i.ord, v.k
+  RETURNING 1
+)
+SELECT i.assistant_id, w.id AS session_id, w.provider_chat_id
+FROM input AS i JOIN written AS w ON w.id = coalesce(i.session_id, i.new_session_id) AND w.user_id = i.user_id`;
 
 /**
  * Finishes many turns in one statement (group commit): the columns arrive
@@ -132,85 +169,51 @@ FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text
 WHERE m.id = v.id AND m.status = 'streaming'
 RETURNING m.id`;
 
-const FINISH_BATCH_MAX = 256;
+const BATCH_MAX = 256;
 
-interface PendingFinish {
-  messageId: string;
-  outcome: TurnOutcome;
-  resolve: (finished: boolean) => void;
-  reject: (err: unknown) => void;
+/** One outcome as a row of FINISH_TURNS' parallel arrays. */
+function finishRow(messageId: string, o: TurnOutcome): unknown[] {
+  return [
+    messageId, o.status, o.content, o.reasoning, o.errorCode ?? null, o.errorMessage ?? null, o.provider ?? null,
+    o.model ?? null, o.endpointId ?? null, o.promptTokens ?? null, o.completionTokens ?? null, o.totalTokens ?? null,
+    o.firstTokenMs ?? null, o.totalMs ?? null, o.providerChatId ?? null, o.providerMessageId ?? null,
+    o.interactive === undefined || o.interactive === null ? null : JSON.stringify(o.interactive),
+  ];
 }
 
-/**
- * Queues turn endings and writes them in batches. A lone ending is written
- * at once; endings that arrive while a write is in flight go together in
- * the next one, so under load the database sees one statement for many turns.
- */
-function createFinishQueue(database: DatabaseHandle) {
-  let queue: PendingFinish[] = [];
-  let writing = false;
-
-  async function drain(): Promise<void> {
-    writing = true;
-    while (queue.length > 0) {
-      const batch = queue.slice(0, FINISH_BATCH_MAX);
-      queue = queue.slice(batch.length);
-      const columns: unknown[][] = Array.from({ length: 17 }, () => []);
-      for (const { messageId, outcome: o } of batch) {
-        const row = [
-          messageId, o.status, o.content, o.reasoning, o.errorCode ?? null, o.errorMessage ?? null, o.provider ?? null,
-          o.model ?? null, o.endpointId ?? null, o.promptTokens ?? null, o.completionTokens ?? null, o.totalTokens ?? null,
-          o.firstTokenMs ?? null, o.totalMs ?? null, o.providerChatId ?? null, o.providerMessageId ?? null,
-          o.interactive === undefined || o.interactive === null ? null : JSON.stringify(o.interactive),
-        ];
-        row.forEach((value, i) => columns[i]?.push(value));
-      }
-      try {
-        const result = await database.prepared<{ id: string }>('llmchat_finish_turns', FINISH_TURNS, columns);
-        const finished = new Set(result.rows.map((r) => r.id));
-        for (const item of batch) item.resolve(finished.has(item.messageId));
-      } catch (err) {
-        for (const item of batch) item.reject(err);
-      }
-    }
-    writing = false;
-  }
-
-  return (messageId: string, outcome: TurnOutcome): Promise<boolean> =>
-    new Promise((resolve, reject) => {
-      queue.push({ messageId, outcome, resolve, reject });
-      if (!writing) void drain();
-    });
+/** Rows as parallel column arrays, for `unnest`. */
+function columnsOf(rows: unknown[][], width: number): unknown[][] {
+  const columns: unknown[][] = Array.from({ length: width }, () => []);
+  for (const row of rows) row.forEach((value, i) => columns[i]?.push(value));
+  return columns;
 }
 
 const CHECKPOINT = `UPDATE messages SET content = $2, reasoning = $3, updated_at = now() WHERE id = $1::uuid AND status = 'streaming'`;
 
 interface CreatedRow {
+  assistant_id: string;
   session_id: string;
   provider_chat_id: string | null;
 }
 
-const NEW_SESSION_CTE = `
-WITH s AS (
-  INSERT INTO chat_sessions (user_id, agent_id, title, message_count, updated_at)
-  VALUES ($1::uuid, $2, $3, 2, now())
-  RETURNING id, provider_chat_id
-)`;
-
-const CONTINUE_SESSION_CTE = `
-WITH s AS (
-  UPDATE chat_sessions
-  SET updated_at = now(), message_count = message_count + 2, title = CASE WHEN title = '' THEN $3 ELSE title END
-  WHERE id = $7::uuid AND user_id = $1::uuid
-  RETURNING id, provider_chat_id
-)`;
-
-const NEW_SESSION_TURN = `${NEW_SESSION_CTE} ${INSERT_TURN_MESSAGES}`;
-const CONTINUE_SESSION_TURN = `${CONTINUE_SESSION_CTE} ${INSERT_TURN_MESSAGES}`;
-
 export function createChatRepository(database: DatabaseHandle) {
   const { db, reader } = database;
-  const finish = createFinishQueue(database);
+
+  const finish = createGroupWriter(async (items: { messageId: string; outcome: TurnOutcome }[]) => {
+    const result = await database.prepared<{ id: string }>('llmchat_finish_turns', FINISH_TURNS, columnsOf(items.map((t) => finishRow(t.messageId, t.outcome)), 17));
+    const finished = new Set(result.rows.map((r) => r.id));
+    return items.map((t) => finished.has(t.messageId));
+  }, BATCH_MAX);
+
+  const create = createGroupWriter(async (turns: NewTurn[]) => {
+    const rows = turns.map((t) => [t.userId, t.agentId, t.title, t.userMessageId, t.userContent, t.assistantMessageId, t.sessionId ?? null, t.sessionId ? null : crypto.randomUUID()]);
+    const result = await database.prepared<CreatedRow>('llmchat_create_turns', CREATE_TURNS, columnsOf(rows, 8));
+    const byTurn = new Map(result.rows.map((r) => [r.assistant_id, r]));
+    return turns.map((t): CreatedTurn | undefined => {
+      const row = byTurn.get(t.assistantMessageId);
+      return row ? { sessionId: row.session_id, providerChatId: row.provider_chat_id } : undefined;
+    });
+  }, BATCH_MAX);
   /** Regenerate: the old answer is deleted and a new `streaming` one written, in one transaction. */
   async function replaceAnswer(turn: NewTurn): Promise<CreatedTurn | undefined> {
     const { sessionId, replacesMessageId } = turn;
@@ -243,13 +246,7 @@ export function createChatRepository(database: DatabaseHandle) {
      */
     async createTurn(turn: NewTurn): Promise<CreatedTurn | undefined> {
       if (turn.replacesMessageId) return replaceAnswer(turn);
-      const params = [turn.userId, turn.agentId, turn.title, turn.userMessageId, turn.userContent, turn.assistantMessageId];
-      const result =
-        turn.sessionId === undefined
-          ? await database.prepared<CreatedRow>('llmchat_turn_new_session', NEW_SESSION_TURN, params)
-          : await database.prepared<CreatedRow>('llmchat_turn_continue_session', CONTINUE_SESSION_TURN, [...params, turn.sessionId]);
-      const row = result.rows[0];
-      return row ? { sessionId: row.session_id, providerChatId: row.provider_chat_id } : undefined;
+      return create(turn);
     },
 
     /** Saves partial text while the answer streams; a no-op once the turn has ended. */
@@ -259,7 +256,7 @@ export function createChatRepository(database: DatabaseHandle) {
 
     /** Writes the end of a turn once: only a message still `streaming` is finished. Returns whether it was. */
     async finishTurn(messageId: string, sessionId: string, outcome: TurnOutcome): Promise<boolean> {
-      const finished = await finish(messageId, outcome);
+      const finished = await finish({ messageId, outcome });
       if (finished && outcome.providerChatId) {
         await db
           .updateTable('chat_sessions')
