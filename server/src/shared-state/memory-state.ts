@@ -71,7 +71,7 @@ export class MemoryState implements SharedState {
       this.buffers.set(turnId, entry);
     }
     entry.expiresAt = expiresAt;
-    entry.value.push(...events);
+    for (const e of events) entry.value.push({ id: e.id, event: e.event, data: e.data });
     if (entry.value.length > MAX_EVENTS_PER_TURN) entry.value.splice(0, entry.value.length - MAX_EVENTS_PER_TURN);
     return Promise.resolve();
   }

@@ -157,7 +157,7 @@ export class Generation {
     const generationEvent: GenerationEvent = { id: this.events.length + 1, event, data: JSON.stringify(payload), payload };
     this.events.push(generationEvent);
     for (const listener of this.listeners) listener(generationEvent);
-    this.pending.push({ id: generationEvent.id, event, data: generationEvent.data });
+    this.pending.push(generationEvent);
     this.flushTimer ??= setTimeout(() => void this.flush(), FLUSH_DELAY_MS);
   }
 

@@ -108,7 +108,8 @@ export function pipeGeneration(reply: FastifyReply, generation: Generation, afte
     if (firstText) textSent = true;
     writer.write(frame, firstText || event.event === 'error');
   });
-  writer.flush();
+  // What was replayed (`start`, `chatId`) is not flushed here: it leaves with the first text, or within
+  // COALESCE_MS, whichever comes first; one write fewer per turn.
   raw.on('close', () => {
     unsubscribe();
     writer.abandon();
