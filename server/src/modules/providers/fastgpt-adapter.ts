@@ -1,6 +1,6 @@
 import { fastgptRoot } from './endpoint-url.js';
 import type { UpstreamHttp } from './http.js';
-import type { OpenAIChunk } from './openai-adapter.js';
+import { openAIDelta, type OpenAIChunk } from './openai-adapter.js';
 import { readSse } from './sse.js';
 import type {
   FeedbackRequest,
@@ -129,29 +129,16 @@ export class FastGPTAdapter implements ProviderAdapter {
             if (sawDone) continue;
             const chunk = parseChunk<OpenAIChunk>(data, url, PROVIDER);
             if (chunk.error !== undefined && chunk.error !== null) throw inStreamError(PROVIDER, chunk, url, endpoint.apiKey);
-            const choice = chunk.choices?.[0];
-            if (choice) {
-              const delta = choice.delta;
-              if (delta) {
-                const reasoning = delta.reasoning_content;
-                if (typeof reasoning === 'string' && reasoning !== '') {
-                  if (!started) {
-                    started = true;
-                    call.contentStarted();
-                  }
-                  yield { type: 'reasoning', delta: reasoning };
-                }
-                const content = delta.content;
-                if (typeof content === 'string' && content !== '') {
-                  if (!started) {
-                    started = true;
-                    call.contentStarted();
-                  }
-                  yield { type: 'text', delta: content };
-                }
+            const delta = openAIDelta(chunk);
+            if (delta.reasoning || delta.text) {
+              if (!started) {
+                started = true;
+                call.contentStarted();
               }
-              if (choice.finish_reason) finishReason = choice.finish_reason;
+              if (delta.reasoning) yield { type: 'reasoning', delta: delta.reasoning };
+              if (delta.text) yield { type: 'text', delta: delta.text };
             }
+            if (delta.finishReason) finishReason = delta.finishReason;
             if (chunk.usage) usage = usageFromOpenAI(chunk.usage);
             continue;
           }

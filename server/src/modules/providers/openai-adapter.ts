@@ -73,6 +73,19 @@ function requestBody(request: ProviderRequest, stream: boolean): string {
   return JSON.stringify(body);
 }
 
+/** The reasoning and text deltas and the finish reason of one OpenAI-style chunk (FastGPT answers are such chunks too). */
+export function openAIDelta(chunk: OpenAIChunk): { reasoning: string | undefined; text: string | undefined; finishReason: string | undefined } {
+  const choice = chunk.choices?.[0];
+  const delta = choice?.delta;
+  const reasoning = delta?.reasoning_content ?? delta?.reasoning;
+  const text = delta?.content;
+  return {
+    reasoning: typeof reasoning === 'string' && reasoning !== '' ? reasoning : undefined,
+    text: typeof text === 'string' && text !== '' ? text : undefined,
+    finishReason: choice?.finish_reason ?? undefined,
+  };
+}
+
 /** OpenAI chat completions and every endpoint compatible with it (DeepSeek, Qwen, vLLM, Ollama…). */
 export class OpenAIAdapter implements ProviderAdapter {
   readonly kind = 'openai' as const;
@@ -108,29 +121,16 @@ export class OpenAIAdapter implements ProviderAdapter {
             modelSeen = true;
             yield { type: 'model', model: chunk.model };
           }
-          const choice = chunk.choices?.[0];
-          if (choice) {
-            const delta = choice.delta;
-            if (delta) {
-              const reasoning = delta.reasoning_content ?? delta.reasoning;
-              if (typeof reasoning === 'string' && reasoning !== '') {
-                if (!started) {
-                  started = true;
-                  call.contentStarted();
-                }
-                yield { type: 'reasoning', delta: reasoning };
-              }
-              const content = delta.content;
-              if (typeof content === 'string' && content !== '') {
-                if (!started) {
-                  started = true;
-                  call.contentStarted();
-                }
-                yield { type: 'text', delta: content };
-              }
+          const delta = openAIDelta(chunk);
+          if (delta.reasoning || delta.text) {
+            if (!started) {
+              started = true;
+              call.contentStarted();
             }
-            if (choice.finish_reason) finishReason = choice.finish_reason;
+            if (delta.reasoning) yield { type: 'reasoning', delta: delta.reasoning };
+            if (delta.text) yield { type: 'text', delta: delta.text };
           }
+          if (delta.finishReason) finishReason = delta.finishReason;
           if (chunk.usage) usage = usageFromOpenAI(chunk.usage);
         }
       }
