@@ -1,64 +1,13 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createMockUpstream, type MockUpstream } from '../../../../tools/src/mock-upstream/index.js';
+import { describe, expect, it } from 'vitest';
+import { collect, never, textOf, useAdapterOnMock } from '../../test/providers.js';
 import { AnthropicAdapter, toAnthropicMessages } from './anthropic-adapter.js';
-import { UpstreamHttp } from './http.js';
-import type { ProviderEvent, ProviderRequest, ResolvedEndpoint } from './types.js';
 
-let mock: MockUpstream;
-let http: UpstreamHttp;
-let adapter: AnthropicAdapter;
+const { fx, request, lastBody } = useAdapterOnMock((http) => new AnthropicAdapter(http), (url) => ({ id: 'ep-anthropic', provider: 'anthropic', url, apiKey: 'sk-ant-test', appId: undefined, model: 'claude-test' }));
 
-beforeAll(async () => {
-  mock = await createMockUpstream({ port: 0, defaultChunks: 4, defaultIntervalMs: 1 });
-  http = new UpstreamHttp({ connections: 8 });
-  adapter = new AnthropicAdapter(http);
-});
-
-afterAll(async () => {
-  await http.close();
-  await mock.close();
-});
-
-const never = new AbortController().signal;
-
-function endpoint(overrides: Partial<ResolvedEndpoint> = {}): ResolvedEndpoint {
-  return {
-    id: 'ep-anthropic',
-    agentId: 'agent-1',
-    position: 0,
-    provider: 'anthropic',
-    url: mock.url,
-    apiKey: 'sk-ant-test',
-    appId: undefined,
-    model: 'claude-test',
-    timeouts: {},
-    ...overrides,
-  };
-}
-
-function request(text: string, overrides: Partial<ProviderRequest> = {}, ep: Partial<ResolvedEndpoint> = {}): ProviderRequest {
-  return { endpoint: endpoint(ep), messages: [{ role: 'user', content: text }], ...overrides };
-}
-
-async function collect(stream: AsyncIterable<ProviderEvent>): Promise<ProviderEvent[]> {
-  const events: ProviderEvent[] = [];
-  for await (const event of stream) events.push(event);
-  return events;
-}
-
-function textOf(events: ProviderEvent[]): string {
-  return events.map((e) => (e.type === 'text' ? e.delta : '')).join('');
-}
-
-function lastBody(): Record<string, unknown> {
-  const body = mock.requests.at(-1)?.body;
-  if (typeof body !== 'object' || body === null) throw new Error('no recorded request body');
-  return body as Record<string, unknown>;
-}
 
 describe('AnthropicAdapter.stream', () => {
   it('streams text, model, message id, usage and done', async () => {
-    const events = await collect(adapter.stream(request('hello'), never));
+    const events = await collect(fx.adapter.stream(request('hello'), never));
     expect(textOf(events)).toMatch(/^Simulated answer to: hello/);
     expect(events).toContainEqual({ type: 'model', model: 'claude-test' });
     expect(events.some((e) => e.type === 'messageId')).toBe(true);
@@ -67,8 +16,8 @@ describe('AnthropicAdapter.stream', () => {
   });
 
   it('sends x-api-key, anthropic-version and the default max_tokens', async () => {
-    await collect(adapter.stream(request('headers'), never));
-    const sent = mock.requests.at(-1);
+    await collect(fx.adapter.stream(request('headers'), never));
+    const sent = fx.mock.requests.at(-1);
     expect(sent?.path).toBe('/v1/messages');
     expect(sent?.headers['x-api-key']).toBe('***');
     expect(sent?.headers['anthropic-version']).toBe('2023-06-01');
@@ -77,25 +26,25 @@ describe('AnthropicAdapter.stream', () => {
   });
 
   it('sends the system prompt top-level, never as a message', async () => {
-    const events = await collect(adapter.stream(request('sys', { systemPrompt: 'Answer in French.' }), never));
+    const events = await collect(fx.adapter.stream(request('sys', { systemPrompt: 'Answer in French.' }), never));
     expect(lastBody().system).toBe('Answer in French.');
     expect(lastBody().messages).toEqual([{ role: 'user', content: 'sys' }]);
     expect(textOf(events)).toMatch(/^\[system prompt received\] /);
   });
 
   it('maps thinking deltas to reasoning events', async () => {
-    const events = await collect(adapter.stream(request('think [[mock reasoning=3]]'), never));
+    const events = await collect(fx.adapter.stream(request('think [[mock reasoning=3]]'), never));
     expect(events.filter((e) => e.type === 'reasoning')).toHaveLength(3);
     expect(textOf(events)).toMatch(/^Simulated answer to: think/);
   });
 
   it('ends with sawDone=false without message_stop', async () => {
-    const events = await collect(adapter.stream(request('x [[mock noDone=1]]'), never));
+    const events = await collect(fx.adapter.stream(request('x [[mock noDone=1]]'), never));
     expect(events.at(-1)).toEqual({ type: 'done', finishReason: 'end_turn', sawDone: false });
   });
 
   it('turns an in-stream error event into an http error with its type as code', async () => {
-    await expect(collect(adapter.stream(request('x [[mock errorAfter=1]]'), never))).rejects.toMatchObject({
+    await expect(collect(fx.adapter.stream(request('x [[mock errorAfter=1]]'), never))).rejects.toMatchObject({
       kind: 'http',
       providerCode: 'overloaded_error',
       retryable: true,
@@ -103,7 +52,7 @@ describe('AnthropicAdapter.stream', () => {
   });
 
   it('maps 529 overloaded with Retry-After into a retryable error', async () => {
-    await expect(collect(adapter.stream(request('x [[mock status=529 retryAfter=3]]'), never))).rejects.toMatchObject({
+    await expect(collect(fx.adapter.stream(request('x [[mock status=529 retryAfter=3]]'), never))).rejects.toMatchObject({
       kind: 'http',
       status: 529,
       providerCode: 'overloaded_error',
@@ -113,7 +62,7 @@ describe('AnthropicAdapter.stream', () => {
   });
 
   it('maps a bad key to a non-retryable 401 authentication_error', async () => {
-    await expect(collect(adapter.stream(request('x', {}, { apiKey: 'bad-key' }), never))).rejects.toMatchObject({
+    await expect(collect(fx.adapter.stream(request('x', {}, { apiKey: 'bad-key' }), never))).rejects.toMatchObject({
       kind: 'http',
       status: 401,
       providerCode: 'authentication_error',
@@ -122,19 +71,19 @@ describe('AnthropicAdapter.stream', () => {
   });
 
   it('times out when the stream stalls after it started', async () => {
-    await expect(collect(adapter.stream(request('x [[mock stallAfter=1]]', {}, { timeouts: { idleMs: 200 } }), never))).rejects.toMatchObject({
+    await expect(collect(fx.adapter.stream(request('x [[mock stallAfter=1]]', {}, { timeouts: { idleMs: 200 } }), never))).rejects.toMatchObject({
       kind: 'timeout',
       message: expect.stringContaining('idle') as unknown,
     });
   });
 
   it('turns a cut stream into a network error', async () => {
-    await expect(collect(adapter.stream(request('x [[mock cutAfter=1]]'), never))).rejects.toMatchObject({ kind: 'network' });
+    await expect(collect(fx.adapter.stream(request('x [[mock cutAfter=1]]'), never))).rejects.toMatchObject({ kind: 'network' });
   });
 
   it('accepts the /v1 base and the full messages URL', async () => {
-    for (const url of [`${mock.url}/v1`, `${mock.url}/v1/messages`]) {
-      const events = await collect(adapter.stream(request('url', {}, { url }), never));
+    for (const url of [`${fx.mock.url}/v1`, `${fx.mock.url}/v1/messages`]) {
+      const events = await collect(fx.adapter.stream(request('url', {}, { url }), never));
       expect(events.at(-1)).toMatchObject({ type: 'done', sawDone: true });
     }
   });
@@ -142,7 +91,7 @@ describe('AnthropicAdapter.stream', () => {
 
 describe('AnthropicAdapter.complete', () => {
   it('returns text, reasoning, usage, model and stop reason', async () => {
-    const result = await adapter.complete(request('block [[mock reasoning=2]]', { maxTokens: 50 }), never);
+    const result = await fx.adapter.complete(request('block [[mock reasoning=2]]', { maxTokens: 50 }), never);
     expect(result.text).toMatch(/^Simulated answer to: block/);
     expect(result.reasoning).toBeTruthy();
     expect(result).toMatchObject({ model: 'claude-test', finishReason: 'end_turn', usage: { completionTokens: 4 } });

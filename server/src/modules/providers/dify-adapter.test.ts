@@ -1,64 +1,19 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createMockUpstream, type MockUpstream } from '../../../../tools/src/mock-upstream/index.js';
+import { describe, expect, it } from 'vitest';
+import { collect, never, textOf, useAdapterOnMock } from '../../test/providers.js';
 import { DifyAdapter } from './dify-adapter.js';
-import { UpstreamHttp } from './http.js';
-import type { ProviderEvent, ProviderRequest, ResolvedEndpoint } from './types.js';
+import type { ProviderEvent } from './types.js';
 
-let mock: MockUpstream;
-let http: UpstreamHttp;
-let adapter: DifyAdapter;
-
-beforeAll(async () => {
-  mock = await createMockUpstream({ port: 0, defaultChunks: 4, defaultIntervalMs: 1 });
-  http = new UpstreamHttp({ connections: 8 });
-  adapter = new DifyAdapter(http);
-});
-
-afterAll(async () => {
-  await http.close();
-  await mock.close();
-});
-
-const never = new AbortController().signal;
-
-function endpoint(overrides: Partial<ResolvedEndpoint> = {}): ResolvedEndpoint {
-  return {
-    id: 'ep-dify',
-    agentId: 'agent-1',
-    position: 0,
-    provider: 'dify',
-    url: `${mock.url}/v1`,
-    apiKey: 'app-test-key',
-    appId: undefined,
-    model: undefined,
-    timeouts: {},
-    ...overrides,
-  };
-}
-
-function request(text: string, overrides: Partial<ProviderRequest> = {}, ep: Partial<ResolvedEndpoint> = {}): ProviderRequest {
-  return { endpoint: endpoint(ep), messages: [{ role: 'user', content: text }], user: 'user-1', ...overrides };
-}
-
-async function collect(stream: AsyncIterable<ProviderEvent>): Promise<ProviderEvent[]> {
-  const events: ProviderEvent[] = [];
-  for await (const event of stream) events.push(event);
-  return events;
-}
-
-function textOf(events: ProviderEvent[]): string {
-  return events.map((e) => (e.type === 'text' ? e.delta : '')).join('');
-}
+const { fx, endpoint, request } = useAdapterOnMock((http) => new DifyAdapter(http), (url) => ({ id: 'ep-dify', provider: 'dify', url: `${url}/v1`, apiKey: 'app-test-key', appId: undefined, model: undefined }), { user: 'user-1' });
 
 function lastChatBody(): Record<string, unknown> {
-  const entry = mock.requests.filter((r) => r.path.endsWith('/chat-messages')).at(-1);
+  const entry = fx.mock.requests.filter((r) => r.path.endsWith('/chat-messages')).at(-1);
   if (typeof entry?.body !== 'object' || entry.body === null) throw new Error('no recorded chat request');
   return entry.body as Record<string, unknown>;
 }
 
 describe('DifyAdapter.stream', () => {
   it('streams text, conversation id, message id, usage and done', async () => {
-    const events = await collect(adapter.stream(request('hello'), never));
+    const events = await collect(fx.adapter.stream(request('hello'), never));
     expect(textOf(events)).toMatch(/^Simulated answer to: hello/);
     expect(events.filter((e) => e.type === 'chatId')).toHaveLength(1);
     const messageId = events.find((e) => e.type === 'messageId');
@@ -70,7 +25,7 @@ describe('DifyAdapter.stream', () => {
 
   it('sends conversation_id and variables, and the system prompt as inputs.system_prompt', async () => {
     const events = await collect(
-      adapter.stream(request('again', { chatId: 'conv-1', variables: { topic: 'tea' }, systemPrompt: 'Be kind.' }), never),
+      fx.adapter.stream(request('again', { chatId: 'conv-1', variables: { topic: 'tea' }, systemPrompt: 'Be kind.' }), never),
     );
     expect(lastChatBody()).toMatchObject({ conversation_id: 'conv-1', inputs: { topic: 'tea', system_prompt: 'Be kind.' } });
     expect(events).toContainEqual({ type: 'chatId', chatId: 'conv-1' });
@@ -79,7 +34,7 @@ describe('DifyAdapter.stream', () => {
 
   it('sends only the last user message as the query', async () => {
     await collect(
-      adapter.stream(
+      fx.adapter.stream(
         {
           endpoint: endpoint(),
           user: 'user-1',
@@ -96,17 +51,17 @@ describe('DifyAdapter.stream', () => {
   });
 
   it('maps agent thoughts to reasoning events', async () => {
-    const events = await collect(adapter.stream(request('think [[mock reasoning=2]]'), never));
+    const events = await collect(fx.adapter.stream(request('think [[mock reasoning=2]]'), never));
     expect(events.filter((e) => e.type === 'reasoning')).toHaveLength(2);
   });
 
   it('ends with sawDone=false without message_end', async () => {
-    const events = await collect(adapter.stream(request('x [[mock noDone=1]]'), never));
+    const events = await collect(fx.adapter.stream(request('x [[mock noDone=1]]'), never));
     expect(events.at(-1)).toEqual({ type: 'done', finishReason: undefined, sawDone: false });
   });
 
   it('turns an error event into an http error with its code and status', async () => {
-    await expect(collect(adapter.stream(request('x [[mock errorAfter=1 code=provider_quota_exceeded]]'), never))).rejects.toMatchObject({
+    await expect(collect(fx.adapter.stream(request('x [[mock errorAfter=1 code=provider_quota_exceeded]]'), never))).rejects.toMatchObject({
       kind: 'http',
       status: 500,
       providerCode: 'provider_quota_exceeded',
@@ -115,7 +70,7 @@ describe('DifyAdapter.stream', () => {
   });
 
   it('maps a 400 invalid_param to a non-retryable error', async () => {
-    await expect(collect(adapter.stream(request('x [[mock status=400]]'), never))).rejects.toMatchObject({
+    await expect(collect(fx.adapter.stream(request('x [[mock status=400]]'), never))).rejects.toMatchObject({
       kind: 'http',
       status: 400,
       providerCode: 'invalid_param',
@@ -124,7 +79,7 @@ describe('DifyAdapter.stream', () => {
   });
 
   it('maps a bad key to a non-retryable 401', async () => {
-    await expect(collect(adapter.stream(request('x', {}, { apiKey: 'bad-key' }), never))).rejects.toMatchObject({
+    await expect(collect(fx.adapter.stream(request('x', {}, { apiKey: 'bad-key' }), never))).rejects.toMatchObject({
       kind: 'http',
       status: 401,
       retryable: false,
@@ -133,21 +88,21 @@ describe('DifyAdapter.stream', () => {
 
   it('does not count the opening ping as the first token', async () => {
     await expect(
-      collect(adapter.stream(request('x [[mock firstTokenDelay=2000]]', {}, { timeouts: { firstTokenMs: 200 } }), never)),
+      collect(fx.adapter.stream(request('x [[mock firstTokenDelay=2000]]', {}, { timeouts: { firstTokenMs: 200 } }), never)),
     ).rejects.toMatchObject({ kind: 'timeout', message: expect.stringContaining('first token') as unknown });
   });
 
   it('turns a cut stream into a network error', async () => {
-    await expect(collect(adapter.stream(request('x [[mock cutAfter=2]]'), never))).rejects.toMatchObject({ kind: 'network' });
+    await expect(collect(fx.adapter.stream(request('x [[mock cutAfter=2]]'), never))).rejects.toMatchObject({ kind: 'network' });
   });
 
   it('turns a malformed event into a protocol error', async () => {
-    await expect(collect(adapter.stream(request('x [[mock malformedAfter=1]]'), never))).rejects.toMatchObject({ kind: 'protocol' });
+    await expect(collect(fx.adapter.stream(request('x [[mock malformedAfter=1]]'), never))).rejects.toMatchObject({ kind: 'protocol' });
   });
 
   it('accepts the host alone and the full chat-messages URL', async () => {
-    for (const url of [mock.url, `${mock.url}/v1/chat-messages`]) {
-      const events = await collect(adapter.stream(request('url', {}, { url }), never));
+    for (const url of [fx.mock.url, `${fx.mock.url}/v1/chat-messages`]) {
+      const events = await collect(fx.adapter.stream(request('url', {}, { url }), never));
       expect(events.at(-1)).toMatchObject({ type: 'done', sawDone: true });
     }
   });
@@ -155,7 +110,7 @@ describe('DifyAdapter.stream', () => {
 
 describe('DifyAdapter.complete', () => {
   it('returns text, usage, conversation and message ids', async () => {
-    const result = await adapter.complete(request('block', { chatId: 'conv-b' }), never);
+    const result = await fx.adapter.complete(request('block', { chatId: 'conv-b' }), never);
     expect(result.text).toMatch(/^Simulated answer to: block/);
     expect(result).toMatchObject({ chatId: 'conv-b', messageId: expect.any(String) as unknown, usage: { completionTokens: 4 } });
     expect(lastChatBody()).toMatchObject({ response_mode: 'blocking' });
@@ -165,13 +120,13 @@ describe('DifyAdapter.complete', () => {
 describe('DifyAdapter side APIs', () => {
   it('stops a running generation by its message id', async () => {
     const events: ProviderEvent[] = [];
-    for await (const event of adapter.stream(request('long [[mock chunks=50 interval=50]]'), never)) {
+    for await (const event of fx.adapter.stream(request('long [[mock chunks=50 interval=50]]'), never)) {
       events.push(event);
       if (event.type === 'text' && events.filter((e) => e.type === 'text').length === 1) {
         const messageId = events.find((e) => e.type === 'messageId');
         if (messageId?.type !== 'messageId') throw new Error('no message id before the first text');
-        await adapter.stop(endpoint(), messageId.messageId, 'user-1', never);
-        const stopCall = mock.requests.at(-1);
+        await fx.adapter.stop(endpoint(), messageId.messageId, 'user-1', never);
+        const stopCall = fx.mock.requests.at(-1);
         expect(stopCall?.path).toBe(`/v1/chat-messages/${messageId.taskId}/stop`);
         expect(stopCall?.body).toEqual({ user: 'user-1' });
       }
@@ -182,22 +137,22 @@ describe('DifyAdapter side APIs', () => {
   });
 
   it('forwards feedback as like/dislike with the user', async () => {
-    const forwarded = await adapter.feedback(
+    const forwarded = await fx.adapter.feedback(
       { endpoint: endpoint(), chatId: 'conv-1', messageId: 'msg-1', rating: 'up', comment: 'great', user: 'user-1' },
       never,
     );
     expect(forwarded).toBe(true);
-    const sent = mock.requests.at(-1);
+    const sent = fx.mock.requests.at(-1);
     expect(sent?.path).toBe('/v1/messages/msg-1/feedbacks');
     expect(sent?.body).toEqual({ rating: 'like', user: 'user-1', content: 'great' });
   });
 
   it('withdraws feedback with a null rating', async () => {
-    await adapter.feedback({ endpoint: endpoint(), chatId: undefined, messageId: 'msg-2', rating: null, user: 'user-1' }, never);
-    expect(mock.requests.at(-1)?.body).toEqual({ rating: null, user: 'user-1' });
+    await fx.adapter.feedback({ endpoint: endpoint(), chatId: undefined, messageId: 'msg-2', rating: null, user: 'user-1' }, never);
+    expect(fx.mock.requests.at(-1)?.body).toEqual({ rating: null, user: 'user-1' });
   });
 
   it('reads the opening statement from parameters', async () => {
-    expect(await adapter.welcomeText(endpoint(), never)).toBe('Hello from the mock Dify app.');
+    expect(await fx.adapter.welcomeText(endpoint(), never)).toBe('Hello from the mock Dify app.');
   });
 });

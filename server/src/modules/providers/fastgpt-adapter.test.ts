@@ -1,65 +1,20 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createMockUpstream, type MockUpstream } from '../../../../tools/src/mock-upstream/index.js';
+import { describe, expect, it } from 'vitest';
+import { collect, never, textOf, useAdapterOnMock } from '../../test/providers.js';
 import { FastGPTAdapter } from './fastgpt-adapter.js';
-import { UpstreamHttp } from './http.js';
-import type { ProviderEvent, ProviderRequest, ResolvedEndpoint } from './types.js';
+import type { ProviderEvent } from './types.js';
 import { UpstreamError } from './upstream-error.js';
 
-let mock: MockUpstream;
-let http: UpstreamHttp;
-let adapter: FastGPTAdapter;
-
-beforeAll(async () => {
-  mock = await createMockUpstream({ port: 0, defaultChunks: 4, defaultIntervalMs: 1 });
-  http = new UpstreamHttp({ connections: 8 });
-  adapter = new FastGPTAdapter(http);
-});
-
-afterAll(async () => {
-  await http.close();
-  await mock.close();
-});
-
-const never = new AbortController().signal;
-
-function endpoint(overrides: Partial<ResolvedEndpoint> = {}): ResolvedEndpoint {
-  return {
-    id: 'ep-fastgpt',
-    agentId: 'agent-1',
-    position: 0,
-    provider: 'fastgpt',
-    url: `${mock.url}/api`,
-    apiKey: 'fastgpt-test-key',
-    appId: 'mock-app',
-    model: undefined,
-    timeouts: {},
-    ...overrides,
-  };
-}
-
-function request(text: string, overrides: Partial<ProviderRequest> = {}, ep: Partial<ResolvedEndpoint> = {}): ProviderRequest {
-  return { endpoint: endpoint(ep), messages: [{ role: 'user', content: text }], ...overrides };
-}
-
-async function collect(stream: AsyncIterable<ProviderEvent>): Promise<ProviderEvent[]> {
-  const events: ProviderEvent[] = [];
-  for await (const event of stream) events.push(event);
-  return events;
-}
-
-function textOf(events: ProviderEvent[]): string {
-  return events.map((e) => (e.type === 'text' ? e.delta : '')).join('');
-}
+const { fx, endpoint, request } = useAdapterOnMock((http) => new FastGPTAdapter(http), (url) => ({ id: 'ep-fastgpt', provider: 'fastgpt', url: `${url}/api`, apiKey: 'fastgpt-test-key', appId: 'mock-app', model: undefined }));
 
 function lastChatBody(): Record<string, unknown> {
-  const entry = mock.requests.filter((r) => r.path.includes('/chat/completions')).at(-1);
+  const entry = fx.mock.requests.filter((r) => r.path.includes('/chat/completions')).at(-1);
   if (typeof entry?.body !== 'object' || entry.body === null) throw new Error('no recorded chat request');
   return entry.body as Record<string, unknown>;
 }
 
 describe('FastGPTAdapter.stream', () => {
   it('streams plain chunks without detail and ends with [DONE]', async () => {
-    const events = await collect(adapter.stream(request('plain'), never));
+    const events = await collect(fx.adapter.stream(request('plain'), never));
     expect(textOf(events)).toMatch(/^Simulated answer to: plain/);
     expect(events.some((e) => e.type === 'status')).toBe(false);
     expect(events.at(-1)).toEqual({ type: 'done', finishReason: 'stop', sawDone: true });
@@ -68,7 +23,7 @@ describe('FastGPTAdapter.stream', () => {
 
   it('sends chatId, detail, variables and responseChatItemId, and echoes the ids as events', async () => {
     const events = await collect(
-      adapter.stream(
+      fx.adapter.stream(
         request('ids', { chatId: 'chat-1', detail: true, variables: { lang: 'en' }, responseChatItemId: 'item-1' }),
         never,
       ),
@@ -79,7 +34,7 @@ describe('FastGPTAdapter.stream', () => {
   });
 
   it('maps flowNodeStatus to status events and takes usage from flowResponses in detail mode', async () => {
-    const events = await collect(adapter.stream(request('detail', { detail: true }), never));
+    const events = await collect(fx.adapter.stream(request('detail', { detail: true }), never));
     expect(events).toContainEqual({ type: 'status', status: 'running', name: 'AI 对话' });
     expect(events.find((e) => e.type === 'usage')).toMatchObject({ usage: { completionTokens: 4 } });
     expect(textOf(events)).toMatch(/^Simulated answer to: detail/);
@@ -87,19 +42,19 @@ describe('FastGPTAdapter.stream', () => {
   });
 
   it('passes an interactive node through as an interactive event', async () => {
-    const events = await collect(adapter.stream(request('pick [[mock interactive=select]]', { detail: true }), never));
+    const events = await collect(fx.adapter.stream(request('pick [[mock interactive=select]]', { detail: true }), never));
     const interactive = events.find((e) => e.type === 'interactive');
     expect(interactive).toMatchObject({ type: 'interactive', data: { type: 'userSelect', params: { userSelectOptions: expect.any(Array) as unknown } } });
     expect(events).toContainEqual({ type: 'status', status: 'running', name: '用户选择' });
   });
 
   it('maps reasoning_content to reasoning events', async () => {
-    const events = await collect(adapter.stream(request('why [[mock reasoning=2]]', { detail: true }), never));
+    const events = await collect(fx.adapter.stream(request('why [[mock reasoning=2]]', { detail: true }), never));
     expect(events.filter((e) => e.type === 'reasoning')).toHaveLength(2);
   });
 
   it('sends the system prompt as a leading system message', async () => {
-    const events = await collect(adapter.stream(request('sys', { systemPrompt: 'You are terse.' }), never));
+    const events = await collect(fx.adapter.stream(request('sys', { systemPrompt: 'You are terse.' }), never));
     expect(lastChatBody().messages).toEqual([
       { role: 'system', content: 'You are terse.' },
       { role: 'user', content: 'sys' },
@@ -108,19 +63,19 @@ describe('FastGPTAdapter.stream', () => {
   });
 
   it('accepts base and full URLs', async () => {
-    for (const url of [mock.url, `${mock.url}/api/v1`, `${mock.url}/api/v1/chat/completions`]) {
-      const events = await collect(adapter.stream(request('url', {}, { url }), never));
+    for (const url of [fx.mock.url, `${fx.mock.url}/api/v1`, `${fx.mock.url}/api/v1/chat/completions`]) {
+      const events = await collect(fx.adapter.stream(request('url', {}, { url }), never));
       expect(events.at(-1)).toMatchObject({ type: 'done', sawDone: true });
     }
   });
 
   it('ends with sawDone=false without [DONE]', async () => {
-    const events = await collect(adapter.stream(request('x [[mock noDone=1]]', { detail: true }), never));
+    const events = await collect(fx.adapter.stream(request('x [[mock noDone=1]]', { detail: true }), never));
     expect(events.at(-1)).toMatchObject({ type: 'done', sawDone: false });
   });
 
   it('turns an in-stream error event into an http error with its code', async () => {
-    const err = await collect(adapter.stream(request('x [[mock errorAfter=1 code=quota_exceeded]]', { detail: true }), never)).then(
+    const err = await collect(fx.adapter.stream(request('x [[mock errorAfter=1 code=quota_exceeded]]', { detail: true }), never)).then(
       () => undefined,
       (e: unknown) => e,
     );
@@ -131,7 +86,7 @@ describe('FastGPTAdapter.stream', () => {
   it('does not count flow-node status as the first token', async () => {
     const events: ProviderEvent[] = [];
     const err = await (async () => {
-      for await (const event of adapter.stream(
+      for await (const event of fx.adapter.stream(
         request('x [[mock firstTokenDelay=2000]]', { detail: true }, { timeouts: { firstTokenMs: 200 } }),
         never,
       )) {
@@ -146,7 +101,7 @@ describe('FastGPTAdapter.stream', () => {
   });
 
   it('maps a bad key to a non-retryable 401', async () => {
-    await expect(collect(adapter.stream(request('x', {}, { apiKey: 'bad-key' }), never))).rejects.toMatchObject({
+    await expect(collect(fx.adapter.stream(request('x', {}, { apiKey: 'bad-key' }), never))).rejects.toMatchObject({
       kind: 'http',
       status: 401,
       providerCode: 'unAuthApiKey',
@@ -155,7 +110,7 @@ describe('FastGPTAdapter.stream', () => {
   });
 
   it('turns a malformed answer chunk into a protocol error', async () => {
-    await expect(collect(adapter.stream(request('x [[mock malformedAfter=2]]', { detail: true }), never))).rejects.toMatchObject({
+    await expect(collect(fx.adapter.stream(request('x [[mock malformedAfter=2]]', { detail: true }), never))).rejects.toMatchObject({
       kind: 'protocol',
     });
   });
@@ -163,7 +118,7 @@ describe('FastGPTAdapter.stream', () => {
 
 describe('FastGPTAdapter.complete', () => {
   it('returns text, usage, chat and message ids, and responseData as extra', async () => {
-    const result = await adapter.complete(
+    const result = await fx.adapter.complete(
       request('block', { chatId: 'chat-b', detail: true, responseChatItemId: 'item-b' }),
       never,
     );
@@ -176,24 +131,24 @@ describe('FastGPTAdapter.complete', () => {
 
 describe('FastGPTAdapter side APIs', () => {
   it('forwards feedback for an answer to the chat it belongs to', async () => {
-    await collect(adapter.stream(request('rate me', { chatId: 'chat-fb', responseChatItemId: 'item-fb' }), never));
-    const forwarded = await adapter.feedback(
+    await collect(fx.adapter.stream(request('rate me', { chatId: 'chat-fb', responseChatItemId: 'item-fb' }), never));
+    const forwarded = await fx.adapter.feedback(
       { endpoint: endpoint(), chatId: 'chat-fb', messageId: 'item-fb', rating: 'down', comment: 'too vague' },
       never,
     );
     expect(forwarded).toBe(true);
-    const sent = mock.requests.at(-1);
+    const sent = fx.mock.requests.at(-1);
     expect(sent?.path).toBe('/api/core/chat/feedback/updateUserFeedback');
     expect(sent?.body).toEqual({ appId: 'mock-app', chatId: 'chat-fb', dataId: 'item-fb', userBadFeedback: 'too vague' });
   });
 
   it('does not forward feedback without a chat id', async () => {
-    const forwarded = await adapter.feedback({ endpoint: endpoint(), chatId: undefined, messageId: 'm', rating: 'up' }, never);
+    const forwarded = await fx.adapter.feedback({ endpoint: endpoint(), chatId: undefined, messageId: 'm', rating: 'up' }, never);
     expect(forwarded).toBe(false);
   });
 
   it('reads the welcome text from chat init', async () => {
-    expect(await adapter.welcomeText(endpoint(), never)).toBe('Hello from the mock FastGPT app.');
-    expect(mock.requests.at(-1)?.path).toBe('/api/core/chat/init?appId=mock-app');
+    expect(await fx.adapter.welcomeText(endpoint(), never)).toBe('Hello from the mock FastGPT app.');
+    expect(fx.mock.requests.at(-1)?.path).toBe('/api/core/chat/init?appId=mock-app');
   });
 });
