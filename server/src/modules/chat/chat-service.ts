@@ -2,6 +2,7 @@ import crypto from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Config } from '../../config.js';
 import type { DatabaseHandle } from '../../db/database.js';
+import type { MessageRow } from '../../db/schema.js';
 import { AppError } from '../../errors.js';
 import type { Principal } from '../../plugins/authenticate.js';
 import { Channels, type SharedState, type TurnEvent, type Unsubscribe } from '../../shared-state/shared-state.js';
@@ -276,11 +277,16 @@ export function createChatService(deps: ChatServiceDeps) {
       return running.get(turnId);
     },
 
-    /** Events of a turn after `afterId` from the shared buffer (resumption on another instance). */
-    async bufferedEvents(principal: Principal, turnId: string, afterId: number): Promise<{ events: TurnEvent[]; status: string }> {
+    /** The answer a client reconnects to, owner only. */
+    async ownAnswer(principal: Principal, turnId: string): Promise<MessageRow> {
       const message = await repo.findMessage(turnId, principal.userId);
       if (!message || message.role !== 'assistant') throw new AppError('MESSAGE_NOT_FOUND', 'No such answer');
-      return { events: await state.readEvents(turnId, afterId), status: message.status };
+      return message;
+    },
+
+    /** Events of a turn after `afterId` from the shared buffer (resumption on another instance); check ownership first. */
+    eventsAfter(turnId: string, afterId: number): Promise<TurnEvent[]> {
+      return state.readEvents(turnId, afterId);
     },
 
     async feedback(principal: Principal, body: FeedbackBody): Promise<{ messageId: string; rating: 'up' | 'down' | null; forwarded: boolean }> {

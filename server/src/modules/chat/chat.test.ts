@@ -77,6 +77,7 @@ describe.each(await backendNames())('chat on %s', (backendName) => {
       expect(res.headers['cache-control']).toBe('no-cache, no-transform');
       expect(res.headers['x-accel-buffering']).toBe('no');
       expect(res.headers['content-encoding']).toBeUndefined();
+      expect(res.headers['x-content-type-options']).toBe('nosniff');
       const names = events.map((e) => e.event);
       expect(names[0]).toBe('start');
       expect(names[1]).toBe('chatId');

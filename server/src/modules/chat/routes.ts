@@ -76,9 +76,8 @@ export async function chatRoutes(app: FastifyInstance, { deps, guards }: RouteOp
       pipeGeneration(reply, local, afterId);
       return reply;
     }
-    const first = await chat.bufferedEvents(principal, query.messageId, afterId);
-    const message = await chat.repo.findMessage(query.messageId, principal.userId);
-    if (!message) throw new AppError('MESSAGE_NOT_FOUND', 'No such answer');
+    const message = await chat.ownAnswer(principal, query.messageId);
+    const first = await chat.eventsAfter(query.messageId, afterId);
     const raw = openEventStream(reply);
     let closed = false;
     raw.on('close', () => (closed = true));
@@ -92,8 +91,8 @@ export async function chatRoutes(app: FastifyInstance, { deps, guards }: RouteOp
         if (event.event === 'end') ended = true;
       }
     };
-    write(first.events);
-    if (!ended && first.events.length === 0 && message.status !== 'streaming') {
+    write(first);
+    if (!ended && first.length === 0 && message.status !== 'streaming') {
       // The buffer has expired: rebuild the answer from what was stored.
       write([
         { id: afterId + 1, event: 'chunk', data: JSON.stringify({ content: message.content }) },
@@ -103,8 +102,7 @@ export async function chatRoutes(app: FastifyInstance, { deps, guards }: RouteOp
     const deadline = Date.now() + RESUME_MAX_MS;
     while (!ended && !closed && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, RESUME_POLL_MS));
-      const next = await chat.bufferedEvents(principal, query.messageId, last).catch(() => ({ events: [], status: 'streaming' }));
-      write(next.events);
+      write(await chat.eventsAfter(query.messageId, last).catch(() => []));
     }
     raw.end();
     return reply;

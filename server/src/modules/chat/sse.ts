@@ -1,4 +1,4 @@
-import type { ServerResponse } from 'node:http';
+import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { FastifyReply } from 'fastify';
 import type { TurnEvent } from '../../shared-state/shared-state.js';
 import type { Generation, GenerationEvent } from './generation.js';
@@ -14,9 +14,13 @@ export const COALESCE_MS = 20;
 
 /** Takes the response over from Fastify and sends the event-stream headers. Never compressed. */
 export function openEventStream(reply: FastifyReply): ServerResponse {
+  // Headers set by hooks so far (helmet's security headers) would be lost with the hijack: carry them over.
+  const fromHooks: OutgoingHttpHeaders = {};
+  for (const [name, value] of Object.entries(reply.getHeaders())) if (value !== undefined) fromHooks[name] = value;
   reply.hijack();
   const raw = reply.raw;
   raw.writeHead(200, {
+    ...fromHooks,
     'content-type': 'text/event-stream; charset=utf-8',
     'cache-control': 'no-cache, no-transform',
     'x-accel-buffering': 'no',
