@@ -63,14 +63,14 @@ export class MemoryState implements SharedState {
     });
   }
 
-  appendEvents(turnId: string, events: readonly TurnEvent[], ttlSeconds: number): Promise<void> {
+  appendEvents(turnId: string, events: readonly TurnEvent[], ttlSeconds: number, refreshTtl = true): Promise<void> {
     const expiresAt = Date.now() + ttlSeconds * 1000;
     let entry = this.buffers.get(turnId);
     if (!entry) {
       entry = { value: [], expiresAt };
       this.buffers.set(turnId, entry);
     }
-    entry.expiresAt = expiresAt;
+    if (refreshTtl) entry.expiresAt = expiresAt;
     for (const e of events) entry.value.push({ id: e.id, event: e.event, data: e.data });
     if (entry.value.length > MAX_EVENTS_PER_TURN) entry.value.splice(0, entry.value.length - MAX_EVENTS_PER_TURN);
     return Promise.resolve();

@@ -123,13 +123,18 @@ export class RedisState implements SharedState {
    * One stream entry per batch (`0-<last id>`, fields `<id>:<event>` → data):
    * a flush costs one XADD however many events it carries.
    */
-  async appendEvents(turnId: string, events: readonly TurnEvent[], ttlSeconds: number): Promise<void> {
+  async appendEvents(turnId: string, events: readonly TurnEvent[], ttlSeconds: number, refreshTtl = true): Promise<void> {
     const last = events[events.length - 1];
     if (!last) return;
     const key = this.key(`turn:${turnId}:events`);
     const fields: string[] = [];
     for (const e of events) fields.push(`${e.id}:${e.event}`, e.data);
-    await Promise.all([this.client.xadd(key, 'MAXLEN', '~', MAX_EVENTS_PER_TURN, `0-${last.id}`, ...fields), this.client.expire(key, ttlSeconds)]);
+    const added = this.client.xadd(key, 'MAXLEN', '~', MAX_EVENTS_PER_TURN, `0-${last.id}`, ...fields);
+    if (!refreshTtl) {
+      await added;
+      return;
+    }
+    await Promise.all([added, this.client.expire(key, ttlSeconds)]);
   }
 
   async readEvents(turnId: string, afterId: number): Promise<TurnEvent[]> {

@@ -22,8 +22,12 @@ export interface SharedState {
   del(key: string): Promise<void>;
   publish(channel: string, message: string): Promise<void>;
   subscribe(channel: string, onMessage: (message: string) => void): Promise<Unsubscribe>;
-  /** Appends to a turn's bounded event buffer (ids strictly increasing). */
-  appendEvents(turnId: string, events: readonly TurnEvent[], ttlSeconds: number): Promise<void>;
+  /**
+   * Appends to a turn's bounded event buffer (ids strictly increasing). The
+   * buffer expires `ttlSeconds` after the last append that set `refreshTtl`
+   * (default true); a buffer's first append must set it.
+   */
+  appendEvents(turnId: string, events: readonly TurnEvent[], ttlSeconds: number, refreshTtl?: boolean): Promise<void>;
   /** Events with id > afterId, oldest first. */
   readEvents(turnId: string, afterId: number): Promise<TurnEvent[]>;
   /** Round-trip time in ms; throws when unreachable. */

@@ -21,7 +21,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { Client, request } from 'undici';
 import type { ManagedProcess, ProblemReport } from './processes.js';
-import { cpuSeconds, describeExit, freePort, machineCpuTicks, rssMiB, startProcess, waitForReady } from './processes.js';
+import { cpuSeconds, cpuSecondsByCommand, describeExit, freePort, machineCpuTicks, rssMiB, startProcess, waitForReady } from './processes.js';
 import type { ExpectedAnswer, LoadResult, LoadTarget } from './sse-load.js';
 import { runLoad, runTurn } from './sse-load.js';
 import type { Distribution } from './stats.js';
@@ -78,7 +78,7 @@ export interface RunSummary {
    * Share of one core each process used during warm-up and window; `machine` is
    * the whole machine's busy share of all cores (PostgreSQL and Redis included).
    */
-  cpuPercent: { bench: number | undefined; server: number | undefined; mock: number | undefined; machine: number | undefined };
+  cpuPercent: { bench: number | undefined; server: number | undefined; mock: number | undefined; database: number | undefined; redis: number | undefined; machine: number | undefined };
   serverRssMiB: number | undefined;
 }
 
@@ -407,6 +407,8 @@ interface CpuProbe {
   bench: number;
   server: number | undefined;
   mock: number | undefined;
+  database: number | undefined;
+  redis: number | undefined;
   machine: { busy: number; total: number } | undefined;
   at: number;
 }
@@ -417,6 +419,9 @@ function probeCpu(server: ManagedProcess, mock: ManagedProcess): CpuProbe {
     bench: (usage.user + usage.system) / 1e6,
     server: cpuSeconds(server.pid),
     mock: cpuSeconds(mock.pid),
+    // Every PostgreSQL and Redis process on the machine: other users of them count too.
+    database: cpuSecondsByCommand(['postgres']),
+    redis: cpuSecondsByCommand(['redis-server']),
     machine: machineCpuTicks(),
     at: performance.now(),
   };
@@ -430,7 +435,14 @@ function cpuBetween(before: CpuProbe, after: CpuProbe): RunSummary['cpuPercent']
     before.machine === undefined || after.machine === undefined || after.machine.total <= before.machine.total
       ? undefined
       : ((after.machine.busy - before.machine.busy) / (after.machine.total - before.machine.total)) * 100;
-  return { bench: share(before.bench, after.bench), server: share(before.server, after.server), mock: share(before.mock, after.mock), machine };
+  return {
+    bench: share(before.bench, after.bench),
+    server: share(before.server, after.server),
+    mock: share(before.mock, after.mock),
+    database: share(before.database, after.database),
+    redis: share(before.redis, after.redis),
+    machine,
+  };
 }
 
 function compare(level: number, direct: RunSummary, llmchat: RunSummary): LevelComparison {
@@ -452,12 +464,18 @@ function compare(level: number, direct: RunSummary, llmchat: RunSummary): LevelC
 
 function formatCpu(cpu: RunSummary['cpuPercent']): string {
   const part = (v: number | undefined): string => (v === undefined ? '-' : v.toFixed(0));
-  return `${part(cpu.bench)}/${part(cpu.server)}/${part(cpu.mock)}  ${part(cpu.machine)}`;
+  return `${part(cpu.bench)}/${part(cpu.server)}/${part(cpu.mock)}/${part(cpu.database)}/${part(cpu.redis)}  ${part(cpu.machine)}`;
+}
+
+/** Server CPU per turn in ms, from its CPU share over warm-up + window and the window's rate. */
+function serverMsPerTurn(r: RunSummary): string {
+  if (r.target !== 'llmchat' || r.cpuPercent.server === undefined || !(r.turnsPerS > 0)) return '-';
+  return ((r.cpuPercent.server / 100 / r.turnsPerS) * 1000).toFixed(2);
 }
 
 function resultsTable(runs: readonly RunSummary[]): string {
   const rows: string[][] = [
-    ['level', 'target', 'turns/s', 'ok', 'errors', 'ttft p50', 'p95', 'p99', 'total p50', 'p95', 'p99', 'cpu% gen/srv/mock  all', 'srv MiB'],
+    ['level', 'target', 'turns/s', 'ok', 'errors', 'ttft p50', 'p95', 'p99', 'total p50', 'p95', 'p99', 'cpu% gen/srv/mock/pg/redis  all', 'srv ms/turn', 'srv MiB'],
   ];
   for (const r of runs) {
     rows.push([
@@ -473,6 +491,7 @@ function resultsTable(runs: readonly RunSummary[]): string {
       formatMs(r.totalMs.p95),
       formatMs(r.totalMs.p99),
       formatCpu(r.cpuPercent),
+      serverMsPerTurn(r),
       r.serverRssMiB === undefined ? '-' : r.serverRssMiB.toFixed(0),
     ]);
   }
@@ -705,7 +724,7 @@ async function main(): Promise<number> {
 
   // ---------------------------------------------------------------- report
   if (runs.length > 0) {
-    console.log(`\nResults (${backends?.kind ?? 'unknown backends'}; ttft and total in ms over good turns; cpu%: gen/srv/mock of one core, all = machine busy of all cores, during warm-up + window; server RSS after the run)\n`);
+    console.log(`\nResults (${backends?.kind ?? 'unknown backends'}; ttft and total in ms over good turns; cpu%: load generator/server/mock/all PostgreSQL processes/all Redis processes, each of one core, all = machine busy of all cores, during warm-up + window; server RSS after the run)\n`);
     console.log(resultsTable(runs));
   }
   let missed = 0;

@@ -1,7 +1,7 @@
 /** Child processes of the bench (mock upstream, server): spawn, wait until ready, watch, stop. */
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -225,6 +225,35 @@ export function cpuSeconds(pid: number | undefined): number | undefined {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * CPU seconds used so far by every process whose command name is one of `names`
+ * (e.g. all PostgreSQL backends), from /proc; undefined where /proc is missing.
+ * Processes that exited in between are not counted, so this is a lower bound.
+ */
+export function cpuSecondsByCommand(names: readonly string[]): number | undefined {
+  let entries: string[];
+  try {
+    entries = readdirSync('/proc');
+  } catch {
+    return undefined;
+  }
+  let total = 0;
+  for (const entry of entries) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      if (!names.includes(name)) continue;
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      const ticks = Number(fields[11]) + Number(fields[12]);
+      if (Number.isFinite(ticks)) total += ticks / 100;
+    } catch {
+      // The process ended between listing and reading.
+    }
+  }
+  return total;
 }
 
 /** Resident memory of a process in MiB, from /proc; undefined where that is not available. */

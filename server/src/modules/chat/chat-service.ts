@@ -11,6 +11,7 @@ import type { ResolvedAgent } from '../agents/types.js';
 import type { ProviderRegistry } from '../providers/registry.js';
 import type { ChatContentPart, ChatMessage, ResolvedEndpoint } from '../providers/types.js';
 import { createChatRepository, type ChatRepository } from './chat-repository.js';
+import { TurnEventBuffer } from './event-buffer.js';
 import { Generation, type GenerationPlan, type GenerationResult } from './generation.js';
 import type { CompletionBody, FeedbackBody } from './schema.js';
 import { createSessionService } from './session-service.js';
@@ -37,6 +38,8 @@ export interface TurnInput {
 
 const CONTEXT_MESSAGES = 40;
 const DRAIN_DEADLINE_MS = 15_000;
+/** Events reach the shared buffer (for replay on another instance) at most this late; one timer for all turns. */
+const EVENT_BUFFER_INTERVAL_MS = 40;
 
 function textOf(content: string | ChatContentPart[]): string {
   if (typeof content === 'string') return content;
@@ -85,13 +88,13 @@ export function createChatService(deps: ChatServiceDeps) {
   let unsubscribeStop: Unsubscribe | undefined;
   let draining = false;
 
+  const events = new TurnEventBuffer({ state, logger, ttlSeconds: config.eventBufferTtlSeconds, intervalMs: EVENT_BUFFER_INTERVAL_MS });
   const generationDeps = {
     repo,
-    state,
+    events,
     providers,
     logger,
     checkpointIntervalMs: config.checkpointIntervalMs,
-    eventBufferTtlSeconds: config.eventBufferTtlSeconds,
     onSettled: (generation: Generation, result: GenerationResult) => {
       running.delete(generation.turnId);
       const tokens = result.usage?.totalTokens ?? 0;
@@ -352,6 +355,7 @@ export function createChatService(deps: ChatServiceDeps) {
       while (running.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
       for (const generation of running.values()) generation.stop();
       await Promise.all([...running.values()].map((g) => g.done));
+      await events.flushAll();
       await unsubscribeStop?.();
     },
   };

@@ -1,9 +1,10 @@
 import type { Logger } from 'pino';
-import type { SharedState, TurnEvent } from '../../shared-state/shared-state.js';
+import type { TurnEvent } from '../../shared-state/shared-state.js';
 import type { ProviderRegistry } from '../providers/registry.js';
 import type { ProviderEvent, ProviderRequest, ResolvedEndpoint, Usage } from '../providers/types.js';
 import { UpstreamError } from '../providers/upstream-error.js';
 import type { ChatRepository, TurnOutcome } from './chat-repository.js';
+import type { TurnEventBuffer } from './event-buffer.js';
 
 /** Event names the front end consumes (DESIGN.md, "Events"). */
 export type PlatformEventName = 'start' | 'chunk' | 'reasoning' | 'status' | 'interactive' | 'chatId' | 'usage' | 'error' | 'end';
@@ -46,16 +47,15 @@ export interface GenerationResult {
 
 export interface GenerationDeps {
   repo: ChatRepository;
-  state: SharedState;
+  /** The shared copy of every turn's events, for replay on any instance. */
+  events: TurnEventBuffer;
   providers: ProviderRegistry;
   logger: Logger;
   checkpointIntervalMs: number;
-  eventBufferTtlSeconds: number;
   /** Called once the turn is stored and its last event sent. */
   onSettled: (generation: Generation, result: GenerationResult) => void;
 }
 
-const FLUSH_DELAY_MS = 40;
 const FINISH_RETRY_DELAYS_MS = [100, 250, 500, 1000, 2000, 4000, 8000];
 
 /** Maps an upstream failure to the error code and message the client sees. */
@@ -90,9 +90,6 @@ export class Generation {
   private readonly events: GenerationEvent[] = [];
   private readonly listeners = new Set<GenerationListener>();
   private readonly abort = new AbortController();
-  private pending: TurnEvent[] = [];
-  private flushTimer: NodeJS.Timeout | undefined;
-  private flushing: Promise<void> = Promise.resolve();
   private checkpointTimer: NodeJS.Timeout | undefined;
   private checkpointedLength = 0;
   private stopRequested = false;
@@ -157,23 +154,7 @@ export class Generation {
     const generationEvent: GenerationEvent = { id: this.events.length + 1, event, data: JSON.stringify(payload), payload };
     this.events.push(generationEvent);
     for (const listener of this.listeners) listener(generationEvent);
-    this.pending.push(generationEvent);
-    this.flushTimer ??= setTimeout(() => void this.flush(), FLUSH_DELAY_MS);
-  }
-
-  private flush(): Promise<void> {
-    if (this.flushTimer) clearTimeout(this.flushTimer);
-    this.flushTimer = undefined;
-    if (this.pending.length === 0) return this.flushing;
-    const batch = this.pending;
-    this.pending = [];
-    // Sequential appends keep the shared buffer in id order.
-    this.flushing = this.flushing.then(() =>
-      this.deps.state.appendEvents(this.plan.turnId, batch, this.deps.eventBufferTtlSeconds).catch((err: unknown) => {
-        this.deps.logger.warn({ err: (err as Error).message, turnId: this.plan.turnId }, 'event buffer append failed; resumption degraded');
-      }),
-    );
-    return this.flushing;
+    this.deps.events.append(this.plan.turnId, generationEvent);
   }
 
   private onProviderEvent(event: ProviderEvent): void {
@@ -324,7 +305,7 @@ export class Generation {
     };
     this.settled = true;
     this.listeners.clear();
-    void this.flush();
+    void this.deps.events.finish(this.plan.turnId);
     this.deps.onSettled(this, result);
     this.resolveDone(result);
   }

@@ -100,11 +100,8 @@ export async function openaiCompatRoutes(app: FastifyInstance, { deps, guards }:
           if (usage && body.stream_options?.include_usage) {
             writer.write(`data: ${JSON.stringify({ id, object: 'chat.completion.chunk', created, model, choices: [], usage })}\n\n`, false);
           }
-          writer.write('data: [DONE]\n\n', false);
-          setImmediate(() => {
-            unsubscribe();
-            writer.end();
-          });
+          writer.end('data: [DONE]\n\n');
+          setImmediate(unsubscribe);
           return;
         }
         case 'start':

@@ -74,12 +74,17 @@ export class EventWriter {
     this.pending = '';
   }
 
-  end(): void {
+  /** Sends what is pending and `last`, and ends the response: one write with the stream's terminator. */
+  end(last = ''): void {
     if (this.closed) return;
-    this.flush();
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    const rest = this.pending + last;
+    this.pending = '';
     this.closed = true;
     clearInterval(this.heartbeat);
-    this.raw.end();
+    if (rest.length > 0) this.raw.end(rest);
+    else this.raw.end();
   }
 
   /** The client went away: drop what is pending. */
@@ -101,11 +106,9 @@ export function pipeGeneration(reply: FastifyReply, generation: Generation, afte
   const unsubscribe = generation.subscribe(afterId, (event: GenerationEvent) => {
     const frame = formatEvent(generation.turnId, event);
     if (event.event === 'end') {
-      writer.write(frame, true);
-      setImmediate(() => {
-        unsubscribe();
-        writer.end();
-      });
+      writer.end(frame);
+      // Not from inside the generation's listener loop.
+      setImmediate(unsubscribe);
       return;
     }
     const firstText = !textSent && (event.event === 'chunk' || event.event === 'reasoning');
