@@ -95,7 +95,7 @@ describe('TurnEventBuffer', () => {
   it('survives a failed append: later events of the turn still arrive', async () => {
     const state = new RecordingState();
     const warn = vi.fn();
-    const buffer = new TurnEventBuffer({ state, logger: { ...logger, warn } as unknown as typeof logger, ttlSeconds: 600, intervalMs: 40 });
+    const buffer = new TurnEventBuffer({ state, logger: { ...logger, warn }, ttlSeconds: 600, intervalMs: 40 });
     state.failNext = true;
     buffer.append('a', event(1));
     await vi.advanceTimersByTimeAsync(40);
