@@ -38,6 +38,19 @@ describe('config', () => {
     expect(() => loadConfig({ DATABASE_URL: 'mysql://u@h/db' })).toThrow(/DATABASE_URL must use the postgres/);
   });
 
+  it('runs several workers only on PostgreSQL and Redis, without the in-process simulated upstream', () => {
+    const real = { DATABASE_URL: 'postgres://u@h/db', REDIS_URL: 'redis://h:6379', JWT_SECRET: 'x'.repeat(40), SECRETS_KEY: 'y'.repeat(40) };
+    expect(loadConfig({}).workers).toBe(1);
+    expect(loadConfig({ ...real, WORKERS: '4' }).workers).toBe(4);
+    expect(() => loadConfig({ WORKERS: '2' })).toThrow(/WORKERS above 1 needs DATABASE_URL and REDIS_URL/);
+    expect(() => loadConfig({ DATABASE_URL: real.DATABASE_URL, JWT_SECRET: real.JWT_SECRET, SECRETS_KEY: real.SECRETS_KEY, WORKERS: '2' })).toThrow(/WORKERS above 1 needs/);
+    expect(() => loadConfig({ ...real, WORKERS: '2', MOCK_UPSTREAM: 'true' })).toThrow(/WORKERS above 1 cannot run with MOCK_UPSTREAM=true/);
+    expect(() => loadConfig({ ...real, WORKERS: '0' })).toThrow(/WORKERS must be between 1 and 256/);
+    expect(() => loadConfig({ ...real, WORKERS: 'two' })).toThrow(/WORKERS must be an integer/);
+    // A bad MOCK_UPSTREAM is reported under its own name, not as a WORKERS problem.
+    expect(() => loadConfig({ ...real, WORKERS: '2', MOCK_UPSTREAM: 'perhaps' })).toThrow(/^(?![\s\S]*WORKERS)[\s\S]*MOCK_UPSTREAM must be true or false/);
+  });
+
   it('documents every variable in the README table', () => {
     const table = configTable();
     for (const name of ['PORT', 'DATABASE_URL', 'DATABASE_READ_URL', 'REDIS_URL', 'JWT_SECRET', 'ADMIN_USERNAME', 'ADMIN_PASSWORD', 'AGENTS_CONFIG_PATH', 'OPEN_REGISTRATION']) {

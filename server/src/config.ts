@@ -39,6 +39,8 @@ export interface Config {
   checkpointIntervalMs: number;
   eventBufferTtlSeconds: number;
   upstreamConnections: number;
+  /** Server processes on this host sharing the port (node:cluster); 1 = this process serves. */
+  workers: number;
 }
 
 interface VariableSpec<K extends keyof Config> {
@@ -77,6 +79,15 @@ function boolean(fallback: boolean) {
     if (['0', 'false', 'no', 'off'].includes(v)) return false;
     throw new BadValue(`must be true or false, got "${raw}"`);
   };
+}
+
+/** A boolean variable's value where it is valid; its own entry reports a bad one. */
+function isTrue(raw: string | undefined): boolean {
+  try {
+    return boolean(false)(optionalString(raw));
+  } catch {
+    return false;
+  }
 }
 
 function optionalString(raw: string | undefined): string | undefined {
@@ -241,6 +252,19 @@ const specs: { [K in keyof Config]: VariableSpec<K> }[keyof Config][] = [
   { name: 'CHECKPOINT_INTERVAL_MS', key: 'checkpointIntervalMs', defaultText: '1000', description: 'How often partial answer text is saved to PostgreSQL while it streams.', parse: integer(100, 60_000, 1000) },
   { name: 'EVENT_BUFFER_TTL_SECONDS', key: 'eventBufferTtlSeconds', defaultText: '900', description: 'How long a turn\'s events stay in the shared buffer for reconnecting clients.', parse: integer(10, 86_400, 900) },
   { name: 'UPSTREAM_CONNECTIONS', key: 'upstreamConnections', defaultText: '256', description: 'Keep-alive connections per upstream origin.', parse: integer(1, 10_000, 256) },
+  {
+    name: 'WORKERS', key: 'workers', defaultText: '1',
+    description: 'Server processes on this host, sharing `PORT` (node:cluster; one per core is the usual choice). Each is an instance like any other; more than 1 needs `DATABASE_URL` and `REDIS_URL`.',
+    parse: (raw, env) => {
+      const n = integer(1, 256, 1)(raw);
+      if (n === 1) return n;
+      if (optionalString(env.DATABASE_URL) === undefined || optionalString(env.REDIS_URL) === undefined) {
+        throw new BadValue('above 1 needs DATABASE_URL and REDIS_URL: embedded PGlite and in-process state belong to one process');
+      }
+      if (isTrue(env.MOCK_UPSTREAM)) throw new BadValue('above 1 cannot run with MOCK_UPSTREAM=true (each process would start the simulated upstream on one port)');
+      return n;
+    },
+  },
 ];
 
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {

@@ -3,7 +3,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createMockUpstream, type MockUpstream } from '../../tools/src/mock-upstream/index.js';
+import { backendNames, createBackend, type Backend } from './test/backends.js';
 import { eventually, parseSse } from './test/sse.js';
 
 /**
@@ -74,5 +76,121 @@ describe('a bad configuration', () => {
     const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
     expect(code).toBe(78);
     expect(stderr).toContain('PORT must be an integer');
+  });
+});
+
+/** Pids of a process's direct children, from /proc (Linux). */
+function childPids(pid: number): number[] {
+  const out: number[] = [];
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = fs.readFileSync(`/proc/${entry}/stat`, 'utf8');
+      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid) out.push(Number(entry));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
+}
+
+const withServices = (await backendNames()).includes('postgres+redis');
+
+describe.skipIf(!fs.existsSync(mainJs) || !withServices || process.platform !== 'linux')('WORKERS=2 on PostgreSQL and Redis', () => {
+  let backend: Backend;
+  let mock: MockUpstream;
+  let child: ChildProcess | undefined;
+  let output = '';
+  const port = 20_000 + Math.floor(Math.random() * 20_000);
+  const base = `http://127.0.0.1:${port}`;
+  const password = 'workers-admin-password-1';
+  let token = '';
+
+  beforeAll(async () => {
+    backend = await createBackend('postgres+redis');
+    mock = await createMockUpstream({ port: 0, defaultChunks: 3, defaultIntervalMs: 1 });
+  });
+  afterAll(async () => {
+    if (child && child.exitCode === null) {
+      const exited = new Promise((resolve) => child?.once('exit', resolve));
+      child.kill('SIGKILL');
+      await exited;
+    }
+    await mock.close();
+    await backend.dispose();
+  });
+
+  async function chat(text: string): Promise<string> {
+    const response = await fetch(`${base}/api/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ agentId: 'workers', stream: true, messages: [{ role: 'user', content: text }] }),
+    });
+    const events = parseSse(await response.text());
+    expect(events.at(-1)?.event).toBe('end');
+    return events.filter((e) => e.event === 'chunk').map((e) => (e.json as { content: string }).content).join('');
+  }
+
+  it('forks two server processes that share the port and answer chats', async () => {
+    child = spawn(process.execPath, [mainJs], {
+      env: {
+        PATH: process.env.PATH,
+        PORT: String(port),
+        HOST: '127.0.0.1',
+        WORKERS: '2',
+        DATABASE_URL: backend.databaseUrl,
+        REDIS_URL: backend.redisUrl,
+        REDIS_KEY_PREFIX: backend.redisPrefix,
+        JWT_SECRET: 'workers-test-jwt-secret-0123456789abcdef',
+        SECRETS_KEY: 'workers-test-secrets-key-0123456789abcdef',
+        ADMIN_USERNAME: 'admin',
+        ADMIN_PASSWORD: password,
+        LOG_LEVEL: 'info',
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    child.stdout?.on('data', (d: Buffer) => (output += d.toString()));
+    child.stderr?.on('data', (d: Buffer) => (output += d.toString()));
+    const pid = child.pid ?? 0;
+    await eventually(async () => childPids(pid).length === 2 && (await fetch(`${base}/health/ready`).catch(() => undefined))?.ok === true, 'two ready workers', 60_000);
+
+    const login = await fetch(`${base}/api/auth/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'admin', password }) });
+    expect(login.status).toBe(200);
+    token = ((await login.json()) as { token: string }).token;
+    const created = await fetch(`${base}/api/agents`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ id: 'workers', name: 'Workers', provider: 'openai', endpoint: `${mock.url}/v1/chat/completions`, apiKey: 'k', model: 'mock-model' }),
+    });
+    expect(created.status).toBe(201);
+    // The agent was created on one worker; both must serve it (change notices over Redis).
+    const answers = await Promise.all(Array.from({ length: 6 }, (_, i) => chat(`question ${i}`)));
+    answers.forEach((text) => expect(text.length).toBeGreaterThan(0));
+  });
+
+  it('replaces a worker that dies, and keeps answering meanwhile', async () => {
+    const pid = child?.pid ?? 0;
+    const before = childPids(pid);
+    const [victim] = before;
+    expect(victim).toBeDefined();
+    process.kill(victim ?? 0, 'SIGKILL');
+    // A kept-alive connection to the killed worker fails once; a new connection reaches the live one.
+    const answer = await chat('while one worker is gone').catch(() => chat('while one worker is gone, again'));
+    expect(answer.length).toBeGreaterThan(0);
+    await eventually(async () => {
+      const now = childPids(pid);
+      const replacement = now.find((p) => p !== victim && !before.includes(p));
+      return now.length === 2 && replacement !== undefined && output.includes(`"pid":${replacement},`) && /"pid":\d+,[^\n]*LLMChat is listening/.test(output.slice(output.lastIndexOf('a server worker exited')));
+    }, 'a replacement worker, listening', 60_000);
+    expect(output).toContain('a server worker exited; starting another');
+  });
+
+  it('stops every worker and exits 0 on SIGTERM', async () => {
+    const pid = child?.pid ?? 0;
+    const exited = new Promise<number | null>((resolve) => child?.once('exit', (code) => resolve(code)));
+    child?.kill('SIGTERM');
+    const code = await exited;
+    expect(code, output.slice(-3000)).toBe(0);
+    expect(childPids(pid)).toEqual([]);
   });
 });

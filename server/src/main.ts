@@ -1,3 +1,5 @@
+import cluster from 'node:cluster';
+import type { Logger } from 'pino';
 import { buildApp } from './app.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { createLogger } from './logger.js';
@@ -19,48 +21,115 @@ function readConfig(): Config {
 const config = readConfig();
 const logger = createLogger(config);
 
-let mockClose: (() => Promise<void>) | undefined;
-let mockUrl: string | undefined;
-if (config.mockUpstream) {
-  const { createMockUpstream } = await import('@llmchat/tools/mock-upstream');
-  const mock = await createMockUpstream({ host: '127.0.0.1', port: config.mockUpstreamPort, defaultChunks: 24, defaultIntervalMs: 40 });
-  mockClose = () => mock.close();
-  mockUrl = mock.url;
-  logger.info({ url: mock.url }, 'simulated upstream started (answers are generated locally, no network)');
+if (config.workers > 1 && cluster.isPrimary) {
+  superviseWorkers(config.workers, logger);
+} else {
+  await serve(config, logger);
 }
 
-const app = await buildApp({ config, logger });
-if (mockUrl) await app.deps.agents.seedDemoAgent(mockUrl);
+/**
+ * WORKERS > 1: this process only forks the server processes, which share
+ * the port, replaces one that dies, and passes SIGTERM/SIGINT on; it exits
+ * when they all have (code 1 if any of them failed to stop cleanly).
+ */
+function superviseWorkers(count: number, log: Logger): void {
+  let stopping = false;
+  let failed = false;
+  const recentDeaths: number[] = [];
+  const listening = new Set<number>();
+  const fork = (): void => {
+    if (!stopping) cluster.fork();
+  };
+  cluster.on('listening', (worker) => listening.add(worker.id));
+  cluster.on('exit', (worker, code, signal) => {
+    const wasListening = listening.delete(worker.id);
+    if (stopping) {
+      // A worker still starting may end by the signal itself, before its handler is installed: not a failure.
+      if (code !== 0 && !(code === null && !wasListening)) failed = true;
+      if (Object.keys(cluster.workers ?? {}).length === 0) process.exit(failed ? 1 : 0);
+      return;
+    }
+    const now = Date.now();
+    recentDeaths.push(now);
+    while (recentDeaths.length > 0 && (recentDeaths[0] ?? now) < now - 60_000) recentDeaths.shift();
+    // A worker that keeps dying at start (bad database URL, port taken) is not restarted in a tight loop.
+    const delay = Math.min(30_000, 250 * 2 ** Math.max(0, recentDeaths.length - 1));
+    log.error({ workerPid: worker.process.pid, code, signal, restartInMs: delay }, 'a server worker exited; starting another');
+    setTimeout(fork, delay).unref();
+  });
+  const stop = (signal: NodeJS.Signals): void => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'stopping the server workers');
+    const workers = Object.values(cluster.workers ?? {});
+    if (workers.length === 0) process.exit(0);
+    for (const worker of workers) worker?.process.kill(signal);
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  for (let i = 0; i < count; i++) fork();
+  log.info({ workers: count }, 'started the server workers');
+}
 
-let shuttingDown = false;
-async function shutdown(signal: string): Promise<void> {
-  if (shuttingDown) return;
-  shuttingDown = true;
-  logger.info({ signal }, 'shutting down: draining running answers');
-  const force = setTimeout(() => {
-    logger.error('shutdown deadline passed; exiting');
-    process.exit(1);
-  }, 30_000);
-  force.unref();
+async function serve(config: Config, logger: Logger): Promise<void> {
+  let mockClose: (() => Promise<void>) | undefined;
+  let mockUrl: string | undefined;
+  if (config.mockUpstream) {
+    const { createMockUpstream } = await import('@llmchat/tools/mock-upstream');
+    const mock = await createMockUpstream({ host: '127.0.0.1', port: config.mockUpstreamPort, defaultChunks: 24, defaultIntervalMs: 40 });
+    mockClose = () => mock.close();
+    mockUrl = mock.url;
+    logger.info({ url: mock.url }, 'simulated upstream started (answers are generated locally, no network)');
+  }
+
+  // A stop asked for while starting is honoured once the app exists (a cluster worker can be told to stop mid-start).
+  let stopAskedWhileStarting: string | undefined;
+  const onSignalWhileStarting = (signal: string) => () => {
+    stopAskedWhileStarting ??= signal;
+  };
+  const startingHandlers = { SIGTERM: onSignalWhileStarting('SIGTERM'), SIGINT: onSignalWhileStarting('SIGINT') };
+  process.on('SIGTERM', startingHandlers.SIGTERM);
+  process.on('SIGINT', startingHandlers.SIGINT);
+
+  const app = await buildApp({ config, logger });
+  if (mockUrl) await app.deps.agents.seedDemoAgent(mockUrl);
+  process.off('SIGTERM', startingHandlers.SIGTERM);
+  process.off('SIGINT', startingHandlers.SIGINT);
+
+  let shuttingDown = false;
+  async function shutdown(signal: string): Promise<void> {
+    if (shuttingDown) return;
+    shuttingDown = true;
+    logger.info({ signal }, 'shutting down: draining running answers');
+    const force = setTimeout(() => {
+      logger.error('shutdown deadline passed; exiting');
+      process.exit(1);
+    }, 30_000);
+    force.unref();
+    try {
+      await app.close();
+      await mockClose?.();
+      logger.info('shut down cleanly');
+      process.exit(0);
+    } catch (err) {
+      logger.error({ err }, 'error during shutdown');
+      process.exit(1);
+    }
+  }
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+  process.on('unhandledRejection', (reason) => logger.error({ err: reason }, 'unhandled rejection'));
+  if (stopAskedWhileStarting) {
+    await shutdown(stopAskedWhileStarting);
+    return;
+  }
+
   try {
-    await app.close();
-    await mockClose?.();
-    logger.info('shut down cleanly');
-    process.exit(0);
+    // A deep accept queue: a burst of connections must wait, not be dropped into SYN retries.
+    const address = await app.listen({ host: config.host, port: config.port, backlog: 4096 });
+    logger.info({ address, database: app.deps.database.kind, sharedState: app.deps.state.kind }, 'LLMChat is listening');
   } catch (err) {
-    logger.error({ err }, 'error during shutdown');
+    logger.fatal({ err }, 'could not listen');
     process.exit(1);
   }
-}
-process.on('SIGTERM', () => void shutdown('SIGTERM'));
-process.on('SIGINT', () => void shutdown('SIGINT'));
-process.on('unhandledRejection', (reason) => logger.error({ err: reason }, 'unhandled rejection'));
-
-try {
-  // A deep accept queue: a burst of connections must wait, not be dropped into SYN retries.
-  const address = await app.listen({ host: config.host, port: config.port, backlog: 4096 });
-  logger.info({ address, database: app.deps.database.kind, sharedState: app.deps.state.kind }, 'LLMChat is listening');
-} catch (err) {
-  logger.fatal({ err }, 'could not listen');
-  process.exit(1);
 }

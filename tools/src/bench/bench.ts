@@ -6,7 +6,7 @@
  * child processes; the load generator runs here.
  *
  *   node tools/dist/bench/bench.js [--levels 100,1000] [--duration 15] [--warmup 3]
- *     [--drain 30] [--chunks 20] [--interval 5] [--embedded] [--strict] [--profile-server DIR]
+ *     [--drain 30] [--chunks 20] [--interval 5] [--embedded] [--strict] [--workers 1] [--profile-server DIR]
  */
 
 import { randomBytes } from 'node:crypto';
@@ -21,7 +21,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { Client, request } from 'undici';
 import type { ManagedProcess, ProblemReport } from './processes.js';
-import { cpuSeconds, cpuSecondsByCommand, describeExit, freePort, machineCpuTicks, rssMiB, startProcess, waitForReady } from './processes.js';
+import { cpuSeconds, cpuSecondsByCommand, describeExit, freePort, machineCpuTicks, rssMiB, startProcess, sumOverChildren, waitForReady } from './processes.js';
 import type { ExpectedAnswer, LoadResult, LoadTarget } from './sse-load.js';
 import { runLoad, runTurn } from './sse-load.js';
 import type { Distribution } from './stats.js';
@@ -46,6 +46,8 @@ interface CliOptions {
   intervalMs: number;
   embedded: boolean;
   strict: boolean;
+  /** Server processes (the server's WORKERS); more than 1 needs PostgreSQL and Redis. */
+  workers: number;
   /** Directory for a V8 CPU profile of the server (`--cpu-prof`), written when it stops. */
   profileServer: string | undefined;
 }
@@ -119,6 +121,7 @@ function usage(): string {
     '  --interval 5        ms between chunks (mock default)',
     '  --embedded          use embedded PGlite and in-process state even if PostgreSQL/Redis are reachable',
     '  --strict            exit 1 when a target is missed (default: report only)',
+    '  --workers 1         server processes sharing the port (the server\'s WORKERS; above 1 needs PostgreSQL and Redis)',
     '  --profile-server D  write a V8 CPU profile of the server into directory D (open it in Chrome DevTools)',
   ].join('\n');
 }
@@ -143,6 +146,7 @@ function parseCli(argv: string[]): CliOptions | undefined {
       interval: { type: 'string', default: '5' },
       embedded: { type: 'boolean', default: false },
       strict: { type: 'boolean', default: false },
+      workers: { type: 'string', default: '1' },
       'profile-server': { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
@@ -162,11 +166,14 @@ function parseCli(argv: string[]): CliOptions | undefined {
     intervalMs: positiveNumber('interval', values.interval, true),
     embedded: values.embedded,
     strict: values.strict,
+    workers: positiveNumber('workers', values.workers, true),
     profileServer: values['profile-server'] === undefined ? undefined : path.resolve(values['profile-server']),
   };
   if (options.durationS <= 0 || options.durationS > 3600) throw new Error('--duration must be within (0, 3600] seconds');
   if (options.warmupS > 600 || options.drainS > 600) throw new Error('--warmup and --drain must be at most 600 seconds');
   if (options.chunks < 1 || options.chunks > 10_000) throw new Error('--chunks must be within 1..10000');
+  if (options.workers < 1 || options.workers > 64) throw new Error('--workers must be within 1..64');
+  if (options.workers > 1 && options.embedded) throw new Error('--workers above 1 needs PostgreSQL and Redis, not --embedded');
   return options;
 }
 
@@ -417,7 +424,7 @@ function probeCpu(server: ManagedProcess, mock: ManagedProcess): CpuProbe {
   const usage = process.cpuUsage();
   return {
     bench: (usage.user + usage.system) / 1e6,
-    server: cpuSeconds(server.pid),
+    server: sumOverChildren(server.pid, cpuSeconds),
     mock: cpuSeconds(mock.pid),
     // Every PostgreSQL and Redis process on the machine: other users of them count too.
     database: cpuSecondsByCommand(['postgres']),
@@ -596,6 +603,7 @@ async function main(): Promise<number> {
       ADMIN_PASSWORD: adminPassword,
       MOCK_UPSTREAM: 'false',
       LOG_LEVEL: 'warn',
+      WORKERS: String(options.workers),
       // Long runs outlive the default 15-minute access token.
       ACCESS_TOKEN_TTL: '86400',
       CHAT_RATE_LIMIT_PER_MINUTE: '0',
@@ -686,7 +694,7 @@ async function main(): Promise<number> {
           signal: interrupt.signal,
         });
         const cpu = cpuBetween(before, probeCpu(server, mock));
-        const run = summarize(level, result, cpu, rssMiB(server.pid));
+        const run = summarize(level, result, cpu, sumOverChildren(server.pid, rssMiB));
         runs.push(run);
         byTarget[target.name] = run;
         printRun(run);

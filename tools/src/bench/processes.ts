@@ -227,6 +227,33 @@ export function cpuSeconds(pid: number | undefined): number | undefined {
   }
 }
 
+/** A process and its direct children (a server's cluster workers), from /proc; just the process where /proc is missing. */
+export function withChildren(pid: number): number[] {
+  const pids = [pid];
+  let entries: string[] = [];
+  try {
+    entries = readdirSync('/proc');
+  } catch {
+    return pids;
+  }
+  for (const entry of entries) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid) pids.push(Number(entry));
+    } catch {
+      // The process ended between listing and reading.
+    }
+  }
+  return pids;
+}
+
+/** Sum of a per-process figure over a process and its children; undefined when the process itself has none. */
+export function sumOverChildren(pid: number | undefined, figure: (pid: number) => number | undefined): number | undefined {
+  if (pid === undefined || figure(pid) === undefined) return undefined;
+  return withChildren(pid).reduce((total, p) => total + (figure(p) ?? 0), 0);
+}
+
 /**
  * CPU seconds used so far by every process whose command name is one of `names`
  * (e.g. all PostgreSQL backends), from /proc; undefined where /proc is missing.
