@@ -7,6 +7,8 @@ import { createDatabase, type DatabaseHandle } from './db/database.js';
 import { migrateToLatest } from './db/migrate.js';
 import { createLogger } from './logger.js';
 import { createAgentsService, type AgentsService } from './modules/agents/agents-service.js';
+import { createAnalyticsService, type AnalyticsService } from './modules/analytics/analytics-service.js';
+import { analyticsRoutes } from './modules/analytics/routes.js';
 import { agentRoutes } from './modules/agents/routes.js';
 import { createAuditLog, type AuditLog } from './modules/audit/audit-log.js';
 import { auditRoutes } from './modules/audit/routes.js';
@@ -41,6 +43,7 @@ export interface AppDeps {
   apiKeys: ApiKeysService;
   agents: AgentsService;
   chat: ChatService;
+  analytics: AnalyticsService;
 }
 
 export interface RouteOptions {
@@ -95,7 +98,9 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
   const apiKeys = createApiKeysService({ db: database.db, audit });
   const agents = createAgentsService({ database, state, providers, audit, config, secrets, logger });
   const chat = createChatService({ database, state, providers, agents, config, logger });
-  const deps: AppDeps = { config, secrets, database, state, logger, providers, audit, users, auth, apiKeys, agents, chat };
+  // Reports tolerate replica lag: they read from DATABASE_READ_URL when it is set.
+  const analytics = createAnalyticsService({ db: database.reader });
+  const deps: AppDeps = { config, secrets, database, state, logger, providers, audit, users, auth, apiKeys, agents, chat, analytics };
 
   await users.ensureFirstAdmin();
   await agents.start();
@@ -128,6 +133,7 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
   await app.register(authRoutes, { ...routeOptions, prefix: '/api/auth' });
   await app.register(userAdminRoutes, { ...routeOptions, prefix: '/api/admin/users' });
   await app.register(auditRoutes, { ...routeOptions, prefix: '/api/admin/audit' });
+  await app.register(analyticsRoutes, { ...routeOptions, prefix: '/api/admin/analytics' });
   await app.register(agentRoutes, { ...routeOptions, prefix: '/api/agents' });
   await app.register(chatRoutes, { ...routeOptions, prefix: '/api/chat' });
   await app.register(sessionRoutes, { ...routeOptions, prefix: '/api/chat-sessions' });
