@@ -40,6 +40,8 @@ export interface ManagedProcess {
   waitForLine(pattern: RegExp, timeoutMs: number): Promise<string>;
   /** SIGTERM, then SIGKILL after `graceMs`; resolves once it has exited. */
   stop(graceMs: number): Promise<ExitInfo>;
+  /** Sends a signal (SIGKILL for a crash); resolves once it has exited. */
+  kill(signal: NodeJS.Signals): Promise<ExitInfo>;
 }
 
 const PINO_LEVELS: Record<number, string> = { 40: 'warn', 50: 'error', 60: 'fatal' };
@@ -81,10 +83,17 @@ export function startProcess(
   name: string,
   command: string,
   args: readonly string[],
-  options: { env: NodeJS.ProcessEnv; cwd: string },
+  options: { env: NodeJS.ProcessEnv; cwd: string; uid?: number | undefined; gid?: number | undefined },
 ): ManagedProcess {
   // Own process group: a Ctrl-C in the terminal reaches only the bench, which then stops the children in order.
-  const child: ChildProcess = spawn(command, args, { env: options.env, cwd: options.cwd, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  const child: ChildProcess = spawn(command, args, {
+    env: options.env,
+    cwd: options.cwd,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+    ...(options.uid === undefined ? {} : { uid: options.uid }),
+    ...(options.gid === undefined ? {} : { gid: options.gid }),
+  });
   if (child.pid !== undefined) live.add(child);
   const lines: string[] = [];
   const problemLines: string[] = [];
@@ -168,6 +177,10 @@ export function startProcess(
       const done = await Promise.race([exited, sleep(graceMs).then(() => undefined)]);
       if (done !== undefined) return done;
       child.kill('SIGKILL');
+      return exited;
+    },
+    kill(signal) {
+      if (exit === undefined) child.kill(signal);
       return exited;
     },
   };

@@ -1,0 +1,191 @@
+/**
+ * Throw-away PostgreSQL and Redis servers for failure tests and drills: each
+ * on its own loopback port and temporary directory, so a test can stop, crash
+ * and restart them without touching the machine's shared services.
+ */
+
+import { execFileSync } from 'node:child_process';
+import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { freePort, startProcess, type ExitInfo, type ManagedProcess } from '../bench/processes.js';
+
+/** A server the caller can stop, crash and start again on the same port and data. */
+export interface DisposableService {
+  readonly port: number;
+  /** Connection URL (PostgreSQL: database `postgres`, user `postgres`, trust auth). */
+  readonly url: string;
+  readonly running: boolean;
+  /** Starts it (again) and waits until it answers. */
+  start(): Promise<void>;
+  /** A clean shutdown. */
+  stop(): Promise<ExitInfo | undefined>;
+  /** A crash: SIGKILL, no shutdown work. */
+  crash(): Promise<ExitInfo | undefined>;
+  /** Stops it and deletes its files. */
+  dispose(): Promise<void>;
+  /** The last lines it printed (for failure messages). */
+  tail(): string[];
+}
+
+const READY_TIMEOUT_MS = 30_000;
+
+/** PostgreSQL's binaries: LLMCHAT_PG_BIN, else the newest Debian install under /usr/lib/postgresql. */
+export function postgresBinDir(): string | undefined {
+  const fromEnv = process.env.LLMCHAT_PG_BIN;
+  if (fromEnv) return fromEnv;
+  const root = '/usr/lib/postgresql';
+  if (!existsSync(root)) return undefined;
+  const versions = readdirSync(root)
+    .filter((v) => existsSync(path.join(root, v, 'bin', 'postgres')))
+    .sort((a, b) => Number(b) - Number(a));
+  return versions[0] === undefined ? undefined : path.join(root, versions[0], 'bin');
+}
+
+export function redisServerPath(): string | undefined {
+  for (const candidate of ['/usr/bin/redis-server', '/usr/local/bin/redis-server']) if (existsSync(candidate)) return candidate;
+  return undefined;
+}
+
+/** PostgreSQL refuses to run as root: as root, its files and process belong to the `postgres` user. */
+function postgresOwner(): { uid: number; gid: number } | undefined {
+  if (process.getuid?.() !== 0) return undefined;
+  const uid = Number(execFileSync('id', ['-u', 'postgres']).toString().trim());
+  const gid = Number(execFileSync('id', ['-g', 'postgres']).toString().trim());
+  return { uid, gid };
+}
+
+/** Resolves once something accepts TCP connections on the port, or rejects after `timeoutMs`. */
+async function waitForPort(port: number, timeoutMs: number, process: ManagedProcess, probe?: (port: number) => Promise<boolean>): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (process.exitInfo() !== undefined) throw new Error(`${process.name} exited while starting:\n${process.tail().join('\n')}`);
+    if (probe ? await probe(port).catch(() => false) : await tcpOpen(port)) return;
+    await sleep(50);
+  }
+  throw new Error(`${process.name} did not answer on port ${port} within ${timeoutMs} ms:\n${process.tail().join('\n')}`);
+}
+
+function tcpOpen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ host: '127.0.0.1', port });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+}
+
+/** One Redis command over a raw connection (inline protocol); resolves with the first reply line. */
+export function redisInline(port: number, command: string, timeoutMs = 2_000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host: '127.0.0.1', port });
+    let data = '';
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new Error(`redis on ${port}: no reply to ${command}`));
+    }, timeoutMs);
+    socket.once('connect', () => socket.write(`${command}\r\n`));
+    socket.on('data', (chunk: Buffer) => {
+      data += chunk.toString();
+      const end = data.indexOf('\r\n');
+      if (end < 0) return;
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(data.slice(0, end));
+    });
+    socket.once('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+  });
+}
+
+/**
+ * A PostgreSQL server of its own: initdb into a temporary directory. fsync is
+ * off (test data only), but commits still reach the OS before they return, so
+ * a crash of the server loses no committed transaction, as on a real one.
+ */
+export async function startPostgres(options: { port?: number } = {}): Promise<DisposableService> {
+  const bin = postgresBinDir();
+  if (bin === undefined) throw new Error('PostgreSQL binaries not found (install postgresql, or set LLMCHAT_PG_BIN)');
+  const owner = postgresOwner();
+  const dir = mkdtempSync(path.join(tmpdir(), 'llmchat-pg-'));
+  if (owner) chownSync(dir, owner.uid, owner.gid);
+  const dataDir = path.join(dir, 'data');
+  execFileSync(path.join(bin, 'initdb'), ['-D', dataDir, '-A', 'trust', '-U', 'postgres', '-E', 'UTF8', '--no-sync', '--no-instructions'], {
+    stdio: 'pipe',
+    ...(owner ?? {}),
+  });
+  const port = options.port ?? (await freePort());
+  let child: ManagedProcess | undefined;
+  const args = ['-D', dataDir, '-p', String(port), '-k', dir, '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off', '-c', 'full_page_writes=off', '-c', 'max_connections=200'];
+  const service: DisposableService = {
+    port,
+    url: `postgres://postgres@127.0.0.1:${port}/postgres`,
+    get running() {
+      return child !== undefined && child.exitInfo() === undefined;
+    },
+    async start() {
+      if (service.running) return;
+      child = startProcess(`postgres:${port}`, path.join(bin, 'postgres'), args, { env: { PATH: process.env.PATH, LC_ALL: 'C' }, cwd: dir, ...(owner ?? {}) });
+      const started = child;
+      await started.waitForLine(/database system is ready to accept connections/, READY_TIMEOUT_MS);
+      await waitForPort(port, READY_TIMEOUT_MS, started);
+    },
+    // SIGINT is PostgreSQL's fast shutdown: sessions are ended, then a checkpoint.
+    stop: async () => child?.kill('SIGINT'),
+    crash: async () => child?.kill('SIGKILL'),
+    async dispose() {
+      await child?.kill('SIGKILL');
+      // A crashed postmaster can leave backends behind for a moment; they exit once it is gone.
+      rmSync(dir, { recursive: true, force: true });
+    },
+    tail: () => child?.tail() ?? [],
+  };
+  try {
+    await service.start();
+  } catch (err) {
+    await service.dispose();
+    throw err;
+  }
+  return service;
+}
+
+/** A Redis server of its own, in memory only. */
+export async function startRedis(options: { port?: number } = {}): Promise<DisposableService> {
+  const server = redisServerPath();
+  if (server === undefined) throw new Error('redis-server not found (install redis-server)');
+  const port = options.port ?? (await freePort());
+  const dir = mkdtempSync(path.join(tmpdir(), 'llmchat-redis-'));
+  let child: ManagedProcess | undefined;
+  const service: DisposableService = {
+    port,
+    url: `redis://127.0.0.1:${port}`,
+    get running() {
+      return child !== undefined && child.exitInfo() === undefined;
+    },
+    async start() {
+      if (service.running) return;
+      child = startProcess(`redis:${port}`, server, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { env: { PATH: process.env.PATH }, cwd: dir });
+      await waitForPort(port, READY_TIMEOUT_MS, child, async (p) => (await redisInline(p, 'PING')) === '+PONG');
+    },
+    stop: async () => child?.kill('SIGTERM'),
+    crash: async () => child?.kill('SIGKILL'),
+    async dispose() {
+      await child?.kill('SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
+    },
+    tail: () => child?.tail() ?? [],
+  };
+  try {
+    await service.start();
+  } catch (err) {
+    await service.dispose();
+    throw err;
+  }
+  return service;
+}
