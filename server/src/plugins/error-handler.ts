@@ -1,4 +1,5 @@
 import type { FastifyError, FastifyInstance } from 'fastify';
+import { isDatabaseUnavailable } from '../db/unavailable.js';
 import { AppError, type ErrorBody, type ErrorCode } from '../errors.js';
 
 /** Maps Fastify's own error codes to ours. */
@@ -42,6 +43,14 @@ export function registerErrorHandler(app: FastifyInstance): void {
     }
     if (fastifyErr.statusCode && fastifyErr.statusCode >= 400 && fastifyErr.statusCode < 500) {
       return reply.status(fastifyErr.statusCode).send({ error: { code: 'VALIDATION_FAILED', message: fastifyErr.message, requestId } } satisfies ErrorBody);
+    }
+    if (isDatabaseUnavailable(err)) {
+      // Expected while PostgreSQL restarts or fails over: a warning, and a status that says "try again shortly".
+      request.log.warn({ err: err.message }, 'database unavailable');
+      return reply
+        .status(503)
+        .header('retry-after', '2')
+        .send({ error: { code: 'DATABASE_UNAVAILABLE', message: 'The database is unavailable; try again in a few seconds', requestId } } satisfies ErrorBody);
     }
     request.log.error({ err }, 'unhandled error');
     return reply.status(500).send({ error: { code: 'INTERNAL', message: 'Internal server error', requestId } } satisfies ErrorBody);
