@@ -39,6 +39,8 @@ export interface Config {
   checkpointIntervalMs: number;
   eventBufferTtlSeconds: number;
   upstreamConnections: number;
+  /** Whether rate limits and quotas let requests through (`open`) or refuse them (`closed`) while Redis is unreachable. */
+  rateLimitsWithoutRedis: 'open' | 'closed';
   /** Server processes on this host sharing the port (node:cluster); 1 = this process serves. */
   workers: number;
 }
@@ -248,6 +250,15 @@ const specs: { [K in keyof Config]: VariableSpec<K> }[keyof Config][] = [
   { name: 'BODY_LIMIT_BYTES', key: 'bodyLimitBytes', defaultText: '1048576', description: 'Largest accepted request body.', parse: integer(1024, 64 * 1024 * 1024, 1_048_576) },
   { name: 'CHAT_RATE_LIMIT_PER_MINUTE', key: 'chatRateLimitPerMinute', defaultText: '60', description: 'Chat turns per user per minute across all instances (0 = unlimited). An agent\'s own `rateLimit` applies too.', parse: integer(0, 10_000_000, 60) },
   { name: 'LOGIN_RATE_LIMIT_PER_MINUTE', key: 'loginRateLimitPerMinute', defaultText: '10', description: 'Login attempts per username and per client address per minute (0 = unlimited).', parse: integer(0, 1_000_000, 10) },
+  {
+    name: 'RATE_LIMITS_WITHOUT_REDIS', key: 'rateLimitsWithoutRedis', defaultText: 'open',
+    description: 'While Redis is unreachable, rate limits and quotas cannot be counted: `open` lets chat turns through, `closed` refuses them with 503 `SHARED_STATE_UNAVAILABLE`.',
+    parse: (raw) => {
+      const v = (optionalString(raw) ?? 'open').toLowerCase();
+      if (v !== 'open' && v !== 'closed') throw new BadValue(`must be open or closed, got "${v}"`);
+      return v;
+    },
+  },
   { name: 'DAILY_TOKEN_QUOTA', key: 'dailyTokenQuota', defaultText: '0', description: 'Default tokens per user per UTC day (0 = unlimited); a user\'s own quota overrides it.', parse: integer(0, 2_000_000_000, 0) },
   { name: 'CHECKPOINT_INTERVAL_MS', key: 'checkpointIntervalMs', defaultText: '1000', description: 'How often partial answer text is saved to PostgreSQL while it streams.', parse: integer(100, 60_000, 1000) },
   { name: 'EVENT_BUFFER_TTL_SECONDS', key: 'eventBufferTtlSeconds', defaultText: '900', description: 'How long a turn\'s events stay in the shared buffer for reconnecting clients.', parse: integer(10, 86_400, 900) },

@@ -1,7 +1,7 @@
 import { Redis, type RedisOptions } from 'ioredis';
 import type { Logger } from 'pino';
 import { parseRedisUrl } from './redis-url.js';
-import { MAX_EVENTS_PER_TURN, type SharedState, type TurnEvent, type Unsubscribe } from './shared-state.js';
+import { MAX_EVENTS_PER_TURN, SharedStateUnavailable, type SharedState, type TurnEvent, type Unsubscribe } from './shared-state.js';
 
 const HIT_SCRIPT = `
 local n = redis.call('INCRBY', KEYS[1], ARGV[1])
@@ -38,6 +38,7 @@ export class RedisState implements SharedState {
   private readonly client: Redis;
   private subscriber: Promise<Redis> | undefined;
   private readonly handlers = new Map<string, Set<(message: string) => void>>();
+  private everReady = false;
 
   constructor(
     private readonly url: string,
@@ -46,7 +47,22 @@ export class RedisState implements SharedState {
   ) {
     this.client = new Redis(clientOptions(url, 'llmchat'));
     this.client.on('error', (err: Error) => this.logger?.warn({ err: err.message }, 'redis error'));
+    this.client.on('ready', () => {
+      if (this.everReady) this.logger?.info('redis is back: full service restored');
+      this.everReady = true;
+    });
     this.client.defineCommand('llmchatHit', { numberOfKeys: 1, lua: HIT_SCRIPT });
+  }
+
+  /**
+   * The client for a command, or SharedStateUnavailable at once when a
+   * connection that was up is lost: callers degrade (rate limits fail open or
+   * closed, resumption is off) instead of waiting for reconnects. Before the
+   * first connection, commands queue as usual (start-up).
+   */
+  private get live(): Redis {
+    if (this.everReady && this.client.status !== 'ready') throw new SharedStateUnavailable(`redis is ${this.client.status}`);
+    return this.client;
   }
 
   private key(k: string): string {
@@ -54,23 +70,23 @@ export class RedisState implements SharedState {
   }
 
   async hit(key: string, windowSeconds: number, by = 1): Promise<number> {
-    return Number(await (this.client as unknown as HitCommand).llmchatHit(this.key(key), by, windowSeconds));
+    return Number(await (this.live as unknown as HitCommand).llmchatHit(this.key(key), by, windowSeconds));
   }
 
-  get(key: string): Promise<string | null> {
-    return this.client.get(this.key(key));
+  async get(key: string): Promise<string | null> {
+    return this.live.get(this.key(key));
   }
 
   async set(key: string, value: string, ttlSeconds: number): Promise<void> {
-    await this.client.set(this.key(key), value, 'EX', ttlSeconds);
+    await this.live.set(this.key(key), value, 'EX', ttlSeconds);
   }
 
   async del(key: string): Promise<void> {
-    await this.client.del(this.key(key));
+    await this.live.del(this.key(key));
   }
 
   async publish(channel: string, message: string): Promise<void> {
-    await this.client.publish(this.key(channel), message);
+    await this.live.publish(this.key(channel), message);
   }
 
   async subscribe(channel: string, onMessage: (message: string) => void): Promise<Unsubscribe> {
@@ -129,16 +145,16 @@ export class RedisState implements SharedState {
     const key = this.key(`turn:${turnId}:events`);
     const fields: string[] = [];
     for (const e of events) fields.push(`${e.id}:${e.event}`, e.data);
-    const added = this.client.xadd(key, 'MAXLEN', '~', MAX_EVENTS_PER_TURN, `0-${last.id}`, ...fields);
+    const added = this.live.xadd(key, 'MAXLEN', '~', MAX_EVENTS_PER_TURN, `0-${last.id}`, ...fields);
     if (!refreshTtl) {
       await added;
       return;
     }
-    await Promise.all([added, this.client.expire(key, ttlSeconds)]);
+    await Promise.all([added, this.live.expire(key, ttlSeconds)]);
   }
 
   async readEvents(turnId: string, afterId: number): Promise<TurnEvent[]> {
-    const entries = await this.client.xrange(this.key(`turn:${turnId}:events`), `(0-${afterId}`, '+');
+    const entries = await this.live.xrange(this.key(`turn:${turnId}:events`), `(0-${afterId}`, '+');
     const events: TurnEvent[] = [];
     for (const [, fields] of entries) {
       for (let i = 0; i + 1 < fields.length; i += 2) {
@@ -153,7 +169,7 @@ export class RedisState implements SharedState {
 
   async ping(): Promise<number> {
     const start = performance.now();
-    await this.client.ping();
+    await this.live.ping();
     return performance.now() - start;
   }
 

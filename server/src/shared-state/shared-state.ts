@@ -13,6 +13,11 @@ export interface TurnEvent {
 
 export type Unsubscribe = () => Promise<void>;
 
+/** Shared state cannot be reached right now (Redis down); thrown at once rather than after reconnect attempts. */
+export class SharedStateUnavailable extends Error {
+  override readonly name = 'SharedStateUnavailable';
+}
+
 export interface SharedState {
   readonly kind: 'memory' | 'redis';
   /** Fixed-window counter: adds `by` to `key` and returns the window's total. */

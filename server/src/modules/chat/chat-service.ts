@@ -5,6 +5,7 @@ import type { DatabaseHandle } from '../../db/database.js';
 import type { MessageRow } from '../../db/schema.js';
 import { AppError } from '../../errors.js';
 import type { Principal } from '../../plugins/authenticate.js';
+import { DegradedNotice } from '../../shared-state/degraded.js';
 import { Channels, type SharedState, type TurnEvent, type Unsubscribe } from '../../shared-state/shared-state.js';
 import type { AgentsService } from '../agents/agents-service.js';
 import type { ResolvedAgent } from '../agents/types.js';
@@ -104,6 +105,8 @@ export function createChatService(deps: ChatServiceDeps) {
     },
   };
 
+  const limitsNotice = new DegradedNotice(logger, `rate limits and quotas (failing ${config.rateLimitsWithoutRedis})`);
+
   function quotaFor(): number {
     return config.dailyTokenQuota;
   }
@@ -128,10 +131,14 @@ export function createChatService(deps: ChatServiceDeps) {
         const used = Number((await state.get(`quota:${principal.userId}:${utcDay()}`)) ?? 0);
         if (used >= quota) throw new AppError('QUOTA_EXCEEDED', `Your daily token quota of ${quota} is used up; it resets at 00:00 UTC`);
       }
+      limitsNotice.succeeded();
     } catch (err) {
       if (err instanceof AppError) throw err;
-      // Shared state unreachable: limits fail open so chat keeps working.
-      logger.warn({ err: (err as Error).message }, 'rate limit check failed; allowing the request');
+      // Shared state unreachable: limits fail open (chat keeps working) or closed, as configured.
+      limitsNotice.failed(err);
+      if (config.rateLimitsWithoutRedis === 'closed') {
+        throw new AppError('SHARED_STATE_UNAVAILABLE', 'Rate limits cannot be checked right now; try again shortly', undefined, { 'retry-after': '5' });
+      }
     }
   }
 

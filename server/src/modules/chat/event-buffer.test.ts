@@ -92,17 +92,23 @@ describe('TurnEventBuffer', () => {
     expect((await state.readEvents('a', 0)).map((e) => e.id)).toEqual([1, 2]);
   });
 
-  it('survives a failed append: later events of the turn still arrive', async () => {
+  it('survives failed appends, warning once per outage: later events of the turn still arrive', async () => {
     const state = new RecordingState();
     const warn = vi.fn();
-    const buffer = new TurnEventBuffer({ state, logger: { ...logger, warn }, ttlSeconds: 600, intervalMs: 40 });
+    const info = vi.fn();
+    const buffer = new TurnEventBuffer({ state, logger: { warn, info } as unknown as typeof logger, ttlSeconds: 600, intervalMs: 40 });
     state.failNext = true;
     buffer.append('a', event(1));
     await vi.advanceTimersByTimeAsync(40);
+    state.failNext = true;
     buffer.append('a', event(2));
-    await buffer.finish('a');
+    await vi.advanceTimersByTimeAsync(40);
     expect(warn).toHaveBeenCalledTimes(1);
-    expect((await state.readEvents('a', 0)).map((e) => e.id)).toEqual([2]);
+    expect(info).not.toHaveBeenCalled();
+    buffer.append('a', event(3));
+    await buffer.finish('a');
+    expect(info).toHaveBeenCalledTimes(1);
+    expect((await state.readEvents('a', 0)).map((e) => e.id)).toEqual([3]);
   });
 
   it('flushAll appends every pending turn (shutdown)', async () => {

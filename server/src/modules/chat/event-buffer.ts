@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { DegradedNotice } from '../../shared-state/degraded.js';
 import type { SharedState, TurnEvent } from '../../shared-state/shared-state.js';
 
 export interface TurnEventBufferOptions {
@@ -31,8 +32,11 @@ export class TurnEventBuffer {
   private readonly turns = new Map<string, TurnBuffer>();
   private readonly dirty = new Set<string>();
   private timer: NodeJS.Timeout | undefined;
+  private readonly notice: DegradedNotice;
 
-  constructor(private readonly options: TurnEventBufferOptions) {}
+  constructor(private readonly options: TurnEventBufferOptions) {
+    this.notice = new DegradedNotice(options.logger, 'resuming answers from the event buffer');
+  }
 
   /** Queues one event; it reaches the shared buffer within `intervalMs`. */
   append(turnId: string, event: TurnEvent): void {
@@ -78,9 +82,10 @@ export class TurnEventBuffer {
     const refreshTtl = last || turn.ttlSetAt === 0 || now - turn.ttlSetAt > (this.options.ttlSeconds * 1000) / 4;
     if (refreshTtl) turn.ttlSetAt = now;
     const append = (): Promise<void> =>
-      this.options.state.appendEvents(turnId, batch, this.options.ttlSeconds, refreshTtl).catch((err: unknown) => {
-        this.options.logger.warn({ err: (err as Error).message, turnId }, 'event buffer append failed; resumption degraded');
-      });
+      this.options.state.appendEvents(turnId, batch, this.options.ttlSeconds, refreshTtl).then(
+        () => this.notice.succeeded(),
+        (err: unknown) => this.notice.failed(err),
+      );
     // A turn's appends go one after another, so its buffer stays in id order.
     const done: Promise<void> = turn.inFlight ? turn.inFlight.then(append) : append();
     turn.inFlight = done;

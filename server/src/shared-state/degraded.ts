@@ -1,0 +1,37 @@
+import type { Logger } from 'pino';
+
+/**
+ * Logs a feature's loss of shared state once when it starts and once when it
+ * ends, instead of once per request: with Redis down under load, per-request
+ * warnings would flood the log.
+ */
+export class DegradedNotice {
+  private degradedSince: number | undefined;
+  private suppressed = 0;
+
+  constructor(
+    private readonly logger: Logger,
+    /** What stops working, e.g. "resumption on other instances". */
+    private readonly feature: string,
+  ) {}
+
+  get degraded(): boolean {
+    return this.degradedSince !== undefined;
+  }
+
+  failed(err: unknown): void {
+    if (this.degradedSince !== undefined) {
+      this.suppressed++;
+      return;
+    }
+    this.degradedSince = Date.now();
+    this.suppressed = 0;
+    this.logger.warn({ err: err instanceof Error ? err.message : String(err) }, `shared state unavailable: ${this.feature} degraded until it returns`);
+  }
+
+  succeeded(): void {
+    if (this.degradedSince === undefined) return;
+    this.logger.info({ degradedMs: Date.now() - this.degradedSince, failuresSinceFirst: this.suppressed }, `shared state back: ${this.feature} restored`);
+    this.degradedSince = undefined;
+  }
+}

@@ -1,0 +1,132 @@
+import type { FastifyInstance } from 'fastify';
+import pino from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { redisServerPath, startRedis, type DisposableService } from '../../../tools/src/local-cluster/services.js';
+import { createMockUpstream, type MockUpstream } from '../../../tools/src/mock-upstream/index.js';
+import { buildApp } from '../app.js';
+import { loadConfig } from '../config.js';
+import { createDatabase, type DatabaseHandle } from '../db/database.js';
+import { ADMIN_PASSWORD, ADMIN_USERNAME, bearer, login } from '../test/app.js';
+import { eventually, parseSse } from '../test/sse.js';
+import { RedisState } from './redis-state.js';
+import { SharedStateUnavailable } from './shared-state.js';
+
+/**
+ * Redis going away under a running app (a throw-away Redis of the test's
+ * own): chat keeps working without resumption and, as configured, with rate
+ * limits open or closed; everything comes back by itself.
+ */
+describe.skipIf(redisServerPath() === undefined)('the app while Redis is down', () => {
+  let redis: DisposableService;
+  let mock: MockUpstream;
+  const apps: { app: FastifyInstance; database: DatabaseHandle; state: RedisState }[] = [];
+  let open: FastifyInstance;
+  let closed: FastifyInstance;
+  let state: RedisState;
+  let openToken: string;
+  let closedToken: string;
+  const logged: string[] = [];
+
+  async function start(limits: 'open' | 'closed'): Promise<FastifyInstance> {
+    const config = loadConfig({
+      NODE_ENV: 'test',
+      LOG_LEVEL: 'silent',
+      DATA_DIR: `/tmp/llmchat-test-${process.pid}`,
+      REDIS_URL: redis.url,
+      JWT_SECRET: 'test-jwt-secret-that-is-long-enough-0123456789',
+      SECRETS_KEY: 'test-secrets-key-that-is-long-enough-0123456789',
+      ADMIN_USERNAME,
+      ADMIN_PASSWORD,
+      MOCK_UPSTREAM: 'false',
+      CHAT_RATE_LIMIT_PER_MINUTE: '1000',
+      LOGIN_RATE_LIMIT_PER_MINUTE: '0',
+      RATE_LIMITS_WITHOUT_REDIS: limits,
+    });
+    const database = await createDatabase({});
+    const logger = pino({ level: 'info' }, { write: (line: string) => void logged.push(line) });
+    const appState = new RedisState(redis.url, `llmchat-redis-down-${limits}:`, logger);
+    const app = await buildApp({ config, database, state: appState, logger, logRequests: false });
+    apps.push({ app, database, state: appState });
+    const token = await login(app);
+    const created = await app.inject({
+      method: 'POST',
+      url: '/api/agents',
+      headers: bearer(token),
+      payload: { id: 'a', name: 'A', provider: 'openai', endpoint: `${mock.url}/v1/chat/completions`, apiKey: 'k', model: 'm' },
+    });
+    expect(created.statusCode).toBe(201);
+    return app;
+  }
+
+  beforeAll(async () => {
+    redis = await startRedis();
+    mock = await createMockUpstream({ port: 0, defaultChunks: 3, defaultIntervalMs: 1 });
+    state = new RedisState(redis.url, 'llmchat-redis-down-direct:');
+    open = await start('open');
+    closed = await start('closed');
+    openToken = await login(open);
+    closedToken = await login(closed);
+  });
+  afterAll(async () => {
+    for (const { app, database } of apps) {
+      await app.close();
+      await database.close();
+    }
+    await state.close();
+    await mock.close();
+    await redis.dispose();
+  });
+
+  const chat = (app: FastifyInstance, token: string, content: string) =>
+    app.inject({ method: 'POST', url: '/api/chat/completions', headers: bearer(token), payload: { agentId: 'a', stream: true, messages: [{ role: 'user', content }] } });
+
+  it('fails commands at once with SharedStateUnavailable while Redis is down, and recovers by itself', async () => {
+    expect(await state.hit('k', 60)).toBe(1);
+    await redis.crash();
+    const error = await eventually(async () => state.hit('k', 60).then(() => undefined, (err: unknown) => err), 'a command to fail');
+    expect(error).toBeInstanceOf(SharedStateUnavailable);
+    await expect(state.readEvents('t', 0)).rejects.toBeInstanceOf(SharedStateUnavailable);
+    await redis.start();
+    // An empty Redis again (no persistence): the counter starts over.
+    expect(await eventually(async () => state.hit('k', 60).catch(() => undefined), 'a command to succeed again')).toBe(1);
+  });
+
+  it('keeps chat working (limits open) or refuses turns with 503 (limits closed); warns once per outage', async () => {
+    await redis.crash();
+    await eventually(async () => state.ping().then(() => false, () => true), 'Redis to be seen down');
+    const warningsBefore = logged.filter((l) => l.includes('shared state unavailable: rate limits')).length;
+
+    for (const n of [1, 2, 3]) {
+      const res = await chat(open, openToken, `degraded ${n}`);
+      expect(res.statusCode).toBe(200);
+      const events = parseSse(res.body);
+      expect(events.at(-1)?.event).toBe('end');
+      expect((events.at(-1)?.json as { status: string }).status).toBe('complete');
+    }
+    const stored = await apps[0]?.database.db.selectFrom('messages').select(['content', 'status']).where('role', '=', 'assistant').execute();
+    expect(stored?.filter((m) => m.status === 'complete' && m.content.includes('degraded'))).toHaveLength(3);
+
+    const refused = await chat(closed, closedToken, 'refused');
+    expect(refused.statusCode).toBe(503);
+    expect(refused.json<{ error: { code: string } }>().error.code).toBe('SHARED_STATE_UNAVAILABLE');
+    expect(refused.headers['retry-after']).toBe('5');
+
+    // One warning per app for the whole outage, not one per request.
+    expect(logged.filter((l) => l.includes('shared state unavailable: rate limits')).length - warningsBefore).toBe(2);
+
+    await redis.start();
+    await eventually(async () => (await chat(closed, closedToken, 'back')).statusCode === 200, 'the closed app to take turns again');
+    expect(logged.some((l) => l.includes('shared state back: rate limits'))).toBe(true);
+  });
+
+  it('resumes answers from the event buffer again once Redis is back', async () => {
+    const res = await chat(open, openToken, 'resumable');
+    const start = parseSse(res.body).find((e) => e.event === 'start')?.json as { messageId: string };
+    const replay = await eventually(async () => {
+      const r = await open.inject({ method: 'GET', url: `/api/chat/stream?messageId=${start.messageId}`, headers: { ...bearer(openToken), 'last-event-id': `${start.messageId}:1` } });
+      const events = parseSse(r.body);
+      return r.statusCode === 200 && events.at(-1)?.event === 'end' ? events : undefined;
+    }, 'a replay of the finished answer');
+    expect(replay[0]?.id).toBe(`${start.messageId}:2`);
+  });
+});
