@@ -19,6 +19,8 @@ import { openaiCompatRoutes } from './modules/chat/openai-compat-routes.js';
 import { sessionRoutes } from './modules/chat/session-routes.js';
 import { healthRoutes } from './modules/health/routes.js';
 import { createProviderRegistry, type ProviderRegistry } from './modules/providers/registry.js';
+import { createBreakerService, type BreakerService } from './modules/resilience/breakers.js';
+import { createFailureLog, type FailureLog } from './modules/resilience/failure-log.js';
 import { createUsersService, type UsersService } from './modules/users/users-service.js';
 import { userAdminRoutes } from './modules/users/routes.js';
 import { registerAuthentication, type Guards } from './plugins/authenticate.js';
@@ -41,6 +43,8 @@ export interface AppDeps {
   apiKeys: ApiKeysService;
   agents: AgentsService;
   chat: ChatService;
+  breakers: BreakerService;
+  failures: FailureLog;
 }
 
 export interface RouteOptions {
@@ -94,11 +98,18 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
   const auth = createAuthService({ db: database.db, state, audit, users, config, secrets, logger });
   const apiKeys = createApiKeysService({ db: database.db, audit });
   const agents = createAgentsService({ database, state, providers, audit, config, secrets, logger });
-  const chat = createChatService({ database, state, providers, agents, config, logger });
-  const deps: AppDeps = { config, secrets, database, state, logger, providers, audit, users, auth, apiKeys, agents, chat };
+  const breakers = createBreakerService({
+    state,
+    settings: { threshold: config.breakerFailureThreshold, windowMs: config.breakerWindowMs, cooldownMs: config.breakerCooldownMs },
+    logger,
+  });
+  const failures = createFailureLog(database.db, logger);
+  const chat = createChatService({ database, state, providers, agents, config, logger, breakers, failures });
+  const deps: AppDeps = { config, secrets, database, state, logger, providers, audit, users, auth, apiKeys, agents, chat, breakers, failures };
 
   await users.ensureFirstAdmin();
   await agents.start();
+  await breakers.start();
   await chat.start();
 
   // HTTP.
@@ -136,6 +147,8 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
   app.addHook('onClose', async () => {
     await agents.stop();
     await chat.close();
+    await breakers.stop();
+    await failures.settled();
     await providers.close();
     if (!options.state) await state.close();
     if (!options.database) await database.close();

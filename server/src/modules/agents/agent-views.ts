@@ -40,6 +40,7 @@ export function agentView(agent: AgentConfig, admin: boolean): AgentViewType {
     temperature: agent.temperature,
     systemPrompt: agent.systemPrompt,
     rateLimit: agent.rateLimit,
+    retry: agent.retry,
     timeouts: agent.timeouts,
     fallbacks: agent.fallbacks.map((f) => ({
       provider: f.provider,

@@ -10,6 +10,9 @@ import type { AgentsService } from '../agents/agents-service.js';
 import type { ResolvedAgent } from '../agents/types.js';
 import type { ProviderRegistry } from '../providers/registry.js';
 import type { ChatContentPart, ChatMessage, ResolvedEndpoint } from '../providers/types.js';
+import { abortableSleep, type ResilienceDeps } from '../resilience/attempt-loop.js';
+import type { BreakerService } from '../resilience/breakers.js';
+import type { FailureLog } from '../resilience/failure-log.js';
 import { createChatRepository, type ChatRepository } from './chat-repository.js';
 import { Generation, type GenerationPlan, type GenerationResult } from './generation.js';
 import type { CompletionBody, FeedbackBody } from './schema.js';
@@ -22,6 +25,36 @@ export interface ChatServiceDeps {
   agents: AgentsService;
   config: Config;
   logger: Logger;
+  breakers: BreakerService;
+  failures: FailureLog;
+  /** Tests fix the backoff's jitter and sleep; defaults: Math.random, a timer. */
+  random?: () => number;
+  sleep?: (ms: number, signal: AbortSignal) => Promise<void>;
+}
+
+/** Retries, breakers and deadlines for upstream calls, from the configuration. */
+export function resilienceFrom(deps: Pick<ChatServiceDeps, 'config' | 'logger' | 'breakers' | 'failures' | 'random' | 'sleep'>): ResilienceDeps {
+  const { config } = deps;
+  return {
+    breakers: deps.breakers,
+    failures: deps.failures,
+    defaultTimeouts: {
+      connectMs: config.upstreamConnectTimeoutMs,
+      firstTokenMs: config.upstreamFirstTokenTimeoutMs,
+      idleMs: config.upstreamIdleTimeoutMs,
+      totalMs: config.upstreamTotalTimeoutMs,
+    },
+    retry: {
+      maxAttempts: config.upstreamMaxAttempts,
+      baseDelayMs: config.upstreamRetryBaseMs,
+      maxDelayMs: config.upstreamRetryMaxMs,
+      retryAfterMaxMs: config.upstreamRetryAfterMaxMs,
+    },
+    random: deps.random ?? Math.random,
+    sleep: deps.sleep ?? abortableSleep,
+    now: Date.now,
+    logger: deps.logger,
+  };
 }
 
 /** A turn as the chat routes ask for it, after the legacy `options` are merged. */
@@ -92,6 +125,7 @@ export function createChatService(deps: ChatServiceDeps) {
     logger,
     checkpointIntervalMs: config.checkpointIntervalMs,
     eventBufferTtlSeconds: config.eventBufferTtlSeconds,
+    resilience: resilienceFrom(deps),
     onSettled: (generation: Generation, result: GenerationResult) => {
       running.delete(generation.turnId);
       const tokens = result.usage?.totalTokens ?? 0;
@@ -178,6 +212,7 @@ export function createChatService(deps: ChatServiceDeps) {
       userMessageId: write.userMessageId,
       agentId: agent.id,
       endpoints: [...resolved.endpoints],
+      retry: agent.retry,
       upstreamStream: agent.features.supportsStream !== false,
       request: {
         messages,
