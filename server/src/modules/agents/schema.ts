@@ -276,6 +276,18 @@ export const AgentStatusView = Type.Object({
       provider: Type.String(),
       /** Admins only: the URL's host, never its path or query. */
       host: Type.Optional(Type.String()),
+      /** Admins only: the endpoint's circuit breaker, shared by every instance. */
+      breaker: Type.Optional(
+        Type.Object({
+          state: Type.Union([Type.Literal('closed'), Type.Literal('open'), Type.Literal('half_open'), Type.Literal('unknown')]),
+          opens: Type.Optional(Type.Integer()),
+          openUntil: Type.Optional(Type.String()),
+          lastFailureAt: Type.Optional(Type.String()),
+          error: Type.Optional(Type.String()),
+        }),
+      ),
+      /** Admins only: failed upstream attempts in the last hour. */
+      failures: Type.Optional(Type.Object({ lastHour: Type.Integer() })),
     }),
   ),
 });

@@ -107,6 +107,16 @@ export async function openaiCompatRoutes(app: FastifyInstance, { deps, guards }:
           });
           return;
         }
+        case 'reset': {
+          if (!textSent) return;
+          // The OpenAI stream format cannot take text back: the client is told, and the stream ends.
+          // The restarted answer goes on and is stored (GET /api/chat/stream replays it).
+          const message = `The answer broke off upstream and was restarted; this stream cannot retract the text already sent. The complete answer is stored as message ${generation.turnId}.`;
+          writer.write(`data: ${JSON.stringify({ error: { code: 'UPSTREAM_INTERRUPTED', message, type: 'upstream_error' } })}\n\n`, true);
+          writer.end();
+          setImmediate(() => unsubscribe());
+          return;
+        }
         case 'start':
         case 'chatId':
         case 'status':

@@ -125,7 +125,8 @@ export async function runAttempts(endpoints: readonly ResolvedEndpoint[], host: 
         const reason = clientErrorFor(err);
         const clientError: ClientError = midAnswer ? { code: 'UPSTREAM_INTERRUPTED', message: `The answer broke off before it was complete. ${reason.message}` } : reason;
         lastClientError = clientError;
-        void deps.breakers.record(endpoint.id, policy.countsForBreaker ? 'failure' : 'release', probe && !successRecorded);
+        // Awaited (failures are rare): the next call on this instance must see a breaker this failure opened.
+        await deps.breakers.record(endpoint.id, policy.countsForBreaker ? 'failure' : 'release', probe && !successRecorded);
         deps.failures.record({
           agentId: host.agentId,
           endpointId: endpoint.id,
