@@ -25,6 +25,8 @@ import { createUsersService, type UsersService } from './modules/users/users-ser
 import { userAdminRoutes } from './modules/users/routes.js';
 import { registerAuthentication, type Guards } from './plugins/authenticate.js';
 import { registerErrorHandler } from './plugins/error-handler.js';
+import { PressureMonitor, processPressure, registerLoadShedding, type PressureSource } from './plugins/load-shedding.js';
+import { createLifecycle, type Lifecycle } from './lifecycle.js';
 import { validatorCompiler } from './plugins/validation.js';
 import { resolveSecrets, type Secrets } from './secrets.js';
 import { createSharedState, type SharedState } from './shared-state/index.js';
@@ -45,6 +47,8 @@ export interface AppDeps {
   chat: ChatService;
   breakers: BreakerService;
   failures: FailureLog;
+  lifecycle: Lifecycle;
+  pressure: PressureMonitor;
 }
 
 export interface RouteOptions {
@@ -60,6 +64,10 @@ export interface BuildOptions {
   logger?: Logger;
   /** Set false to keep the logger quiet (tests). */
   logRequests?: boolean;
+  /** Where load shedding reads pressure from (tests hand in their own); default: this process. */
+  pressureSource?: PressureSource;
+  /** main.ts passes its own, to mark the instance draining on SIGTERM. */
+  lifecycle?: Lifecycle;
 }
 
 declare module 'fastify' {
@@ -88,7 +96,9 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
       pgliteDir: config.databaseUrl ? undefined : `${config.dataDir}/pglite`,
       logger,
     }));
+  const lifecycle = options.lifecycle ?? createLifecycle();
   await migrateToLatest(database.db);
+  lifecycle.migrated = true;
   const state = options.state ?? createSharedState({ url: config.redisUrl, prefix: config.redisKeyPrefix, logger });
   const providers = createProviderRegistry({ connections: config.upstreamConnections });
 
@@ -105,7 +115,11 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
   });
   const failures = createFailureLog(database.db, logger);
   const chat = createChatService({ database, state, providers, agents, config, logger, breakers, failures });
-  const deps: AppDeps = { config, secrets, database, state, logger, providers, audit, users, auth, apiKeys, agents, chat, breakers, failures };
+  const pressure = new PressureMonitor(options.pressureSource ?? processPressure(), {
+    maxEventLoopDelayMs: config.shedEventLoopDelayMs,
+    maxHeapUsedPercent: config.shedHeapUsedPercent,
+  });
+  const deps: AppDeps = { config, secrets, database, state, logger, providers, audit, users, auth, apiKeys, agents, chat, breakers, failures, lifecycle, pressure };
 
   await users.ensureFirstAdmin();
   await agents.start();
@@ -127,6 +141,8 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
   app.decorate('deps', deps);
   app.setValidatorCompiler(validatorCompiler);
   registerErrorHandler(app);
+  registerLoadShedding(app, pressure, config.shedRetryAfterSeconds);
+  if (!options.pressureSource) pressure.start();
   await app.register(helmet, { contentSecurityPolicy: false, crossOriginEmbedderPolicy: false });
   await app.register(cookie);
   app.addHook('onSend', async (request, reply) => {
@@ -145,6 +161,8 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
   await app.register(openaiCompatRoutes, { ...routeOptions, prefix: '/v1' });
 
   app.addHook('onClose', async () => {
+    lifecycle.draining = true;
+    pressure.stop();
     await agents.stop();
     await chat.close();
     await breakers.stop();

@@ -1,5 +1,6 @@
 import { buildApp } from './app.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
+import { createLifecycle } from './lifecycle.js';
 import { createLogger } from './logger.js';
 
 /** Process entry: config, optional simulated upstream, listen, signals, graceful shutdown. */
@@ -29,13 +30,16 @@ if (config.mockUpstream) {
   logger.info({ url: mock.url }, 'simulated upstream started (answers are generated locally, no network)');
 }
 
-const app = await buildApp({ config, logger });
+const lifecycle = createLifecycle();
+const app = await buildApp({ config, logger, lifecycle });
 if (mockUrl) await app.deps.agents.seedDemoAgent(mockUrl);
 
 let shuttingDown = false;
 async function shutdown(signal: string): Promise<void> {
   if (shuttingDown) return;
   shuttingDown = true;
+  // /health/ready answers 503 from here on, so the load balancer stops sending new work.
+  lifecycle.draining = true;
   logger.info({ signal }, 'shutting down: draining running answers');
   const force = setTimeout(() => {
     logger.error('shutdown deadline passed; exiting');

@@ -250,6 +250,11 @@ export function createChatService(deps: ChatServiceDeps) {
       return running.size;
     },
 
+    /** True once close() began: new turns are refused. */
+    get draining(): boolean {
+      return draining;
+    },
+
     /**
      * Starts a turn: checks limits, writes the user message and a
      * `streaming` assistant message in one transaction (the acknowledgement
