@@ -14,6 +14,7 @@ import { abortableSleep, type ResilienceDeps } from '../resilience/attempt-loop.
 import type { BreakerService } from '../resilience/breakers.js';
 import type { FailureLog } from '../resilience/failure-log.js';
 import { createChatRepository, type ChatRepository } from './chat-repository.js';
+import { createIdempotencyStore } from './idempotency.js';
 import { Generation, type GenerationPlan, type GenerationResult } from './generation.js';
 import type { CompletionBody, FeedbackBody } from './schema.js';
 import { createSessionService } from './session-service.js';
@@ -56,6 +57,13 @@ export function resilienceFrom(deps: Pick<ChatServiceDeps, 'config' | 'logger' |
     logger: deps.logger,
   };
 }
+
+/** What an idempotent start gives: a new generation, or the earlier turn a repeated key names. */
+export type TurnStart = { kind: 'started'; generation: Generation } | { kind: 'repeat'; turnId: string };
+
+/** A claimed key whose turn is still missing after this long belonged to an instance that died before writing it. */
+const ABANDONED_CLAIM_MS = 30_000;
+const CLAIM_WAIT_MS = 3_000;
 
 /** A turn as the chat routes ask for it, after the legacy `options` are merged. */
 export interface TurnInput {
@@ -114,6 +122,7 @@ export function turnInputFrom(body: CompletionBody): TurnInput {
 export function createChatService(deps: ChatServiceDeps) {
   const { config, state, agents, providers, logger } = deps;
   const repo: ChatRepository = createChatRepository(deps.database);
+  const idempotency = createIdempotencyStore(deps.database.db, config.idempotencyKeyTtlSeconds);
   const running = new Map<string, Generation>();
   let unsubscribeStop: Unsubscribe | undefined;
   let draining = false;
@@ -194,11 +203,11 @@ export function createChatService(deps: ChatServiceDeps) {
     principal: Principal,
     resolved: ResolvedAgent,
     input: TurnInput,
-    write: { sessionId: string | undefined; userMessageId: string; userContent: string; title: string; replacesMessageId?: string },
+    write: { sessionId: string | undefined; userMessageId: string; userContent: string; title: string; replacesMessageId?: string; turnId?: string },
   ): Promise<Generation> {
     const { agent } = resolved;
     await enforceLimits(principal, agent.id, agent.rateLimit?.requestsPerMinute);
-    const turnId = crypto.randomUUID();
+    const turnId = write.turnId ?? crypto.randomUUID();
     const created = await repo.createTurn({ ...write, userId: principal.userId, agentId: agent.id, assistantMessageId: turnId });
     if (!created) throw new AppError('SESSION_NOT_FOUND', 'The chat session does not exist or is not yours');
 
@@ -227,6 +236,23 @@ export function createChatService(deps: ChatServiceDeps) {
         user: principal.userId,
       },
     });
+  }
+
+  /** Checks a new question (nothing is written) and shapes its turn. */
+  function prepareTurn(input: TurnInput) {
+    refuseWhileDraining();
+    const resolved = agents.getActive(input.agentId);
+    const last = input.messages[input.messages.length - 1];
+    if (!last || last.role !== 'user') throw new AppError('VALIDATION_FAILED', 'The last message must have role "user"');
+    const userText = textOf(last.content);
+    if (userText.trim().length === 0 && typeof last.content === 'string') throw new AppError('VALIDATION_FAILED', 'The last message is empty');
+    const write = {
+      sessionId: input.chatId,
+      userMessageId: crypto.randomUUID(),
+      userContent: typeof last.content === 'string' ? last.content : JSON.stringify(last.content),
+      title: titleFrom(userText || 'New chat'),
+    };
+    return { resolved, write };
   }
 
   /** The endpoint that served an answer, if its agent is still active. */
@@ -262,18 +288,41 @@ export function createChatService(deps: ChatServiceDeps) {
      * anything is written.
      */
     async startTurn(principal: Principal, input: TurnInput): Promise<Generation> {
-      refuseWhileDraining();
-      const resolved = agents.getActive(input.agentId);
-      const last = input.messages[input.messages.length - 1];
-      if (!last || last.role !== 'user') throw new AppError('VALIDATION_FAILED', 'The last message must have role "user"');
-      const userText = textOf(last.content);
-      if (userText.trim().length === 0 && typeof last.content === 'string') throw new AppError('VALIDATION_FAILED', 'The last message is empty');
-      return beginTurn(principal, resolved, input, {
-        sessionId: input.chatId,
-        userMessageId: crypto.randomUUID(),
-        userContent: typeof last.content === 'string' ? last.content : JSON.stringify(last.content),
-        title: titleFrom(userText || 'New chat'),
-      });
+      const { resolved, write } = prepareTurn(input);
+      return beginTurn(principal, resolved, input, write);
+    },
+
+    /**
+     * startTurn with an Idempotency-Key: the first request with a key starts
+     * the turn; a repeat (same user, key and request) gets that turn back and
+     * starts nothing; the same key with another request is refused. Bad input
+     * is refused before the key is written.
+     */
+    async startTurnOnce(principal: Principal, input: TurnInput, key: { key: string; fingerprint: string } | undefined): Promise<TurnStart> {
+      const { resolved, write } = prepareTurn(input);
+      if (!key) return { kind: 'started', generation: await beginTurn(principal, resolved, input, write) };
+      for (let round = 0; ; round++) {
+        const turnId = crypto.randomUUID();
+        const claim = await idempotency.claim(principal.userId, key.key, key.fingerprint, turnId);
+        if (claim.kind === 'conflict') throw new AppError('IDEMPOTENCY_KEY_REUSED', 'This Idempotency-Key was already used with a different request; use a new key for a new request');
+        if (claim.kind === 'claimed') {
+          try {
+            return { kind: 'started', generation: await beginTurn(principal, resolved, input, { ...write, turnId }) };
+          } catch (err) {
+            await idempotency.release(principal.userId, key.key, turnId).catch(() => undefined);
+            throw err;
+          }
+        }
+        // A repeat: the first request may still be writing its turn.
+        const deadline = Date.now() + CLAIM_WAIT_MS;
+        while (!(await repo.findMessage(claim.turnId, principal.userId)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+        if (await repo.findMessage(claim.turnId, principal.userId)) return { kind: 'repeat', turnId: claim.turnId };
+        if (round === 0 && Date.now() - claim.claimedAt.getTime() > ABANDONED_CLAIM_MS) {
+          await idempotency.release(principal.userId, key.key, claim.turnId);
+          continue;
+        }
+        throw new AppError('IDEMPOTENCY_KEY_IN_PROGRESS', 'A request with this Idempotency-Key is still being handled; retry shortly', undefined, { 'retry-after': '1' });
+      }
     },
 
     /** Regenerates the last answer of a session (or the one named by `dataId`). */
@@ -322,6 +371,18 @@ export function createChatService(deps: ChatServiceDeps) {
       const message = await repo.findMessage(turnId, principal.userId);
       if (!message || message.role !== 'assistant') throw new AppError('MESSAGE_NOT_FOUND', 'No such answer');
       return message;
+    },
+
+    /** A turn's stored answer once it is no longer streaming (owner only); waits for it up to `waitMs`, polling. */
+    async settledAnswer(principal: Principal, turnId: string, waitMs: number): Promise<MessageRow> {
+      const local = running.get(turnId);
+      if (local && local.plan.userId === principal.userId) await local.done;
+      const deadline = Date.now() + waitMs;
+      for (;;) {
+        const message = await this.ownAnswer(principal, turnId);
+        if (message.status !== 'streaming' || Date.now() > deadline) return message;
+        await new Promise((r) => setTimeout(r, 100));
+      }
     },
 
     /** Events of a turn after `afterId` from the shared buffer (resumption on another instance); check ownership first. */
