@@ -2,7 +2,7 @@ import cookie from '@fastify/cookie';
 import helmet from '@fastify/helmet';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
-import type { Config } from './config.js';
+import { upstreamTimeouts, type Config } from './config.js';
 import { createDatabase, type DatabaseHandle } from './db/database.js';
 import { migrateToLatest } from './db/migrate.js';
 import { createLogger } from './logger.js';
@@ -100,7 +100,7 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
   await migrateToLatest(database.db);
   lifecycle.migrated = true;
   const state = options.state ?? createSharedState({ url: config.redisUrl, prefix: config.redisKeyPrefix, logger });
-  const providers = createProviderRegistry({ connections: config.upstreamConnections });
+  const providers = createProviderRegistry({ connections: config.upstreamConnections, defaultTimeouts: upstreamTimeouts(config) });
 
   // Services.
   const audit = createAuditLog({ db: database.db, logger });

@@ -292,6 +292,11 @@ const specs: { [K in keyof Config]: VariableSpec<K> }[keyof Config][] = [
   { name: 'IDEMPOTENCY_KEY_TTL_SECONDS', key: 'idempotencyKeyTtlSeconds', defaultText: '86400', description: 'How long an `Idempotency-Key` names its turn; a key reused after that starts a new turn.', parse: integer(60, 30 * 86_400, 86_400) },
 ];
 
+/** The default upstream deadlines, as the provider layer takes them. */
+export function upstreamTimeouts(config: Config): { connectMs: number; firstTokenMs: number; idleMs: number; totalMs: number } {
+  return { connectMs: config.upstreamConnectTimeoutMs, firstTokenMs: config.upstreamFirstTokenTimeoutMs, idleMs: config.upstreamIdleTimeoutMs, totalMs: config.upstreamTotalTimeoutMs };
+}
+
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
   const problems: string[] = [];
   const out: Partial<Record<keyof Config, unknown>> = {};

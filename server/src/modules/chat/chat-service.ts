@@ -1,6 +1,6 @@
 import crypto from 'node:crypto';
 import type { Logger } from 'pino';
-import type { Config } from '../../config.js';
+import { upstreamTimeouts, type Config } from '../../config.js';
 import type { DatabaseHandle } from '../../db/database.js';
 import type { MessageRow } from '../../db/schema.js';
 import { AppError } from '../../errors.js';
@@ -39,12 +39,7 @@ export function resilienceFrom(deps: Pick<ChatServiceDeps, 'config' | 'logger' |
   return {
     breakers: deps.breakers,
     failures: deps.failures,
-    defaultTimeouts: {
-      connectMs: config.upstreamConnectTimeoutMs,
-      firstTokenMs: config.upstreamFirstTokenTimeoutMs,
-      idleMs: config.upstreamIdleTimeoutMs,
-      totalMs: config.upstreamTotalTimeoutMs,
-    },
+    defaultTimeouts: upstreamTimeouts(config),
     retry: {
       maxAttempts: config.upstreamMaxAttempts,
       baseDelayMs: config.upstreamRetryBaseMs,

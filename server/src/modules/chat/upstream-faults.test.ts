@@ -254,6 +254,30 @@ describe.each(await backendNames())('upstream faults through the chat API on %s'
     });
   });
 
+  describe('per-agent settings', () => {
+    it('an agent\'s own retry.maxAttempts overrides the platform default', async () => {
+      await agent('noretry', { url: openai('status=503'), model: 'noretry-m' }, [], { retry: { maxAttempts: 1 } });
+      const { events } = await turn('noretry', 'once');
+      expect(errorOf(events)?.code).toBe('UPSTREAM_ERROR');
+      expect(callsTo('noretry-m')).toBe(1);
+      const view = await t.app.inject({ method: 'GET', url: '/api/agents/noretry', headers: bearer(admin) });
+      expect(view.json<{ data: { retry: unknown } }>().data.retry).toEqual({ maxAttempts: 1 });
+    });
+
+    it('a bad retry setting is refused with 400 and creates nothing; agents.json gets 422', async () => {
+      const bad = await t.app.inject({ method: 'POST', url: '/api/agents', headers: bearer(admin), payload: { id: 'badretry', name: 'x', provider: 'openai', endpoint: openai(), retry: { maxAttempts: 0 } } });
+      expect(bad.statusCode).toBe(400);
+      expect(bad.json<{ error: { code: string } }>().error.code).toBe('VALIDATION_FAILED');
+      expect((await t.app.inject({ method: 'GET', url: '/api/agents/badretry', headers: bearer(admin) })).statusCode).toBe(404);
+      const file = await t.app.inject({ method: 'POST', url: '/api/agents/import', headers: bearer(admin), payload: { agents: [{ id: 'badretry', name: 'x', provider: 'openai', endpoint: openai(), retry: { maxAttempts: 11 } }] } });
+      expect(file.statusCode).toBe(422);
+      expect(file.json<{ error: { code: string } }>().error.code).toBe('AGENTS_CONFIG_INVALID');
+      const patch = await t.app.inject({ method: 'PATCH', url: '/api/agents/noretry', headers: bearer(admin), payload: { retry: { baseDelayMs: -1 } } });
+      expect(patch.statusCode).toBe(400);
+      expect((await t.app.inject({ method: 'GET', url: '/api/agents/noretry', headers: bearer(admin) })).json<{ data: { retry: unknown } }>().data.retry).toEqual({ maxAttempts: 1 });
+    });
+  });
+
   describe('circuit breakers', () => {
     it('open after repeated failures: the primary is skipped and the fallback serves; the state is visible to admins', async () => {
       await agent('brk', { url: openai('status=503'), model: 'brk-p' }, [{ url: openai(), model: 'brk-f' }]);
