@@ -254,6 +254,50 @@ describe.each(await backendNames())('upstream faults through the chat API on %s'
     });
   });
 
+  describe('on every provider protocol', () => {
+    const protocols = [
+      { provider: 'anthropic', path: '/v1/messages', extra: { model: 'claude-mock' }, usage: true },
+      { provider: 'fastgpt', path: '/api/v1/chat/completions', extra: { appId: '0123456789abcdef01234567' }, usage: false },
+      { provider: 'dify', path: '/v1', extra: {}, usage: false },
+    ] as const;
+
+    it.each(protocols)('$provider: a cut stream restarts on the fallback with a reset; the stored answer is the new one', async ({ provider, path, extra }) => {
+      const id = `cut-${provider}`;
+      const endpoint = (fault: string) => `${mock.url}${fault ? `/fault/${fault}` : ''}${path}`;
+      const res = await t.app.inject({
+        method: 'POST',
+        url: '/api/agents',
+        headers: bearer(admin),
+        payload: { id, name: id, provider, endpoint: endpoint('cutAfter=2'), apiKey: 'k', ...extra, fallbacks: [{ provider, endpoint: endpoint(''), apiKey: 'k', ...extra }] },
+      });
+      expect(res.statusCode).toBe(201);
+      const { events, turnId } = await turn(id, 'over again');
+      expect(events.map((e) => e.event)).toContain('reset');
+      expect(endOf(events)).toBe('complete');
+      const row = await stored(turnId);
+      expect(row.content).toBe(keptText(events));
+      expect(row.content).toContain('Simulated answer to: over again');
+      expect((await failedAttempts(turnId)).map((f) => [f.position, f.mid_answer])).toEqual([[0, true]]);
+    });
+
+    it.each(protocols)('$provider: a stream without its end marker is finished at once', async ({ provider, path, extra, usage }) => {
+      const id = `nodone-${provider}`;
+      const res = await t.app.inject({
+        method: 'POST',
+        url: '/api/agents',
+        headers: bearer(admin),
+        payload: { id, name: id, provider, endpoint: `${mock.url}/fault/noDone=1${path}`, apiKey: 'k', ...extra, timeouts: { idleMs: 600_000 } },
+      });
+      expect(res.statusCode).toBe(201);
+      const { events, turnId } = await turn(id, 'quick');
+      expect(endOf(events)).toBe('complete');
+      const row = await stored(turnId);
+      expect(row.status).toBe('complete');
+      expect(row.content).toBe(chunkText(events));
+      if (usage) expect(row.completion_tokens).toBe(6);
+    });
+  });
+
   describe('per-agent settings', () => {
     it('an agent\'s own retry.maxAttempts overrides the platform default', async () => {
       await agent('noretry', { url: openai('status=503'), model: 'noretry-m' }, [], { retry: { maxAttempts: 1 } });
