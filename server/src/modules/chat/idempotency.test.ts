@@ -84,6 +84,36 @@ describe.each(await backendNames())('idempotency keys on %s', (backendName) => {
     expect(upstreamCalls('idem-blocking')).toBe(1);
   });
 
+  it('a repeat may ask for the other delivery: streamed first, then as one JSON body', async () => {
+    const first = await post(alice.token, 'key-delivery', { agentId: 'gpt', stream: true, messages: [{ role: 'user', content: 'idem-delivery' }] });
+    const events = parseSse(first.body);
+    const second = await post(alice.token, 'key-delivery', { messages: [{ content: 'idem-delivery', role: 'user' }], agentId: 'gpt' });
+    expect(second.statusCode).toBe(200);
+    const data = second.json<{ data: { messageId: string; choices: { message: { content: string } }[] } }>().data;
+    expect(data.messageId).toBe((events[0]?.json as { messageId: string }).messageId);
+    expect(data.choices[0]?.message.content).toBe(chunkText(events));
+    expect(upstreamCalls('idem-delivery')).toBe(1);
+  });
+
+  it('a key claimed by a request whose turn is not written yet answers 409 with Retry-After; an abandoned claim is taken over', async () => {
+    const db = t.backend.database.db;
+    const ghost = '00000000-0000-4000-8000-0000000000aa';
+    const body = { agentId: 'gpt', messages: [{ role: 'user', content: 'idem-ghost' }] };
+    const { requestFingerprint } = await import('./idempotency.js');
+    await db.insertInto('idempotency_keys').values({ user_id: alice.userId, key: 'key-ghost', request_hash: requestFingerprint('/api/chat/completions', body), message_id: ghost }).execute();
+    const busy = await post(alice.token, 'key-ghost', body);
+    expect(busy.statusCode).toBe(409);
+    expect(busy.headers['retry-after']).toBe('1');
+    expect(busy.json<{ error: { code: string } }>().error.code).toBe('IDEMPOTENCY_KEY_IN_PROGRESS');
+    expect(upstreamCalls('idem-ghost')).toBe(0);
+    // The claiming instance died long ago: the key starts a turn after all.
+    await db.updateTable('idempotency_keys').set({ created_at: new Date(Date.now() - 120_000) }).where('key', '=', 'key-ghost').execute();
+    const taken = await post(alice.token, 'key-ghost', body);
+    expect(taken.statusCode).toBe(200);
+    expect(taken.json<{ data: { messageId: string } }>().data.messageId).not.toBe(ghost);
+    expect(upstreamCalls('idem-ghost')).toBe(1);
+  });
+
   it('the same key with a different body is refused with a stable code and changes nothing', async () => {
     await post(alice.token, 'key-conflict', { agentId: 'gpt', messages: [{ role: 'user', content: 'idem-original' }] });
     const before = await answers();

@@ -28,9 +28,13 @@ function canonical(value: unknown): unknown {
   return value;
 }
 
-/** Fingerprint of a request: the route and its body, key order ignored. */
+/** Body fields that choose how the answer is delivered, not which turn it is: a repeat may change them. */
+const DELIVERY_FIELDS = new Set(['stream', 'stream_options']);
+
+/** Fingerprint of a request: the route and its body (key order and delivery fields ignored). */
 export function requestFingerprint(route: string, body: unknown): string {
-  return crypto.createHash('sha256').update(route).update('\u0000').update(JSON.stringify(canonical(body))).digest('base64url');
+  const turn = body !== null && typeof body === 'object' && !Array.isArray(body) ? Object.fromEntries(Object.entries(body).filter(([k]) => !DELIVERY_FIELDS.has(k))) : body;
+  return crypto.createHash('sha256').update(route).update('\u0000').update(JSON.stringify(canonical(turn))).digest('base64url');
 }
 
 export type Claim =
