@@ -163,10 +163,12 @@ describe.each(await backendNames())('upstream faults through the chat API on %s'
     });
 
     it('an authentication failure is not retried on its endpoint, and never leaks the key', async () => {
-      await agent('auth', { url: openai('status=401'), model: 'auth-m' });
-      const { events } = await turn('auth', 'hello');
+      await agent('auth', { url: openai('status=401'), model: 'auth-m' }, [], { apiKey: 'sk-auth-test-secret-0042' });
+      const { events, turnId } = await turn('auth', 'hello');
       expect(errorOf(events)?.code).toBe('UPSTREAM_AUTH_FAILED');
-      expect(JSON.stringify(events)).not.toContain('"k"');
+      expect(errorOf(events)?.message).toContain('status 401');
+      expect(JSON.stringify(events)).not.toContain('sk-auth-test-secret');
+      expect(JSON.stringify(await stored(turnId))).not.toContain('sk-auth-test-secret');
       expect(callsTo('auth-m')).toBe(1);
     });
 
