@@ -100,6 +100,9 @@ describe.each(await backendNames())('health for operators on %s', (name) => {
     expect(badToken.statusCode).toBe(401);
     const asAdmin = await t.app.inject({ method: 'GET', url: '/health/detailed', remoteAddress: outside, headers: bearer(admin) });
     expect(asAdmin.statusCode).toBe(200);
+    // Through a local proxy with TRUST_PROXY off, the loopback address is the proxy's, not the caller's.
+    const proxied = await t.app.inject({ method: 'GET', url: '/health/detailed', remoteAddress: '127.0.0.1', headers: { 'x-forwarded-for': outside } });
+    expect(proxied.statusCode).toBe(403);
   });
 
   it('ready turns 503 while the instance drains; live and startup stay up', async () => {

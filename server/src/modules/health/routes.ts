@@ -57,9 +57,14 @@ export async function healthRoutes(app: FastifyInstance, { deps, guards }: Route
     return { database: { ...database, kind: deps.database.kind }, sharedState: { ...sharedState, kind: deps.state.kind } };
   }
 
-  /** Internal addresses pass; anyone else needs an admin token. */
+  /**
+   * Internal addresses pass; anyone else needs an admin token. A request a
+   * proxy forwarded (X-Forwarded-For) while TRUST_PROXY is off shows the
+   * proxy's address, not the client's: it never counts as internal.
+   */
   async function requireInternalOrAdmin(request: FastifyRequest, reply: FastifyReply): Promise<void> {
-    if (internal(request.ip)) return;
+    const forwardedUntrusted = deps.config.trustProxy === false && request.headers['x-forwarded-for'] !== undefined;
+    if (internal(request.ip) && !forwardedUntrusted) return;
     if (!request.headers.authorization) throw new AppError('FORBIDDEN', 'Detailed health is for admins (send a bearer token) or the internal network');
     await guards.requireAdmin(request, reply);
   }
