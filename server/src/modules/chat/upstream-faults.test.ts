@@ -14,6 +14,9 @@ import { parseSse, type ParsedEvent } from '../../test/sse.js';
 
 type Mock = Awaited<ReturnType<typeof createMockUpstream>>;
 
+/** Deadlines no loaded test machine misses: for the endpoints a test does not mean to time out. */
+const RELAXED = { connectMs: 30_000, firstTokenMs: 30_000, idleMs: 30_000 };
+
 interface EndpointSpec {
   url: string;
   model: string;
@@ -173,7 +176,7 @@ describe.each(await backendNames())('upstream faults through the chat API on %s'
     });
 
     it('a delay before the headers past the connect deadline: the fallback takes over unseen', async () => {
-      await agent('hdr', { url: openai('headersDelay=5000'), model: 'hdr-p', timeouts: { connectMs: 200 } }, [{ url: openai(), model: 'hdr-f' }]);
+      await agent('hdr', { url: openai('headersDelay=5000'), model: 'hdr-p', timeouts: { connectMs: 200 } }, [{ url: openai(), model: 'hdr-f', timeouts: RELAXED }]);
       const { events, turnId } = await turn('hdr', 'hello');
       expect(endOf(events)).toBe('complete');
       expect(events.map((e) => e.event)).not.toContain('reset');
@@ -184,7 +187,7 @@ describe.each(await backendNames())('upstream faults through the chat API on %s'
     });
 
     it('a delay before the first token past its deadline: the fallback takes over unseen', async () => {
-      await agent('ftok', { url: openai('firstTokenDelay=5000'), model: 'ftok-p', timeouts: { firstTokenMs: 200 } }, [{ url: openai(), model: 'ftok-f' }]);
+      await agent('ftok', { url: openai('firstTokenDelay=5000'), model: 'ftok-p', timeouts: { firstTokenMs: 200 } }, [{ url: openai(), model: 'ftok-f', timeouts: RELAXED }]);
       const { events, turnId } = await turn('ftok', 'hello');
       expect(endOf(events)).toBe('complete');
       expect(events.map((e) => e.event)).not.toContain('reset');
@@ -200,7 +203,8 @@ describe.each(await backendNames())('upstream faults through the chat API on %s'
       ['an error inside the stream', 'errorAfter=2', 'http'],
     ])('%s restarts on the fallback; the client gets reset and keeps only the new answer', async (_name, fault, kind) => {
       const id = `mid-${fault.replace(/[^a-z]/gi, '')}`;
-      await agent(id, { url: openai(fault), model: `${id}-p`, timeouts: { idleMs: 300 } }, [{ url: openai(), model: `${id}-f` }]);
+      // Only the stall needs a short idle deadline; the fallback (which inherits the agent's deadlines) gets relaxed ones.
+      await agent(id, { url: openai(fault), model: `${id}-p`, ...(kind === 'timeout' ? { timeouts: { idleMs: 300 } } : {}) }, [{ url: openai(), model: `${id}-f`, timeouts: RELAXED }]);
       const { events, turnId } = await turn(id, 'tell me');
       const names = events.map((e) => e.event);
       expect(names).toContain('reset');
