@@ -2,7 +2,7 @@ import cookie from '@fastify/cookie';
 import helmet from '@fastify/helmet';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
-import type { Config } from './config.js';
+import { upstreamTimeouts, type Config } from './config.js';
 import { createDatabase, type DatabaseHandle } from './db/database.js';
 import { migrateToLatest } from './db/migrate.js';
 import { createLogger } from './logger.js';
@@ -21,10 +21,14 @@ import { openaiCompatRoutes } from './modules/chat/openai-compat-routes.js';
 import { sessionRoutes } from './modules/chat/session-routes.js';
 import { healthRoutes } from './modules/health/routes.js';
 import { createProviderRegistry, type ProviderRegistry } from './modules/providers/registry.js';
+import { createBreakerService, type BreakerService } from './modules/resilience/breakers.js';
+import { createFailureLog, type FailureLog } from './modules/resilience/failure-log.js';
 import { createUsersService, type UsersService } from './modules/users/users-service.js';
 import { userAdminRoutes } from './modules/users/routes.js';
 import { registerAuthentication, type Guards } from './plugins/authenticate.js';
 import { registerErrorHandler } from './plugins/error-handler.js';
+import { PressureMonitor, processPressure, registerLoadShedding, type PressureSource } from './plugins/load-shedding.js';
+import { createLifecycle, type Lifecycle } from './lifecycle.js';
 import { validatorCompiler } from './plugins/validation.js';
 import { resolveSecrets, type Secrets } from './secrets.js';
 import { createSharedState, type SharedState } from './shared-state/index.js';
@@ -44,6 +48,10 @@ export interface AppDeps {
   agents: AgentsService;
   chat: ChatService;
   analytics: AnalyticsService;
+  breakers: BreakerService;
+  failures: FailureLog;
+  lifecycle: Lifecycle;
+  pressure: PressureMonitor;
 }
 
 export interface RouteOptions {
@@ -59,6 +67,10 @@ export interface BuildOptions {
   logger?: Logger;
   /** Set false to keep the logger quiet (tests). */
   logRequests?: boolean;
+  /** Where load shedding reads pressure from (tests hand in their own); default: this process. */
+  pressureSource?: PressureSource;
+  /** main.ts passes its own, to mark the instance draining on SIGTERM. */
+  lifecycle?: Lifecycle;
 }
 
 declare module 'fastify' {
@@ -87,9 +99,11 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
       pgliteDir: config.databaseUrl ? undefined : `${config.dataDir}/pglite`,
       logger,
     }));
+  const lifecycle = options.lifecycle ?? createLifecycle();
   await migrateToLatest(database.db);
+  lifecycle.migrated = true;
   const state = options.state ?? createSharedState({ url: config.redisUrl, prefix: config.redisKeyPrefix, logger });
-  const providers = createProviderRegistry({ connections: config.upstreamConnections });
+  const providers = createProviderRegistry({ connections: config.upstreamConnections, defaultTimeouts: upstreamTimeouts(config) });
 
   // Services.
   const audit = createAuditLog({ db: database.db, logger });
@@ -97,13 +111,24 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
   const auth = createAuthService({ db: database.db, state, audit, users, config, secrets, logger });
   const apiKeys = createApiKeysService({ db: database.db, audit });
   const agents = createAgentsService({ database, state, providers, audit, config, secrets, logger });
-  const chat = createChatService({ database, state, providers, agents, config, logger });
+  const breakers = createBreakerService({
+    state,
+    settings: { threshold: config.breakerFailureThreshold, windowMs: config.breakerWindowMs, cooldownMs: config.breakerCooldownMs },
+    logger,
+  });
+  const failures = createFailureLog(database.db, logger);
+  const chat = createChatService({ database, state, providers, agents, config, logger, breakers, failures });
   // Reports tolerate replica lag: they read from DATABASE_READ_URL when it is set.
   const analytics = createAnalyticsService({ db: database.reader });
-  const deps: AppDeps = { config, secrets, database, state, logger, providers, audit, users, auth, apiKeys, agents, chat, analytics };
+  const pressure = new PressureMonitor(options.pressureSource ?? processPressure(), {
+    maxEventLoopDelayMs: config.shedEventLoopDelayMs,
+    maxHeapUsedPercent: config.shedHeapUsedPercent,
+  });
+  const deps: AppDeps = { config, secrets, database, state, logger, providers, audit, users, auth, apiKeys, agents, chat, analytics, breakers, failures, lifecycle, pressure };
 
   await users.ensureFirstAdmin();
   await agents.start();
+  await breakers.start();
   await chat.start();
 
   // HTTP.
@@ -121,6 +146,8 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
   app.decorate('deps', deps);
   app.setValidatorCompiler(validatorCompiler);
   registerErrorHandler(app);
+  registerLoadShedding(app, pressure, config.shedRetryAfterSeconds);
+  if (!options.pressureSource) pressure.start();
   await app.register(helmet, { contentSecurityPolicy: false, crossOriginEmbedderPolicy: false });
   await app.register(cookie);
   app.addHook('onSend', async (request, reply) => {
@@ -140,8 +167,12 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
   await app.register(openaiCompatRoutes, { ...routeOptions, prefix: '/v1' });
 
   app.addHook('onClose', async () => {
+    lifecycle.draining = true;
+    pressure.stop();
     await agents.stop();
     await chat.close();
+    await breakers.stop();
+    await failures.settled();
     await providers.close();
     if (!options.state) await state.close();
     if (!options.database) await database.close();

@@ -24,6 +24,22 @@ describe('config', () => {
     }
   });
 
+  it('validates the resilience settings and names each bad one', () => {
+    const config = loadConfig({});
+    expect(config.upstreamMaxAttempts).toBe(2);
+    expect(config.healthDetailedAllow).toEqual(['127.0.0.1/32', '::1/128']);
+    expect(loadConfig({ HEALTH_DETAILED_ALLOW: '' }).healthDetailedAllow).toEqual([]);
+    expect(loadConfig({ HEALTH_DETAILED_ALLOW: '10.0.0.0/8, 192.168.1.7' }).healthDetailedAllow).toEqual(['10.0.0.0/8', '192.168.1.7']);
+    try {
+      loadConfig({ UPSTREAM_MAX_ATTEMPTS: '0', UPSTREAM_IDLE_TIMEOUT_MS: 'soon', BREAKER_FAILURE_THRESHOLD: '-1', SHED_HEAP_USED_PERCENT: '101', HEALTH_DETAILED_ALLOW: '10.0.0.0/33', IDEMPOTENCY_KEY_TTL_SECONDS: '1' });
+      expect.unreachable('bad config must throw');
+    } catch (err) {
+      expect(err).toBeInstanceOf(ConfigError);
+      const names = (err as ConfigError).problems.map((p) => p.split(' ')[0]);
+      expect(names).toEqual(['UPSTREAM_IDLE_TIMEOUT_MS', 'UPSTREAM_MAX_ATTEMPTS', 'BREAKER_FAILURE_THRESHOLD', 'SHED_HEAP_USED_PERCENT', 'HEALTH_DETAILED_ALLOW', 'IDEMPOTENCY_KEY_TTL_SECONDS']);
+    }
+  });
+
   it('requires token and encryption secrets with a real database', () => {
     expect(() => loadConfig({ DATABASE_URL: 'postgres://u@h/db' })).toThrow(/JWT_SECRET[\s\S]*SECRETS_KEY/);
     expect(() => loadConfig({ DATABASE_URL: 'postgres://u@h/db', JWT_SECRET: 'x'.repeat(40), SECRETS_KEY: 'short' })).toThrow(/SECRETS_KEY must be at least 32/);

@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { parseCidr } from './http/cidr.js';
 import { parseRedisUrl } from './shared-state/redis-url.js';
 
 /**
@@ -43,6 +44,22 @@ export interface Config {
   rateLimitsWithoutRedis: 'open' | 'closed';
   /** Server processes on this host sharing the port (node:cluster); 1 = this process serves. */
   workers: number;
+  upstreamConnectTimeoutMs: number;
+  upstreamFirstTokenTimeoutMs: number;
+  upstreamIdleTimeoutMs: number;
+  upstreamTotalTimeoutMs: number;
+  upstreamMaxAttempts: number;
+  upstreamRetryBaseMs: number;
+  upstreamRetryMaxMs: number;
+  upstreamRetryAfterMaxMs: number;
+  breakerFailureThreshold: number;
+  breakerWindowMs: number;
+  breakerCooldownMs: number;
+  shedEventLoopDelayMs: number;
+  shedHeapUsedPercent: number;
+  shedRetryAfterSeconds: number;
+  healthDetailedAllow: string[];
+  idempotencyKeyTtlSeconds: number;
 }
 
 interface VariableSpec<K extends keyof Config> {
@@ -120,6 +137,18 @@ function redisUrl(raw: string | undefined): string | undefined {
     throw new BadValue(`must be redis://host:port[/db], rediss://… or redis-sentinel://host:port[,host:port…]/masterName (${(err as Error).message})`);
   }
   return value;
+}
+
+function cidrList(raw: string): string[] {
+  const items = raw.split(',').map((s) => s.trim()).filter(Boolean);
+  for (const item of items) {
+    try {
+      parseCidr(item);
+    } catch (err) {
+      throw new BadValue(`must be a comma-separated list of addresses or CIDR blocks (${(err as Error).message})`);
+    }
+  }
+  return items;
 }
 
 function secret(raw: string | undefined, env: Record<string, string | undefined>): string | undefined {
@@ -276,7 +305,32 @@ const specs: { [K in keyof Config]: VariableSpec<K> }[keyof Config][] = [
       return n;
     },
   },
+  { name: 'UPSTREAM_CONNECT_TIMEOUT_MS', key: 'upstreamConnectTimeoutMs', defaultText: '10000', description: 'Default deadline for an upstream to send response headers (connect included). An agent\'s or endpoint\'s `timeouts.connectMs` overrides it.', parse: integer(100, 3_600_000, 10_000) },
+  { name: 'UPSTREAM_FIRST_TOKEN_TIMEOUT_MS', key: 'upstreamFirstTokenTimeoutMs', defaultText: '60000', description: 'Default deadline from the headers to the first text or reasoning chunk (`timeouts.firstTokenMs`).', parse: integer(100, 3_600_000, 60_000) },
+  { name: 'UPSTREAM_IDLE_TIMEOUT_MS', key: 'upstreamIdleTimeoutMs', defaultText: '30000', description: 'Default longest gap between two chunks once the answer streams; longer is a stall (`timeouts.idleMs`).', parse: integer(100, 3_600_000, 30_000) },
+  { name: 'UPSTREAM_TOTAL_TIMEOUT_MS', key: 'upstreamTotalTimeoutMs', defaultText: '600000', description: 'Default deadline for one whole upstream call (`timeouts.totalMs`).', parse: integer(100, 3_600_000, 600_000) },
+  { name: 'UPSTREAM_MAX_ATTEMPTS', key: 'upstreamMaxAttempts', defaultText: '2', description: 'Calls to one endpoint per turn, first try included, for retryable failures (an agent\'s `retry.maxAttempts` overrides it). Then the next endpoint takes over.', parse: integer(1, 10, 2) },
+  { name: 'UPSTREAM_RETRY_BASE_MS', key: 'upstreamRetryBaseMs', defaultText: '200', description: 'Base of the exponential backoff between retries of one endpoint (full jitter: a random wait up to base × 2^retry, capped by UPSTREAM_RETRY_MAX_MS).', parse: integer(0, 60_000, 200) },
+  { name: 'UPSTREAM_RETRY_MAX_MS', key: 'upstreamRetryMaxMs', defaultText: '5000', description: 'Longest backoff between retries of one endpoint.', parse: integer(0, 300_000, 5_000) },
+  { name: 'UPSTREAM_RETRY_AFTER_MAX_MS', key: 'upstreamRetryAfterMaxMs', defaultText: '10000', description: 'Longest `Retry-After` honoured before retrying the same endpoint; a provider asking for longer is not retried in this turn (the next endpoint takes over).', parse: integer(0, 600_000, 10_000) },
+  { name: 'BREAKER_FAILURE_THRESHOLD', key: 'breakerFailureThreshold', defaultText: '5', description: 'Failed calls to one endpoint within BREAKER_WINDOW_MS that open its circuit breaker (shared by all instances).', parse: integer(1, 10_000, 5) },
+  { name: 'BREAKER_WINDOW_MS', key: 'breakerWindowMs', defaultText: '30000', description: 'Window in which breaker failures are counted.', parse: integer(100, 3_600_000, 30_000) },
+  { name: 'BREAKER_COOLDOWN_MS', key: 'breakerCooldownMs', defaultText: '15000', description: 'How long an open breaker sends traffic to the fallbacks before one probe call (across all instances) may test the endpoint.', parse: integer(100, 3_600_000, 15_000) },
+  { name: 'SHED_EVENT_LOOP_DELAY_MS', key: 'shedEventLoopDelayMs', defaultText: '1000', description: 'Event-loop delay (p99 over the last second) above which new requests get 503 `OVERLOADED` (0 = off). Health endpoints are exempt.', parse: integer(0, 60_000, 1_000) },
+  { name: 'SHED_HEAP_USED_PERCENT', key: 'shedHeapUsedPercent', defaultText: '95', description: 'Heap used, in percent of the heap limit, above which new requests get 503 `OVERLOADED` (0 = off).', parse: integer(0, 100, 95) },
+  { name: 'SHED_RETRY_AFTER_SECONDS', key: 'shedRetryAfterSeconds', defaultText: '2', description: '`Retry-After` sent with a shed request.', parse: integer(1, 3_600, 2) },
+  {
+    name: 'HEALTH_DETAILED_ALLOW', key: 'healthDetailedAllow', defaultText: '127.0.0.1/32,::1/128',
+    description: 'Addresses (CIDR list) that may read `/health/detailed` without signing in; admins may read it from anywhere. Empty: admins only.',
+    parse: (raw) => cidrList(raw === undefined ? '127.0.0.1/32,::1/128' : raw),
+  },
+  { name: 'IDEMPOTENCY_KEY_TTL_SECONDS', key: 'idempotencyKeyTtlSeconds', defaultText: '86400', description: 'How long an `Idempotency-Key` names its turn; a key reused after that starts a new turn.', parse: integer(60, 30 * 86_400, 86_400) },
 ];
+
+/** The default upstream deadlines, as the provider layer takes them. */
+export function upstreamTimeouts(config: Config): { connectMs: number; firstTokenMs: number; idleMs: number; totalMs: number } {
+  return { connectMs: config.upstreamConnectTimeoutMs, firstTokenMs: config.upstreamFirstTokenTimeoutMs, idleMs: config.upstreamIdleTimeoutMs, totalMs: config.upstreamTotalTimeoutMs };
+}
 
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
   const problems: string[] = [];

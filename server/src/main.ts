@@ -2,6 +2,7 @@ import cluster from 'node:cluster';
 import type { Logger } from 'pino';
 import { buildApp } from './app.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
+import { createLifecycle } from './lifecycle.js';
 import { createLogger } from './logger.js';
 
 /** Process entry: config, optional simulated upstream, listen, signals, graceful shutdown. */
@@ -91,7 +92,8 @@ async function serve(config: Config, logger: Logger): Promise<void> {
   process.on('SIGTERM', startingHandlers.SIGTERM);
   process.on('SIGINT', startingHandlers.SIGINT);
 
-  const app = await buildApp({ config, logger });
+  const lifecycle = createLifecycle();
+  const app = await buildApp({ config, logger, lifecycle });
   if (mockUrl) await app.deps.agents.seedDemoAgent(mockUrl);
   process.off('SIGTERM', startingHandlers.SIGTERM);
   process.off('SIGINT', startingHandlers.SIGINT);
@@ -100,6 +102,8 @@ async function serve(config: Config, logger: Logger): Promise<void> {
   async function shutdown(signal: string): Promise<void> {
     if (shuttingDown) return;
     shuttingDown = true;
+    // /health/ready answers 503 from here on, so the load balancer stops sending new work.
+    lifecycle.draining = true;
     logger.info({ signal }, 'shutting down: draining running answers');
     const force = setTimeout(() => {
       logger.error('shutdown deadline passed; exiting');

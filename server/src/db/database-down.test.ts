@@ -58,6 +58,9 @@ describe.skipIf(postgresBinDir() === undefined)('the app while PostgreSQL is dow
       ADMIN_PASSWORD,
       CHAT_RATE_LIMIT_PER_MINUTE: '0',
       LOGIN_RATE_LIMIT_PER_MINUTE: '0',
+      // Load shedding has its own tests; a busy machine must not shed these.
+      SHED_EVENT_LOOP_DELAY_MS: '0',
+      SHED_HEAP_USED_PERCENT: '0',
     });
     database = await createDatabase({ url: postgres.url, poolMax: 5 });
     const logger = pino({ level: 'warn' }, { write: (line: string) => void logged.push(line) });

@@ -1,11 +1,13 @@
 import { Migrator, type Kysely, type Migration, type MigrationProvider } from 'kysely';
 import type { Database } from './schema.js';
 import * as m0001 from './migrations/0001-initial.js';
+import * as m0002 from './migrations/0002-resilience.js';
 import * as m0003 from './migrations/0003-usage-index.js';
 
 /** Every migration, in order. Add new ones at the end; never edit old ones. */
 const migrations: Record<string, Migration> = {
   '0001-initial': m0001,
+  '0002-resilience': m0002,
   '0003-usage-index': m0003,
 };
 

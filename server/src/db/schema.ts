@@ -75,6 +75,13 @@ export interface EndpointTimeouts {
   totalMs?: number;
 }
 
+/** Per-agent retry settings; unset fields use the UPSTREAM_* defaults. */
+export interface AgentRetry {
+  maxAttempts?: number;
+  baseDelayMs?: number;
+  maxDelayMs?: number;
+}
+
 export interface AgentsTable {
   id: string;
   name: string;
@@ -86,6 +93,7 @@ export interface AgentsTable {
   capabilities: Json<string[]>;
   rate_limit: NullableJson<AgentRateLimit>;
   features: Json<AgentFeatures>;
+  retry: NullableJson<AgentRetry>;
   is_active: Generated<boolean>;
   simulated: Generated<boolean>;
   created_at: Generated<Date>;
@@ -170,6 +178,33 @@ export interface AuditLogTable {
   detail: NullableJson<Record<string, unknown>>;
 }
 
+export interface UpstreamFailuresTable {
+  id: ColumnType<number, never, never>;
+  at: Generated<Date>;
+  agent_id: string;
+  endpoint_id: string | null;
+  position: number;
+  provider: string;
+  model: string | null;
+  message_id: string | null;
+  kind: string;
+  status: number | null;
+  provider_code: string | null;
+  error_code: string;
+  mid_answer: boolean;
+  prompt_tokens: number | null;
+  completion_tokens: number | null;
+  elapsed_ms: number | null;
+}
+
+export interface IdempotencyKeysTable {
+  user_id: string;
+  key: string;
+  request_hash: string;
+  message_id: string;
+  created_at: Generated<Date>;
+}
+
 export interface Database {
   users: UsersTable;
   refresh_tokens: RefreshTokensTable;
@@ -180,6 +215,8 @@ export interface Database {
   messages: MessagesTable;
   feedback: FeedbackTable;
   audit_log: AuditLogTable;
+  upstream_failures: UpstreamFailuresTable;
+  idempotency_keys: IdempotencyKeysTable;
 }
 
 export type UserRow = Selectable<UsersTable>;

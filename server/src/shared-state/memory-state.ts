@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import { acquireBreaker, closedBreaker, recordBreaker, type BreakerDecision, type BreakerOutcome, type BreakerSettings, type BreakerSnapshot } from './breaker.js';
 import { MAX_EVENTS_PER_TURN, type SharedState, type TurnEvent, type Unsubscribe } from './shared-state.js';
 
 interface Expiring<T> {
@@ -12,6 +13,7 @@ export class MemoryState implements SharedState {
   private readonly values = new Map<string, Expiring<string>>();
   private readonly counters = new Map<string, Expiring<number>>();
   private readonly buffers = new Map<string, Expiring<TurnEvent[]>>();
+  private readonly breakers = new Map<string, BreakerSnapshot>();
   private readonly bus = new EventEmitter();
   private readonly sweeper: NodeJS.Timeout;
 
@@ -80,6 +82,24 @@ export class MemoryState implements SharedState {
     const entry = this.buffers.get(turnId);
     if (!entry || entry.expiresAt <= Date.now()) return Promise.resolve([]);
     return Promise.resolve(entry.value.filter((e) => e.id > afterId));
+  }
+
+  breakerAcquire(endpointId: string, nowMs: number, probeLeaseMs: number): Promise<{ decision: BreakerDecision; snapshot: BreakerSnapshot }> {
+    const s = this.breakers.get(endpointId) ?? closedBreaker();
+    const decision = acquireBreaker(s, nowMs, probeLeaseMs);
+    if (s.state !== 'closed' || this.breakers.has(endpointId)) this.breakers.set(endpointId, s);
+    return Promise.resolve({ decision, snapshot: { ...s } });
+  }
+
+  breakerRecord(endpointId: string, outcome: BreakerOutcome, nowMs: number, settings: BreakerSettings): Promise<BreakerSnapshot> {
+    const s = this.breakers.get(endpointId) ?? closedBreaker();
+    recordBreaker(s, outcome, nowMs, settings);
+    this.breakers.set(endpointId, s);
+    return Promise.resolve({ ...s });
+  }
+
+  breakerRead(endpointIds: readonly string[]): Promise<BreakerSnapshot[]> {
+    return Promise.resolve(endpointIds.map((id) => ({ ...(this.breakers.get(id) ?? closedBreaker()) })));
   }
 
   ping(): Promise<number> {

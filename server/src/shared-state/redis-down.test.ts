@@ -40,6 +40,9 @@ describe.skipIf(redisServerPath() === undefined)('the app while Redis is down', 
       MOCK_UPSTREAM: 'false',
       CHAT_RATE_LIMIT_PER_MINUTE: '1000',
       LOGIN_RATE_LIMIT_PER_MINUTE: '0',
+      // Load shedding has its own tests; a busy machine must not shed these.
+      SHED_EVENT_LOOP_DELAY_MS: '0',
+      SHED_HEAP_USED_PERCENT: '0',
       RATE_LIMITS_WITHOUT_REDIS: limits,
     });
     const database = await createDatabase({});

@@ -1,6 +1,8 @@
 import { Redis, type RedisOptions } from 'ioredis';
 import type { Logger } from 'pino';
 import { parseRedisUrl } from './redis-url.js';
+import type { BreakerDecision, BreakerOutcome, BreakerSettings, BreakerSnapshot } from './breaker.js';
+import { redisBreakers } from './redis-breaker.js';
 import { MAX_EVENTS_PER_TURN, SharedStateUnavailable, type SharedState, type TurnEvent, type Unsubscribe } from './shared-state.js';
 
 const HIT_SCRIPT = `
@@ -39,6 +41,7 @@ export class RedisState implements SharedState {
   private subscriber: Promise<Redis> | undefined;
   private readonly handlers = new Map<string, Set<(message: string) => void>>();
   private everReady = false;
+  private readonly breakers: ReturnType<typeof redisBreakers>;
 
   constructor(
     private readonly url: string,
@@ -52,6 +55,7 @@ export class RedisState implements SharedState {
       this.everReady = true;
     });
     this.client.defineCommand('llmchatHit', { numberOfKeys: 1, lua: HIT_SCRIPT });
+    this.breakers = redisBreakers(this.client, (endpointId) => this.key(`breaker:${endpointId}`));
   }
 
   /**
@@ -165,6 +169,18 @@ export class RedisState implements SharedState {
       }
     }
     return events;
+  }
+
+  breakerAcquire(endpointId: string, nowMs: number, probeLeaseMs: number): Promise<{ decision: BreakerDecision; snapshot: BreakerSnapshot }> {
+    return this.breakers.acquire(endpointId, nowMs, probeLeaseMs);
+  }
+
+  breakerRecord(endpointId: string, outcome: BreakerOutcome, nowMs: number, settings: BreakerSettings): Promise<BreakerSnapshot> {
+    return this.breakers.record(endpointId, outcome, nowMs, settings);
+  }
+
+  breakerRead(endpointIds: readonly string[]): Promise<BreakerSnapshot[]> {
+    return this.breakers.read(endpointIds);
   }
 
   async ping(): Promise<number> {

@@ -4,6 +4,8 @@
  * Redis in production; an in-process implementation for a single node.
  */
 
+import type { BreakerDecision, BreakerOutcome, BreakerSettings, BreakerSnapshot } from './breaker.js';
+
 /** One event of a turn as it went to the client; `data` is the JSON text. */
 export interface TurnEvent {
   id: number;
@@ -35,6 +37,12 @@ export interface SharedState {
   appendEvents(turnId: string, events: readonly TurnEvent[], ttlSeconds: number, refreshTtl?: boolean): Promise<void>;
   /** Events with id > afterId, oldest first. */
   readEvents(turnId: string, afterId: number): Promise<TurnEvent[]>;
+  /** Circuit breakers of upstream endpoints (breaker.ts): may a call go now? Atomic across instances. */
+  breakerAcquire(endpointId: string, nowMs: number, probeLeaseMs: number): Promise<{ decision: BreakerDecision; snapshot: BreakerSnapshot }>;
+  /** Applies a call's outcome to an endpoint's breaker; returns the new state. */
+  breakerRecord(endpointId: string, outcome: BreakerOutcome, nowMs: number, settings: BreakerSettings): Promise<BreakerSnapshot>;
+  /** Current breaker states, in the order asked (closed for unknown endpoints). */
+  breakerRead(endpointIds: readonly string[]): Promise<BreakerSnapshot[]>;
   /** Round-trip time in ms; throws when unreachable. */
   ping(): Promise<number>;
   close(): Promise<void>;
@@ -45,6 +53,8 @@ export const Channels = {
   agentsChanged: 'agents-changed',
   usersChanged: 'users-changed',
   stopGeneration: 'stop-generation',
+  /** An endpoint's breaker changed state (its id): instances drop their cached copy. */
+  breakerChanged: 'breaker-changed',
 } as const;
 
 /** Upper bound on events kept per turn. */

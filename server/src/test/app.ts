@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import pino from 'pino';
-import { buildApp } from '../app.js';
+import { buildApp, type BuildOptions } from '../app.js';
 import { loadConfig, type Config } from '../config.js';
 import { createBackend, type Backend } from './backends.js';
 
@@ -15,7 +15,7 @@ export interface TestApp {
 }
 
 /** Builds the whole app on a fresh backend, with a known first admin. */
-export async function buildTestApp(backendName: Backend['name'], env: Record<string, string> = {}): Promise<TestApp> {
+export async function buildTestApp(backendName: Backend['name'], env: Record<string, string> = {}, options: Pick<BuildOptions, 'pressureSource'> = {}): Promise<TestApp> {
   const backend = await createBackend(backendName);
   const config = loadConfig({
     NODE_ENV: 'test',
@@ -28,6 +28,9 @@ export async function buildTestApp(backendName: Backend['name'], env: Record<str
     MOCK_UPSTREAM: 'false',
     CHAT_RATE_LIMIT_PER_MINUTE: '0',
     LOGIN_RATE_LIMIT_PER_MINUTE: '0',
+    // Load shedding has its own tests with a fake pressure source; a slow CI machine must not shed the others.
+    SHED_EVENT_LOOP_DELAY_MS: '0',
+    SHED_HEAP_USED_PERCENT: '0',
     ...env,
   });
   const app = await buildApp({
@@ -36,6 +39,7 @@ export async function buildTestApp(backendName: Backend['name'], env: Record<str
     state: backend.state,
     logger: pino({ level: 'silent' }),
     logRequests: false,
+    ...options,
   });
   return {
     app,

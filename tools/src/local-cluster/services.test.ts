@@ -6,7 +6,7 @@ async function query(url: string, text: string): Promise<unknown[]> {
   const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 2_000 });
   await client.connect();
   try {
-    return (await client.query(text)).rows;
+    return (await client.query(text)).rows as unknown[];
   } finally {
     await client.end();
   }

@@ -1,3 +1,4 @@
+import type { EndpointHealth } from '../resilience/endpoint-health.js';
 import type { AgentStatusViewType, AgentViewType } from './schema.js';
 import type { AgentConfig, ResolvedAgent } from './types.js';
 
@@ -40,6 +41,7 @@ export function agentView(agent: AgentConfig, admin: boolean): AgentViewType {
     temperature: agent.temperature,
     systemPrompt: agent.systemPrompt,
     rateLimit: agent.rateLimit,
+    retry: agent.retry,
     timeouts: agent.timeouts,
     fallbacks: agent.fallbacks.map((f) => ({
       provider: f.provider,
@@ -54,17 +56,18 @@ export function agentView(agent: AgentConfig, admin: boolean): AgentViewType {
   };
 }
 
-/** Endpoint hosts are shown to admins only. */
-export function statusView(resolved: ResolvedAgent, admin: boolean): AgentStatusViewType {
+/** Endpoint hosts, breakers and failure counts are shown to admins only (`health` is given for admins). */
+export function statusView(resolved: ResolvedAgent, admin: boolean, health?: readonly EndpointHealth[]): AgentStatusViewType {
   const { agent } = resolved;
   return {
     agentId: agent.id,
     status: agent.isActive ? 'active' : 'inactive',
     isActive: agent.isActive,
-    endpoints: resolved.endpoints.map((e) => ({
+    endpoints: resolved.endpoints.map((e, i) => ({
       position: e.position,
       provider: e.provider,
       ...(admin ? { host: hostOf(e.url) } : {}),
+      ...(admin && health?.[i] ? { breaker: health[i].breaker, failures: health[i].failures } : {}),
     })),
   };
 }

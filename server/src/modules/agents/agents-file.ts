@@ -148,6 +148,7 @@ export function definitionFromInput(input: AgentInput): AgentDefinition {
     welcomeText: input.welcomeText,
     capabilities: [...(input.capabilities ?? [])],
     rateLimit: compact(input.rateLimit),
+    retry: compact(input.retry),
     features: { ...DEFAULT_FEATURES, ...compact(input.features) },
     isActive: input.isActive ?? true,
     endpoints: [primary, ...fallbacks],

@@ -142,6 +142,7 @@ function definitionFromStored(stored: repo.StoredAgent): AgentDefinition {
     welcomeText: orUndefined(row.welcome_text),
     capabilities: [...row.capabilities],
     rateLimit: orUndefined(row.rate_limit),
+    retry: orUndefined(row.retry),
     features: { ...DEFAULT_FEATURES, ...row.features },
     isActive: row.is_active,
     endpoints: stored.endpoints.map((e) => ({
@@ -187,6 +188,7 @@ function applyPatch(current: AgentDefinition, patch: AgentPatch): AgentDefinitio
     welcomeText: pick(patch.welcomeText, current.welcomeText),
     capabilities: patch.capabilities ? [...patch.capabilities] : current.capabilities,
     rateLimit: patch.rateLimit === undefined ? current.rateLimit : emptyToUndefined(patch.rateLimit),
+    retry: patch.retry === undefined ? current.retry : emptyToUndefined(patch.retry),
     features: patch.features ? { ...current.features, ...emptyToUndefined(patch.features) } : current.features,
     isActive: patch.isActive ?? current.isActive,
     endpoints: [nextPrimary, ...fallbacks],
@@ -275,6 +277,7 @@ export function createAgentsService(deps: AgentsServiceDeps): AgentsService {
       welcomeText: orUndefined(row.welcome_text),
       capabilities: [...row.capabilities],
       rateLimit: orUndefined(row.rate_limit),
+      retry: orUndefined(row.retry),
       features: { ...DEFAULT_FEATURES, ...row.features },
       timeouts: orUndefined(primary.timeouts),
       fallbacks,
@@ -702,6 +705,7 @@ export function createAgentsService(deps: AgentsServiceDeps): AgentsService {
           welcomeText: 'Hello! I am a simulated assistant: my answers come from the built-in mock upstream, not from a real model.',
           capabilities: ['chat'],
           rateLimit: undefined,
+          retry: undefined,
           features: { ...DEFAULT_FEATURES },
           isActive: true,
           // The mock accepts any key but `bad-key`; this one is no secret.

@@ -36,6 +36,7 @@ function agentValues(definition: AgentDefinition, simulated: boolean) {
     welcome_text: definition.welcomeText ?? null,
     capabilities: json(definition.capabilities),
     rate_limit: definition.rateLimit ? json(definition.rateLimit) : null,
+    retry: definition.retry ? json(definition.retry) : null,
     features: json(definition.features),
     is_active: definition.isActive,
     simulated,

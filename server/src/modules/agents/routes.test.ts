@@ -408,8 +408,8 @@ describe.each(backends)('agents API on %s', (backendName) => {
         status: 'active',
         isActive: true,
         endpoints: [
-          { position: 0, provider: 'openai', host: 'llm.example.com' },
-          { position: 1, provider: 'anthropic', host: 'api.anthropic.com' },
+          { position: 0, provider: 'openai', host: 'llm.example.com', breaker: { state: 'closed', opens: 0 }, failures: { lastHour: 0 } },
+          { position: 1, provider: 'anthropic', host: 'api.anthropic.com', breaker: { state: 'closed', opens: 0 }, failures: { lastHour: 0 } },
         ],
       });
     });

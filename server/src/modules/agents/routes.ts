@@ -5,6 +5,7 @@ import type { RouteOptions } from '../../app.js';
 import { AppError } from '../../errors.js';
 import { Envelope, ErrorResponse, ok } from '../../http/response.js';
 import { principalOf } from '../../plugins/authenticate.js';
+import { endpointHealth } from '../resilience/endpoint-health.js';
 import { agentView, statusView } from './agent-views.js';
 import {
   AgentConfigCheckView,
@@ -64,10 +65,12 @@ export const agentRoutes: FastifyPluginAsyncTypebox<RouteOptions> = (app, { deps
     return ok(agentView(resolved.agent, isAdmin(request)));
   });
 
-  app.get('/:id/status', { ...user, schema: { params: AgentParams, querystring: NoQuery, response: { 200: Envelope(AgentStatusView), ...Errors } } }, (request) => {
+  app.get('/:id/status', { ...user, schema: { params: AgentParams, querystring: NoQuery, response: { 200: Envelope(AgentStatusView), ...Errors } } }, async (request) => {
     const resolved = agents.find(request.params.id);
     if (!resolved) throw new AppError('AGENT_NOT_FOUND', `Agent "${request.params.id}" was not found`);
-    return ok(statusView(resolved, isAdmin(request)));
+    const admin = isAdmin(request);
+    const health = admin ? await endpointHealth(deps, resolved.endpoints) : undefined;
+    return ok(statusView(resolved, admin, health));
   });
 
   // ---- admins ----

@@ -60,6 +60,15 @@ export const RateLimitSchema = Type.Object(
   { additionalProperties: false },
 );
 
+export const RetrySchema = Type.Object(
+  {
+    maxAttempts: Type.Optional(Type.Integer({ minimum: 1, maximum: 10, description: 'Calls to one endpoint per turn, first try included.' })),
+    baseDelayMs: Type.Optional(Type.Integer({ minimum: 0, maximum: 60_000, description: 'Base of the full-jitter exponential backoff.' })),
+    maxDelayMs: Type.Optional(Type.Integer({ minimum: 0, maximum: 300_000, description: 'Longest backoff.' })),
+  },
+  { additionalProperties: false, description: 'Retries of one endpoint for transient failures; unset fields use the UPSTREAM_* defaults.' },
+);
+
 export const StreamingConfigSchema = Type.Object(
   {
     enabled: Type.Optional(Type.Boolean()),
@@ -120,6 +129,7 @@ export const AgentInputSchema = Type.Object(
     welcomeText: Type.Optional(WelcomeText),
     capabilities: Type.Optional(Capabilities),
     rateLimit: Type.Optional(RateLimitSchema),
+    retry: Type.Optional(RetrySchema),
     features: Type.Optional(FeaturesSchema),
     isActive: Type.Optional(Type.Boolean()),
     timeouts: Type.Optional(TimeoutsSchema),
@@ -169,6 +179,7 @@ export const AgentPatchSchema = Type.Object(
     welcomeText: Type.Optional(nullable(WelcomeText)),
     capabilities: Type.Optional(Capabilities),
     rateLimit: Type.Optional(nullable(RateLimitSchema)),
+    retry: Type.Optional(nullable(RetrySchema)),
     features: Type.Optional(FeaturesSchema),
     isActive: Type.Optional(Type.Boolean()),
     timeouts: Type.Optional(nullable(TimeoutsSchema)),
@@ -247,6 +258,7 @@ export const AgentView = Type.Object({
   temperature: Type.Optional(Type.Number()),
   systemPrompt: Type.Optional(Type.String()),
   rateLimit: Type.Optional(Type.Object({ requestsPerMinute: Type.Optional(Type.Integer()), tokensPerMinute: Type.Optional(Type.Integer()) })),
+  retry: Type.Optional(Type.Object({ maxAttempts: Type.Optional(Type.Integer()), baseDelayMs: Type.Optional(Type.Integer()), maxDelayMs: Type.Optional(Type.Integer()) })),
   timeouts: Type.Optional(TimeoutsView),
   fallbacks: Type.Optional(Type.Array(FallbackView)),
   createdAt: Type.Optional(Type.String()),
@@ -264,6 +276,18 @@ export const AgentStatusView = Type.Object({
       provider: Type.String(),
       /** Admins only: the URL's host, never its path or query. */
       host: Type.Optional(Type.String()),
+      /** Admins only: the endpoint's circuit breaker, shared by every instance. */
+      breaker: Type.Optional(
+        Type.Object({
+          state: Type.Union([Type.Literal('closed'), Type.Literal('open'), Type.Literal('half_open'), Type.Literal('unknown')]),
+          opens: Type.Optional(Type.Integer()),
+          openUntil: Type.Optional(Type.String()),
+          lastFailureAt: Type.Optional(Type.String()),
+          error: Type.Optional(Type.String()),
+        }),
+      ),
+      /** Admins only: failed upstream attempts in the last hour. */
+      failures: Type.Optional(Type.Object({ lastHour: Type.Integer() })),
     }),
   ),
 });

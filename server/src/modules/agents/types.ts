@@ -1,4 +1,4 @@
-import type { AgentRateLimit, EndpointTimeouts, ProviderKind } from '../../db/schema.js';
+import type { AgentRateLimit, AgentRetry, EndpointTimeouts, ProviderKind } from '../../db/schema.js';
 import type { Principal } from '../../plugins/authenticate.js';
 import type { ResolvedEndpoint } from '../providers/types.js';
 
@@ -56,6 +56,7 @@ export interface AgentConfig {
   welcomeText?: string | undefined;
   capabilities: readonly string[];
   rateLimit?: AgentRateLimit | undefined;
+  retry?: AgentRetry | undefined;
   features: AgentFeatureFlags;
   timeouts?: EndpointTimeouts | undefined;
   fallbacks: readonly AgentFallbackConfig[];
@@ -100,6 +101,7 @@ export interface AgentDefinition {
   welcomeText: string | undefined;
   capabilities: string[];
   rateLimit: AgentRateLimit | undefined;
+  retry: AgentRetry | undefined;
   features: AgentFeatureFlags;
   isActive: boolean;
   /** Position 0 is the primary. */

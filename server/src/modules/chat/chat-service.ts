@@ -1,6 +1,6 @@
 import crypto from 'node:crypto';
 import type { Logger } from 'pino';
-import type { Config } from '../../config.js';
+import { upstreamTimeouts, type Config } from '../../config.js';
 import type { DatabaseHandle } from '../../db/database.js';
 import type { MessageRow } from '../../db/schema.js';
 import { AppError } from '../../errors.js';
@@ -11,8 +11,12 @@ import type { AgentsService } from '../agents/agents-service.js';
 import type { ResolvedAgent } from '../agents/types.js';
 import type { ProviderRegistry } from '../providers/registry.js';
 import type { ChatContentPart, ChatMessage, ResolvedEndpoint } from '../providers/types.js';
+import { abortableSleep, type ResilienceDeps } from '../resilience/attempt-loop.js';
+import type { BreakerService } from '../resilience/breakers.js';
+import type { FailureLog } from '../resilience/failure-log.js';
 import { createChatRepository, type ChatRepository } from './chat-repository.js';
 import { TurnEventBuffer } from './event-buffer.js';
+import { createIdempotencyStore } from './idempotency.js';
 import { Generation, type GenerationPlan, type GenerationResult } from './generation.js';
 import type { CompletionBody, FeedbackBody } from './schema.js';
 import { createSessionService } from './session-service.js';
@@ -24,7 +28,39 @@ export interface ChatServiceDeps {
   agents: AgentsService;
   config: Config;
   logger: Logger;
+  breakers: BreakerService;
+  failures: FailureLog;
+  /** Tests fix the backoff's jitter and sleep; defaults: Math.random, a timer. */
+  random?: () => number;
+  sleep?: (ms: number, signal: AbortSignal) => Promise<void>;
 }
+
+/** Retries, breakers and deadlines for upstream calls, from the configuration. */
+export function resilienceFrom(deps: Pick<ChatServiceDeps, 'config' | 'logger' | 'breakers' | 'failures' | 'random' | 'sleep'>): ResilienceDeps {
+  const { config } = deps;
+  return {
+    breakers: deps.breakers,
+    failures: deps.failures,
+    defaultTimeouts: upstreamTimeouts(config),
+    retry: {
+      maxAttempts: config.upstreamMaxAttempts,
+      baseDelayMs: config.upstreamRetryBaseMs,
+      maxDelayMs: config.upstreamRetryMaxMs,
+      retryAfterMaxMs: config.upstreamRetryAfterMaxMs,
+    },
+    random: deps.random ?? Math.random,
+    sleep: deps.sleep ?? abortableSleep,
+    now: Date.now,
+    logger: deps.logger,
+  };
+}
+
+/** What an idempotent start gives: a new generation, or the earlier turn a repeated key names. */
+export type TurnStart = { kind: 'started'; generation: Generation } | { kind: 'repeat'; turnId: string };
+
+/** A claimed key whose turn is still missing after this long belonged to an instance that died before writing it. */
+const ABANDONED_CLAIM_MS = 30_000;
+const CLAIM_WAIT_MS = 3_000;
 
 /** A turn as the chat routes ask for it, after the legacy `options` are merged. */
 export interface TurnInput {
@@ -85,6 +121,7 @@ export function turnInputFrom(body: CompletionBody): TurnInput {
 export function createChatService(deps: ChatServiceDeps) {
   const { config, state, agents, providers, logger } = deps;
   const repo: ChatRepository = createChatRepository(deps.database);
+  const idempotency = createIdempotencyStore(deps.database.db, config.idempotencyKeyTtlSeconds);
   const running = new Map<string, Generation>();
   let unsubscribeStop: Unsubscribe | undefined;
   let draining = false;
@@ -96,6 +133,7 @@ export function createChatService(deps: ChatServiceDeps) {
     providers,
     logger,
     checkpointIntervalMs: config.checkpointIntervalMs,
+    resilience: resilienceFrom(deps),
     onSettled: (generation: Generation, result: GenerationResult) => {
       running.delete(generation.turnId);
       const tokens = result.usage?.totalTokens ?? 0;
@@ -170,11 +208,11 @@ export function createChatService(deps: ChatServiceDeps) {
     principal: Principal,
     resolved: ResolvedAgent,
     input: TurnInput,
-    write: { sessionId: string | undefined; userMessageId: string; userContent: string; title: string; replacesMessageId?: string },
+    write: { sessionId: string | undefined; userMessageId: string; userContent: string; title: string; replacesMessageId?: string; turnId?: string },
   ): Promise<Generation> {
     const { agent } = resolved;
     await enforceLimits(principal, agent.id, agent.rateLimit?.requestsPerMinute);
-    const turnId = crypto.randomUUID();
+    const turnId = write.turnId ?? crypto.randomUUID();
     const created = await repo.createTurn({ ...write, userId: principal.userId, agentId: agent.id, assistantMessageId: turnId });
     if (!created) throw new AppError('SESSION_NOT_FOUND', 'The chat session does not exist or is not yours');
 
@@ -188,6 +226,7 @@ export function createChatService(deps: ChatServiceDeps) {
       userMessageId: write.userMessageId,
       agentId: agent.id,
       endpoints: [...resolved.endpoints],
+      retry: agent.retry,
       upstreamStream: agent.features.supportsStream !== false,
       request: {
         messages,
@@ -202,6 +241,23 @@ export function createChatService(deps: ChatServiceDeps) {
         user: principal.userId,
       },
     });
+  }
+
+  /** Checks a new question (nothing is written) and shapes its turn. */
+  function prepareTurn(input: TurnInput) {
+    refuseWhileDraining();
+    const resolved = agents.getActive(input.agentId);
+    const last = input.messages[input.messages.length - 1];
+    if (!last || last.role !== 'user') throw new AppError('VALIDATION_FAILED', 'The last message must have role "user"');
+    const userText = textOf(last.content);
+    if (userText.trim().length === 0 && typeof last.content === 'string') throw new AppError('VALIDATION_FAILED', 'The last message is empty');
+    const write = {
+      sessionId: input.chatId,
+      userMessageId: crypto.randomUUID(),
+      userContent: typeof last.content === 'string' ? last.content : JSON.stringify(last.content),
+      title: titleFrom(userText || 'New chat'),
+    };
+    return { resolved, write };
   }
 
   /** The endpoint that served an answer, if its agent is still active. */
@@ -225,6 +281,11 @@ export function createChatService(deps: ChatServiceDeps) {
       return running.size;
     },
 
+    /** True once close() began: new turns are refused. */
+    get draining(): boolean {
+      return draining;
+    },
+
     /**
      * Starts a turn: checks limits, writes the user message and a
      * `streaming` assistant message in one transaction (the acknowledgement
@@ -232,18 +293,41 @@ export function createChatService(deps: ChatServiceDeps) {
      * anything is written.
      */
     async startTurn(principal: Principal, input: TurnInput): Promise<Generation> {
-      refuseWhileDraining();
-      const resolved = agents.getActive(input.agentId);
-      const last = input.messages[input.messages.length - 1];
-      if (!last || last.role !== 'user') throw new AppError('VALIDATION_FAILED', 'The last message must have role "user"');
-      const userText = textOf(last.content);
-      if (userText.trim().length === 0 && typeof last.content === 'string') throw new AppError('VALIDATION_FAILED', 'The last message is empty');
-      return beginTurn(principal, resolved, input, {
-        sessionId: input.chatId,
-        userMessageId: crypto.randomUUID(),
-        userContent: typeof last.content === 'string' ? last.content : JSON.stringify(last.content),
-        title: titleFrom(userText || 'New chat'),
-      });
+      const { resolved, write } = prepareTurn(input);
+      return beginTurn(principal, resolved, input, write);
+    },
+
+    /**
+     * startTurn with an Idempotency-Key: the first request with a key starts
+     * the turn; a repeat (same user, key and request) gets that turn back and
+     * starts nothing; the same key with another request is refused. Bad input
+     * is refused before the key is written.
+     */
+    async startTurnOnce(principal: Principal, input: TurnInput, key: { key: string; fingerprint: string } | undefined): Promise<TurnStart> {
+      const { resolved, write } = prepareTurn(input);
+      if (!key) return { kind: 'started', generation: await beginTurn(principal, resolved, input, write) };
+      for (let round = 0; ; round++) {
+        const turnId = crypto.randomUUID();
+        const claim = await idempotency.claim(principal.userId, key.key, key.fingerprint, turnId);
+        if (claim.kind === 'conflict') throw new AppError('IDEMPOTENCY_KEY_REUSED', 'This Idempotency-Key was already used with a different request; use a new key for a new request');
+        if (claim.kind === 'claimed') {
+          try {
+            return { kind: 'started', generation: await beginTurn(principal, resolved, input, { ...write, turnId }) };
+          } catch (err) {
+            await idempotency.release(principal.userId, key.key, turnId).catch(() => undefined);
+            throw err;
+          }
+        }
+        // A repeat: the first request may still be writing its turn.
+        const deadline = Date.now() + CLAIM_WAIT_MS;
+        while (!(await repo.findMessage(claim.turnId, principal.userId)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+        if (await repo.findMessage(claim.turnId, principal.userId)) return { kind: 'repeat', turnId: claim.turnId };
+        if (round === 0 && Date.now() - claim.claimedAt.getTime() > ABANDONED_CLAIM_MS) {
+          await idempotency.release(principal.userId, key.key, claim.turnId);
+          continue;
+        }
+        throw new AppError('IDEMPOTENCY_KEY_IN_PROGRESS', 'A request with this Idempotency-Key is still being handled; retry shortly', undefined, { 'retry-after': '1' });
+      }
     },
 
     /** Regenerates the last answer of a session (or the one named by `dataId`). */
@@ -292,6 +376,18 @@ export function createChatService(deps: ChatServiceDeps) {
       const message = await repo.findMessage(turnId, principal.userId);
       if (!message || message.role !== 'assistant') throw new AppError('MESSAGE_NOT_FOUND', 'No such answer');
       return message;
+    },
+
+    /** A turn's stored answer once it is no longer streaming (owner only); waits for it up to `waitMs`, polling. */
+    async settledAnswer(principal: Principal, turnId: string, waitMs: number): Promise<MessageRow> {
+      const local = running.get(turnId);
+      if (local && local.plan.userId === principal.userId) await local.done;
+      const deadline = Date.now() + waitMs;
+      for (;;) {
+        const message = await this.ownAnswer(principal, turnId);
+        if (message.status !== 'streaming' || Date.now() > deadline) return message;
+        await new Promise((r) => setTimeout(r, 100));
+      }
     },
 
     /** Events of a turn after `afterId` from the shared buffer (resumption on another instance); check ownership first. */

@@ -199,14 +199,14 @@ describe.each(await backendNames())('chat on %s', (backendName) => {
       const { res, events } = await turn(c.alice, { agentId: 'gpt', messages: [{ role: 'user', content: 'fail [[mock status=400 code=context_length_exceeded]]' }] });
       expect(res.statusCode).toBe(200);
       const error = events.find((e) => e.event === 'error');
-      expect((error?.json as { code: string }).code).toBe('UPSTREAM_ERROR');
+      expect((error?.json as { code: string }).code).toBe('UPSTREAM_CONTEXT_LENGTH_EXCEEDED');
       expect((error?.json as { message: string }).message).toContain('context_length_exceeded');
       expect((events.at(-1)?.json as { status: string }).status).toBe('error');
       const start = events[0]?.json as { sessionId: string };
       const stored = await c.t.app.inject({ method: 'GET', url: `/api/chat-sessions/${start.sessionId}`, headers: bearer(c.alice) });
       const answer = stored.json<{ data: { messages: { status: string; error: { code: string } | null }[] } }>().data.messages[1];
       expect(answer?.status).toBe('error');
-      expect(answer?.error?.code).toBe('UPSTREAM_ERROR');
+      expect(answer?.error?.code).toBe('UPSTREAM_CONTEXT_LENGTH_EXCEEDED');
     });
 
     it('a cut stream is never stored as a complete answer', async () => {

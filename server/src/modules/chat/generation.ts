@@ -2,12 +2,13 @@ import type { Logger } from 'pino';
 import type { TurnEvent } from '../../shared-state/shared-state.js';
 import type { ProviderRegistry } from '../providers/registry.js';
 import type { ProviderEvent, ProviderRequest, ResolvedEndpoint, Usage } from '../providers/types.js';
-import { UpstreamError } from '../providers/upstream-error.js';
+import { runAttempts, type AttemptHost, type ResilienceDeps, type RetrySettings } from '../resilience/attempt-loop.js';
+import { clientErrorFor } from '../resilience/failure-policy.js';
 import type { ChatRepository, TurnOutcome } from './chat-repository.js';
 import type { TurnEventBuffer } from './event-buffer.js';
 
 /** Event names the front end consumes (DESIGN.md, "Events"). */
-export type PlatformEventName = 'start' | 'chunk' | 'reasoning' | 'status' | 'interactive' | 'chatId' | 'usage' | 'error' | 'end';
+export type PlatformEventName = 'start' | 'chunk' | 'reasoning' | 'status' | 'interactive' | 'chatId' | 'usage' | 'error' | 'end' | 'reset';
 
 /** One event of a turn. `id` increases by one per event; `data` is the JSON text sent. */
 export interface GenerationEvent extends TurnEvent {
@@ -27,6 +28,8 @@ export interface GenerationPlan {
   /** Primary first, then fallbacks. */
   endpoints: ResolvedEndpoint[];
   request: Omit<ProviderRequest, 'endpoint'>;
+  /** The agent's own retry settings, over the platform's. */
+  retry?: Partial<RetrySettings> | undefined;
   /** Stream from the upstream (false when the agent's provider cannot). */
   upstreamStream: boolean;
 }
@@ -52,31 +55,21 @@ export interface GenerationDeps {
   providers: ProviderRegistry;
   logger: Logger;
   checkpointIntervalMs: number;
+  /** Retries, breakers, deadlines and failed-attempt accounting for the upstream calls. */
+  resilience: ResilienceDeps;
   /** Called once the turn is stored and its last event sent. */
   onSettled: (generation: Generation, result: GenerationResult) => void;
 }
 
 const FINISH_RETRY_DELAYS_MS = [100, 250, 500, 1000, 2000, 4000, 8000];
 
-/** Maps an upstream failure to the error code and message the client sees. */
+/** Maps an upstream failure to the error code and message the client sees (failure-policy.ts). */
 export function describeUpstreamError(err: unknown): { code: string; message: string } {
-  if (err instanceof UpstreamError) {
-    switch (err.kind) {
-      case 'timeout':
-        return { code: 'UPSTREAM_TIMEOUT', message: `The model provider did not answer in time: ${err.message}` };
-      case 'network':
-        return { code: 'UPSTREAM_UNAVAILABLE', message: 'The model provider could not be reached' };
-      case 'protocol':
-        return { code: 'UPSTREAM_ERROR', message: 'The model provider sent a malformed answer' };
-      case 'aborted':
-        return { code: 'UPSTREAM_ERROR', message: 'The request to the model provider was cancelled' };
-      case 'http': {
-        const reason = err.providerCode ? ` (${err.providerCode})` : '';
-        return { code: err.status === 429 ? 'UPSTREAM_UNAVAILABLE' : 'UPSTREAM_ERROR', message: `The model provider refused the request with status ${err.status ?? '?'}${reason}: ${err.message}` };
-      }
-    }
-  }
-  return { code: 'INTERNAL', message: 'The answer failed unexpectedly' };
+  return clientErrorFor(err);
+}
+
+function definedOnly<T extends object>(value: T): Partial<T> {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 
 /**
@@ -102,6 +95,10 @@ export class Generation {
   private providerMessageId: string | undefined;
   private interactive: unknown;
   private servedBy: ResolvedEndpoint | undefined;
+  /** The current attempt sent text, reasoning or an interactive node to the client. */
+  private attemptOutput = false;
+  private onAttemptOutput: (() => void) | undefined;
+  private attempts = 1;
   private settled = false;
   private resolveDone!: (result: GenerationResult) => void;
   /** Resolves with the stored outcome. */
@@ -162,12 +159,14 @@ export class Generation {
       case 'text':
         if (event.delta.length === 0) return;
         if (this.firstTokenMs === undefined) this.onFirstToken();
+        if (!this.attemptOutput) this.markAttemptOutput();
         this.content += event.delta;
         this.emit('chunk', { content: event.delta });
         return;
       case 'reasoning':
         if (event.delta.length === 0) return;
         if (this.firstTokenMs === undefined) this.onFirstToken();
+        if (!this.attemptOutput) this.markAttemptOutput();
         this.reasoning += event.delta;
         this.emit('reasoning', { content: event.delta });
         return;
@@ -175,6 +174,7 @@ export class Generation {
         this.emit('status', { type: 'flowNodeStatus', status: event.status, moduleName: event.name, data: event.data });
         return;
       case 'interactive':
+        if (!this.attemptOutput) this.markAttemptOutput();
         this.interactive = event.data;
         this.emit('interactive', event.data);
         return;
@@ -197,8 +197,34 @@ export class Generation {
 
   private onFirstToken(): void {
     this.firstTokenMs = Math.round(performance.now() - this.startedAt);
+    if (this.checkpointTimer) return;
     this.checkpointTimer = setInterval(() => void this.checkpoint(), this.deps.checkpointIntervalMs);
     this.checkpointTimer.unref();
+  }
+
+  private markAttemptOutput(): void {
+    this.attemptOutput = true;
+    this.onAttemptOutput?.();
+  }
+
+  /**
+   * A new upstream attempt begins: the last one's partial answer is dropped
+   * (only the serving call's text, usage and model are stored) and, when
+   * some of it reached the client, a `reset` event tells the client to
+   * discard it.
+   */
+  private beginAttempt(): void {
+    this.attempts++;
+    if (this.attemptOutput) this.emit('reset', { attempt: this.attempts, reason: 'upstream_failed', timestamp: new Date().toISOString() });
+    this.attemptOutput = false;
+    this.content = '';
+    this.reasoning = '';
+    this.usage = undefined;
+    this.model = undefined;
+    this.interactive = undefined;
+    this.providerMessageId = undefined;
+    this.firstTokenMs = undefined;
+    this.checkpointedLength = -1;
   }
 
   private async checkpoint(): Promise<void> {
@@ -212,10 +238,11 @@ export class Generation {
     }
   }
 
-  private async callEndpoint(endpoint: ResolvedEndpoint): Promise<void> {
+  private async callEndpoint(endpoint: ResolvedEndpoint, onFirstOutput: () => void): Promise<void> {
     const adapter = this.deps.providers.adapter(endpoint.provider);
     const request: ProviderRequest = { ...this.plan.request, endpoint };
     this.servedBy = endpoint;
+    this.onAttemptOutput = onFirstOutput;
     if (this.plan.upstreamStream) {
       for await (const event of adapter.stream(request, this.abort.signal)) this.onProviderEvent(event);
       return;
@@ -230,36 +257,31 @@ export class Generation {
   }
 
   private async run(): Promise<void> {
-    let status: TurnOutcome['status'] = 'complete';
-    let error: { code: string; message: string } | undefined;
-    const endpoints = this.plan.endpoints;
-    for (let i = 0; i < endpoints.length; i++) {
-      const endpoint = endpoints[i];
-      if (!endpoint) continue;
-      try {
-        await this.callEndpoint(endpoint);
-        status = 'complete';
-        error = undefined;
-        break;
-      } catch (err) {
-        if (this.stopRequested) {
-          status = 'stopped';
-          error = undefined;
-          break;
-        }
-        status = 'error';
-        error = describeUpstreamError(err);
-        const nothingSent = this.content.length === 0 && this.reasoning.length === 0;
-        const canFallBack = nothingSent && i < endpoints.length - 1 && err instanceof UpstreamError && err.kind !== 'aborted';
-        this.deps.logger.warn(
-          { turnId: this.plan.turnId, agentId: this.plan.agentId, endpoint: endpoint.position, provider: endpoint.provider, kind: err instanceof UpstreamError ? err.kind : 'internal', status: err instanceof UpstreamError ? err.status : undefined, fallback: canFallBack },
-          'upstream call failed',
-        );
-        if (!(err instanceof UpstreamError)) this.deps.logger.error({ err }, 'unexpected generation failure');
-        if (!canFallBack) break;
-      }
+    // eslint-disable-next-line @typescript-eslint/no-this-alias -- the loop drives this generation through a narrow view
+    const self = this;
+    const host: AttemptHost = {
+      turnId: this.plan.turnId,
+      agentId: this.plan.agentId,
+      signal: this.abort.signal,
+      call: (endpoint, onFirstOutput) => this.callEndpoint(endpoint, onFirstOutput),
+      get outputSent() {
+        return self.attemptOutput;
+      },
+      get attemptUsage() {
+        return self.usage;
+      },
+      beginAttempt: () => this.beginAttempt(),
+    };
+    let outcome: Awaited<ReturnType<typeof runAttempts>>;
+    try {
+      const base = this.deps.resilience;
+      const resilience = this.plan.retry ? { ...base, retry: { ...base.retry, ...definedOnly(this.plan.retry) } } : base;
+      outcome = await runAttempts(this.plan.endpoints, host, resilience);
+    } catch (err) {
+      this.deps.logger.error({ err, turnId: this.plan.turnId }, 'unexpected generation failure');
+      outcome = { status: 'error', error: { code: 'INTERNAL', message: 'The answer failed unexpectedly' } };
     }
-    await this.settle(status, error);
+    await this.settle(outcome.status, outcome.status === 'error' ? outcome.error : undefined);
   }
 
   private async settle(status: TurnOutcome['status'], error: { code: string; message: string } | undefined): Promise<void> {

@@ -1,9 +1,11 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
 import type { RouteOptions } from '../../app.js';
-import { ErrorCodes, type ErrorCode } from '../../errors.js';
+import type { MessageRow } from '../../db/schema.js';
+import { AppError, ErrorCodes, type ErrorCode } from '../../errors.js';
 import { principalOf } from '../../plugins/authenticate.js';
-import type { GenerationEvent } from './generation.js';
+import type { Generation, GenerationEvent } from './generation.js';
+import { idempotencyKeyOf, requestFingerprint } from './idempotency.js';
 import { ChatMessageInput, LIMITS } from './schema.js';
 import { EventWriter, openEventStream } from './sse.js';
 
@@ -29,6 +31,12 @@ interface OpenAIChatBody {
   max_completion_tokens?: number;
 }
 
+const REPEAT_WAIT_MS = 10 * 60_000;
+
+function usageOf(row: MessageRow) {
+  return row.total_tokens !== null ? { prompt_tokens: row.prompt_tokens ?? 0, completion_tokens: row.completion_tokens ?? 0, total_tokens: row.total_tokens } : undefined;
+}
+
 /** `/v1`: the OpenAI wire format, so any OpenAI SDK can use an agent by its id as the model name. */
 export async function openaiCompatRoutes(app: FastifyInstance, { deps, guards }: RouteOptions): Promise<void> {
   const { chat, agents } = deps;
@@ -41,15 +49,49 @@ export async function openaiCompatRoutes(app: FastifyInstance, { deps, guards }:
 
   app.post('/chat/completions', { schema: { body: OpenAIChatBody } }, async (request, reply) => {
     const body = request.body as OpenAIChatBody;
-    const generation = await chat.startTurn(principalOf(request), {
-      agentId: body.model,
-      messages: body.messages.map((m) => ({ role: m.role, content: m.content })),
-      temperature: body.temperature,
-      maxTokens: body.max_completion_tokens ?? body.max_tokens,
-    });
-    const id = `chatcmpl-${generation.turnId}`;
+    const principal = principalOf(request);
+    const key = idempotencyKeyOf(request.headers['idempotency-key']);
+    const started = await chat.startTurnOnce(
+      principal,
+      {
+        agentId: body.model,
+        messages: body.messages.map((m) => ({ role: m.role, content: m.content })),
+        temperature: body.temperature,
+        maxTokens: body.max_completion_tokens ?? body.max_tokens,
+      },
+      key === undefined ? undefined : { key, fingerprint: requestFingerprint('/v1/chat/completions', body) },
+    );
     const created = Math.floor(Date.now() / 1000);
     const model = body.model;
+    let generation: Generation;
+    if (started.kind === 'started') {
+      generation = started.generation;
+    } else {
+      // A repeated Idempotency-Key: the same turn again, never a second generation.
+      reply.header('idempotent-replayed', 'true');
+      const local = chat.localGeneration(started.turnId);
+      if (local && body.stream) {
+        if (local.plan.userId !== principal.userId) throw new AppError('MESSAGE_NOT_FOUND', 'No such answer');
+        generation = local;
+      } else {
+        const row = await chat.settledAnswer(principal, started.turnId, REPEAT_WAIT_MS);
+        const id = `chatcmpl-${row.id}`;
+        if (row.status === 'error') {
+          const code = (row.error_code && row.error_code in ErrorCodes ? row.error_code : 'UPSTREAM_ERROR') as ErrorCode;
+          return reply.status(ErrorCodes[code]).send({ error: { code, message: row.error_message ?? 'The answer failed', requestId: String(request.id), type: 'upstream_error' } });
+        }
+        const message = { role: 'assistant', content: row.content, ...(row.reasoning ? { reasoning_content: row.reasoning } : {}) };
+        if (!body.stream) return { id, object: 'chat.completion', created, model, choices: [{ index: 0, message, finish_reason: 'stop' }], usage: usageOf(row) };
+        const raw = openEventStream(reply);
+        const frame = (choices: unknown[], extra: Record<string, unknown> = {}) => `data: ${JSON.stringify({ id, object: 'chat.completion.chunk', created, model, choices, ...extra })}\n\n`;
+        raw.write(frame([{ index: 0, delta: { role: 'assistant', content: row.content }, finish_reason: null }]));
+        raw.write(frame([{ index: 0, delta: {}, finish_reason: 'stop' }]));
+        if (body.stream_options?.include_usage && usageOf(row)) raw.write(frame([], { usage: usageOf(row) }));
+        raw.end('data: [DONE]\n\n');
+        return reply;
+      }
+    }
+    const id = `chatcmpl-${generation.turnId}`;
 
     if (!body.stream) {
       const result = await generation.done;
@@ -102,6 +144,16 @@ export async function openaiCompatRoutes(app: FastifyInstance, { deps, guards }:
           }
           writer.end('data: [DONE]\n\n');
           setImmediate(unsubscribe);
+          return;
+        }
+        case 'reset': {
+          if (!textSent) return;
+          // The OpenAI stream format cannot take text back: the client is told, and the stream ends.
+          // The restarted answer goes on and is stored (GET /api/chat/stream replays it).
+          const message = `The answer broke off upstream and was restarted; this stream cannot retract the text already sent. The complete answer is stored as message ${generation.turnId}.`;
+          writer.write(`data: ${JSON.stringify({ error: { code: 'UPSTREAM_INTERRUPTED', message, type: 'upstream_error' } })}\n\n`, true);
+          writer.end();
+          setImmediate(() => unsubscribe());
           return;
         }
         case 'start':

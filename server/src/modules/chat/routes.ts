@@ -1,9 +1,12 @@
 import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { MessageRow } from '../../db/schema.js';
+import type { Principal } from '../../plugins/authenticate.js';
 import type { RouteOptions } from '../../app.js';
 import { AppError, ErrorCodes, type ErrorBody, type ErrorCode } from '../../errors.js';
 import { ok } from '../../http/response.js';
 import { principalOf } from '../../plugins/authenticate.js';
-import { turnInputFrom } from './chat-service.js';
+import { turnInputFrom, type ChatService } from './chat-service.js';
+import { idempotencyKeyOf, requestFingerprint } from './idempotency.js';
 import type { Generation, GenerationResult } from './generation.js';
 import {
   ChatIdParams,
@@ -39,17 +42,82 @@ export function completionBody(generation: Generation, result: GenerationResult)
   };
 }
 
+/** The non-streaming answer rebuilt from a stored turn (a repeated Idempotency-Key). */
+export function completionFromRow(row: MessageRow) {
+  return {
+    id: row.id,
+    object: 'chat.completion' as const,
+    created: Math.floor((row.completed_at ?? row.created_at).getTime() / 1000),
+    model: row.model ?? row.agent_id ?? '',
+    choices: [{ index: 0, message: { role: 'assistant' as const, content: row.content }, finish_reason: row.status === 'complete' ? 'stop' : row.status }],
+    usage: row.total_tokens !== null ? { prompt_tokens: row.prompt_tokens ?? 0, completion_tokens: row.completion_tokens ?? 0, total_tokens: row.total_tokens } : undefined,
+    reasoning: row.reasoning ?? undefined,
+    interactive: row.interactive ?? undefined,
+    chatId: row.session_id,
+    sessionId: row.session_id,
+    messageId: row.id,
+    status: row.status,
+  };
+}
+
+function errorReply(reply: FastifyReply, error: { code: string; message: string }, ids: { messageId: string; chatId: string }) {
+  const code = (error.code in ErrorCodes ? error.code : 'UPSTREAM_ERROR') as ErrorCode;
+  const body: ErrorBody = { error: { code, message: error.message, requestId: String(reply.request.id), details: ids } };
+  return reply.status(ErrorCodes[code]).send(body);
+}
+
+/**
+ * Streams a turn to a client from after `afterId`: live from the generation
+ * when it runs here, else replayed from the shared buffer and followed by
+ * polling it (the generation runs on another instance), else rebuilt from
+ * the stored answer when the buffer has expired.
+ */
+async function streamTurn(chat: ChatService, reply: FastifyReply, principal: Principal, turnId: string, afterId: number): Promise<FastifyReply> {
+  const local = chat.localGeneration(turnId);
+  if (local) {
+    if (local.plan.userId !== principal.userId) throw new AppError('MESSAGE_NOT_FOUND', 'No such answer');
+    pipeGeneration(reply, local, afterId);
+    return reply;
+  }
+  const message = await chat.ownAnswer(principal, turnId);
+  const first = await chat.eventsAfter(turnId, afterId);
+  const raw = openEventStream(reply);
+  let closed = false;
+  raw.on('close', () => (closed = true));
+  let last = afterId;
+  let ended = false;
+  const write = (events: { id: number; event: string; data: string }[]) => {
+    for (const event of events) {
+      if (event.id <= last) continue;
+      raw.write(formatEvent(turnId, event));
+      last = event.id;
+      if (event.event === 'end') ended = true;
+    }
+  };
+  write(first);
+  if (!ended && first.length === 0 && message.status !== 'streaming') {
+    // The buffer has expired: rebuild the answer from what was stored.
+    write([
+      { id: afterId + 1, event: 'chunk', data: JSON.stringify({ content: message.content }) },
+      { id: afterId + 2, event: 'end', data: JSON.stringify({ status: message.status, messageId: message.id, sessionId: message.session_id, timestamp: new Date().toISOString() }) },
+    ]);
+  }
+  const deadline = Date.now() + RESUME_MAX_MS;
+  while (!ended && !closed && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, RESUME_POLL_MS));
+    write(await chat.eventsAfter(turnId, last).catch(() => []));
+  }
+  raw.end();
+  return reply;
+}
+
 async function answer(reply: FastifyReply, generation: Generation, stream: boolean): Promise<unknown> {
   if (stream) {
     pipeGeneration(reply, generation);
     return reply;
   }
   const result = await generation.done;
-  if (result.status === 'error' && result.error) {
-    const code = (result.error.code in ErrorCodes ? result.error.code : 'UPSTREAM_ERROR') as ErrorCode;
-    const body: ErrorBody = { error: { code, message: result.error.message, requestId: String(reply.request.id), details: { messageId: generation.turnId, chatId: generation.plan.sessionId } } };
-    return reply.status(ErrorCodes[code]).send(body);
-  }
+  if (result.status === 'error' && result.error) return errorReply(reply, result.error, { messageId: generation.turnId, chatId: generation.plan.sessionId });
   return reply.send(ok(completionBody(generation, result)));
 }
 
@@ -59,8 +127,16 @@ export async function chatRoutes(app: FastifyInstance, { deps, guards }: RouteOp
 
   app.post('/completions', { schema: { body: CompletionBody } }, async (request, reply) => {
     const body = request.body as CompletionBody;
-    const generation = await chat.startTurn(principalOf(request), turnInputFrom(body));
-    return answer(reply, generation, body.stream === true);
+    const principal = principalOf(request);
+    const key = idempotencyKeyOf(request.headers['idempotency-key']);
+    const started = await chat.startTurnOnce(principal, turnInputFrom(body), key === undefined ? undefined : { key, fingerprint: requestFingerprint('/api/chat/completions', body) });
+    if (started.kind === 'started') return answer(reply, started.generation, body.stream === true);
+    // A repeated Idempotency-Key: the same turn again, never a second generation.
+    reply.header('idempotent-replayed', 'true');
+    if (body.stream === true) return streamTurn(chat, reply, principal, started.turnId, 0);
+    const row = await chat.settledAnswer(principal, started.turnId, RESUME_MAX_MS);
+    if (row.status === 'error') return errorReply(reply, { code: row.error_code ?? 'UPSTREAM_ERROR', message: row.error_message ?? 'The answer failed' }, { messageId: row.id, chatId: row.session_id });
+    return reply.send(ok(completionFromRow(row)));
   });
 
   /** Reconnect to a turn: replays events after Last-Event-ID, then follows live, on any instance. */
@@ -69,43 +145,7 @@ export async function chatRoutes(app: FastifyInstance, { deps, guards }: RouteOp
     const header = request.headers['last-event-id'];
     const parsed = parseLastEventId(typeof header === 'string' ? header : undefined);
     const afterId = parsed && parsed.turnId === query.messageId ? parsed.afterId : (query.lastEventId ?? 0);
-    const principal = principalOf(request);
-    const local = chat.localGeneration(query.messageId);
-    if (local) {
-      if (local.plan.userId !== principal.userId) throw new AppError('MESSAGE_NOT_FOUND', 'No such answer');
-      pipeGeneration(reply, local, afterId);
-      return reply;
-    }
-    const message = await chat.ownAnswer(principal, query.messageId);
-    const first = await chat.eventsAfter(query.messageId, afterId);
-    const raw = openEventStream(reply);
-    let closed = false;
-    raw.on('close', () => (closed = true));
-    let last = afterId;
-    let ended = false;
-    const write = (events: { id: number; event: string; data: string }[]) => {
-      for (const event of events) {
-        if (event.id <= last) continue;
-        raw.write(formatEvent(query.messageId, event));
-        last = event.id;
-        if (event.event === 'end') ended = true;
-      }
-    };
-    write(first);
-    if (!ended && first.length === 0 && message.status !== 'streaming') {
-      // The buffer has expired: rebuild the answer from what was stored.
-      write([
-        { id: afterId + 1, event: 'chunk', data: JSON.stringify({ content: message.content }) },
-        { id: afterId + 2, event: 'end', data: JSON.stringify({ status: message.status, messageId: message.id, sessionId: message.session_id, timestamp: new Date().toISOString() }) },
-      ]);
-    }
-    const deadline = Date.now() + RESUME_MAX_MS;
-    while (!ended && !closed && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, RESUME_POLL_MS));
-      write(await chat.eventsAfter(query.messageId, last).catch(() => []));
-    }
-    raw.end();
-    return reply;
+    return streamTurn(chat, reply, principalOf(request), query.messageId, afterId);
   });
 
   app.post('/stop', { schema: { body: StopBody } }, async (request) => {

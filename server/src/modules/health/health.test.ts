@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { backendNames } from '../../test/backends.js';
-import { buildTestApp, type TestApp } from '../../test/app.js';
+import { bearer, buildTestApp, createUserAndLogin, login, type TestApp } from '../../test/app.js';
 
 describe.each(await backendNames())('health on %s', (name) => {
   let t: TestApp;
@@ -43,5 +43,79 @@ describe.each(await backendNames())('health on %s', (name) => {
     const res = await t.app.inject({ method: 'GET', url: '/health/nope' });
     expect(res.statusCode).toBe(404);
     expect(res.json<{ error: { code: string } }>().error.code).toBe('NOT_FOUND');
+  });
+});
+
+describe.each(await backendNames())('health for operators on %s', (name) => {
+  let t: TestApp;
+  let admin: string;
+  let user: string;
+  beforeAll(async () => {
+    t = await buildTestApp(name);
+    admin = await login(t.app);
+    user = (await createUserAndLogin(t.app, admin, 'operator-user')).token;
+    const res = await t.app.inject({
+      method: 'POST',
+      url: '/api/agents',
+      headers: bearer(admin),
+      payload: { id: 'watched', name: 'Watched', provider: 'openai', endpoint: 'http://127.0.0.1:9/v1/chat/completions?token=url-secret', model: 'm', apiKey: 'sk-very-secret-key', fallbacks: [{ provider: 'openai', endpoint: 'http://127.0.0.1:9/fallback', apiKey: 'sk-other-secret' }] },
+    });
+    expect(res.statusCode).toBe(201);
+  });
+  afterAll(async () => {
+    await t.close();
+  });
+
+  it('startup answers once migrations are done', async () => {
+    const res = await t.app.inject({ method: 'GET', url: '/health/startup' });
+    expect(res.statusCode).toBe(200);
+    expect(res.json<{ checks: { migrations: { ok: boolean } } }>().checks.migrations.ok).toBe(true);
+  });
+
+  it('detailed reports each dependency with its latency, the breakers, version and uptime to the internal network', async () => {
+    const res = await t.app.inject({ method: 'GET', url: '/health/detailed', remoteAddress: '127.0.0.1' });
+    expect(res.statusCode).toBe(200);
+    const body = res.json<{ status: string; version: string; uptimeSeconds: number; dependencies: Record<string, { ok: boolean; latencyMs?: number }>; breakers: { agentId: string; position: number; host: string; breaker: { state: string } }[] }>();
+    expect(body.status).toBe('ok');
+    expect(body.version).toMatch(/^\d+\.\d+\.\d+/);
+    expect(body.uptimeSeconds).toBeGreaterThanOrEqual(0);
+    expect(body.dependencies.database?.ok).toBe(true);
+    expect(typeof body.dependencies.database?.latencyMs).toBe('number');
+    expect(typeof body.dependencies.sharedState?.latencyMs).toBe('number');
+    expect(body.breakers.filter((b) => b.agentId === 'watched').map((b) => [b.position, b.host, b.breaker.state])).toEqual([
+      [0, '127.0.0.1:9', 'closed'],
+      [1, '127.0.0.1:9', 'closed'],
+    ]);
+    expect(res.body).not.toContain('secret');
+  });
+
+  it('detailed refuses other addresses unless the caller is an admin, with stable codes', async () => {
+    const outside = '203.0.113.7';
+    const anonymous = await t.app.inject({ method: 'GET', url: '/health/detailed', remoteAddress: outside });
+    expect(anonymous.statusCode).toBe(403);
+    expect(anonymous.json<{ error: { code: string } }>().error.code).toBe('FORBIDDEN');
+    const asUser = await t.app.inject({ method: 'GET', url: '/health/detailed', remoteAddress: outside, headers: bearer(user) });
+    expect(asUser.statusCode).toBe(403);
+    const badToken = await t.app.inject({ method: 'GET', url: '/health/detailed', remoteAddress: outside, headers: bearer('nonsense') });
+    expect(badToken.statusCode).toBe(401);
+    const asAdmin = await t.app.inject({ method: 'GET', url: '/health/detailed', remoteAddress: outside, headers: bearer(admin) });
+    expect(asAdmin.statusCode).toBe(200);
+    // Through a local proxy with TRUST_PROXY off, the loopback address is the proxy's, not the caller's.
+    const proxied = await t.app.inject({ method: 'GET', url: '/health/detailed', remoteAddress: '127.0.0.1', headers: { 'x-forwarded-for': outside } });
+    expect(proxied.statusCode).toBe(403);
+  });
+
+  it('ready turns 503 while the instance drains; live and startup stay up', async () => {
+    t.app.deps.lifecycle.draining = true;
+    try {
+      const ready = await t.app.inject({ method: 'GET', url: '/health/ready' });
+      expect(ready.statusCode).toBe(503);
+      expect(ready.json<{ status: string; checks: { draining: { ok: boolean } } }>()).toMatchObject({ status: 'draining', checks: { draining: { ok: false } } });
+      expect((await t.app.inject({ method: 'GET', url: '/health/live' })).statusCode).toBe(200);
+      expect((await t.app.inject({ method: 'GET', url: '/health/startup' })).statusCode).toBe(200);
+    } finally {
+      t.app.deps.lifecycle.draining = false;
+    }
+    expect((await t.app.inject({ method: 'GET', url: '/health/ready' })).statusCode).toBe(200);
   });
 });

@@ -37,6 +37,30 @@ function request(text: string): ProviderRequest {
 }
 
 describe('UpstreamHttp', () => {
+  it('applies the configured default deadlines to endpoints that set none, and an endpoint\'s own over them', async () => {
+    const configured = new UpstreamHttp({ connections: 2, defaultTimeouts: { connectMs: 150, firstTokenMs: 60_000, idleMs: 60_000, totalMs: 60_000 } });
+    try {
+      const adapter = new OpenAIAdapter(configured);
+      const run = async (req: ProviderRequest) => {
+        try {
+          for await (const _event of adapter.stream(req, new AbortController().signal)) {
+            // read to the end
+          }
+        } catch (err) {
+          return err as Error;
+        }
+        return undefined;
+      };
+      const byDefault = await run(request('slow [[mock headersDelay=3000]]'));
+      expect(byDefault?.message).toContain('headers deadline of 150 ms');
+      const own = request('slow [[mock headersDelay=3000]]');
+      own.endpoint.timeouts = { connectMs: 120 };
+      expect((await run(own))?.message).toContain('headers deadline of 120 ms');
+    } finally {
+      await configured.close();
+    }
+  });
+
   it('reuses keep-alive connections for streams read to the end', async () => {
     const adapter = new OpenAIAdapter(http);
     for (let i = 0; i < 5; i++) {

@@ -4,7 +4,7 @@ import type { EndpointTimeouts } from '../../db/schema.js';
 import { UpstreamError, isNonRetryableCode, parseRetryAfter } from './upstream-error.js';
 import { excerpt, inStreamError, providerErrorFromBody, providerErrorFromObject, redact } from './wire.js';
 
-/** Deadlines applied when an endpoint does not set its own. */
+/** Deadlines applied when neither the endpoint nor the configuration (UPSTREAM_*_TIMEOUT_MS) sets its own. */
 export const DEFAULT_TIMEOUTS: Required<EndpointTimeouts> = {
   connectMs: 10_000,
   firstTokenMs: 60_000,
@@ -60,13 +60,16 @@ export class UpstreamCall {
   private contentSeen = false;
   private closed = false;
 
-  constructor(readonly request: UpstreamRequest) {
+  constructor(
+    readonly request: UpstreamRequest,
+    defaults: Required<EndpointTimeouts> = DEFAULT_TIMEOUTS,
+  ) {
     const t = request.timeouts;
     this.limits = {
-      connectMs: positive(t.connectMs, DEFAULT_TIMEOUTS.connectMs),
-      firstTokenMs: positive(t.firstTokenMs, DEFAULT_TIMEOUTS.firstTokenMs),
-      idleMs: positive(t.idleMs, DEFAULT_TIMEOUTS.idleMs),
-      totalMs: positive(t.totalMs, DEFAULT_TIMEOUTS.totalMs),
+      connectMs: positive(t.connectMs, defaults.connectMs),
+      firstTokenMs: positive(t.firstTokenMs, defaults.firstTokenMs),
+      idleMs: positive(t.idleMs, defaults.idleMs),
+      totalMs: positive(t.totalMs, defaults.totalMs),
     };
   }
 
@@ -306,6 +309,8 @@ function safeHost(url: string): string {
 export interface UpstreamHttpOptions {
   /** Most connections kept per upstream origin; streams beyond it queue. */
   connections: number;
+  /** Deadlines for endpoints that set none (the UPSTREAM_*_TIMEOUT_MS configuration). */
+  defaultTimeouts?: Required<EndpointTimeouts> | undefined;
 }
 
 /**
@@ -316,7 +321,11 @@ export class UpstreamHttp {
   private readonly pools = new Map<string, Pool>();
   private closing = false;
 
-  constructor(private readonly options: UpstreamHttpOptions) {}
+  private readonly defaults: Required<EndpointTimeouts>;
+
+  constructor(private readonly options: UpstreamHttpOptions) {
+    this.defaults = options.defaultTimeouts ?? DEFAULT_TIMEOUTS;
+  }
 
   pool(origin: string): Pool {
     let pool = this.pools.get(origin);
@@ -328,7 +337,7 @@ export class UpstreamHttp {
         // Our own deadlines (UpstreamCall) replace undici's headers/body timeouts.
         headersTimeout: 0,
         bodyTimeout: 0,
-        connect: { timeout: DEFAULT_TIMEOUTS.connectMs },
+        connect: { timeout: this.defaults.connectMs },
       });
       this.pools.set(origin, pool);
     }
@@ -341,7 +350,7 @@ export class UpstreamHttp {
    * Throws UpstreamError for everything else.
    */
   async open(request: UpstreamRequest, provider: string): Promise<UpstreamCall> {
-    const call = new UpstreamCall(request);
+    const call = new UpstreamCall(request, this.defaults);
     call.begin();
     try {
       let url: URL;

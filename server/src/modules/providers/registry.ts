@@ -1,4 +1,4 @@
-import type { ProviderKind } from '../../db/schema.js';
+import type { EndpointTimeouts, ProviderKind } from '../../db/schema.js';
 import { AnthropicAdapter } from './anthropic-adapter.js';
 import { DifyAdapter } from './dify-adapter.js';
 import { FastGPTAdapter } from './fastgpt-adapter.js';
@@ -10,6 +10,8 @@ import { UpstreamError } from './upstream-error.js';
 export interface ProviderRegistryOptions {
   /** Most keep-alive connections per upstream origin (concurrent streams beyond it queue). */
   connections: number;
+  /** Deadlines for endpoints that set none. */
+  defaultTimeouts?: Required<EndpointTimeouts> | undefined;
 }
 
 export interface ProviderRegistry {
@@ -30,7 +32,7 @@ const VALIDATE_MAX_TOKENS = 5;
 
 /** One set of adapters sharing one set of keep-alive pools. */
 export function createProviderRegistry(options: ProviderRegistryOptions): ProviderRegistry {
-  const http = new UpstreamHttp({ connections: options.connections });
+  const http = new UpstreamHttp({ connections: options.connections, defaultTimeouts: options.defaultTimeouts });
   const adapters: { [K in ProviderKind]: ProviderAdapter } = {
     openai: new OpenAIAdapter(http),
     fastgpt: new FastGPTAdapter(http),

@@ -10,6 +10,29 @@ export type UpstreamErrorKind =
   | 'protocol' // malformed chunk, unexpected body
   | 'aborted'; // we cancelled it
 
+/**
+ * What a failure means for the next step, whatever the provider: see
+ * `failurePolicy` in modules/resilience/failure-policy.ts for what each
+ * category allows (retry, fallback, breaker).
+ */
+export type UpstreamFailureCategory =
+  | 'authentication' // 401/403, bad key: the endpoint's configuration, not the caller
+  | 'quota' // the provider account is out of credit
+  | 'not_found' // wrong URL or model
+  | 'context_length' // the conversation is too long for this model
+  | 'content_policy' // the provider refused the content
+  | 'bad_request' // any other 4xx: the request itself is wrong for this model
+  | 'rate_limited' // 429
+  | 'server' // 5xx, 529, an error inside the stream
+  | 'timeout' // one of our deadlines
+  | 'network' // no connection, reset, cut stream
+  | 'protocol' // malformed answer
+  | 'aborted'; // we cancelled it (stop, shutdown)
+
+const AUTH_CODES = new Set(['invalid_api_key', 'authentication_error', 'permission_error', 'permission_denied', 'unauthorized', 'forbidden', 'unAuthApiKey', 'unAuthorization']);
+const CONTENT_POLICY_CODES = new Set(['content_policy_violation', 'content_filter', 'content_filtered', 'safety']);
+const NOT_FOUND_CODES = new Set(['not_found_error', 'model_not_found', 'not_found']);
+
 export class UpstreamError extends Error {
   constructor(
     readonly kind: UpstreamErrorKind,
@@ -41,6 +64,38 @@ export class UpstreamError extends Error {
 
   get retryAfter(): number | undefined {
     return this.options.retryAfter;
+  }
+
+  /** Retry-After in milliseconds, when the provider sent one. */
+  get retryAfterMs(): number | undefined {
+    return this.options.retryAfter === undefined ? undefined : Math.round(this.options.retryAfter * 1000);
+  }
+
+  /** The provider-independent meaning of this failure. */
+  get category(): UpstreamFailureCategory {
+    switch (this.kind) {
+      case 'network':
+        return 'network';
+      case 'timeout':
+        return 'timeout';
+      case 'protocol':
+        return 'protocol';
+      case 'aborted':
+        return 'aborted';
+      case 'http':
+        break;
+    }
+    const code = this.options.providerCode;
+    const status = this.options.status;
+    if (code === 'context_length_exceeded' || status === 413) return 'context_length';
+    if (code !== undefined && CONTENT_POLICY_CODES.has(code)) return 'content_policy';
+    if (code === 'insufficient_quota') return 'quota';
+    if (status === 401 || status === 403 || (code !== undefined && AUTH_CODES.has(code))) return 'authentication';
+    if (status === 404 || (code !== undefined && NOT_FOUND_CODES.has(code))) return 'not_found';
+    if (status === 429) return 'rate_limited';
+    if (status !== undefined && status >= 400 && status < 500 && status !== 408 && status !== 409 && status !== 425) return 'bad_request';
+    if (status === undefined && code !== undefined && isNonRetryableCode(code)) return 'bad_request';
+    return 'server';
   }
 
   /** Whether the same request may succeed if tried again. */

@@ -1,0 +1,176 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createMockUpstream } from '../../../../tools/src/mock-upstream/index.js';
+import { backendNames } from '../../test/backends.js';
+import { bearer, buildTestApp, createUserAndLogin, login, type TestApp } from '../../test/app.js';
+import { parseSse, type ParsedEvent } from '../../test/sse.js';
+
+type Mock = Awaited<ReturnType<typeof createMockUpstream>>;
+
+function chunkText(events: ParsedEvent[]): string {
+  return events
+    .filter((e) => e.event === 'chunk')
+    .map((e) => (e.json as { content: string }).content)
+    .join('');
+}
+
+describe.each(await backendNames())('idempotency keys on %s', (backendName) => {
+  let t: TestApp;
+  let mock: Mock;
+  let admin: string;
+  let alice: { token: string; userId: string };
+  let bob: { token: string; userId: string };
+
+  beforeAll(async () => {
+    mock = await createMockUpstream({ port: 0, host: '127.0.0.1', defaultChunks: 5, defaultIntervalMs: 5 });
+    t = await buildTestApp(backendName);
+    admin = await login(t.app);
+    alice = await createUserAndLogin(t.app, admin, 'alice');
+    bob = await createUserAndLogin(t.app, admin, 'bob');
+    const res = await t.app.inject({ method: 'POST', url: '/api/agents', headers: bearer(admin), payload: { id: 'gpt', name: 'GPT', provider: 'openai', endpoint: `${mock.url}/v1/chat/completions`, model: 'mock-model', apiKey: 'k' } });
+    expect(res.statusCode).toBe(201);
+  });
+  afterAll(async () => {
+    await t?.close();
+    await mock?.close();
+  });
+
+  const upstreamCalls = (marker: string) => mock.requests.filter((r) => JSON.stringify(r.body).includes(marker)).length;
+
+  async function answers(): Promise<number> {
+    const row = await t.backend.database.db.selectFrom('messages').select((eb) => eb.fn.countAll<number>().as('n')).where('role', '=', 'assistant').executeTakeFirstOrThrow();
+    return Number(row.n);
+  }
+
+  function post(token: string, key: string | undefined, payload: Record<string, unknown>, url = '/api/chat/completions') {
+    return t.app.inject({ method: 'POST', url, headers: { ...bearer(token), ...(key === undefined ? {} : { 'idempotency-key': key }) }, payload });
+  }
+
+  it('a repeated streaming request replays the same turn and starts no second generation', async () => {
+    const body = { agentId: 'gpt', stream: true, messages: [{ role: 'user', content: 'idem-stream-1' }] };
+    const before = await answers();
+    const first = await post(alice.token, 'key-stream-1', body);
+    const second = await post(alice.token, 'key-stream-1', body);
+    const a = parseSse(first.body);
+    const b = parseSse(second.body);
+    expect(second.statusCode).toBe(200);
+    expect(second.headers['idempotent-replayed']).toBe('true');
+    expect((b[0]?.json as { messageId: string }).messageId).toBe((a[0]?.json as { messageId: string }).messageId);
+    expect(b.map((e) => e.id)).toEqual(a.map((e) => e.id));
+    expect(chunkText(b)).toBe(chunkText(a));
+    expect(b.at(-1)?.event).toBe('end');
+    expect(upstreamCalls('idem-stream-1')).toBe(1);
+    expect(await answers()).toBe(before + 1);
+  });
+
+  it('two simultaneous requests with one key get one turn', async () => {
+    const body = { agentId: 'gpt', stream: true, messages: [{ role: 'user', content: 'idem-race [[mock chunks=8 interval=20]]' }] };
+    const [x, y] = await Promise.all([post(alice.token, 'key-race', body), post(alice.token, 'key-race', body)]);
+    const ids = [x, y].map((r) => (parseSse(r.body)[0]?.json as { messageId: string }).messageId);
+    expect(ids[0]).toBe(ids[1]);
+    expect([x, y].map((r) => chunkText(parseSse(r.body)))).toEqual([chunkText(parseSse(x.body)), chunkText(parseSse(x.body))]);
+    expect(upstreamCalls('idem-race')).toBe(1);
+  });
+
+  it('a repeated non-streaming request returns the same answer', async () => {
+    const body = { agentId: 'gpt', messages: [{ role: 'user', content: 'idem-blocking' }] };
+    const first = await post(alice.token, 'key-blocking', body);
+    const second = await post(alice.token, 'key-blocking', body);
+    expect(first.statusCode).toBe(200);
+    expect(second.statusCode).toBe(200);
+    const a = first.json<{ data: { messageId: string; choices: { message: { content: string } }[] } }>().data;
+    const b = second.json<{ data: { messageId: string; choices: { message: { content: string } }[] } }>().data;
+    expect(b.messageId).toBe(a.messageId);
+    expect(b.choices[0]?.message.content).toBe(a.choices[0]?.message.content);
+    expect(upstreamCalls('idem-blocking')).toBe(1);
+  });
+
+  it('a repeat may ask for the other delivery: streamed first, then as one JSON body', async () => {
+    const first = await post(alice.token, 'key-delivery', { agentId: 'gpt', stream: true, messages: [{ role: 'user', content: 'idem-delivery' }] });
+    const events = parseSse(first.body);
+    const second = await post(alice.token, 'key-delivery', { messages: [{ content: 'idem-delivery', role: 'user' }], agentId: 'gpt' });
+    expect(second.statusCode).toBe(200);
+    const data = second.json<{ data: { messageId: string; choices: { message: { content: string } }[] } }>().data;
+    expect(data.messageId).toBe((events[0]?.json as { messageId: string }).messageId);
+    expect(data.choices[0]?.message.content).toBe(chunkText(events));
+    expect(upstreamCalls('idem-delivery')).toBe(1);
+  });
+
+  it('a key claimed by a request whose turn is not written yet answers 409 with Retry-After; an abandoned claim is taken over', async () => {
+    const db = t.backend.database.db;
+    const ghost = '00000000-0000-4000-8000-0000000000aa';
+    const body = { agentId: 'gpt', messages: [{ role: 'user', content: 'idem-ghost' }] };
+    const { requestFingerprint } = await import('./idempotency.js');
+    await db.insertInto('idempotency_keys').values({ user_id: alice.userId, key: 'key-ghost', request_hash: requestFingerprint('/api/chat/completions', body), message_id: ghost }).execute();
+    const busy = await post(alice.token, 'key-ghost', body);
+    expect(busy.statusCode).toBe(409);
+    expect(busy.headers['retry-after']).toBe('1');
+    expect(busy.json<{ error: { code: string } }>().error.code).toBe('IDEMPOTENCY_KEY_IN_PROGRESS');
+    expect(upstreamCalls('idem-ghost')).toBe(0);
+    // The claiming instance died long ago: the key starts a turn after all.
+    await db.updateTable('idempotency_keys').set({ created_at: new Date(Date.now() - 120_000) }).where('key', '=', 'key-ghost').execute();
+    const taken = await post(alice.token, 'key-ghost', body);
+    expect(taken.statusCode).toBe(200);
+    expect(taken.json<{ data: { messageId: string } }>().data.messageId).not.toBe(ghost);
+    expect(upstreamCalls('idem-ghost')).toBe(1);
+  });
+
+  it('the same key with a different body is refused with a stable code and changes nothing', async () => {
+    await post(alice.token, 'key-conflict', { agentId: 'gpt', messages: [{ role: 'user', content: 'idem-original' }] });
+    const before = await answers();
+    const res = await post(alice.token, 'key-conflict', { agentId: 'gpt', messages: [{ role: 'user', content: 'idem-different' }] });
+    expect(res.statusCode).toBe(422);
+    expect(res.json<{ error: { code: string } }>().error.code).toBe('IDEMPOTENCY_KEY_REUSED');
+    expect(await answers()).toBe(before);
+    expect(upstreamCalls('idem-different')).toBe(0);
+  });
+
+  it('keys belong to one user: another user with the same key gets a turn of their own', async () => {
+    const body = { agentId: 'gpt', messages: [{ role: 'user', content: 'idem-scoped' }] };
+    const a = await post(alice.token, 'key-shared', body);
+    const b = await post(bob.token, 'key-shared', body);
+    expect(b.statusCode).toBe(200);
+    expect(b.headers['idempotent-replayed']).toBeUndefined();
+    expect(b.json<{ data: { messageId: string } }>().data.messageId).not.toBe(a.json<{ data: { messageId: string } }>().data.messageId);
+    expect(upstreamCalls('idem-scoped')).toBe(2);
+  });
+
+  it.each([['x'.repeat(256)], ['has space'], ['']])('a malformed key %# is refused with 400 and writes nothing', async (key) => {
+    const before = await answers();
+    const res = await post(alice.token, key, { agentId: 'gpt', messages: [{ role: 'user', content: 'idem-badkey' }] });
+    expect(res.statusCode).toBe(400);
+    expect(res.json<{ error: { code: string } }>().error.code).toBe('IDEMPOTENCY_KEY_INVALID');
+    expect(await answers()).toBe(before);
+  });
+
+  it('a request refused for bad input does not use up its key', async () => {
+    const refused = await post(alice.token, 'key-after-bad', { agentId: 'no-such-agent', messages: [{ role: 'user', content: 'idem-bad-input' }] });
+    expect(refused.statusCode).toBe(404);
+    const rows = await t.backend.database.db.selectFrom('idempotency_keys').selectAll().where('key', '=', 'key-after-bad').execute();
+    expect(rows).toEqual([]);
+    const good = await post(alice.token, 'key-after-bad', { agentId: 'gpt', messages: [{ role: 'user', content: 'idem-after-bad' }] });
+    expect(good.statusCode).toBe(200);
+    expect(good.headers['idempotent-replayed']).toBeUndefined();
+  });
+
+  it('the OpenAI-format route honours the key too', async () => {
+    const body = { model: 'gpt', messages: [{ role: 'user', content: 'idem-v1' }] };
+    const apiKey = await t.app.inject({ method: 'POST', url: '/api/auth/api-keys', headers: bearer(alice.token), payload: { name: 'sdk' } });
+    const secret = apiKey.json<{ data: { key: string } }>().data.key;
+    const first = await post(secret, 'key-v1', body, '/v1/chat/completions');
+    const second = await post(secret, 'key-v1', body, '/v1/chat/completions');
+    expect(first.statusCode).toBe(200);
+    expect(second.json<{ id: string }>().id).toBe(first.json<{ id: string }>().id);
+    expect(second.json<{ choices: { message: { content: string } }[] }>().choices[0]?.message.content).toBe(first.json<{ choices: { message: { content: string } }[] }>().choices[0]?.message.content);
+    const streamed = await post(secret, 'key-v1-stream', { ...body, stream: true }, '/v1/chat/completions');
+    const again = await post(secret, 'key-v1-stream', { ...body, stream: true }, '/v1/chat/completions');
+    const text = (raw: string) =>
+      raw
+        .split('\n\n')
+        .filter((f) => f.startsWith('data: {'))
+        .map((f) => (JSON.parse(f.slice(6)) as { choices: { delta?: { content?: string } }[] }).choices[0]?.delta?.content ?? '')
+        .join('');
+    expect(text(again.body)).toBe(text(streamed.body));
+    expect(again.body.trim().endsWith('data: [DONE]')).toBe(true);
+    expect(upstreamCalls('idem-v1')).toBe(2);
+  });
+});

@@ -1,0 +1,89 @@
+import crypto from 'node:crypto';
+import type { Kysely } from 'kysely';
+import type { Database } from '../../db/schema.js';
+import { AppError } from '../../errors.js';
+
+/** `Idempotency-Key`: 1-255 visible ASCII characters (a UUID is the usual choice). */
+const KEY_PATTERN = /^[\x21-\x7e]{1,255}$/;
+
+/** The key of a request, or undefined when it sent none; a malformed key is refused before anything is written. */
+export function idempotencyKeyOf(header: string | string[] | undefined): string | undefined {
+  if (header === undefined) return undefined;
+  const value = Array.isArray(header) ? header[0] : header;
+  if (value === undefined || !KEY_PATTERN.test(value)) {
+    throw new AppError('IDEMPOTENCY_KEY_INVALID', 'Idempotency-Key must be 1-255 visible ASCII characters (a UUID, for example)');
+  }
+  return value;
+}
+
+function canonical(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(canonical);
+  if (value !== null && typeof value === 'object') {
+    return Object.fromEntries(
+      Object.keys(value)
+        .sort()
+        .map((k) => [k, canonical((value as Record<string, unknown>)[k])]),
+    );
+  }
+  return value;
+}
+
+/** Body fields that choose how the answer is delivered, not which turn it is: a repeat may change them. */
+const DELIVERY_FIELDS = new Set(['stream', 'stream_options']);
+
+/** Fingerprint of a request: the route and its body (key order and delivery fields ignored). */
+export function requestFingerprint(route: string, body: unknown): string {
+  const turn = body !== null && typeof body === 'object' && !Array.isArray(body) ? Object.fromEntries(Object.entries(body).filter(([k]) => !DELIVERY_FIELDS.has(k))) : body;
+  return crypto.createHash('sha256').update(route).update('\u0000').update(JSON.stringify(canonical(turn))).digest('base64url');
+}
+
+export type Claim =
+  /** The key is new: this request owns it and starts the turn `turnId`. */
+  | { kind: 'claimed' }
+  /** The key was used before with the same request: the turn to return. */
+  | { kind: 'repeat'; turnId: string; claimedAt: Date }
+  /** The key was used before with a different request. */
+  | { kind: 'conflict' };
+
+/**
+ * Idempotency keys in PostgreSQL (`idempotency_keys`, primary key
+ * (user, key)), so a repeat reaching another instance finds the same turn.
+ * The key is claimed before the turn is written, with the turn's id chosen
+ * up front; a turn that then fails to start releases its key.
+ */
+export function createIdempotencyStore(db: Kysely<Database>, ttlSeconds: number) {
+  async function insert(userId: string, key: string, fingerprint: string, turnId: string): Promise<boolean> {
+    const row = await db
+      .insertInto('idempotency_keys')
+      .values({ user_id: userId, key, request_hash: fingerprint, message_id: turnId })
+      .onConflict((oc) => oc.columns(['user_id', 'key']).doNothing())
+      .returning('message_id')
+      .executeTakeFirst();
+    return row !== undefined;
+  }
+
+  return {
+    async claim(userId: string, key: string, fingerprint: string, turnId: string): Promise<Claim> {
+      for (let round = 0; round < 2; round++) {
+        if (await insert(userId, key, fingerprint, turnId)) return { kind: 'claimed' };
+        const existing = await db.selectFrom('idempotency_keys').selectAll().where('user_id', '=', userId).where('key', '=', key).executeTakeFirst();
+        if (!existing) continue; // released in between: try again
+        if (Date.now() - existing.created_at.getTime() > ttlSeconds * 1000) {
+          // Expired: the key names nothing any more and may start a new turn.
+          await db.deleteFrom('idempotency_keys').where('user_id', '=', userId).where('key', '=', key).where('created_at', '=', existing.created_at).execute();
+          continue;
+        }
+        if (existing.request_hash !== fingerprint) return { kind: 'conflict' };
+        return { kind: 'repeat', turnId: existing.message_id, claimedAt: existing.created_at };
+      }
+      throw new AppError('IDEMPOTENCY_KEY_IN_PROGRESS', 'A request with this Idempotency-Key is being handled; retry shortly', undefined, { 'retry-after': '1' });
+    },
+
+    /** Frees a key whose turn never started, so the client may send it again. */
+    async release(userId: string, key: string, turnId: string): Promise<void> {
+      await db.deleteFrom('idempotency_keys').where('user_id', '=', userId).where('key', '=', key).where('message_id', '=', turnId).execute();
+    },
+  };
+}
+
+export type IdempotencyStore = ReturnType<typeof createIdempotencyStore>;
