@@ -59,6 +59,8 @@ export interface BuildOptions {
   logger?: Logger;
   /** Set false to keep the logger quiet (tests). */
   logRequests?: boolean;
+  /** This instance's name as the owner of the answers it runs; random per process unless a test fixes it. */
+  instanceId?: string;
 }
 
 declare module 'fastify' {
@@ -97,7 +99,8 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
   const auth = createAuthService({ db: database.db, state, audit, users, config, secrets, logger });
   const apiKeys = createApiKeysService({ db: database.db, audit });
   const agents = createAgentsService({ database, state, providers, audit, config, secrets, logger });
-  const chat = createChatService({ database, state, providers, agents, config, logger });
+  const instanceId = options.instanceId ?? crypto.randomUUID();
+  const chat = createChatService({ database, state, providers, agents, config, logger, instanceId });
   // Reports tolerate replica lag: they read from DATABASE_READ_URL when it is set.
   const analytics = createAnalyticsService({ db: database.reader });
   const deps: AppDeps = { config, secrets, database, state, logger, providers, audit, users, auth, apiKeys, agents, chat, analytics };

@@ -24,6 +24,8 @@ export interface ChatServiceDeps {
   agents: AgentsService;
   config: Config;
   logger: Logger;
+  /** Names this instance as the owner of the answers it runs (takeover); one per process. */
+  instanceId: string;
 }
 
 /** A turn as the chat routes ask for it, after the legacy `options` are merged. */
@@ -84,7 +86,7 @@ export function turnInputFrom(body: CompletionBody): TurnInput {
 
 export function createChatService(deps: ChatServiceDeps) {
   const { config, state, agents, providers, logger } = deps;
-  const repo: ChatRepository = createChatRepository(deps.database);
+  const repo: ChatRepository = createChatRepository(deps.database, deps.instanceId);
   const running = new Map<string, Generation>();
   let unsubscribeStop: Unsubscribe | undefined;
   let draining = false;
@@ -175,7 +177,8 @@ export function createChatService(deps: ChatServiceDeps) {
     const { agent } = resolved;
     await enforceLimits(principal, agent.id, agent.rateLimit?.requestsPerMinute);
     const turnId = crypto.randomUUID();
-    const created = await repo.createTurn({ ...write, userId: principal.userId, agentId: agent.id, assistantMessageId: turnId });
+    const options = { temperature: input.temperature, maxTokens: input.maxTokens, variables: input.variables, detail: input.detail };
+    const created = await repo.createTurn({ ...write, userId: principal.userId, agentId: agent.id, assistantMessageId: turnId, options });
     if (!created) throw new AppError('SESSION_NOT_FOUND', 'The chat session does not exist or is not yours');
 
     const primary = resolved.endpoints[0];
