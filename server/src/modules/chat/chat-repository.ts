@@ -45,6 +45,8 @@ export interface ClaimedTurn {
   content: string;
   options: TurnOptions | undefined;
   providerChatId: string | null;
+  /** The instance it was claimed from (null: unknown). */
+  previousOwner: string | null;
 }
 
 export interface CreatedTurn {
@@ -334,7 +336,7 @@ export function createChatRepository(database: DatabaseHandle, instanceId: strin
       if (!row) return undefined;
       const session = await db.selectFrom('chat_sessions').select('provider_chat_id').where('id', '=', row.session_id).executeTakeFirst();
       const options = (row.metadata as { options?: TurnOptions } | null)?.options;
-      return { id: row.id, sessionId: row.session_id, userId: row.user_id, agentId: row.agent_id, seq: row.seq, content: row.content, options, providerChatId: session?.provider_chat_id ?? null };
+      return { id: row.id, sessionId: row.session_id, userId: row.user_id, agentId: row.agent_id, seq: row.seq, content: row.content, options, providerChatId: session?.provider_chat_id ?? null, previousOwner: fromOwner };
     },
 
     /** Writes the end of a turn once: only a message still `streaming` is finished. Returns whether it was. */

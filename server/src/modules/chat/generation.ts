@@ -7,7 +7,7 @@ import type { ChatRepository, TurnOutcome } from './chat-repository.js';
 import type { TurnEventBuffer } from './event-buffer.js';
 
 /** Event names the front end consumes (DESIGN.md, "Events"). */
-export type PlatformEventName = 'start' | 'chunk' | 'reasoning' | 'status' | 'interactive' | 'chatId' | 'usage' | 'error' | 'end';
+export type PlatformEventName = 'start' | 'chunk' | 'reasoning' | 'status' | 'interactive' | 'chatId' | 'usage' | 'error' | 'end' | 'reset';
 
 /** One event of a turn. `id` increases by one per event; `data` is the JSON text sent. */
 export interface GenerationEvent extends TurnEvent {
@@ -29,6 +29,12 @@ export interface GenerationPlan {
   request: Omit<ProviderRequest, 'endpoint'>;
   /** Stream from the upstream (false when the agent's provider cannot). */
   upstreamStream: boolean;
+  /**
+   * Set when this instance took the answer over from one that died: event
+   * ids continue from `firstEventId`, and the first event is `reset` (the
+   * answer starts again; a client drops the partial text it holds).
+   */
+  takeover?: { firstEventId: number; previousOwner: string | null } | undefined;
 }
 
 export interface GenerationResult {
@@ -88,6 +94,7 @@ export function describeUpstreamError(err: unknown): { code: string; message: st
 export class Generation {
   readonly startedAt = performance.now();
   private readonly events: GenerationEvent[] = [];
+  private nextEventId: number;
   private readonly listeners = new Set<GenerationListener>();
   private readonly abort = new AbortController();
   private checkpointTimer: NodeJS.Timeout | undefined;
@@ -112,6 +119,12 @@ export class Generation {
     private readonly deps: GenerationDeps,
   ) {
     this.done = new Promise((resolve) => (this.resolveDone = resolve));
+    this.nextEventId = plan.takeover?.firstEventId ?? 1;
+  }
+
+  /** Id of the first event this generation emits (1, or where a takeover continues the turn's events). */
+  get firstEventId(): number {
+    return this.plan.takeover?.firstEventId ?? 1;
   }
 
   get turnId(): string {
@@ -143,15 +156,20 @@ export class Generation {
     }
   }
 
-  /** Emits `start` and `chatId`, then runs the upstream call in the background. */
+  /** Emits `start` and `chatId` (or `reset` for a takeover), then runs the upstream call in the background. */
   start(): void {
+    if (this.plan.takeover) {
+      this.emit('reset', { reason: 'takeover', messageId: this.plan.turnId, sessionId: this.plan.sessionId, timestamp: new Date().toISOString() });
+      void this.run();
+      return;
+    }
     this.emit('start', { id: this.plan.turnId, messageId: this.plan.turnId, userMessageId: this.plan.userMessageId, sessionId: this.plan.sessionId, chatId: this.plan.sessionId, agentId: this.plan.agentId, timestamp: new Date().toISOString() });
     this.emit('chatId', { chatId: this.plan.sessionId });
     void this.run();
   }
 
   private emit(event: PlatformEventName, payload: unknown): void {
-    const generationEvent: GenerationEvent = { id: this.events.length + 1, event, data: JSON.stringify(payload), payload };
+    const generationEvent: GenerationEvent = { id: this.nextEventId++, event, data: JSON.stringify(payload), payload };
     this.events.push(generationEvent);
     for (const listener of this.listeners) listener(generationEvent);
     this.deps.events.append(this.plan.turnId, generationEvent);

@@ -104,6 +104,13 @@ export async function openaiCompatRoutes(app: FastifyInstance, { deps, guards }:
           setImmediate(unsubscribe);
           return;
         }
+        case 'reset': {
+          // The OpenAI format cannot take back text already sent: the stream ends with an error instead.
+          writer.write(`data: ${JSON.stringify({ error: { code: 'UPSTREAM_ERROR', message: 'The answer was restarted after a failure; ask again', type: 'upstream_error' } })}\n\n`, true);
+          writer.end('data: [DONE]\n\n');
+          setImmediate(unsubscribe);
+          return;
+        }
         case 'start':
         case 'chatId':
         case 'status':
