@@ -142,9 +142,12 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
   await app.register(sessionRoutes, { ...routeOptions, prefix: '/api/chat-sessions' });
   await app.register(openaiCompatRoutes, { ...routeOptions, prefix: '/v1' });
 
+  // Before the server waits for open connections: running answers (long-lived streams) are drained or handed over first.
+  app.addHook('preClose', async () => {
+    await chat.close();
+  });
   app.addHook('onClose', async () => {
     await agents.stop();
-    await chat.close();
     await providers.close();
     if (!options.state) await state.close();
     if (!options.database) await database.close();

@@ -43,6 +43,8 @@ export interface Config {
   instanceHeartbeatTtlSeconds: number;
   /** How often each instance looks for answers left by dead ones. */
   takeoverScanIntervalMs: number;
+  /** On SIGTERM, how long running answers may finish before they are handed over. */
+  drainTimeoutMs: number;
   /** Whether rate limits and quotas let requests through (`open`) or refuse them (`closed`) while Redis is unreachable. */
   rateLimitsWithoutRedis: 'open' | 'closed';
   /** Server processes on this host sharing the port (node:cluster); 1 = this process serves. */
@@ -276,6 +278,11 @@ const specs: { [K in keyof Config]: VariableSpec<K> }[keyof Config][] = [
     name: 'TAKEOVER_SCAN_INTERVAL_MS', key: 'takeoverScanIntervalMs', defaultText: '2000',
     description: 'How often each instance looks for running answers whose instance is gone.',
     parse: integer(100, 60_000, 2000),
+  },
+  {
+    name: 'DRAIN_TIMEOUT_MS', key: 'drainTimeoutMs', defaultText: '15000',
+    description: 'On SIGTERM, how long running answers may finish here; the rest are handed over to other instances (or resumed at the next start on a single node).',
+    parse: integer(0, 600_000, 15_000),
   },
   {
     name: 'WORKERS', key: 'workers', defaultText: '1',

@@ -30,7 +30,7 @@ describe.skipIf(!fs.existsSync(mainJs) || !withServices)('several server process
   const instances: Instance[] = [];
   let token = '';
 
-  function startInstance(name: string): Instance {
+  function startInstance(name: string, extraEnv: Record<string, string> = {}): Instance {
     const port = 20_000 + Math.floor(Math.random() * 20_000);
     let output = '';
     const child = spawn(process.execPath, [mainJs], {
@@ -50,6 +50,7 @@ describe.skipIf(!fs.existsSync(mainJs) || !withServices)('several server process
         INSTANCE_HEARTBEAT_TTL_SECONDS: '2',
         TAKEOVER_SCAN_INTERVAL_MS: '300',
         CHECKPOINT_INTERVAL_MS: '200',
+        ...extraEnv,
       },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -168,5 +169,34 @@ describe.skipIf(!fs.existsSync(mainJs) || !withServices)('several server process
     // Nothing is left streaming anywhere.
     expect(await db.selectFrom('messages').select('id').where('status', '=', 'streaming').execute()).toEqual([]);
     expect(b.output()).toContain('took over an answer whose instance is gone');
+  });
+
+  it('on SIGTERM, lets an answer run until the drain deadline, then hands it over; the client reconnects and gets it complete', async () => {
+    const b = instances[1];
+    if (!b) throw new Error('instance B missing');
+    const c = startInstance('C', { DRAIN_TIMEOUT_MS: '300' });
+    await ready(c);
+    const response = await ask(c, 'hand me over [[mock chunks=40 interval=50]]');
+    let messageId = '';
+    let chunks = 0;
+    const exited = new Promise<number | null>((resolve) => c.child.once('exit', (code) => resolve(code)));
+    const before = await readSse(response.body as ReadableStream<Uint8Array>, (event) => {
+      if (event.event === 'start') messageId = (event.json as { messageId: string }).messageId;
+      if (event.event === 'chunk' && ++chunks === 3) c.child.kill('SIGTERM');
+    }).catch(() => [] as ParsedEvent[]);
+    // C ended the stream without an `end`: the answer is not over, it moved.
+    expect(before.some((e) => e.event === 'end')).toBe(false);
+    expect(await exited).toBe(0);
+    expect(c.output()).toContain('handing the running answers over');
+
+    const resumed = await fetch(`${b.base}/api/chat/stream?messageId=${messageId}`, { headers: { authorization: `Bearer ${token}`, 'last-event-id': before.at(-1)?.id ?? '' } });
+    const after = await readSse(resumed.body as ReadableStream<Uint8Array>, () => undefined);
+    const all = [...before, ...after];
+    const ids = all.map((e) => Number(e.id?.split(':')[1]));
+    expect(new Set(ids).size).toBe(ids.length);
+    expect([...ids].sort((x, y) => x - y)).toEqual(ids);
+    expect((all.at(-1)?.json as { status: string }).status).toBe('complete');
+    const stored = await backend.database.db.selectFrom('messages').select(['status', 'content']).where('id', '=', messageId).execute();
+    expect(stored).toEqual([{ status: 'complete', content: shownText(all) }]);
   });
 });

@@ -41,7 +41,6 @@ export interface TurnInput {
 }
 
 const CONTEXT_MESSAGES = 40;
-const DRAIN_DEADLINE_MS = 15_000;
 /** Events reach the shared buffer (for replay on another instance) at most this late; one timer for all turns. */
 const EVENT_BUFFER_INTERVAL_MS = 40;
 /**
@@ -456,12 +455,22 @@ export function createChatService(deps: ChatServiceDeps) {
       return { agentId, name: resolved.agent.name, welcomeText };
     },
 
-    /** Stops taking turns and waits for running ones, up to a deadline; the rest end as interrupted. */
+    /** Whether this instance has stopped taking turns (shutting down). */
+    get draining(): boolean {
+      return draining;
+    },
+
+    /**
+     * Shutdown: stops taking turns, lets running answers finish until
+     * DRAIN_TIMEOUT_MS, then hands the rest over (another instance takes them
+     * over once this one's heartbeat is gone, which stop() removes at once).
+     */
     async close(): Promise<void> {
       draining = true;
-      const deadline = Date.now() + DRAIN_DEADLINE_MS;
+      const deadline = Date.now() + config.drainTimeoutMs;
       while (running.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-      for (const generation of running.values()) generation.stop();
+      if (running.size > 0) logger.warn({ answers: running.size }, 'drain deadline passed: handing the running answers over to other instances');
+      for (const generation of running.values()) generation.handOver();
       await Promise.all([...running.values()].map((g) => g.done));
       await events.flushAll();
       await takeover.stop();

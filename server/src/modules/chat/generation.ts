@@ -96,10 +96,12 @@ export class Generation {
   private readonly events: GenerationEvent[] = [];
   private nextEventId: number;
   private readonly listeners = new Set<GenerationListener>();
+  private readonly leaveListeners = new Set<() => void>();
   private readonly abort = new AbortController();
   private checkpointTimer: NodeJS.Timeout | undefined;
   private checkpointedLength = 0;
   private stopRequested = false;
+  private handedOver = false;
   private content = '';
   private reasoning = '';
   private firstTokenMs: number | undefined;
@@ -143,6 +145,12 @@ export class Generation {
     return () => this.listeners.delete(listener);
   }
 
+  /** Called if this instance hands the answer over (shutdown): a client stream should end so the client reconnects elsewhere. */
+  onHandOver(listener: () => void): () => void {
+    this.leaveListeners.add(listener);
+    return () => this.leaveListeners.delete(listener);
+  }
+
   /** Asks the generation to stop; the partial answer is kept with status `stopped`. */
   stop(): void {
     if (this.settled || this.stopRequested) return;
@@ -154,6 +162,18 @@ export class Generation {
     if (endpoint && adapter?.stop && this.providerMessageId) {
       adapter.stop(endpoint, this.providerMessageId, this.plan.userId, AbortSignal.timeout(5_000)).catch(() => undefined);
     }
+  }
+
+  /**
+   * This instance is going away and leaves the answer to another one (the
+   * drain deadline passed): the upstream call is cancelled and nothing is
+   * written, so the answer stays `streaming` and is taken over once this
+   * instance's heartbeat is gone. Events already sent stay in the buffer.
+   */
+  handOver(): void {
+    if (this.settled || this.stopRequested) return;
+    this.handedOver = true;
+    this.abort.abort();
   }
 
   /** Emits `start` and `chatId` (or `reset` for a takeover), then runs the upstream call in the background. */
@@ -282,6 +302,10 @@ export class Generation {
 
   private async settle(status: TurnOutcome['status'], error: { code: string; message: string } | undefined): Promise<void> {
     if (this.checkpointTimer) clearInterval(this.checkpointTimer);
+    if (this.handedOver) {
+      this.leave();
+      return;
+    }
     const totalMs = Math.round(performance.now() - this.startedAt);
     const endpoint = this.servedBy;
     const outcome: TurnOutcome = {
@@ -324,6 +348,31 @@ export class Generation {
     this.settled = true;
     this.listeners.clear();
     void this.deps.events.finish(this.plan.turnId);
+    this.deps.onSettled(this, result);
+    this.resolveDone(result);
+  }
+
+  /** Ends this instance's part in a handed-over answer: no write, no `end`; a waiting blocking request gets 503. */
+  private leave(): void {
+    const error = { code: 'NOT_READY', message: 'This instance shut down while answering; the answer continues on another instance' };
+    this.settled = true;
+    this.listeners.clear();
+    for (const listener of this.leaveListeners) listener();
+    this.leaveListeners.clear();
+    void this.deps.events.finish(this.plan.turnId);
+    const result: GenerationResult = {
+      status: 'error',
+      content: this.content,
+      reasoning: this.reasoning || null,
+      usage: undefined,
+      model: undefined,
+      provider: undefined,
+      providerChatId: undefined,
+      interactive: undefined,
+      error,
+      firstTokenMs: this.firstTokenMs,
+      totalMs: Math.round(performance.now() - this.startedAt),
+    };
     this.deps.onSettled(this, result);
     this.resolveDone(result);
   }

@@ -120,8 +120,11 @@ export function pipeGeneration(reply: FastifyReply, generation: Generation, afte
   });
   // What was replayed (`start`, `chatId`) is not flushed here: it leaves with the first text, or within
   // COALESCE_MS, whichever comes first; one write fewer per turn.
+  // This instance hands the answer over (shutdown): end the stream without `end`, so the client reconnects elsewhere.
+  const offHandOver = generation.onHandOver(() => writer.end());
   raw.on('close', () => {
     unsubscribe();
+    offHandOver();
     writer.abandon();
   });
 }
