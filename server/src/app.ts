@@ -71,6 +71,8 @@ export interface BuildOptions {
   pressureSource?: PressureSource;
   /** main.ts passes its own, to mark the instance draining on SIGTERM. */
   lifecycle?: Lifecycle;
+  /** This instance's name as the owner of the answers it runs; random per process unless a test fixes it. */
+  instanceId?: string;
 }
 
 declare module 'fastify' {
@@ -117,7 +119,8 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
     logger,
   });
   const failures = createFailureLog(database.db, logger);
-  const chat = createChatService({ database, state, providers, agents, config, logger, breakers, failures });
+  const instanceId = options.instanceId ?? crypto.randomUUID();
+  const chat = createChatService({ database, state, providers, agents, config, logger, breakers, failures, instanceId });
   // Reports tolerate replica lag: they read from DATABASE_READ_URL when it is set.
   const analytics = createAnalyticsService({ db: database.reader });
   const pressure = new PressureMonitor(options.pressureSource ?? processPressure(), {
@@ -166,11 +169,14 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
   await app.register(sessionRoutes, { ...routeOptions, prefix: '/api/chat-sessions' });
   await app.register(openaiCompatRoutes, { ...routeOptions, prefix: '/v1' });
 
-  app.addHook('onClose', async () => {
+  // Before the server waits for open connections: running answers (long-lived streams) are drained or handed over first.
+  app.addHook('preClose', async () => {
     lifecycle.draining = true;
+    await chat.close();
+  });
+  app.addHook('onClose', async () => {
     pressure.stop();
     await agents.stop();
-    await chat.close();
     await breakers.stop();
     await failures.settled();
     await providers.close();

@@ -40,6 +40,12 @@ export interface Config {
   checkpointIntervalMs: number;
   eventBufferTtlSeconds: number;
   upstreamConnections: number;
+  /** Seconds after its last heartbeat an instance is taken for dead and its answers are taken over. */
+  instanceHeartbeatTtlSeconds: number;
+  /** How often each instance looks for answers left by dead ones. */
+  takeoverScanIntervalMs: number;
+  /** On SIGTERM, how long running answers may finish before they are handed over. */
+  drainTimeoutMs: number;
   /** Whether rate limits and quotas let requests through (`open`) or refuse them (`closed`) while Redis is unreachable. */
   rateLimitsWithoutRedis: 'open' | 'closed';
   /** Server processes on this host sharing the port (node:cluster); 1 = this process serves. */
@@ -292,6 +298,21 @@ const specs: { [K in keyof Config]: VariableSpec<K> }[keyof Config][] = [
   { name: 'CHECKPOINT_INTERVAL_MS', key: 'checkpointIntervalMs', defaultText: '1000', description: 'How often partial answer text is saved to PostgreSQL while it streams.', parse: integer(100, 60_000, 1000) },
   { name: 'EVENT_BUFFER_TTL_SECONDS', key: 'eventBufferTtlSeconds', defaultText: '900', description: 'How long a turn\'s events stay in the shared buffer for reconnecting clients.', parse: integer(10, 86_400, 900) },
   { name: 'UPSTREAM_CONNECTIONS', key: 'upstreamConnections', defaultText: '256', description: 'Keep-alive connections per upstream origin.', parse: integer(1, 10_000, 256) },
+  {
+    name: 'INSTANCE_HEARTBEAT_TTL_SECONDS', key: 'instanceHeartbeatTtlSeconds', defaultText: '5',
+    description: 'Each instance renews a heartbeat in shared state every third of this; an instance silent for this long is taken for dead and another one finishes its running answers.',
+    parse: integer(2, 300, 5),
+  },
+  {
+    name: 'TAKEOVER_SCAN_INTERVAL_MS', key: 'takeoverScanIntervalMs', defaultText: '2000',
+    description: 'How often each instance looks for running answers whose instance is gone.',
+    parse: integer(100, 60_000, 2000),
+  },
+  {
+    name: 'DRAIN_TIMEOUT_MS', key: 'drainTimeoutMs', defaultText: '15000',
+    description: 'On SIGTERM, how long running answers may finish here; the rest are handed over to other instances (or resumed at the next start on a single node).',
+    parse: integer(0, 600_000, 15_000),
+  },
   {
     name: 'WORKERS', key: 'workers', defaultText: '1',
     description: 'Server processes on this host, sharing `PORT` (node:cluster; one per core is the usual choice). Each is an instance like any other; more than 1 needs `DATABASE_URL` and `REDIS_URL`.',

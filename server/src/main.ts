@@ -108,7 +108,7 @@ async function serve(config: Config, logger: Logger): Promise<void> {
     const force = setTimeout(() => {
       logger.error('shutdown deadline passed; exiting');
       process.exit(1);
-    }, 30_000);
+    }, config.drainTimeoutMs + 15_000);
     force.unref();
     try {
       await app.close();

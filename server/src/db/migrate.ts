@@ -3,12 +3,14 @@ import type { Database } from './schema.js';
 import * as m0001 from './migrations/0001-initial.js';
 import * as m0002 from './migrations/0002-resilience.js';
 import * as m0003 from './migrations/0003-usage-index.js';
+import * as m0004 from './migrations/0004-turn-owner.js';
 
 /** Every migration, in order. Add new ones at the end; never edit old ones. */
 const migrations: Record<string, Migration> = {
   '0001-initial': m0001,
   '0002-resilience': m0002,
   '0003-usage-index': m0003,
+  '0004-turn-owner': m0004,
 };
 
 const provider: MigrationProvider = { getMigrations: () => Promise.resolve(migrations) };

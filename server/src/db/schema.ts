@@ -148,6 +148,8 @@ export interface MessagesTable {
   provider_chat_id: string | null;
   provider_message_id: string | null;
   interactive: NullableJson<unknown>;
+  /** The instance running the answer while it streams (takeover fence). */
+  owner_instance: string | null;
   metadata: NullableJson<Record<string, unknown>>;
   created_at: Generated<Date>;
   updated_at: Timestamp;

@@ -1,4 +1,5 @@
 import crypto from 'node:crypto';
+import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { migrateToLatest } from '../../db/migrate.js';
 import { backendNames, createBackend, type Backend } from '../../test/backends.js';
@@ -30,7 +31,7 @@ describe.each(await backendNames())('turn writes on %s', (name) => {
       .execute();
     alice = users.find((u) => u.username === 'alice')?.id ?? '';
     bob = users.find((u) => u.username === 'bob')?.id ?? '';
-    repo = createChatRepository(backend.database);
+    repo = createChatRepository(backend.database, 'instance-1');
   });
   afterAll(async () => {
     await backend.dispose();
@@ -69,5 +70,41 @@ describe.each(await backendNames())('turn writes on %s', (name) => {
     }
     const session = await backend.database.db.selectFrom('chat_sessions').select(['message_count']).where('id', '=', sessionId).executeTakeFirstOrThrow();
     expect(session.message_count).toBe(2 + 2 * 15);
+  });
+
+  it('records the owner and options of a streaming answer; only the owner checkpoints and ends it, until another claims it', async () => {
+    const other = createChatRepository(backend.database, 'instance-2');
+    const t = { ...turn(alice, undefined, 'owned'), options: { temperature: 0.2, variables: { x: 1 }, maxTokens: undefined } };
+    const created = await repo.createTurn(t);
+    expect(created).toBeDefined();
+    const row = await backend.database.db.selectFrom('messages').select(['owner_instance', 'metadata']).where('id', '=', t.assistantMessageId).executeTakeFirstOrThrow();
+    expect(row).toEqual({ owner_instance: 'instance-1', metadata: { options: { temperature: 0.2, variables: { x: 1 } } } });
+    const question = await backend.database.db.selectFrom('messages').select(['owner_instance', 'metadata']).where('id', '=', t.userMessageId).executeTakeFirstOrThrow();
+    expect(question).toEqual({ owner_instance: null, metadata: null });
+
+    // Not the owner: neither a checkpoint nor the end lands.
+    await other.checkpoint(t.assistantMessageId, 'intruder', null);
+    expect(await other.finishTurn(t.assistantMessageId, created?.sessionId ?? '', { status: 'complete', content: 'intruder', reasoning: null })).toBe(false);
+    await repo.checkpoint(t.assistantMessageId, 'partial', null);
+
+    // Quiet for a minute (now() can equal the checkpoint's timestamp within one millisecond).
+    await sql`UPDATE messages SET updated_at = now() - interval '1 minute' WHERE id = ${t.assistantMessageId}`.execute(backend.database.db);
+    expect((await repo.orphanCandidates(1_000, 100)).filter((c) => c.id === t.assistantMessageId)).toEqual([{ id: t.assistantMessageId, ownerInstance: 'instance-1' }]);
+
+    // Two claims of the same dead owner's answer: exactly one wins.
+    const third = createChatRepository(backend.database, 'instance-3');
+    const claims = await Promise.all([other.claimTurn(t.assistantMessageId, 'instance-1'), third.claimTurn(t.assistantMessageId, 'instance-1')]);
+    expect(claims.filter((c) => c !== undefined)).toHaveLength(1);
+    const winner = claims[0] ? other : third;
+    const claimed = claims[0] ?? claims[1];
+    expect(claimed).toMatchObject({ id: t.assistantMessageId, sessionId: created?.sessionId, userId: alice, agentId: 'a', content: 'partial', options: { temperature: 0.2, variables: { x: 1 } } });
+
+    // The old owner is fenced off; the new one ends the answer, once.
+    expect(await repo.finishTurn(t.assistantMessageId, created?.sessionId ?? '', { status: 'complete', content: 'stale', reasoning: null })).toBe(false);
+    expect(await winner.finishTurn(t.assistantMessageId, created?.sessionId ?? '', { status: 'complete', content: 'taken over', reasoning: null })).toBe(true);
+    expect(await winner.finishTurn(t.assistantMessageId, created?.sessionId ?? '', { status: 'complete', content: 'twice', reasoning: null })).toBe(false);
+    const ended = await backend.database.db.selectFrom('messages').select(['status', 'content']).where('id', '=', t.assistantMessageId).executeTakeFirstOrThrow();
+    expect(ended).toEqual({ status: 'complete', content: 'taken over' });
+    expect(await other.claimTurn(t.assistantMessageId, 'instance-1')).toBeUndefined();
   });
 });

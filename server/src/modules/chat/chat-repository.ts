@@ -17,6 +17,36 @@ export interface NewTurn {
   title: string;
   /** Replaces this assistant message (regenerate): deleted in the same transaction. */
   replacesMessageId?: string | undefined;
+  /** Request options beyond the messages, kept with the answer so an instance taking it over asks the same. */
+  options?: TurnOptions | undefined;
+}
+
+/** A turn's request options that are not the agent's defaults (stored as the answer's metadata). */
+export interface TurnOptions {
+  temperature?: number | undefined;
+  maxTokens?: number | undefined;
+  variables?: Record<string, unknown> | undefined;
+  detail?: boolean | undefined;
+}
+
+/** An answer left `streaming` by an instance that may be gone. */
+export interface OrphanCandidate {
+  id: string;
+  ownerInstance: string | null;
+}
+
+/** What an instance taking an answer over needs to ask the question again. */
+export interface ClaimedTurn {
+  id: string;
+  sessionId: string;
+  userId: string;
+  agentId: string | null;
+  seq: number;
+  content: string;
+  options: TurnOptions | undefined;
+  providerChatId: string | null;
+  /** The instance it was claimed from (null: unknown). */
+  previousOwner: string | null;
 }
 
 export interface CreatedTurn {
@@ -117,8 +147,8 @@ function toSummary(row: {
  */
 const CREATE_TURNS = `
 WITH input AS (
-  SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::text[], $6::uuid[], $7::uuid[], $8::uuid[])
-    WITH ORDINALITY AS i(user_id, agent_id, title, user_message_id, user_content, assistant_id, session_id, new_session_id, ord)
+  SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::text[], $6::uuid[], $7::uuid[], $8::uuid[], $10::jsonb[])
+    WITH ORDINALITY AS i(user_id, agent_id, title, user_message_id, user_content, assistant_id, session_id, new_session_id, options, ord)
 ),
 created AS (
   INSERT INTO chat_sessions (id, user_id, agent_id, title, message_count, updated_at)
@@ -136,14 +166,14 @@ continued AS (
 ),
 written AS (SELECT id, user_id, provider_chat_id FROM created UNION ALL SELECT id, user_id, provider_chat_id FROM continued),
 messages_written AS (
-  INSERT INTO messages (id, session_id, user_id, role, content, status, agent_id, updated_at, completed_at)
-  SELECT v.id, w.id, i.user_id, v.role, v.content, v.status, i.agent_id, now(), v.completed_at
+  INSERT INTO messages (id, session_id, user_id, role, content, status, agent_id, updated_at, completed_at, owner_instance, metadata)
+  SELECT v.id, w.id, i.user_id, v.role, v.content, v.status, i.agent_id, now(), v.completed_at, v.owner_instance, v.metadata
   FROM input AS i
   JOIN written AS w ON w.id = coalesce(i.session_id, i.new_session_id) AND w.user_id = i.user_id
   CROSS JOIN LATERAL (VALUES
-    (i.user_message_id, 'user', i.user_content, 'complete', now(), 1),
-    (i.assistant_id, 'assistant', '', 'streaming', NULL::timestamptz, 2)
-  ) AS v(id, role, content, status, completed_at, k)
+    (i.user_message_id, 'user', i.user_content, 'complete', now(), NULL::text, NULL::jsonb, 1),
+    (i.assistant_id, 'assistant', '', 'streaming', NULL::timestamptz, $9::text, i.options, 2)
+  ) AS v(id, role, content, status, completed_at, owner_instance, metadata, k)
   ORDER BY i.ord, v.k
   RETURNING 1
 )
@@ -166,7 +196,7 @@ FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text
             $10::int[], $11::int[], $12::int[], $13::int[], $14::int[], $15::text[], $16::text[], $17::jsonb[])
   AS v(id, status, content, reasoning, error_code, error_message, provider, model, endpoint_id,
        prompt_tokens, completion_tokens, total_tokens, first_token_ms, total_ms, provider_chat_id, provider_message_id, interactive)
-WHERE m.id = v.id AND m.status = 'streaming'
+WHERE m.id = v.id AND m.status = 'streaming' AND (m.owner_instance IS NULL OR m.owner_instance = $18)
 RETURNING m.id`;
 
 const BATCH_MAX = 256;
@@ -188,7 +218,8 @@ function columnsOf(rows: unknown[][], width: number): unknown[][] {
   return columns;
 }
 
-const CHECKPOINT = `UPDATE messages SET content = $2, reasoning = $3, updated_at = now() WHERE id = $1::uuid AND status = 'streaming'`;
+const CHECKPOINT = `UPDATE messages SET content = $2, reasoning = $3, updated_at = now()
+WHERE id = $1::uuid AND status = 'streaming' AND (owner_instance IS NULL OR owner_instance = $4)`;
 
 interface CreatedRow {
   assistant_id: string;
@@ -196,18 +227,29 @@ interface CreatedRow {
   provider_chat_id: string | null;
 }
 
-export function createChatRepository(database: DatabaseHandle) {
+function optionsJson(options: TurnOptions | undefined): string | null {
+  if (options === undefined) return null;
+  const kept = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined));
+  return Object.keys(kept).length === 0 ? null : JSON.stringify({ options: kept });
+}
+
+/**
+ * `instanceId` names this process: it is written as the owner of the answers
+ * it runs, and checkpoints and endings only land while it still owns them.
+ */
+export function createChatRepository(database: DatabaseHandle, instanceId: string) {
   const { db, reader } = database;
 
   const finish = createGroupWriter(async (items: { messageId: string; outcome: TurnOutcome }[]) => {
-    const result = await database.prepared<{ id: string }>('llmchat_finish_turns', FINISH_TURNS, columnsOf(items.map((t) => finishRow(t.messageId, t.outcome)), 17));
+    const result = await database.prepared<{ id: string }>('llmchat_finish_turns', FINISH_TURNS, [...columnsOf(items.map((t) => finishRow(t.messageId, t.outcome)), 17), instanceId]);
     const finished = new Set(result.rows.map((r) => r.id));
     return items.map((t) => finished.has(t.messageId));
   }, BATCH_MAX);
 
   const create = createGroupWriter(async (turns: NewTurn[]) => {
     const rows = turns.map((t) => [t.userId, t.agentId, t.title, t.userMessageId, t.userContent, t.assistantMessageId, t.sessionId ?? null, t.sessionId ? null : crypto.randomUUID()]);
-    const result = await database.prepared<CreatedRow>('llmchat_create_turns', CREATE_TURNS, columnsOf(rows, 8));
+    const columns = columnsOf(rows, 8);
+    const result = await database.prepared<CreatedRow>('llmchat_create_turns', CREATE_TURNS, [...columns, instanceId, turns.map((t) => optionsJson(t.options))]);
     const byTurn = new Map(result.rows.map((r) => [r.assistant_id, r]));
     return turns.map((t): CreatedTurn | undefined => {
       const row = byTurn.get(t.assistantMessageId);
@@ -230,7 +272,17 @@ export function createChatRepository(database: DatabaseHandle) {
       await tx.deleteFrom('messages').where('id', '=', replacesMessageId).where('user_id', '=', turn.userId).execute();
       await tx
         .insertInto('messages')
-        .values({ id: turn.assistantMessageId, session_id: sessionId, user_id: turn.userId, role: 'assistant', status: 'streaming', agent_id: turn.agentId, updated_at: new Date() })
+        .values({
+          id: turn.assistantMessageId,
+          session_id: sessionId,
+          user_id: turn.userId,
+          role: 'assistant',
+          status: 'streaming',
+          agent_id: turn.agentId,
+          updated_at: new Date(),
+          owner_instance: instanceId,
+          metadata: optionsJson(turn.options),
+        })
         .execute();
       return { sessionId, providerChatId: session.provider_chat_id };
     });
@@ -251,7 +303,40 @@ export function createChatRepository(database: DatabaseHandle) {
 
     /** Saves partial text while the answer streams; a no-op once the turn has ended. */
     async checkpoint(messageId: string, content: string, reasoning: string | null): Promise<void> {
-      await database.prepared('llmchat_checkpoint', CHECKPOINT, [messageId, content, reasoning]);
+      await database.prepared('llmchat_checkpoint', CHECKPOINT, [messageId, content, reasoning, instanceId]);
+    },
+
+    /** Answers still `streaming` and untouched for `quietMs`, oldest first: candidates for a takeover. */
+    async orphanCandidates(quietMs: number, limit: number): Promise<OrphanCandidate[]> {
+      const rows = await db
+        .selectFrom('messages')
+        .select(['id', 'owner_instance'])
+        .where('status', '=', 'streaming')
+        .where('updated_at', '<', sql<Date>`now() - make_interval(secs => ${quietMs / 1000})`)
+        .orderBy('updated_at')
+        .limit(limit)
+        .execute();
+      return rows.map((r) => ({ id: r.id, ownerInstance: r.owner_instance }));
+    },
+
+    /**
+     * Makes this instance the owner of an answer still `streaming` that
+     * `fromOwner` owned: one conditional UPDATE, so of several instances
+     * trying at once exactly one wins. Returns what is needed to run it again.
+     */
+    async claimTurn(messageId: string, fromOwner: string | null): Promise<ClaimedTurn | undefined> {
+      const row = await db
+        .updateTable('messages')
+        .set({ owner_instance: instanceId, updated_at: new Date() })
+        .where('id', '=', messageId)
+        .where('status', '=', 'streaming')
+        .where((eb) => (fromOwner === null ? eb('owner_instance', 'is', null) : eb('owner_instance', '=', fromOwner)))
+        .returning(['id', 'session_id', 'user_id', 'agent_id', 'seq', 'content', 'metadata'])
+        .executeTakeFirst();
+      if (!row) return undefined;
+      const session = await db.selectFrom('chat_sessions').select('provider_chat_id').where('id', '=', row.session_id).executeTakeFirst();
+      const options = (row.metadata as { options?: TurnOptions } | null)?.options;
+      return { id: row.id, sessionId: row.session_id, userId: row.user_id, agentId: row.agent_id, seq: row.seq, content: row.content, options, providerChatId: session?.provider_chat_id ?? null, previousOwner: fromOwner };
     },
 
     /** Writes the end of a turn once: only a message still `streaming` is finished. Returns whether it was. */

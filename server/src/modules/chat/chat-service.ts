@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import { upstreamTimeouts, type Config } from '../../config.js';
 import type { DatabaseHandle } from '../../db/database.js';
 import type { MessageRow } from '../../db/schema.js';
-import { AppError } from '../../errors.js';
+import { AppError, type ErrorCode } from '../../errors.js';
 import type { Principal } from '../../plugins/authenticate.js';
 import { DegradedNotice } from '../../shared-state/degraded.js';
 import { Channels, type SharedState, type TurnEvent, type Unsubscribe } from '../../shared-state/shared-state.js';
@@ -14,9 +14,10 @@ import type { ChatContentPart, ChatMessage, ResolvedEndpoint } from '../provider
 import { abortableSleep, type ResilienceDeps } from '../resilience/attempt-loop.js';
 import type { BreakerService } from '../resilience/breakers.js';
 import type { FailureLog } from '../resilience/failure-log.js';
-import { createChatRepository, type ChatRepository } from './chat-repository.js';
+import { createChatRepository, type ChatRepository, type ClaimedTurn } from './chat-repository.js';
 import { TurnEventBuffer } from './event-buffer.js';
 import { createIdempotencyStore } from './idempotency.js';
+import { TakeoverService } from './takeover.js';
 import { Generation, type GenerationPlan, type GenerationResult } from './generation.js';
 import type { CompletionBody, FeedbackBody } from './schema.js';
 import { createSessionService } from './session-service.js';
@@ -33,6 +34,8 @@ export interface ChatServiceDeps {
   /** Tests fix the backoff's jitter and sleep; defaults: Math.random, a timer. */
   random?: () => number;
   sleep?: (ms: number, signal: AbortSignal) => Promise<void>;
+  /** Names this instance as the owner of the answers it runs (takeover); one per process. */
+  instanceId: string;
 }
 
 /** Retries, breakers and deadlines for upstream calls, from the configuration. */
@@ -74,9 +77,16 @@ export interface TurnInput {
 }
 
 const CONTEXT_MESSAGES = 40;
-const DRAIN_DEADLINE_MS = 15_000;
 /** Events reach the shared buffer (for replay on another instance) at most this late; one timer for all turns. */
 const EVENT_BUFFER_INTERVAL_MS = 40;
+/**
+ * Each run of an answer numbers its events in its own block of ids: the
+ * first run from 1, the first takeover from 1_000_001, the next from
+ * 2_000_001. The instance that died may have sent a client events that never
+ * reached the shared buffer, so a takeover cannot continue at "last buffered
+ * + 1" without reusing ids that client holds; a new block is past them all.
+ */
+const TAKEOVER_ID_BLOCK = 1_000_000;
 
 function textOf(content: string | ChatContentPart[]): string {
   if (typeof content === 'string') return content;
@@ -120,7 +130,7 @@ export function turnInputFrom(body: CompletionBody): TurnInput {
 
 export function createChatService(deps: ChatServiceDeps) {
   const { config, state, agents, providers, logger } = deps;
-  const repo: ChatRepository = createChatRepository(deps.database);
+  const repo: ChatRepository = createChatRepository(deps.database, deps.instanceId);
   const idempotency = createIdempotencyStore(deps.database.db, config.idempotencyKeyTtlSeconds);
   const running = new Map<string, Generation>();
   let unsubscribeStop: Unsubscribe | undefined;
@@ -213,34 +223,60 @@ export function createChatService(deps: ChatServiceDeps) {
     const { agent } = resolved;
     await enforceLimits(principal, agent.id, agent.rateLimit?.requestsPerMinute);
     const turnId = write.turnId ?? crypto.randomUUID();
-    const created = await repo.createTurn({ ...write, userId: principal.userId, agentId: agent.id, assistantMessageId: turnId });
+    const options = { temperature: input.temperature, maxTokens: input.maxTokens, variables: input.variables, detail: input.detail };
+    const created = await repo.createTurn({ ...write, userId: principal.userId, agentId: agent.id, assistantMessageId: turnId, options });
     if (!created) throw new AppError('SESSION_NOT_FOUND', 'The chat session does not exist or is not yours');
 
+    return launch(
+      await planFor(resolved, input, {
+        turnId,
+        sessionId: created.sessionId,
+        contextSessionId: write.sessionId,
+        userId: principal.userId,
+        userMessageId: write.userMessageId,
+        providerChatId: created.providerChatId,
+      }),
+    );
+  }
+
+  /**
+   * The generation plan of an answer: its endpoints, the provider's message
+   * list and the request options. `contextSessionId` is the session whose
+   * stored messages may be sent as context (none for a new session).
+   */
+  async function planFor(
+    resolved: ResolvedAgent,
+    input: TurnInput,
+    turn: { turnId: string; sessionId: string; contextSessionId: string | undefined; userId: string; userMessageId: string; providerChatId: string | null },
+    takeover?: GenerationPlan['takeover'],
+  ): Promise<GenerationPlan> {
+    const { agent } = resolved;
     const primary = resolved.endpoints[0];
-    const keepsUpstreamContext = primary?.provider === 'fastgpt' || (primary?.provider === 'dify' && created.providerChatId !== null);
-    const messages = await providerMessages(input, write.sessionId, keepsUpstreamContext, principal.userId, [write.userMessageId, turnId], Boolean(agent.systemPrompt));
-    return launch({
-      turnId,
-      sessionId: created.sessionId,
-      userId: principal.userId,
-      userMessageId: write.userMessageId,
+    const keepsUpstreamContext = primary?.provider === 'fastgpt' || (primary?.provider === 'dify' && turn.providerChatId !== null);
+    const messages = await providerMessages(input, turn.contextSessionId, keepsUpstreamContext, turn.userId, [turn.userMessageId, turn.turnId], Boolean(agent.systemPrompt));
+    return {
+      turnId: turn.turnId,
+      sessionId: turn.sessionId,
+      userId: turn.userId,
+      userMessageId: turn.userMessageId,
       agentId: agent.id,
       endpoints: [...resolved.endpoints],
       retry: agent.retry,
       upstreamStream: agent.features.supportsStream !== false,
+      takeover,
       request: {
         messages,
         systemPrompt: agent.systemPrompt ?? undefined,
         temperature: input.temperature ?? agent.temperature ?? undefined,
         maxTokens: input.maxTokens ?? agent.maxTokens ?? undefined,
         // FastGPT keeps context under the platform's session id; Dify under its own conversation id.
-        chatId: primary?.provider === 'dify' ? (created.providerChatId ?? undefined) : created.sessionId,
+        chatId: primary?.provider === 'dify' ? (turn.providerChatId ?? undefined) : turn.sessionId,
         detail: input.detail ?? agent.features.supportsDetail ?? false,
         variables: input.variables,
-        responseChatItemId: turnId,
-        user: principal.userId,
+        responseChatItemId: turn.turnId,
+        user: turn.userId,
       },
-    });
+    };
   }
 
   /** Checks a new question (nothing is written) and shapes its turn. */
@@ -260,6 +296,64 @@ export function createChatService(deps: ChatServiceDeps) {
     return { resolved, write };
   }
 
+  /**
+   * Runs again, on this instance, an answer claimed from an instance that
+   * died: the same question, options and context; its events start with
+   * `reset`, in a new block of ids (TAKEOVER_ID_BLOCK).
+   */
+  async function resumeTurn(claimed: ClaimedTurn): Promise<void> {
+    const buffered = await state.readEvents(claimed.id, 0).catch(() => [] as TurnEvent[]);
+    const lastBuffered = buffered.at(-1)?.id ?? 0;
+    const firstEventId = (Math.floor(lastBuffered / TAKEOVER_ID_BLOCK) + 1) * TAKEOVER_ID_BLOCK + 1;
+    let resolved: ResolvedAgent;
+    try {
+      resolved = agents.getActive(claimed.agentId ?? '');
+    } catch {
+      await endUnresumable(claimed, firstEventId, 'AGENT_INACTIVE', 'The agent of this answer was disabled or deleted while it was being generated');
+      return;
+    }
+    const question = await repo.userMessageBefore(claimed.sessionId, claimed.userId, claimed.seq);
+    if (!question) {
+      await endUnresumable(claimed, firstEventId, 'GENERATION_NOT_FOUND', 'The question of this answer is gone');
+      return;
+    }
+    const input: TurnInput = { agentId: resolved.agent.id, messages: [{ role: 'user', content: storedContent(question.content) }], ...claimed.options };
+    const plan = await planFor(
+      resolved,
+      input,
+      { turnId: claimed.id, sessionId: claimed.sessionId, contextSessionId: claimed.sessionId, userId: claimed.userId, userMessageId: question.id, providerChatId: claimed.providerChatId },
+      { firstEventId, previousOwner: claimed.previousOwner },
+    );
+    launch(plan);
+  }
+
+  /** Ends a claimed answer that cannot be run again, with a clear error, in the database and in its events. */
+  async function endUnresumable(claimed: ClaimedTurn, firstEventId: number, code: ErrorCode, message: string): Promise<void> {
+    await repo.finishTurn(claimed.id, claimed.sessionId, { status: 'error', content: claimed.content, reasoning: null, errorCode: code, errorMessage: message });
+    const at = new Date().toISOString();
+    await state
+      .appendEvents(
+        claimed.id,
+        [
+          { id: firstEventId, event: 'error', data: JSON.stringify({ code, message, timestamp: at }) },
+          { id: firstEventId + 1, event: 'end', data: JSON.stringify({ status: 'error', messageId: claimed.id, sessionId: claimed.sessionId, timestamp: at }) },
+        ],
+        config.eventBufferTtlSeconds,
+      )
+      .catch(() => undefined);
+  }
+
+  const takeover = new TakeoverService({
+    repo,
+    state,
+    logger,
+    instanceId: deps.instanceId,
+    heartbeatTtlSeconds: config.instanceHeartbeatTtlSeconds,
+    scanIntervalMs: config.takeoverScanIntervalMs,
+    runsHere: (turnId) => running.has(turnId),
+    resume: (claimed) => resumeTurn(claimed),
+  });
+
   /** The endpoint that served an answer, if its agent is still active. */
   function endpointOf(agentId: string, endpointId: string): ResolvedEndpoint | undefined {
     try {
@@ -275,6 +369,7 @@ export function createChatService(deps: ChatServiceDeps) {
 
     async start(): Promise<void> {
       unsubscribeStop = await state.subscribe(Channels.stopGeneration, (turnId) => running.get(turnId)?.stop());
+      await takeover.start();
     },
 
     get runningCount(): number {
@@ -366,6 +461,11 @@ export function createChatService(deps: ChatServiceDeps) {
       return { messageId: message.id, stopped: true };
     },
 
+    /** One takeover pass now (it also runs on a timer): finishes answers whose instance is gone. */
+    takeOverOrphans(): Promise<void> {
+      return takeover.scanOnce();
+    },
+
     /** The live generation on this instance, if it runs here. */
     localGeneration(turnId: string): Generation | undefined {
       return running.get(turnId);
@@ -451,14 +551,20 @@ export function createChatService(deps: ChatServiceDeps) {
       return { agentId, name: resolved.agent.name, welcomeText };
     },
 
-    /** Stops taking turns and waits for running ones, up to a deadline; the rest end as interrupted. */
+    /**
+     * Shutdown: stops taking turns, lets running answers finish until
+     * DRAIN_TIMEOUT_MS, then hands the rest over (another instance takes them
+     * over once this one's heartbeat is gone, which stop() removes at once).
+     */
     async close(): Promise<void> {
       draining = true;
-      const deadline = Date.now() + DRAIN_DEADLINE_MS;
+      const deadline = Date.now() + config.drainTimeoutMs;
       while (running.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-      for (const generation of running.values()) generation.stop();
+      if (running.size > 0) logger.warn({ answers: running.size }, 'drain deadline passed: handing the running answers over to other instances');
+      for (const generation of running.values()) generation.handOver();
       await Promise.all([...running.values()].map((g) => g.done));
       await events.flushAll();
+      await takeover.stop();
       await unsubscribeStop?.();
     },
   };

@@ -32,6 +32,12 @@ export interface GenerationPlan {
   retry?: Partial<RetrySettings> | undefined;
   /** Stream from the upstream (false when the agent's provider cannot). */
   upstreamStream: boolean;
+  /**
+   * Set when this instance took the answer over from one that died: event
+   * ids continue from `firstEventId`, and the first event is `reset` (the
+   * answer starts again; a client drops the partial text it holds).
+   */
+  takeover?: { firstEventId: number; previousOwner: string | null } | undefined;
 }
 
 export interface GenerationResult {
@@ -81,11 +87,14 @@ function definedOnly<T extends object>(value: T): Partial<T> {
 export class Generation {
   readonly startedAt = performance.now();
   private readonly events: GenerationEvent[] = [];
+  private nextEventId: number;
   private readonly listeners = new Set<GenerationListener>();
+  private readonly leaveListeners = new Set<() => void>();
   private readonly abort = new AbortController();
   private checkpointTimer: NodeJS.Timeout | undefined;
   private checkpointedLength = 0;
   private stopRequested = false;
+  private handedOver = false;
   private content = '';
   private reasoning = '';
   private firstTokenMs: number | undefined;
@@ -109,6 +118,12 @@ export class Generation {
     private readonly deps: GenerationDeps,
   ) {
     this.done = new Promise((resolve) => (this.resolveDone = resolve));
+    this.nextEventId = plan.takeover?.firstEventId ?? 1;
+  }
+
+  /** Id of the first event this generation emits (1, or where a takeover continues the turn's events). */
+  get firstEventId(): number {
+    return this.plan.takeover?.firstEventId ?? 1;
   }
 
   get turnId(): string {
@@ -127,6 +142,12 @@ export class Generation {
     return () => this.listeners.delete(listener);
   }
 
+  /** Called if this instance hands the answer over (shutdown): a client stream should end so the client reconnects elsewhere. */
+  onHandOver(listener: () => void): () => void {
+    this.leaveListeners.add(listener);
+    return () => this.leaveListeners.delete(listener);
+  }
+
   /** Asks the generation to stop; the partial answer is kept with status `stopped`. */
   stop(): void {
     if (this.settled || this.stopRequested) return;
@@ -140,15 +161,32 @@ export class Generation {
     }
   }
 
-  /** Emits `start` and `chatId`, then runs the upstream call in the background. */
+  /**
+   * This instance is going away and leaves the answer to another one (the
+   * drain deadline passed): the upstream call is cancelled and nothing is
+   * written, so the answer stays `streaming` and is taken over once this
+   * instance's heartbeat is gone. Events already sent stay in the buffer.
+   */
+  handOver(): void {
+    if (this.settled || this.stopRequested) return;
+    this.handedOver = true;
+    this.abort.abort();
+  }
+
+  /** Emits `start` and `chatId` (or `reset` for a takeover), then runs the upstream call in the background. */
   start(): void {
+    if (this.plan.takeover) {
+      this.emit('reset', { reason: 'takeover', messageId: this.plan.turnId, sessionId: this.plan.sessionId, timestamp: new Date().toISOString() });
+      void this.run();
+      return;
+    }
     this.emit('start', { id: this.plan.turnId, messageId: this.plan.turnId, userMessageId: this.plan.userMessageId, sessionId: this.plan.sessionId, chatId: this.plan.sessionId, agentId: this.plan.agentId, timestamp: new Date().toISOString() });
     this.emit('chatId', { chatId: this.plan.sessionId });
     void this.run();
   }
 
   private emit(event: PlatformEventName, payload: unknown): void {
-    const generationEvent: GenerationEvent = { id: this.events.length + 1, event, data: JSON.stringify(payload), payload };
+    const generationEvent: GenerationEvent = { id: this.nextEventId++, event, data: JSON.stringify(payload), payload };
     this.events.push(generationEvent);
     for (const listener of this.listeners) listener(generationEvent);
     this.deps.events.append(this.plan.turnId, generationEvent);
@@ -286,6 +324,10 @@ export class Generation {
 
   private async settle(status: TurnOutcome['status'], error: { code: string; message: string } | undefined): Promise<void> {
     if (this.checkpointTimer) clearInterval(this.checkpointTimer);
+    if (this.handedOver) {
+      this.leave();
+      return;
+    }
     const totalMs = Math.round(performance.now() - this.startedAt);
     const endpoint = this.servedBy;
     const outcome: TurnOutcome = {
@@ -328,6 +370,31 @@ export class Generation {
     this.settled = true;
     this.listeners.clear();
     void this.deps.events.finish(this.plan.turnId);
+    this.deps.onSettled(this, result);
+    this.resolveDone(result);
+  }
+
+  /** Ends this instance's part in a handed-over answer: no write, no `end`; a waiting blocking request gets 503. */
+  private leave(): void {
+    const error = { code: 'NOT_READY', message: 'This instance shut down while answering; the answer continues on another instance' };
+    this.settled = true;
+    this.listeners.clear();
+    for (const listener of this.leaveListeners) listener();
+    this.leaveListeners.clear();
+    void this.deps.events.finish(this.plan.turnId);
+    const result: GenerationResult = {
+      status: 'error',
+      content: this.content,
+      reasoning: this.reasoning || null,
+      usage: undefined,
+      model: undefined,
+      provider: undefined,
+      providerChatId: undefined,
+      interactive: undefined,
+      error,
+      firstTokenMs: this.firstTokenMs,
+      totalMs: Math.round(performance.now() - this.startedAt),
+    };
     this.deps.onSettled(this, result);
     this.resolveDone(result);
   }

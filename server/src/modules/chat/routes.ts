@@ -76,7 +76,9 @@ async function streamTurn(chat: ChatService, reply: FastifyReply, principal: Pri
   const local = chat.localGeneration(turnId);
   if (local) {
     if (local.plan.userId !== principal.userId) throw new AppError('MESSAGE_NOT_FOUND', 'No such answer');
-    pipeGeneration(reply, local, afterId);
+    // A generation taken over here holds only its own events; the dead instance's come from the buffer.
+    const earlier = local.firstEventId > afterId + 1 ? (await chat.eventsAfter(turnId, afterId).catch(() => [])).filter((e) => e.id < local.firstEventId) : [];
+    pipeGeneration(reply, local, Math.max(afterId, local.firstEventId - 1), earlier);
     return reply;
   }
   const message = await chat.ownAnswer(principal, turnId);

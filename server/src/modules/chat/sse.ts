@@ -96,12 +96,15 @@ export class EventWriter {
 }
 
 /**
- * Streams a generation's events to one client, from `afterId` on. A client
+ * Streams a generation's events to one client, from `afterId` on (after
+ * `earlier`, when given). A client
  * that goes away only unsubscribes: the generation goes on and is stored.
  */
-export function pipeGeneration(reply: FastifyReply, generation: Generation, afterId = 0): void {
+export function pipeGeneration(reply: FastifyReply, generation: Generation, afterId = 0, earlier: readonly TurnEvent[] = []): void {
   const raw = openEventStream(reply);
   const writer = new EventWriter(raw);
+  // Events from before a takeover, read from the shared buffer by the caller.
+  for (const event of earlier) writer.write(formatEvent(generation.turnId, event), false);
   let textSent = false;
   const unsubscribe = generation.subscribe(afterId, (event: GenerationEvent) => {
     const frame = formatEvent(generation.turnId, event);
@@ -117,8 +120,11 @@ export function pipeGeneration(reply: FastifyReply, generation: Generation, afte
   });
   // What was replayed (`start`, `chatId`) is not flushed here: it leaves with the first text, or within
   // COALESCE_MS, whichever comes first; one write fewer per turn.
+  // This instance hands the answer over (shutdown): end the stream without `end`, so the client reconnects elsewhere.
+  const offHandOver = generation.onHandOver(() => writer.end());
   raw.on('close', () => {
     unsubscribe();
+    offHandOver();
     writer.abandon();
   });
 }
