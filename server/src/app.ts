@@ -22,8 +22,9 @@ import { createProviderRegistry, type ProviderRegistry } from './modules/provide
 import { createUsersService, type UsersService } from './modules/users/users-service.js';
 import { userAdminRoutes } from './modules/users/routes.js';
 import { registerAuthentication, type Guards } from './plugins/authenticate.js';
-import { registerErrorHandler } from './plugins/error-handler.js';
+import { registerErrorHandler, type PageFallback } from './plugins/error-handler.js';
 import { validatorCompiler } from './plugins/validation.js';
+import { registerWebApp } from './plugins/web-app.js';
 import { resolveSecrets, type Secrets } from './secrets.js';
 import { createSharedState, type SharedState } from './shared-state/index.js';
 
@@ -115,7 +116,9 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
 
   app.decorate('deps', deps);
   app.setValidatorCompiler(validatorCompiler);
-  registerErrorHandler(app);
+  // The web app's fallback is known once its files are registered, after the API routes.
+  let pageFallback: PageFallback | undefined;
+  registerErrorHandler(app, { pageFallback: (request, reply) => pageFallback?.(request, reply) });
   await app.register(helmet, { contentSecurityPolicy: false, crossOriginEmbedderPolicy: false });
   await app.register(cookie);
   app.addHook('onSend', async (request, reply) => {
@@ -132,6 +135,7 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
   await app.register(chatRoutes, { ...routeOptions, prefix: '/api/chat' });
   await app.register(sessionRoutes, { ...routeOptions, prefix: '/api/chat-sessions' });
   await app.register(openaiCompatRoutes, { ...routeOptions, prefix: '/v1' });
+  if (config.webDistDir) pageFallback = await registerWebApp(app, config.webDistDir);
 
   app.addHook('onClose', async () => {
     await agents.stop();

@@ -1,4 +1,6 @@
+import fs from 'node:fs';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseRedisUrl } from './shared-state/redis-url.js';
 
 /**
@@ -39,6 +41,7 @@ export interface Config {
   checkpointIntervalMs: number;
   eventBufferTtlSeconds: number;
   upstreamConnections: number;
+  webDistDir: string | undefined;
 }
 
 interface VariableSpec<K extends keyof Config> {
@@ -241,7 +244,27 @@ const specs: { [K in keyof Config]: VariableSpec<K> }[keyof Config][] = [
   { name: 'CHECKPOINT_INTERVAL_MS', key: 'checkpointIntervalMs', defaultText: '1000', description: 'How often partial answer text is saved to PostgreSQL while it streams.', parse: integer(100, 60_000, 1000) },
   { name: 'EVENT_BUFFER_TTL_SECONDS', key: 'eventBufferTtlSeconds', defaultText: '900', description: 'How long a turn\'s events stay in the shared buffer for reconnecting clients.', parse: integer(10, 86_400, 900) },
   { name: 'UPSTREAM_CONNECTIONS', key: 'upstreamConnections', defaultText: '256', description: 'Keep-alive connections per upstream origin.', parse: integer(1, 10_000, 256) },
+  {
+    name: 'WEB_DIST_DIR', key: 'webDistDir', defaultText: '(unset: the built `web/dist` of this checkout, when it exists)',
+    description: 'Directory of the built web app, served at `/` with an SPA fallback. `off` serves no web app (API only).',
+    parse: webDistDir,
+  },
 ];
+
+/** The built web app beside this server's build (server/dist -> web/dist), when there is one. */
+function defaultWebDistDir(): string | undefined {
+  const candidate = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../web/dist');
+  return fs.existsSync(path.join(candidate, 'index.html')) ? candidate : undefined;
+}
+
+function webDistDir(raw: string | undefined): string | undefined {
+  const v = optionalString(raw);
+  if (v === undefined) return defaultWebDistDir();
+  if (v.toLowerCase() === 'off') return undefined;
+  const dir = path.resolve(v);
+  if (!fs.existsSync(path.join(dir, 'index.html'))) throw new BadValue(`must be a directory holding index.html (a built web app), got "${v}"`);
+  return dir;
+}
 
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
   const problems: string[] = [];

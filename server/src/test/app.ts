@@ -28,6 +28,8 @@ export async function buildTestApp(backendName: Backend['name'], env: Record<str
     MOCK_UPSTREAM: 'false',
     CHAT_RATE_LIMIT_PER_MINUTE: '0',
     LOGIN_RATE_LIMIT_PER_MINUTE: '0',
+    // Tests of the web app's serving name their own build; the rest answer API routes only.
+    WEB_DIST_DIR: 'off',
     ...env,
   });
   const app = await buildApp({
