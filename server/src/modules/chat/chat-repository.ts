@@ -17,6 +17,8 @@ export interface NewTurn {
   title: string;
   /** Replaces this assistant message (regenerate): deleted in the same transaction. */
   replacesMessageId?: string | undefined;
+  /** Edit and resend: the question (userMessageId) gets this text, in the same transaction. */
+  editedQuestion?: string | undefined;
 }
 
 export interface CreatedTurn {
@@ -228,6 +230,9 @@ export function createChatRepository(database: DatabaseHandle) {
         .executeTakeFirst();
       if (!session) return undefined;
       await tx.deleteFrom('messages').where('id', '=', replacesMessageId).where('user_id', '=', turn.userId).execute();
+      if (turn.editedQuestion !== undefined) {
+        await tx.updateTable('messages').set({ content: turn.editedQuestion, updated_at: new Date() }).where('id', '=', turn.userMessageId).where('user_id', '=', turn.userId).where('role', '=', 'user').execute();
+      }
       await tx
         .insertInto('messages')
         .values({ id: turn.assistantMessageId, session_id: sessionId, user_id: turn.userId, role: 'assistant', status: 'streaming', agent_id: turn.agentId, updated_at: new Date() })
