@@ -36,7 +36,7 @@ export const agentsApi = {
 
 export const sessionsApi = {
   list: (archived: 'exclude' | 'only') => api<SessionList>('/api/chat-sessions', { query: { archived, pageSize: 100 } }),
-  get: (id: string, before?: number, limit = 200) => api<SessionDetail>(`/api/chat-sessions/${id}`, { query: { before, limit } }),
+  get: (id: string, before?: number, limit = 500) => api<SessionDetail>(`/api/chat-sessions/${id}`, { query: { before, limit } }),
   rename: (id: string, title: string) => api<SessionSummary>(`/api/chat-sessions/${id}/title`, { method: 'PATCH', body: { title } }),
   archive: (id: string, archived: boolean) => api<SessionSummary>(`/api/chat-sessions/${id}/${archived ? 'archive' : 'unarchive'}`, { method: 'POST' }),
   remove: (id: string) => api<null>(`/api/chat-sessions/${id}`, { method: 'DELETE' }),

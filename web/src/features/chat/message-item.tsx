@@ -19,6 +19,15 @@ export interface MessageActions {
   onRetryFailure?: (() => void) | undefined;
 }
 
+/** A thumb drawn inline: no emoji font is needed to see it. */
+function Thumb({ up }: { up: boolean }) {
+  return (
+    <svg width="14" height="14" viewBox="0 0 24 24" aria-hidden="true" focusable="false" style={up ? undefined : { transform: 'rotate(180deg)' }}>
+      <path fill="currentColor" d="M2 21h4V9H2v12zm20-11a2 2 0 0 0-2-2h-6.3l1-4.6v-.3c0-.4-.2-.8-.4-1.1L13.2 1 6.6 7.6C6.2 8 6 8.5 6 9v10a2 2 0 0 0 2 2h9c.8 0 1.5-.5 1.8-1.2l3-7.1c.1-.2.2-.5.2-.7v-2z" />
+    </svg>
+  );
+}
+
 function Feedback({ message }: { message: UiMessage }) {
   const { t } = useI18n();
   const [rating, setRating] = useState<'up' | 'down' | null>(message.feedback?.rating ?? null);
@@ -44,10 +53,10 @@ function Feedback({ message }: { message: UiMessage }) {
   return (
     <>
       <button type="button" className="small-button" aria-pressed={rating === 'up'} aria-label={t('chat.goodAnswer')} onClick={() => rate('up')}>
-        <span aria-hidden="true">👍</span>
+        <Thumb up />
       </button>
       <button type="button" className="small-button" aria-pressed={rating === 'down'} aria-label={t('chat.badAnswer')} onClick={() => rate('down')}>
-        <span aria-hidden="true">👎</span>
+        <Thumb up={false} />
       </button>
       {commenting && (
         <form className="feedback-form" onSubmit={submit}>
