@@ -93,7 +93,7 @@ export async function apiCall<T>(base: string, token: string | undefined, method
   const text = await res.text();
   if (!res.ok) throw new Error(`${method} ${url}: ${res.status} ${text}`);
   const json = JSON.parse(text) as { data?: T } & T;
-  return (json.data ?? json) as T;
+  return json.data ?? json;
 }
 
 export async function apiLogin(base: string, username: string, password: string): Promise<string> {
