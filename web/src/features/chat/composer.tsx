@@ -1,4 +1,5 @@
 import { useEffect, useRef, useState, type FormEvent } from 'react';
+import { useLocation } from 'react-router';
 import { useI18n } from '../../i18n/i18n';
 
 export const CHAT_INPUT_ID = 'chat-input';
@@ -8,6 +9,10 @@ export function Composer({ agentName, running, disabled, onSend, onStop }: { age
   const { t } = useI18n();
   const [text, setText] = useState('');
   const ref = useRef<HTMLTextAreaElement>(null);
+  const focusRequest = (useLocation().state as { focusInput?: number } | null)?.focusInput;
+  useEffect(() => {
+    if (focusRequest !== undefined) ref.current?.focus();
+  }, [focusRequest]);
   useEffect(() => {
     const el = ref.current;
     if (!el) return;

@@ -55,8 +55,8 @@ export function Shell() {
       switch (action) {
         case 'newChat':
           e.preventDefault();
-          void navigate('/');
-          setTimeout(() => focusById(CHAT_INPUT_ID), 0);
+          // The composer focuses itself when the new page shows (see Composer).
+          void navigate('/', { state: { focusInput: Date.now() } });
           break;
         case 'focusInput':
           if (focusById(CHAT_INPUT_ID)) e.preventDefault();

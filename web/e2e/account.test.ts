@@ -1,0 +1,284 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
+import { ADMIN_PASSWORD, apiCall, apiLogin, createUser, launchBrowser, newContext, screenshot, seriousViolations, signIn, startServer, type RunningServer } from './harness.js';
+
+/**
+ * Journeys around the account: sign-in failures, registration, the session
+ * surviving reloads, sign-out, the admin console's guard, profile settings
+ * (password, API keys, theme, language), the keyboard and a 375 px screen.
+ * axe-core runs on every page in both themes.
+ */
+
+let server: RunningServer;
+let browser: Browser;
+let adminToken: string;
+const contexts: BrowserContext[] = [];
+let current: Page | undefined;
+
+async function freshPage(options: Parameters<typeof newContext>[2] = {}): Promise<Page> {
+  const context = await newContext(browser, server.url, options);
+  contexts.push(context);
+  current = await context.newPage();
+  return current;
+}
+
+async function expectNoSeriousViolations(page: Page, where: string): Promise<void> {
+  expect(await seriousViolations(page), where).toEqual([]);
+}
+
+beforeAll(async () => {
+  server = await startServer({ OPEN_REGISTRATION: 'true' });
+  adminToken = await apiLogin(server.url, 'admin', ADMIN_PASSWORD);
+  await createUser(server.url, adminToken, 'bob', 'bob-password-123');
+  await createUser(server.url, adminToken, 'carol', 'carol-password-123');
+  await createUser(server.url, adminToken, 'locky', 'locky-password-123');
+  browser = await launchBrowser();
+});
+
+afterEach(async (ctx) => {
+  if (ctx.task.result?.state === 'fail' && current) await screenshot(current, `failed-${ctx.task.name.slice(0, 40).replace(/\W+/g, '-')}`).catch(() => undefined);
+});
+
+afterAll(async () => {
+  for (const c of contexts) await c.close().catch(() => undefined);
+  await browser?.close();
+  await server?.stop();
+});
+
+describe('signing in', () => {
+  it('says so clearly on a wrong password and on a locked account', async () => {
+    const page = await freshPage();
+    await page.goto('/');
+    await page.waitForURL('**/login');
+    await expectNoSeriousViolations(page, 'sign-in page, light');
+    await page.locator('#username').fill('bob');
+    await page.locator('#password').fill('not-his-password');
+    await page.locator('form button[type=submit]').click();
+    await page.getByRole('alert').getByText('Wrong username or password.').waitFor();
+    await screenshot(page, 'sign-in-bad-password');
+
+    for (let i = 0; i < 5; i++) {
+      const res = await fetch(`${server.url}/api/auth/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'locky', password: `wrong-${i}` }) });
+      expect(res.status).toBe(401);
+    }
+    await page.locator('#username').fill('locky');
+    await page.locator('#password').fill('locky-password-123');
+    await page.locator('form button[type=submit]').click();
+    await page.getByRole('alert').getByText('This account is locked after too many failed attempts. Try again later.').waitFor();
+  });
+
+  it('registers a new account where the server allows it', async () => {
+    const page = await freshPage();
+    await page.goto('/login');
+    await page.getByRole('button', { name: 'No account yet? Create one' }).click();
+    await page.getByRole('heading', { name: 'Create an account' }).waitFor();
+    await page.locator('#username').fill('newcomer');
+    await page.locator('#password').fill('newcomer-password-1');
+    await page.locator('#displayName').fill('New Comer');
+    await page.locator('form button[type=submit]').click();
+    await page.locator('#chat-input').waitFor();
+    await page.getByText('Profile · New Comer').waitFor();
+  });
+
+  it('stays signed in across a reload and is signed out for good after signing out', async () => {
+    const page = await freshPage();
+    await signIn(page, 'bob', 'bob-password-123');
+    await page.reload();
+    await page.locator('#chat-input').waitFor();
+    expect(new URL(page.url()).pathname).toBe('/');
+    await page.getByRole('button', { name: 'Sign out' }).click();
+    await page.waitForURL('**/login');
+    await page.reload();
+    await page.locator('#username').waitFor();
+    expect(new URL(page.url()).pathname).toBe('/login');
+  });
+});
+
+describe('the admin console', () => {
+  it('is closed to a non-admin in the page and on the server', async () => {
+    const page = await freshPage();
+    await signIn(page, 'bob', 'bob-password-123');
+    expect(await page.getByRole('link', { name: 'Admin console' }).count()).toBe(0);
+    await page.goto('/admin');
+    await page.locator('[data-testid=admin-forbidden]').waitFor();
+    expect(await page.locator('[data-testid=admin-users]').count()).toBe(0);
+    await screenshot(page, 'admin-forbidden');
+    const bobToken = await apiLogin(server.url, 'bob', 'bob-password-123');
+    const res = await fetch(`${server.url}/api/admin/users`, { headers: { authorization: `Bearer ${bobToken}` } });
+    expect(res.status).toBe(403);
+  });
+
+  it('opens for an admin, in both themes without serious axe violations', async () => {
+    const page = await freshPage();
+    await signIn(page, 'admin', ADMIN_PASSWORD);
+    await page.getByRole('link', { name: 'Admin console' }).click();
+    const table = page.locator('[data-testid=admin-users]');
+    await table.getByRole('cell', { name: 'carol', exact: true }).waitFor();
+    await expectNoSeriousViolations(page, 'admin, light');
+    await page.evaluate(() => localStorage.setItem('llmchat.theme', 'dark'));
+    await page.reload();
+    await table.getByRole('cell', { name: 'carol', exact: true }).waitFor();
+    expect(await page.evaluate(() => document.documentElement.dataset.theme)).toBe('dark');
+    await expectNoSeriousViolations(page, 'admin, dark');
+    await screenshot(page, 'admin-users-dark');
+  });
+});
+
+describe('profile', () => {
+  it('switches language and theme, everywhere and across reloads, with no serious axe violations in either theme', async () => {
+    const page = await freshPage();
+    await signIn(page, 'carol', 'carol-password-123');
+    await page.getByRole('link', { name: /^Profile/ }).click();
+    await page.getByRole('heading', { name: 'Profile', level: 1 }).waitFor();
+    await expectNoSeriousViolations(page, 'profile, light, en');
+
+    await page.locator('[data-testid=language-select]').selectOption('zh-CN');
+    await page.getByRole('heading', { name: '个人设置', level: 1 }).waitFor();
+    expect(await page.evaluate(() => document.documentElement.lang)).toBe('zh-CN');
+    await page.getByRole('button', { name: '退出登录' }).waitFor();
+
+    await page.locator('[data-testid=theme-select]').selectOption('dark');
+    await expect.poll(() => page.evaluate(() => document.documentElement.dataset.theme)).toBe('dark');
+    const background = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+    expect(background).toBe('rgb(15, 17, 21)');
+    await screenshot(page, 'profile-zh-dark');
+    await expectNoSeriousViolations(page, 'profile, dark, zh-CN');
+
+    await page.reload();
+    await page.getByRole('heading', { name: '个人设置', level: 1 }).waitFor();
+    expect(await page.evaluate(() => document.documentElement.dataset.theme)).toBe('dark');
+
+    // The chat page in Chinese and dark, then light.
+    await page.getByRole('link', { name: '+ 新建对话' }).click();
+    await page.getByRole('group', { name: '选择智能体' }).waitFor();
+    await expectNoSeriousViolations(page, 'new chat, dark, zh-CN');
+    await screenshot(page, 'chat-zh-dark');
+    await page.evaluate(() => localStorage.setItem('llmchat.theme', 'system'));
+    await page.reload();
+    await page.getByRole('group', { name: '选择智能体' }).waitFor();
+    expect(await page.evaluate(() => document.documentElement.dataset.theme)).toBe('light');
+    await expectNoSeriousViolations(page, 'new chat, light (system), zh-CN');
+    await page.evaluate(() => localStorage.setItem('llmchat.language', 'en'));
+  });
+
+  it('follows the system theme when set to system', async () => {
+    const page = await freshPage({ colorScheme: 'dark' });
+    await signIn(page, 'carol', 'carol-password-123');
+    expect(await page.evaluate(() => document.documentElement.dataset.theme)).toBe('dark');
+    await expectNoSeriousViolations(page, 'new chat, dark (system)');
+    await page.goto('/login');
+  });
+
+  it('creates a personal API key shown once, which works on /v1, and revokes it', async () => {
+    const page = await freshPage();
+    await signIn(page, 'carol', 'carol-password-123');
+    await page.goto('/profile');
+    await page.locator('#key-name').fill('my script');
+    await page.getByRole('button', { name: 'Create key' }).click();
+    const shown = page.locator('[data-testid=new-key] code');
+    await shown.waitFor();
+    const key = await shown.innerText();
+    const models = await fetch(`${server.url}/v1/models`, { headers: { authorization: `Bearer ${key}` } });
+    expect(models.status).toBe(200);
+    await screenshot(page, 'profile-api-key');
+    await page.reload();
+    await page.getByText('my script').waitFor();
+    expect(await page.locator('[data-testid=new-key]').count()).toBe(0);
+    expect(await page.content()).not.toContain(key);
+    await page.getByRole('button', { name: 'Revoke my script' }).click();
+    await page.getByText('Revoked').waitFor();
+    const after = await fetch(`${server.url}/v1/models`, { headers: { authorization: `Bearer ${key}` } });
+    expect(after.status).toBe(401);
+  });
+
+  it('changes the password: wrong current password refused, then the new one signs in', async () => {
+    const page = await freshPage();
+    await signIn(page, 'carol', 'carol-password-123');
+    await page.goto('/profile');
+    await page.locator('#current-password').fill('not-the-password');
+    await page.locator('#new-password').fill('carol-new-password-456');
+    await page.locator('#repeat-password').fill('carol-new-password-456');
+    await page.getByRole('button', { name: 'Change password' }).click();
+    await page.getByRole('alert').getByText('The current password is wrong.').waitFor();
+    await page.locator('#current-password').fill('carol-password-123');
+    await page.getByRole('button', { name: 'Change password' }).click();
+    await page.getByRole('status').getByText('Password changed.').waitFor();
+    const old = await fetch(`${server.url}/api/auth/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'carol', password: 'carol-password-123' }) });
+    expect(old.status).toBe(401);
+    await apiLogin(server.url, 'carol', 'carol-new-password-456');
+  });
+});
+
+describe('keyboard and small screens', () => {
+  it('has shortcuts for new chat, focus input, search, help and stop', async () => {
+    const page = await freshPage();
+    await signIn(page, 'bob', 'bob-password-123');
+    await page.keyboard.press('Control+/');
+    const help = page.locator('dialog[open]');
+    await help.locator('[data-testid=shortcut-help]').waitFor();
+    await screenshot(page, 'shortcuts-help');
+    await expectNoSeriousViolations(page, 'shortcut help');
+    await page.keyboard.press('Escape');
+    await help.waitFor({ state: 'detached' });
+
+    await page.keyboard.press('Control+k');
+    await expect.poll(() => page.evaluate(() => document.activeElement?.id)).toBe('session-search');
+    await page.keyboard.press('Shift+Escape');
+    await expect.poll(() => page.evaluate(() => document.activeElement?.id)).toBe('chat-input');
+
+    await page.keyboard.type('[[mock chunks=200 interval=50]] keyboard only');
+    await page.keyboard.press('Enter');
+    await page.waitForURL(/\/c\/[0-9a-f-]{36}$/);
+    await page.locator('article[data-role=assistant][data-status=streaming]').getByText('Simulated answer').waitFor();
+    await page.keyboard.press('Escape');
+    await page.locator('article[data-role=assistant][data-status=stopped]').waitFor();
+
+    await page.keyboard.press('Control+Shift+O');
+    await page.waitForURL((url) => url.pathname === '/');
+    await expect.poll(() => page.evaluate(() => document.activeElement?.id)).toBe('chat-input');
+  });
+
+  it('reaches the message box and sends with the keyboard alone', async () => {
+    const page = await freshPage();
+    await signIn(page, 'bob', 'bob-password-123');
+    await page.locator('body').click({ position: { x: 1, y: 1 } });
+    let reached = false;
+    for (let i = 0; i < 40 && !reached; i++) {
+      await page.keyboard.press('Tab');
+      reached = (await page.evaluate(() => document.activeElement?.id)) === 'chat-input';
+    }
+    expect(reached).toBe(true);
+    await page.keyboard.type('typed with keys');
+    await page.keyboard.press('Enter');
+    await page.locator('article[data-role=assistant][data-status=complete]').waitFor();
+  });
+
+  it('works at 375 px: the sidebar is a drawer, nothing overflows sideways', async () => {
+    const page = await freshPage({ width: 375, height: 740 });
+    await signIn(page, 'bob', 'bob-password-123');
+    const sidebar = page.locator('#sidebar');
+    expect(await sidebar.isVisible()).toBe(false);
+    await page.locator('#chat-input').fill('small screen');
+    await page.keyboard.press('Enter');
+    await page.locator('article[data-role=assistant][data-status=complete]').waitFor();
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+    expect(overflow).toBeLessThanOrEqual(0);
+    await expectNoSeriousViolations(page, 'chat at 375 px');
+    await screenshot(page, 'mobile-chat');
+    await page.getByRole('button', { name: 'Open menu' }).click();
+    await sidebar.getByText('small screen').waitFor();
+    expect(await sidebar.isVisible()).toBe(true);
+    await screenshot(page, 'mobile-drawer');
+    await expectNoSeriousViolations(page, 'drawer at 375 px');
+    await sidebar.getByRole('link', { name: /^Profile/ }).click();
+    await page.getByRole('heading', { name: 'Profile', level: 1 }).waitFor();
+    expect(await sidebar.isVisible()).toBe(false);
+    const profileOverflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+    expect(profileOverflow).toBeLessThanOrEqual(0);
+  });
+});
+
+it('the API the journeys used kept answering', async () => {
+  const agents = await apiCall<{ id: string }[]>(server.url, adminToken, 'GET', '/api/agents');
+  expect(agents.map((a) => a.id)).toContain('demo');
+});
