@@ -99,7 +99,7 @@ describe('the admin console', () => {
     const page = await freshPage();
     await signIn(page, 'bob', 'bob-password-123');
     expect(await page.getByRole('link', { name: 'Admin console' }).count()).toBe(0);
-    await page.goto('/admin');
+    await page.goto('/admin/users');
     await page.locator('[data-testid=admin-forbidden]').waitFor();
     expect(await page.locator('[data-testid=admin-users]').count()).toBe(0);
     await screenshot(page, 'admin-forbidden');
@@ -108,19 +108,137 @@ describe('the admin console', () => {
     expect(res.status).toBe(403);
   });
 
-  it('opens for an admin, in both themes without serious axe violations', async () => {
+  it('lets an admin create an agent with a fallback, test it, and a user chat with it', async () => {
+    const demo = await apiCall<{ endpoint: string }>(server.url, adminToken, 'GET', '/api/agents/demo');
+    const mock = new URL(demo.endpoint).origin;
     const page = await freshPage();
     await signIn(page, 'admin', ADMIN_PASSWORD);
     await page.getByRole('link', { name: 'Admin console' }).click();
-    const table = page.locator('[data-testid=admin-users]');
-    await table.getByRole('cell', { name: 'carol', exact: true }).waitFor();
-    await expectNoSeriousViolations(page, 'admin, light');
+    await page.locator('[data-testid=admin-agents] tr[data-agent=demo]').waitFor();
+    await expectNoSeriousViolations(page, 'admin agents, light');
+    await page.getByRole('button', { name: 'New agent' }).click();
+    await page.locator('#agent-id').fill('helper');
+    await page.locator('#agent-name').fill('Helper bot');
+    await page.locator('#agent-description').fill('Answers through a fallback');
+    await page.locator('#agent-provider').selectOption('openai');
+    // The primary always fails; the fallback answers.
+    await page.locator('#agent-endpoint').fill(`${mock}/fault/status=503/v1/chat/completions`);
+    await page.locator('#agent-apiKey').fill('primary-key');
+    await page.locator('#agent-model').fill('mock-model');
+    await page.locator('#agent-welcomeText').fill('Hi, I am the helper.');
+    await page.getByRole('button', { name: 'Add fallback' }).click();
+    await page.getByLabel('Fallback 1: Endpoint URL').fill(`${mock}/v1/chat/completions`);
+    await page.getByLabel('Fallback 1: API key').fill('fallback-key');
+    await page.getByLabel('Fallback 1: Model').fill('mock-model');
+    await expectNoSeriousViolations(page, 'agent form');
+    await screenshot(page, 'admin-agent-form');
+    await page.getByRole('button', { name: 'Save' }).click();
+    const row = page.locator('[data-testid=admin-agents] tr[data-agent=helper]');
+    await row.waitFor();
+    expect(await row.locator('td').nth(2).innerText()).toBe('2');
+    await row.getByRole('button', { name: 'Test connection' }).click();
+    const checks = page.locator('[data-testid=check-helper] li');
+    await expect.poll(() => checks.count()).toBe(2);
+    expect(await checks.nth(0).getAttribute('class')).toBe('form-error');
+    expect(await checks.nth(1).innerText()).toMatch(/OK in \d+ ms/);
+    const stored = await apiCall<{ fallbacks: { endpoint: string; hasApiKey: boolean }[]; hasApiKey: boolean }>(server.url, adminToken, 'GET', '/api/agents/helper');
+    expect(stored.hasApiKey).toBe(true);
+    expect(stored.fallbacks).toEqual([expect.objectContaining({ endpoint: `${mock}/v1/chat/completions`, hasApiKey: true })]);
+
+    // Disable hides it from people; enable brings it back.
+    await row.getByRole('button', { name: 'Disable' }).click();
+    await row.getByRole('cell', { name: 'Disabled' }).waitFor();
+    const bobToken = await apiLogin(server.url, 'bob', 'bob-password-123');
+    expect((await apiCall<{ id: string }[]>(server.url, bobToken, 'GET', '/api/agents')).map((a) => a.id)).not.toContain('helper');
+    await row.getByRole('button', { name: 'Enable' }).click();
+    await row.getByRole('cell', { name: 'Enabled' }).waitFor();
+
+    const user = await freshPage();
+    await signIn(user, 'bob', 'bob-password-123');
+    const card = user.locator('label.agent-card', { hasText: 'Helper bot' });
+    await card.click();
+    await user.locator('[data-testid=welcome]', { hasText: 'Hi, I am the helper.' }).waitFor();
+    await user.locator('#chat-input').fill('hello helper');
+    await user.keyboard.press('Enter');
+    await user.locator('article[data-role=assistant][data-status=complete]').getByText('Simulated answer to: hello helper').waitFor();
+    await screenshot(user, 'user-chats-with-new-agent');
+  });
+
+  it('imports agents.json and reports a bad file', async () => {
+    const page = await freshPage();
+    await signIn(page, 'admin', ADMIN_PASSWORD);
+    await page.goto('/admin/agents');
+    const input = page.locator('[data-testid=import-agents]');
+    await input.setInputFiles({ name: 'agents.json', mimeType: 'application/json', buffer: Buffer.from(JSON.stringify({ agents: [{ id: 'imported', name: 'Imported agent', provider: 'openai', endpoint: 'http://127.0.0.1:9/v1/chat/completions', model: 'm' }] })) });
+    await page.getByRole('status').getByText('Imported 1 agents (1 new, 0 updated).').waitFor();
+    await page.locator('[data-testid=admin-agents] tr[data-agent=imported]').waitFor();
+    await input.setInputFiles({ name: 'agents.json', mimeType: 'application/json', buffer: Buffer.from('{ not json') });
+    await page.getByRole('alert').getByText('The file is not valid JSON.').waitFor();
+    await input.setInputFiles({ name: 'agents.json', mimeType: 'application/json', buffer: Buffer.from(JSON.stringify({ agents: [{ id: 'bad' }] })) });
+    await page.getByRole('alert').filter({ hasText: /AGENTS_CONFIG_INVALID|VALIDATION_FAILED/ }).waitFor();
+    expect((await apiCall<{ id: string }[]>(server.url, adminToken, 'GET', '/api/agents?includeInactive=true')).map((a) => a.id)).not.toContain('bad');
+  });
+
+  it('manages users: search, create, reset password, change role, disable', async () => {
+    const page = await freshPage();
+    await signIn(page, 'admin', ADMIN_PASSWORD);
+    await page.goto('/admin/users');
+    await page.getByRole('button', { name: 'New user' }).click();
+    await page.locator('#new-user-name').fill('dave');
+    await page.locator('#new-user-password').fill('dave-password-123');
+    await page.getByRole('button', { name: 'Save' }).click();
+    await page.locator('#user-search').fill('dav');
+    const row = page.locator('[data-testid=admin-users] tr[data-user=dave]');
+    await row.waitFor();
+    await expect.poll(() => page.locator('[data-testid=admin-users] tbody tr').count()).toBe(1);
+    await expectNoSeriousViolations(page, 'admin users');
+
+    await row.getByRole('button', { name: 'Reset password' }).click();
+    await page.locator('#reset-password').fill('dave-new-password-456');
+    await page.locator('dialog[open]').getByRole('button', { name: 'Save' }).click();
+    await page.getByRole('status').getByText('Password reset for dave.').waitFor();
+    await apiLogin(server.url, 'dave', 'dave-new-password-456');
+
+    await row.getByLabel('Role: dave').selectOption('admin');
+    await expect.poll(async () => (await apiCall<{ items: { username: string; role: string }[] }>(server.url, adminToken, 'GET', '/api/admin/users?q=dave')).items[0]?.role).toBe('admin');
+
+    await row.getByRole('button', { name: 'Disable' }).click();
+    await row.getByRole('cell', { name: 'Disabled' }).waitFor();
+    const login = await fetch(`${server.url}/api/auth/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'dave', password: 'dave-new-password-456' }) });
+    expect(login.status).toBe(403);
+    await screenshot(page, 'admin-users');
+  });
+
+  it('filters the audit log and exports it as CSV, in both themes without serious axe violations', async () => {
+    const page = await freshPage();
+    await signIn(page, 'admin', ADMIN_PASSWORD);
+    await page.goto('/admin/audit');
+    const table = page.locator('[data-testid=admin-audit]');
+    await table.locator('tbody tr').first().waitFor();
+    await page.locator('#audit-action').fill('agent.create');
+    await page.getByRole('button', { name: 'Apply filters' }).click();
+    await expect.poll(async () => [...new Set(await table.locator('tbody tr td:nth-child(3)').allInnerTexts())]).toEqual(['agent.create']);
+    const download = page.waitForEvent('download');
+    await page.locator('[data-testid=export-csv]').click();
+    const file = await download;
+    const csv = await new Promise<string>((resolve, reject) => {
+      void file.createReadStream().then((stream) => {
+        let text = '';
+        stream.on('data', (d: Buffer) => (text += d.toString()));
+        stream.on('end', () => resolve(text));
+        stream.on('error', reject);
+      });
+    });
+    const lines = csv.trim().split(/\r?\n/);
+    expect(lines.length).toBeGreaterThan(1);
+    expect(lines.slice(1).every((l) => l.includes('agent.create'))).toBe(true);
+    await expectNoSeriousViolations(page, 'admin audit, light');
     await page.evaluate(() => localStorage.setItem('llmchat.theme', 'dark'));
     await page.reload();
-    await table.getByRole('cell', { name: 'carol', exact: true }).waitFor();
+    await table.locator('tbody tr').first().waitFor();
     expect(await page.evaluate(() => document.documentElement.dataset.theme)).toBe('dark');
-    await expectNoSeriousViolations(page, 'admin, dark');
-    await screenshot(page, 'admin-users-dark');
+    await expectNoSeriousViolations(page, 'admin audit, dark');
+    await screenshot(page, 'admin-audit-dark');
   });
 });
 
