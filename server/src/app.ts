@@ -8,6 +8,7 @@ import { migrateToLatest } from './db/migrate.js';
 import { createLogger } from './logger.js';
 import { createAgentsService, type AgentsService } from './modules/agents/agents-service.js';
 import { agentRoutes } from './modules/agents/routes.js';
+import { analyticsRoutes } from './modules/analytics/routes.js';
 import { createAuditLog, type AuditLog } from './modules/audit/audit-log.js';
 import { auditRoutes } from './modules/audit/routes.js';
 import { createApiKeysService, type ApiKeysService } from './modules/auth/api-keys-service.js';
@@ -131,6 +132,7 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
   await app.register(authRoutes, { ...routeOptions, prefix: '/api/auth' });
   await app.register(userAdminRoutes, { ...routeOptions, prefix: '/api/admin/users' });
   await app.register(auditRoutes, { ...routeOptions, prefix: '/api/admin/audit' });
+  await app.register(analyticsRoutes, { ...routeOptions, prefix: '/api/admin' });
   await app.register(agentRoutes, { ...routeOptions, prefix: '/api/agents' });
   await app.register(chatRoutes, { ...routeOptions, prefix: '/api/chat' });
   await app.register(sessionRoutes, { ...routeOptions, prefix: '/api/chat-sessions' });
