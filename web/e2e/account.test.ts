@@ -242,6 +242,54 @@ describe('the admin console', () => {
   });
 });
 
+describe('usage and system status', () => {
+  it('charts usage over a chosen range and shows system status, in both themes without serious axe violations', async () => {
+    const page = await freshPage();
+    await signIn(page, 'admin', ADMIN_PASSWORD);
+    // One answer that fails, so the error rate has something to count.
+    await page.locator('#chat-input').fill('[[mock status=500]] this one fails');
+    await page.keyboard.press('Enter');
+    await page.locator('article[data-role=assistant][data-status=error]').waitFor();
+    await page.locator('[role=alert]', { hasText: 'The answer failed' }).waitFor();
+
+    const report = await apiCall<{ totals: { answers: number; errors: number; conversations: number } }>(
+      server.url,
+      adminToken,
+      'GET',
+      `/api/admin/usage?from=${encodeURIComponent(new Date(Date.now() - 86_400_000).toISOString())}&to=${encodeURIComponent(new Date(Date.now() + 60_000).toISOString())}&bucket=hour`,
+    );
+    expect(report.totals.errors).toBeGreaterThanOrEqual(1);
+
+    await page.goto('/admin/usage');
+    await page.locator('#usage-range').selectOption('24h');
+    await expect.poll(async () => Number(await page.locator('[data-testid=stat-answers] .stat-value').innerText())).toBe(report.totals.answers);
+    expect(Number(await page.locator('[data-testid=stat-conversations] .stat-value').innerText())).toBe(report.totals.conversations);
+    expect(await page.locator('[data-testid=stat-error-rate] .stat-value').innerText()).not.toBe('0.0 %');
+    expect(await page.locator('figure.chart svg[role=img]').count()).toBe(4);
+    expect(await page.locator('figure.chart polyline').count()).toBe(4);
+    await expectNoSeriousViolations(page, 'usage, light');
+    await screenshot(page, 'admin-usage');
+
+    await page.getByRole('link', { name: 'System' }).click();
+    const status = page.locator('[data-testid=system-status]');
+    await status.waitFor();
+    expect(await status.innerText()).toContain('0.1.0');
+    expect(await page.locator('[data-testid=dep-database]').innerText()).toMatch(/^Healthy \(pglite, [\d.]+ ms\)$/);
+    expect(await page.locator('[data-testid=dep-shared-state]').innerText()).toMatch(/^Healthy \(memory, [\d.]+ ms\)$/);
+    await expectNoSeriousViolations(page, 'system, light');
+
+    await page.evaluate(() => localStorage.setItem('llmchat.theme', 'dark'));
+    await page.goto('/admin/usage');
+    await page.locator('figure.chart svg[role=img]').first().waitFor();
+    await expectNoSeriousViolations(page, 'usage, dark');
+    await screenshot(page, 'admin-usage-dark');
+    await page.goto('/admin/system');
+    await page.locator('[data-testid=system-status]').waitFor();
+    await expectNoSeriousViolations(page, 'system, dark');
+    await page.evaluate(() => localStorage.removeItem('llmchat.theme'));
+  });
+});
+
 describe('profile', () => {
   it('switches language and theme, everywhere and across reloads, with no serious axe violations in either theme', async () => {
     const page = await freshPage();

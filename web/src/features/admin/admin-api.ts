@@ -106,3 +106,54 @@ export const adminApi = {
   /** The CSV with the same filters, fetched with the token (a plain link would carry no Authorization header). */
   auditCsv: async (filters: AuditFilters) => (await apiFetch('/api/admin/audit/export.csv', { query: { ...filters } })).blob(),
 };
+
+export interface Percentiles {
+  p50: number | null;
+  p95: number | null;
+  p99: number | null;
+}
+
+export interface UsageBreakdown {
+  key: string;
+  answers: number;
+  errors: number;
+  tokens: number;
+  firstTokenMs: Percentiles;
+  totalMs: Percentiles;
+}
+
+export interface UsageReport {
+  from: string;
+  to: string;
+  bucket: 'hour' | 'day';
+  totals: {
+    conversations: number;
+    questions: number;
+    answers: number;
+    errors: number;
+    errorRate: number;
+    promptTokens: number;
+    completionTokens: number;
+    totalTokens: number;
+    firstTokenMs: Percentiles;
+    totalMs: Percentiles;
+  };
+  series: { at: string; conversations: number; questions: number; answers: number; errors: number; tokens: number }[];
+  byAgent: UsageBreakdown[];
+  byProvider: UsageBreakdown[];
+}
+
+export interface SystemStatus {
+  version: string;
+  node: string;
+  uptimeSeconds: number;
+  startedAt: string;
+  dependencies: Record<'database' | 'sharedState', { ok: boolean; kind: string; latencyMs?: number; error?: string }>;
+  agents: { total: number; active: number };
+  generations: { running: number };
+}
+
+export const statsApi = {
+  usage: (from: string, to: string, bucket: 'hour' | 'day') => api<UsageReport>('/api/admin/usage', { query: { from, to, bucket } }),
+  system: () => api<SystemStatus>('/api/admin/system'),
+};
