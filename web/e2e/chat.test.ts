@@ -296,6 +296,22 @@ describe('chat journeys', () => {
     expect(await lastAnswer().innerText()).toContain('Simulated answer to: B');
   });
 
+  it('answers a FastGPT form node with the values as JSON', async () => {
+    await newChat();
+    await page.locator('label.agent-card', { hasText: 'Flow assistant' }).click();
+    await ask('[[mock interactive=form chunks=4 interval=50]] fill it');
+    await waitForAnswer();
+    const form = lastAnswer().locator('[data-testid=interactive-form]');
+    await form.waitFor();
+    await form.getByLabel('Name *').fill('Ada');
+    await form.getByLabel('Company').fill('Engines Ltd');
+    await screenshot(page, 'chat-interactive-form');
+    await form.getByRole('button', { name: 'Submit' }).click();
+    await page.locator('article[data-role=user] .bubble', { hasText: '{"name":"Ada","company":"Engines Ltd"}' }).waitFor();
+    await waitForAnswer();
+    expect(await lastAnswer().innerText()).toContain('Simulated answer to: {"name":"Ada","company":"Engines Ltd"}');
+  });
+
   it('keeps a 2,000-message session virtualized: every message loaded, few in the DOM', async () => {
     // 1,000 turns = 2,000 messages, made through the API in one session.
     const first = await apiCall<{ chatId: string }>(server.url, userToken, 'POST', '/api/chat/completions', { agentId: 'demo', messages: [{ role: 'user', content: '[[mock chunks=1 interval=0]] message 0' }] });
