@@ -1,6 +1,6 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
-import { ADMIN_PASSWORD, apiCall, apiLogin, createUser, launchBrowser, newContext, screenshot, seriousViolations, signIn, startProxy, startServer, type RunningServer } from './harness.js';
+import { ADMIN_PASSWORD, apiCall, apiLogin, backends, createUser, launchBrowser, newContext, screenshot, seriousViolations, signIn, startProxy, startServer, type RunningServer } from './harness.js';
 
 /**
  * Chat journeys in a real browser against the built app, the server process
@@ -25,7 +25,10 @@ let browser: Browser;
 let context: BrowserContext;
 let page: Page;
 let userToken: string;
-const pageErrors: string[] = [];
+let pageErrors: string[] = [];
+/** Screenshots of the PostgreSQL + Redis run get their own names. */
+let suffix = '';
+const shot = (p: Page, name: string) => screenshot(p, `${name}${suffix}`);
 
 const lastAnswer = () => page.locator('article[data-role=assistant]').last();
 const sessionIdOf = (p: Page) => /\/c\/([0-9a-f-]{36})/.exec(p.url())?.[1];
@@ -49,45 +52,47 @@ async function newChat(): Promise<void> {
   await page.locator('fieldset.agent-picker').waitFor();
 }
 
-beforeAll(async () => {
-  server = await startServer();
-  const admin = await apiLogin(server.url, 'admin', ADMIN_PASSWORD);
-  await createUser(server.url, admin, USER, PASSWORD);
-  userToken = await apiLogin(server.url, USER, PASSWORD);
-  // A FastGPT agent on the same simulated upstream as the demo agent.
-  const demo = await apiCall<{ endpoint: string }>(server.url, admin, 'GET', '/api/agents/demo');
-  const mockBase = new URL(demo.endpoint).origin;
-  await apiCall(server.url, admin, 'POST', '/api/agents', {
-    id: 'flow',
-    name: 'Flow assistant',
-    description: 'A FastGPT workflow',
-    provider: 'fastgpt',
-    endpoint: `${mockBase}/api/v1/chat/completions`,
-    apiKey: 'flow-key',
-    appId: '0123456789abcdef01234567',
-    features: { supportsChatId: true, supportsDetail: true },
-    welcomeText: 'Welcome to the **flow** assistant.',
-    capabilities: [],
-    isActive: true,
+describe.each(await backends())('chat journeys on %s', (backend) => {
+  beforeAll(async () => {
+    suffix = backend === 'embedded' ? '' : '-postgres';
+    pageErrors = [];
+    server = await startServer({}, backend);
+    const admin = await apiLogin(server.url, 'admin', ADMIN_PASSWORD);
+    await createUser(server.url, admin, USER, PASSWORD);
+    userToken = await apiLogin(server.url, USER, PASSWORD);
+    // A FastGPT agent on the same simulated upstream as the demo agent.
+    const demo = await apiCall<{ endpoint: string }>(server.url, admin, 'GET', '/api/agents/demo');
+    const mockBase = new URL(demo.endpoint).origin;
+    await apiCall(server.url, admin, 'POST', '/api/agents', {
+      id: 'flow',
+      name: 'Flow assistant',
+      description: 'A FastGPT workflow',
+      provider: 'fastgpt',
+      endpoint: `${mockBase}/api/v1/chat/completions`,
+      apiKey: 'flow-key',
+      appId: '0123456789abcdef01234567',
+      features: { supportsChatId: true, supportsDetail: true },
+      welcomeText: 'Welcome to the **flow** assistant.',
+      capabilities: [],
+      isActive: true,
+    });
+    browser = await launchBrowser();
+    context = await newContext(browser, server.url);
+    page = await context.newPage();
+    page.on('pageerror', (e) => pageErrors.push(e.message));
+    await signIn(page, USER, PASSWORD);
   });
-  browser = await launchBrowser();
-  context = await newContext(browser, server.url);
-  page = await context.newPage();
-  page.on('pageerror', (e) => pageErrors.push(e.message));
-  await signIn(page, USER, PASSWORD);
-});
 
-afterEach(async (ctx) => {
-  // A failed journey leaves its screen behind for whoever reads the failure.
-  if (ctx.task.result?.state === 'fail' && page) await screenshot(page, `failed-${ctx.task.name.slice(0, 40).replace(/\W+/g, '-')}`).catch(() => undefined);
-});
+  afterEach(async (ctx) => {
+    // A failed journey leaves its screen behind for whoever reads the failure.
+    if (ctx.task.result?.state === 'fail' && page) await shot(page, `failed-${ctx.task.name.slice(0, 40).replace(/\W+/g, '-')}`).catch(() => undefined);
+  });
 
-afterAll(async () => {
-  await browser?.close();
-  await server?.stop();
-});
+  afterAll(async () => {
+    await browser?.close();
+    await server?.stop();
+  });
 
-describe('chat journeys', () => {
   it('streams an answer, keeps it, and meets axe on the chat page', async () => {
     await ask('[[mock chunks=30 interval=60]] Tell me about streams');
     // The answer is visibly streaming before it completes.
@@ -101,7 +106,7 @@ describe('chat journeys', () => {
     expect(await lastAnswer().locator('.markdown').innerText()).toBe(stored[1]?.content);
     expect(stored[1]?.content).toContain('Simulated answer to: Tell me about streams');
     await page.locator('nav .session-list a', { hasText: 'Tell me about streams' }).waitFor();
-    await screenshot(page, 'chat-streaming-answer');
+    await shot(page, 'chat-streaming-answer');
     expect(await seriousViolations(page)).toEqual([]);
   });
 
@@ -136,7 +141,7 @@ describe('chat journeys', () => {
     expect(await message.locator('script').count()).toBe(0);
     expect(await message.innerText()).toContain('<img src=x onerror="window.__pwned=1">');
     expect(await page.evaluate(() => (window as unknown as { __pwned?: number }).__pwned)).toBeUndefined();
-    await screenshot(page, 'chat-markdown');
+    await shot(page, 'chat-markdown');
     expect(await seriousViolations(page)).toEqual([]);
   });
 
@@ -167,7 +172,7 @@ describe('chat journeys', () => {
     expect(edited.map((m) => m.content.slice(0, 21))).toEqual(['a short story instead', expect.stringContaining('Simulated answer to:')]);
     expect(edited[1]?.content).toContain('Simulated answer to: a short story instead');
     expect(await page.locator('article[data-role=user]').last().innerText()).toContain('a short story instead');
-    await screenshot(page, 'chat-stop-regenerate-edit');
+    await shot(page, 'chat-stop-regenerate-edit');
   });
 
   it('takes thumbs up/down with a comment and copies a message', async () => {
@@ -196,7 +201,7 @@ describe('chat journeys', () => {
     const hit = page.locator('[data-testid=search-results] a').first();
     await hit.waitFor();
     expect(await hit.locator('mark').first().innerText()).toMatch(/zebracorn/i);
-    await screenshot(page, 'chat-search');
+    await shot(page, 'chat-search');
     await hit.click();
     await page.waitForURL(`**/c/${target}`);
     await page.locator('article[data-role=user]', { hasText: 'the zebracorn question' }).waitFor();
@@ -223,7 +228,7 @@ describe('chat journeys', () => {
     await row().getByRole('button', { name: 'Delete' }).click();
     const dialog = page.locator('dialog[open]');
     await dialog.getByText('Delete “Zebracorn notes”?').waitFor();
-    await screenshot(page, 'chat-delete-confirmation');
+    await shot(page, 'chat-delete-confirmation');
     expect(await seriousViolations(page)).toEqual([]);
     await dialog.getByRole('button', { name: 'Delete' }).click();
     await row().waitFor({ state: 'detached' });
@@ -247,7 +252,7 @@ describe('chat journeys', () => {
     const shown = await lastAnswer().locator('.markdown').innerText();
     expect(shown).toBe(stored[1]?.content);
     expect(shown.split('Simulated answer to:').length).toBe(2);
-    await screenshot(page, 'chat-after-reload');
+    await shot(page, 'chat-after-reload');
   });
 
   it('reconnects on its own after the connection drops, with no text lost or repeated', async () => {
@@ -269,7 +274,7 @@ describe('chat journeys', () => {
       const shown = await dropPage.locator('article[data-role=assistant]').last().locator('.markdown').innerText();
       expect(shown).toBe(stored[1]?.content);
       expect(shown.split('Simulated answer to:').length).toBe(2);
-      await screenshot(dropPage, 'chat-after-drop');
+      await shot(dropPage, 'chat-after-drop');
     } finally {
       await dropContext.close();
       await proxy.close();
@@ -282,14 +287,14 @@ describe('chat journeys', () => {
     await expect(card.innerText()).resolves.toContain('Provider: fastgpt');
     await card.click();
     await page.locator('[data-testid=welcome]', { hasText: 'Welcome to the flow assistant.' }).waitFor();
-    await screenshot(page, 'chat-agent-picker');
+    await shot(page, 'chat-agent-picker');
     await ask('[[mock interactive=select reasoning=3 chunks=8 interval=150]] choose one');
     await page.locator('details.reasoning summary', { hasText: 'Reasoning' }).waitFor();
     await lastAnswer().locator('.flow-status', { hasText: 'running' }).waitFor();
     await waitForAnswer();
     const select = lastAnswer().locator('[data-testid=interactive-select]');
     await select.waitFor();
-    await screenshot(page, 'chat-interactive-select');
+    await shot(page, 'chat-interactive-select');
     await select.getByRole('button', { name: 'B' }).click();
     await page.locator('article[data-role=user]', { hasText: /^B/ }).waitFor();
     await waitForAnswer();
@@ -305,7 +310,7 @@ describe('chat journeys', () => {
     await form.waitFor();
     await form.getByLabel('Name *').fill('Ada');
     await form.getByLabel('Company').fill('Engines Ltd');
-    await screenshot(page, 'chat-interactive-form');
+    await shot(page, 'chat-interactive-form');
     await form.getByRole('button', { name: 'Submit' }).click();
     await page.locator('article[data-role=user] .bubble', { hasText: '{"name":"Ada","company":"Engines Ltd"}' }).waitFor();
     await waitForAnswer();
@@ -336,7 +341,7 @@ describe('chat journeys', () => {
     await page.locator('.message-scroll').evaluate((el) => (el.scrollTop = 0));
     await page.locator('article[data-role=user] .bubble', { hasText: /message 0$/ }).waitFor();
     expect(await page.locator('.message-row').count()).toBeLessThan(60);
-    await screenshot(page, 'chat-2000-messages');
+    await shot(page, 'chat-2000-messages');
   });
 
   it('raised no uncaught errors in the page', () => {

@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AxeBuilder } from '@axe-core/playwright';
+import pg from 'pg';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 
 /**
@@ -21,6 +22,77 @@ export const OUTPUT_DIR = path.join(repoRoot, 'web/test-output');
 export const SCREENSHOT_DIR = path.join(OUTPUT_DIR, 'screenshots');
 export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 export const ADMIN_PASSWORD = 'admin-password-for-browser-tests';
+
+export type Backend = 'embedded' | 'postgres+redis';
+const POSTGRES_URL = process.env.TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379/0';
+const REQUIRE_SERVICES = process.env.LLMCHAT_REQUIRE_SERVICES === '1';
+
+async function postgresAnswers(): Promise<boolean> {
+  const client = new pg.Client({ connectionString: POSTGRES_URL, connectionTimeoutMillis: 2000 });
+  try {
+    await client.connect();
+    await client.query('select 1');
+    return true;
+  } catch {
+    return false;
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+function redisAnswers(): Promise<boolean> {
+  const { hostname, port } = new URL(REDIS_URL);
+  return new Promise((resolve) => {
+    const socket = net.connect(Number(port || 6379), hostname);
+    const done = (ok: boolean) => {
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.setTimeout(2000, () => done(false));
+    socket.on('error', () => done(false));
+    socket.on('connect', () => socket.write('PING\r\n'));
+    socket.on('data', (d: Buffer) => done(d.toString().startsWith('+PONG')));
+  });
+}
+
+/**
+ * The backends the journeys run on, like the server's suites: embedded
+ * always; PostgreSQL + Redis when they answer (required when
+ * LLMCHAT_REQUIRE_SERVICES=1, as in .ci/run).
+ */
+export async function backends(): Promise<Backend[]> {
+  const [pgOk, redisOk] = await Promise.all([postgresAnswers(), redisAnswers()]);
+  if (REQUIRE_SERVICES && !(pgOk && redisOk)) throw new Error(`LLMCHAT_REQUIRE_SERVICES=1 but PostgreSQL reachable=${pgOk}, Redis reachable=${redisOk}`);
+  return pgOk && redisOk ? ['embedded', 'postgres+redis'] : ['embedded'];
+}
+
+/** A fresh database and Redis key prefix for one server, and how to remove them. */
+async function servicesFor(): Promise<{ env: Record<string, string>; dispose(): Promise<void> }> {
+  const name = `llmchat_e2e_${crypto.randomUUID().replaceAll('-', '').slice(0, 12)}`;
+  const admin = new pg.Client({ connectionString: POSTGRES_URL });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE ${name}`);
+  await admin.end();
+  const url = new URL(POSTGRES_URL);
+  url.pathname = `/${name}`;
+  return {
+    env: {
+      DATABASE_URL: url.toString(),
+      REDIS_URL,
+      REDIS_KEY_PREFIX: `${name}:`,
+      JWT_SECRET: 'browser-test-jwt-secret-long-enough-0123456789',
+      SECRETS_KEY: 'browser-test-secrets-key-long-enough-0123456789',
+      MOCK_UPSTREAM: 'true',
+    },
+    async dispose() {
+      const cleanup = new pg.Client({ connectionString: POSTGRES_URL });
+      await cleanup.connect();
+      await cleanup.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await cleanup.end();
+    },
+  };
+}
 
 export interface RunningServer {
   url: string;
@@ -39,9 +111,10 @@ async function until<T>(what: string, probe: () => Promise<T | undefined>, limit
   }
 }
 
-export async function startServer(env: Record<string, string> = {}): Promise<RunningServer> {
+export async function startServer(env: Record<string, string> = {}, backend: Backend = 'embedded'): Promise<RunningServer> {
   if (!fs.existsSync(mainJs)) throw new Error(`${mainJs} is missing: run npm run build first`);
   if (!fs.existsSync(path.join(repoRoot, 'web/dist/index.html'))) throw new Error('web/dist is missing: run npm run build first');
+  const services = backend === 'postgres+redis' ? await servicesFor() : undefined;
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'llmchat-e2e-'));
   const port = 20_000 + Math.floor(Math.random() * 20_000);
   let output = '';
@@ -56,6 +129,7 @@ export async function startServer(env: Record<string, string> = {}): Promise<Run
       LOG_LEVEL: 'warn',
       CHAT_RATE_LIMIT_PER_MINUTE: '0',
       LOGIN_RATE_LIMIT_PER_MINUTE: '0',
+      ...services?.env,
       ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -68,6 +142,7 @@ export async function startServer(env: Record<string, string> = {}): Promise<Run
     await until('the server to be ready', async () => ((await fetch(`${url}/health/ready`)).ok ? true : undefined), 60_000);
   } catch (err) {
     child.kill('SIGKILL');
+    await services?.dispose();
     throw new Error(`${(err as Error).message}\n${output}`);
   }
   return {
@@ -79,6 +154,7 @@ export async function startServer(env: Record<string, string> = {}): Promise<Run
         await exited;
       }
       fs.rmSync(dataDir, { recursive: true, force: true });
+      await services?.dispose();
     },
   };
 }
