@@ -68,7 +68,12 @@ export async function backends(): Promise<Backend[]> {
 }
 
 /** A fresh database and Redis key prefix for one server, and how to remove them. */
-async function servicesFor(): Promise<{ env: Record<string, string>; dispose(): Promise<void> }> {
+export interface Services {
+  env: Record<string, string>;
+  dispose(): Promise<void>;
+}
+
+export async function servicesFor(): Promise<Services> {
   const name = `llmchat_e2e_${crypto.randomUUID().replaceAll('-', '').slice(0, 12)}`;
   const admin = new pg.Client({ connectionString: POSTGRES_URL });
   await admin.connect();
@@ -111,10 +116,12 @@ async function until<T>(what: string, probe: () => Promise<T | undefined>, limit
   }
 }
 
-export async function startServer(env: Record<string, string> = {}, backend: Backend = 'embedded'): Promise<RunningServer> {
+/** Starts one server; with `shared`, on services another server uses too (a cluster), which the caller disposes. */
+export async function startServer(env: Record<string, string> = {}, backend: Backend = 'embedded', shared?: Services): Promise<RunningServer> {
   if (!fs.existsSync(mainJs)) throw new Error(`${mainJs} is missing: run npm run build first`);
   if (!fs.existsSync(path.join(repoRoot, 'web/dist/index.html'))) throw new Error('web/dist is missing: run npm run build first');
-  const services = backend === 'postgres+redis' ? await servicesFor() : undefined;
+  const own = backend === 'postgres+redis' && !shared ? await servicesFor() : undefined;
+  const services = shared ?? own;
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'llmchat-e2e-'));
   const port = 20_000 + Math.floor(Math.random() * 20_000);
   let output = '';
@@ -142,7 +149,7 @@ export async function startServer(env: Record<string, string> = {}, backend: Bac
     await until('the server to be ready', async () => ((await fetch(`${url}/health/ready`)).ok ? true : undefined), 60_000);
   } catch (err) {
     child.kill('SIGKILL');
-    await services?.dispose();
+    await own?.dispose();
     throw new Error(`${(err as Error).message}\n${output}`);
   }
   return {
@@ -154,7 +161,7 @@ export async function startServer(env: Record<string, string> = {}, backend: Bac
         await exited;
       }
       fs.rmSync(dataDir, { recursive: true, force: true });
-      await services?.dispose();
+      await own?.dispose();
     },
   };
 }
@@ -224,10 +231,12 @@ export async function signIn(page: Page, username: string, password: string): Pr
  * can break: `dropAll()` cuts every open connection, as a lost Wi-Fi or a
  * restarted load balancer would. New connections go through again.
  */
-export async function startProxy(target: string): Promise<{ url: string; dropAll(): number; close(): Promise<void> }> {
-  const { hostname, port } = new URL(target);
+export async function startProxy(target: string): Promise<{ url: string; dropAll(): number; retarget(url: string): void; connectionsTo(url: string): number; close(): Promise<void> }> {
+  let { hostname, port } = new URL(target);
   const sockets = new Set<net.Socket>();
+  const opened = new Map<string, number>();
   const proxy = net.createServer((client) => {
+    opened.set(port, (opened.get(port) ?? 0) + 1);
     const upstream = net.connect(Number(port), hostname);
     for (const s of [client, upstream]) {
       sockets.add(s);
@@ -243,6 +252,12 @@ export async function startProxy(target: string): Promise<{ url: string; dropAll
   const address = proxy.address() as net.AddressInfo;
   return {
     url: `http://127.0.0.1:${address.port}`,
+    /** Connections opened to the server at `url` so far. */
+    connectionsTo: (url: string) => opened.get(new URL(url).port) ?? 0,
+    /** New connections go to another server from now on (a load balancer moving the client). */
+    retarget(url: string) {
+      ({ hostname, port } = new URL(url));
+    },
     dropAll() {
       const n = sockets.size;
       for (const s of sockets) s.destroy();
