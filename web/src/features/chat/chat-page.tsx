@@ -1,5 +1,5 @@
 import { useQuery, useQueryClient } from '@tanstack/react-query';
-import { useCallback, useEffect, useMemo, useState } from 'react';
+import { useCallback, useEffect, useMemo, useRef, useState } from 'react';
 import { useNavigate, useParams } from 'react-router';
 import { ApiError } from '../../api/client';
 import { agentsApi, sessionsApi } from '../../api/endpoints';
@@ -149,12 +149,18 @@ function SessionChat({ sessionId, agents }: { sessionId: string; agents: Agent[]
     turns$.resume(session.data.agentId, sessionId, fromStored(lastStored));
   }, [session.data, sessionId]);
 
-  // Once the stored session shows the finished answer, the live copy is no longer needed.
+  // Once the stored session shows the finished answer, the live copy is no longer needed. The session is
+  // read again once per finished turn (the final write may land just after the `end` event); until it shows
+  // the answer, the live copy stays on screen.
+  const refetchedFor = useRef<string | undefined>(undefined);
   useEffect(() => {
     if (!live || live.running || !session.data) return;
     const storedAnswer = session.data.messages.find((m) => m.id === live.answer.id);
     if (storedAnswer && storedAnswer.status !== 'streaming') turnStore.forget(sessionId);
-    else if (!live.failure && !session.isFetching) void queryClient.invalidateQueries({ queryKey: ['session', sessionId] });
+    else if (!live.failure && !session.isFetching && refetchedFor.current !== live.answer.id) {
+      refetchedFor.current = live.answer.id;
+      void queryClient.invalidateQueries({ queryKey: ['session', sessionId] });
+    }
   }, [live, session.data, session.isFetching, sessionId, queryClient]);
 
   const loadOlder = async () => {
