@@ -1,14 +1,15 @@
 import js from '@eslint/js';
+import reactHooks from 'eslint-plugin-react-hooks';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['**/dist/**', '**/node_modules/**', '**/.data/**', 'eslint.config.js', '**/vitest.config.ts'] },
+  { ignores: ['**/dist/**', '**/node_modules/**', '**/.data/**', '**/test-output/**', 'eslint.config.js', 'tools/vitest.config.ts', 'server/vitest.config.ts'] },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {
     languageOptions: {
       parserOptions: {
-        project: ['./server/tsconfig.check.json', './tools/tsconfig.check.json'],
+        project: ['./server/tsconfig.check.json', './tools/tsconfig.check.json', './web/tsconfig.json', './web/tsconfig.node.json'],
         tsconfigRootDir: import.meta.dirname,
       },
     },
@@ -26,5 +27,16 @@ export default tseslint.config(
   {
     files: ['tools/src/**/*.ts', 'server/src/db/migrate-cli.ts'],
     rules: { 'no-console': 'off' },
+  },
+  {
+    files: ['web/src/**/*.{ts,tsx}'],
+    plugins: { 'react-hooks': reactHooks },
+    rules: { 'react-hooks/rules-of-hooks': 'error', 'react-hooks/exhaustive-deps': 'error' },
+  },
+  {
+    // Node scripts of the web build: plain JavaScript, no type information to lint with.
+    files: ['web/scripts/**/*.mjs'],
+    ...tseslint.configs.disableTypeChecked,
+    languageOptions: { globals: { process: 'readonly' } },
   },
 );

@@ -7,9 +7,8 @@ import { createDatabase, type DatabaseHandle } from './db/database.js';
 import { migrateToLatest } from './db/migrate.js';
 import { createLogger } from './logger.js';
 import { createAgentsService, type AgentsService } from './modules/agents/agents-service.js';
-import { createAnalyticsService, type AnalyticsService } from './modules/analytics/analytics-service.js';
-import { analyticsRoutes } from './modules/analytics/routes.js';
 import { agentRoutes } from './modules/agents/routes.js';
+import { analyticsRoutes } from './modules/analytics/routes.js';
 import { createAuditLog, type AuditLog } from './modules/audit/audit-log.js';
 import { auditRoutes } from './modules/audit/routes.js';
 import { createApiKeysService, type ApiKeysService } from './modules/auth/api-keys-service.js';
@@ -26,10 +25,11 @@ import { createFailureLog, type FailureLog } from './modules/resilience/failure-
 import { createUsersService, type UsersService } from './modules/users/users-service.js';
 import { userAdminRoutes } from './modules/users/routes.js';
 import { registerAuthentication, type Guards } from './plugins/authenticate.js';
-import { registerErrorHandler } from './plugins/error-handler.js';
+import { registerErrorHandler, type PageFallback } from './plugins/error-handler.js';
 import { PressureMonitor, processPressure, registerLoadShedding, type PressureSource } from './plugins/load-shedding.js';
 import { createLifecycle, type Lifecycle } from './lifecycle.js';
 import { validatorCompiler } from './plugins/validation.js';
+import { registerWebApp } from './plugins/web-app.js';
 import { resolveSecrets, type Secrets } from './secrets.js';
 import { createSharedState, type SharedState } from './shared-state/index.js';
 
@@ -47,7 +47,6 @@ export interface AppDeps {
   apiKeys: ApiKeysService;
   agents: AgentsService;
   chat: ChatService;
-  analytics: AnalyticsService;
   breakers: BreakerService;
   failures: FailureLog;
   lifecycle: Lifecycle;
@@ -121,13 +120,11 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
   const failures = createFailureLog(database.db, logger);
   const instanceId = options.instanceId ?? crypto.randomUUID();
   const chat = createChatService({ database, state, providers, agents, config, logger, breakers, failures, instanceId });
-  // Reports tolerate replica lag: they read from DATABASE_READ_URL when it is set.
-  const analytics = createAnalyticsService({ db: database.reader });
   const pressure = new PressureMonitor(options.pressureSource ?? processPressure(), {
     maxEventLoopDelayMs: config.shedEventLoopDelayMs,
     maxHeapUsedPercent: config.shedHeapUsedPercent,
   });
-  const deps: AppDeps = { config, secrets, database, state, logger, providers, audit, users, auth, apiKeys, agents, chat, analytics, breakers, failures, lifecycle, pressure };
+  const deps: AppDeps = { config, secrets, database, state, logger, providers, audit, users, auth, apiKeys, agents, chat, breakers, failures, lifecycle, pressure };
 
   await users.ensureFirstAdmin();
   await agents.start();
@@ -148,7 +145,9 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
 
   app.decorate('deps', deps);
   app.setValidatorCompiler(validatorCompiler);
-  registerErrorHandler(app);
+  // The web app's fallback is known once its files are registered, after the API routes.
+  let pageFallback: PageFallback | undefined;
+  registerErrorHandler(app, { pageFallback: (request, reply) => pageFallback?.(request, reply) });
   registerLoadShedding(app, pressure, config.shedRetryAfterSeconds);
   if (!options.pressureSource) pressure.start();
   await app.register(helmet, { contentSecurityPolicy: false, crossOriginEmbedderPolicy: false });
@@ -163,11 +162,12 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
   await app.register(authRoutes, { ...routeOptions, prefix: '/api/auth' });
   await app.register(userAdminRoutes, { ...routeOptions, prefix: '/api/admin/users' });
   await app.register(auditRoutes, { ...routeOptions, prefix: '/api/admin/audit' });
-  await app.register(analyticsRoutes, { ...routeOptions, prefix: '/api/admin/analytics' });
+  await app.register(analyticsRoutes, { ...routeOptions, prefix: '/api/admin' });
   await app.register(agentRoutes, { ...routeOptions, prefix: '/api/agents' });
   await app.register(chatRoutes, { ...routeOptions, prefix: '/api/chat' });
   await app.register(sessionRoutes, { ...routeOptions, prefix: '/api/chat-sessions' });
   await app.register(openaiCompatRoutes, { ...routeOptions, prefix: '/v1' });
+  if (config.webDistDir) pageFallback = await registerWebApp(app, config.webDistDir);
 
   // Before the server waits for open connections: running answers (long-lived streams) are drained or handed over first.
   app.addHook('preClose', async () => {

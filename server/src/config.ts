@@ -1,5 +1,7 @@
+import fs from 'node:fs';
 import path from 'node:path';
 import { parseCidr } from './http/cidr.js';
+import { fileURLToPath } from 'node:url';
 import { parseRedisUrl } from './shared-state/redis-url.js';
 
 /**
@@ -66,6 +68,7 @@ export interface Config {
   shedRetryAfterSeconds: number;
   healthDetailedAllow: string[];
   idempotencyKeyTtlSeconds: number;
+  webDistDir: string | undefined;
 }
 
 interface VariableSpec<K extends keyof Config> {
@@ -346,11 +349,31 @@ const specs: { [K in keyof Config]: VariableSpec<K> }[keyof Config][] = [
     parse: (raw) => cidrList(raw === undefined ? '127.0.0.1/32,::1/128' : raw),
   },
   { name: 'IDEMPOTENCY_KEY_TTL_SECONDS', key: 'idempotencyKeyTtlSeconds', defaultText: '86400', description: 'How long an `Idempotency-Key` names its turn; a key reused after that starts a new turn.', parse: integer(60, 30 * 86_400, 86_400) },
+  {
+    name: 'WEB_DIST_DIR', key: 'webDistDir', defaultText: '(unset: the built `web/dist` of this checkout, when it exists)',
+    description: 'Directory of the built web app, served at `/` with an SPA fallback. `off` serves no web app (API only).',
+    parse: webDistDir,
+  },
 ];
 
 /** The default upstream deadlines, as the provider layer takes them. */
 export function upstreamTimeouts(config: Config): { connectMs: number; firstTokenMs: number; idleMs: number; totalMs: number } {
   return { connectMs: config.upstreamConnectTimeoutMs, firstTokenMs: config.upstreamFirstTokenTimeoutMs, idleMs: config.upstreamIdleTimeoutMs, totalMs: config.upstreamTotalTimeoutMs };
+}
+
+/** The built web app beside this server's build (server/dist -> web/dist), when there is one. */
+function defaultWebDistDir(): string | undefined {
+  const candidate = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../web/dist');
+  return fs.existsSync(path.join(candidate, 'index.html')) ? candidate : undefined;
+}
+
+function webDistDir(raw: string | undefined): string | undefined {
+  const v = optionalString(raw);
+  if (v === undefined) return defaultWebDistDir();
+  if (v.toLowerCase() === 'off') return undefined;
+  const dir = path.resolve(v);
+  if (!fs.existsSync(path.join(dir, 'index.html'))) throw new BadValue(`must be a directory holding index.html (a built web app), got "${v}"`);
+  return dir;
 }
 
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {

@@ -1,4 +1,4 @@
-import type { FastifyError, FastifyInstance } from 'fastify';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { isDatabaseUnavailable } from '../db/unavailable.js';
 import { AppError, type ErrorBody, type ErrorCode } from '../errors.js';
 
@@ -16,7 +16,10 @@ const FASTIFY_CODES: Record<string, ErrorCode> = {
  * `{ error: { code, message, requestId } }`. 4xx messages say what to fix;
  * 5xx never carry internals and are logged at error level.
  */
-export function registerErrorHandler(app: FastifyInstance): void {
+/** Answers an unknown route with a page instead of a 404 (the web app's client routes); undefined when it does not. */
+export type PageFallback = (request: FastifyRequest, reply: FastifyReply) => FastifyReply | undefined;
+
+export function registerErrorHandler(app: FastifyInstance, options: { pageFallback?: PageFallback | undefined } = {}): void {
   app.setErrorHandler((err: FastifyError | AppError | Error, request, reply) => {
     const requestId = String(request.id);
     if (err instanceof AppError) {
@@ -57,6 +60,8 @@ export function registerErrorHandler(app: FastifyInstance): void {
   });
 
   app.setNotFoundHandler((request, reply) => {
+    const page = options.pageFallback?.(request, reply);
+    if (page) return page;
     return reply.status(404).send({
       error: { code: 'NOT_FOUND', message: `Route ${request.method} ${request.url.split('?')[0] ?? ''} does not exist`, requestId: String(request.id) },
     } satisfies ErrorBody);

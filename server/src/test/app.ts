@@ -31,6 +31,8 @@ export async function buildTestApp(backendName: Backend['name'], env: Record<str
     // Load shedding has its own tests with a fake pressure source; a slow CI machine must not shed the others.
     SHED_EVENT_LOOP_DELAY_MS: '0',
     SHED_HEAP_USED_PERCENT: '0',
+    // Tests of the web app's serving name their own build; the rest answer API routes only.
+    WEB_DIST_DIR: 'off',
     ...env,
   });
   const app = await buildApp({

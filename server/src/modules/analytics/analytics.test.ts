@@ -1,168 +1,156 @@
-import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bearer, buildTestApp, createUserAndLogin, login, type TestApp } from '../../test/app.js';
 import { backendNames } from '../../test/backends.js';
-import { resolveRange, type UsageReport } from './analytics-service.js';
+import { bearer, buildTestApp, createUserAndLogin, login, type TestApp } from '../../test/app.js';
 
-const DAY = '2026-01-01T00:00:00.000Z';
-const NEXT_DAY = '2026-01-02T00:00:00.000Z';
+interface Usage {
+  totals: Record<string, unknown>;
+  series: { at: string; conversations: number; questions: number; answers: number; errors: number; tokens: number }[];
+  byAgent: { key: string; answers: number; errors: number; tokens: number; firstTokenMs: { p50: number | null } }[];
+  byProvider: { key: string; answers: number; errors: number; tokens: number }[];
+}
 
-describe('resolveRange', () => {
-  const now = new Date('2026-03-10T12:34:56.000Z');
-  it('defaults to the last 7 days by day, and to hours for ranges up to two days', () => {
-    expect(resolveRange({}, now)).toMatchObject({ from: new Date('2026-03-03T12:34:56.000Z'), to: now, bucket: 'day' });
-    expect(resolveRange({ from: '2026-03-09T12:00:00Z' }, now).bucket).toBe('hour');
-    expect(resolveRange({ from: '2026-03-01T00:00:00Z', bucket: 'hour' }, now).bucket).toBe('hour');
-  });
-  it('refuses an empty or reversed range and one with too many points', () => {
-    expect(() => resolveRange({ from: DAY, to: DAY })).toThrow(/from must be before to/);
-    expect(() => resolveRange({ from: NEXT_DAY, to: DAY })).toThrow(/from must be before to/);
-    expect(() => resolveRange({ from: '2026-01-01T00:00:00Z', to: '2026-03-01T00:00:00Z', bucket: 'hour' })).toThrow(/use bucket=day/);
-    expect(() => resolveRange({ from: '2020-01-01T00:00:00Z', to: '2026-01-01T00:00:00Z' })).toThrow(/narrow the range/);
-  });
-});
-
-describe.each(await backendNames())('usage analytics on %s', (backendName) => {
+describe.each(await backendNames())('usage and system status on %s', (name) => {
   let t: TestApp;
-  let adminToken: string;
-  let userToken: string;
+  let admin: string;
+  let user: string;
 
   beforeAll(async () => {
-    t = await buildTestApp(backendName);
-    adminToken = await login(t.app);
-    const other = await createUserAndLogin(t.app, adminToken, 'analyst');
-    userToken = other.token;
-    for (const [id, provider] of [
-      ['alpha', 'openai'],
-      ['beta', 'anthropic'],
-    ] as const) {
-      const res = await t.app.inject({
-        method: 'POST',
-        url: '/api/agents',
-        headers: bearer(adminToken),
-        payload: { id, name: `Agent ${id}`, provider, endpoint: 'https://llm.example.com/v1', apiKey: 'k', model: 'm' },
-      });
-      expect(res.statusCode).toBe(201);
-    }
+    t = await buildTestApp(name);
+    admin = await login(t.app);
+    const alice = await createUserAndLogin(t.app, admin, 'alice');
+    user = alice.token;
+    // Turns written straight into the tables, so their times, providers, tokens and latencies are known.
     const db = t.backend.database.db;
-    const admin = await db.selectFrom('users').select('id').where('username', '=', 'admin').executeTakeFirstOrThrow();
-    const session = async (userId: string, agentId: string, at: string): Promise<string> =>
-      (await db.insertInto('chat_sessions').values({ user_id: userId, agent_id: agentId, title: 't', created_at: new Date(at), updated_at: new Date(at) }).returning('id').executeTakeFirstOrThrow()).id;
-    const message = (sessionId: string, userId: string, at: string, m: Record<string, unknown>) =>
-      sql`INSERT INTO messages (session_id, user_id, role, content, status, agent_id, provider, prompt_tokens, completion_tokens, total_tokens, first_token_ms, total_ms, created_at)
-          VALUES (${sessionId}, ${userId}, ${m.role}, 'x', ${m.status ?? 'complete'}, ${m.agent ?? null}, ${m.provider ?? null}, ${m.prompt ?? null}, ${m.completion ?? null}, ${m.total ?? null}, ${m.ftt ?? null}, ${m.ms ?? null}, ${new Date(at)})`.execute(db);
-
-    const s1 = await session(admin.id, 'alpha', '2026-01-01T01:10:00Z');
-    await message(s1, admin.id, '2026-01-01T01:10:00Z', { role: 'user' });
-    await message(s1, admin.id, '2026-01-01T01:10:01Z', { role: 'assistant', agent: 'alpha', provider: 'openai', prompt: 10, completion: 20, total: 30, ftt: 100, ms: 1000 });
-    await message(s1, admin.id, '2026-01-01T03:00:00Z', { role: 'user' });
-    await message(s1, admin.id, '2026-01-01T03:00:01Z', { role: 'assistant', agent: 'alpha', provider: 'openai', status: 'error', ms: 50 });
-    const s2 = await session(other.userId, 'beta', '2026-01-01T03:30:00Z');
-    await message(s2, other.userId, '2026-01-01T03:30:00Z', { role: 'user' });
-    await message(s2, other.userId, '2026-01-01T03:30:01Z', { role: 'assistant', agent: 'beta', provider: 'anthropic', prompt: 5, completion: 5, total: 10, ftt: 300, ms: 3000 });
-    await message(s2, other.userId, '2026-01-01T05:00:00Z', { role: 'user' });
-    await message(s2, other.userId, '2026-01-01T05:00:01Z', { role: 'assistant', agent: 'beta', provider: 'anthropic', status: 'stopped', ftt: 200, ms: 500 });
-    // Outside the range on both sides.
-    const s3 = await session(admin.id, 'alpha', '2025-12-31T23:00:00Z');
-    await message(s3, admin.id, '2025-12-31T23:30:00Z', { role: 'user' });
-    await message(s3, admin.id, '2025-12-31T23:30:01Z', { role: 'assistant', agent: 'alpha', provider: 'openai', total: 999, ftt: 1, ms: 1 });
-    await message(s3, admin.id, NEXT_DAY, { role: 'assistant', agent: 'alpha', provider: 'openai', total: 999, ftt: 1, ms: 1 });
+    const s1 = await db.insertInto('chat_sessions').values({ user_id: alice.userId, agent_id: 'gpt', updated_at: new Date(), created_at: new Date('2026-01-01T10:00:00Z') }).returning('id').executeTakeFirstOrThrow();
+    const s2 = await db.insertInto('chat_sessions').values({ user_id: alice.userId, agent_id: 'claude', updated_at: new Date(), created_at: new Date('2026-01-02T05:00:00Z') }).returning('id').executeTakeFirstOrThrow();
+    const msg = (session: string, role: 'user' | 'assistant', at: string, extra: Record<string, unknown> = {}) => ({
+      session_id: session,
+      user_id: alice.userId,
+      role,
+      status: 'complete' as const,
+      content: 'x',
+      created_at: new Date(at),
+      updated_at: new Date(at),
+      ...extra,
+    });
+    await db
+      .insertInto('messages')
+      .values([
+        msg(s1.id, 'user', '2026-01-01T10:00:00Z'),
+        msg(s1.id, 'assistant', '2026-01-01T10:00:01Z', { agent_id: 'gpt', provider: 'openai', total_tokens: 10, prompt_tokens: 4, completion_tokens: 6, first_token_ms: 100, total_ms: 1000 }),
+        msg(s1.id, 'user', '2026-01-01T11:30:00Z'),
+        msg(s1.id, 'assistant', '2026-01-01T11:30:01Z', { agent_id: 'gpt', provider: 'openai', status: 'error', error_code: 'UPSTREAM_ERROR', total_ms: 50 }),
+        msg(s2.id, 'user', '2026-01-02T05:00:00Z'),
+        msg(s2.id, 'assistant', '2026-01-02T05:00:01Z', { agent_id: 'claude', provider: 'anthropic', total_tokens: 30, prompt_tokens: 10, completion_tokens: 20, first_token_ms: 300, total_ms: 3000 }),
+        // Outside every range asked below.
+        msg(s2.id, 'user', '2026-02-01T00:00:00Z'),
+      ] as never)
+      .execute();
   });
   afterAll(async () => {
     await t.close();
   });
 
-  const usage = async (query: string, token = adminToken) => t.app.inject({ method: 'GET', url: `/api/admin/analytics/usage?${query}`, headers: bearer(token) });
-  const report = async (query: string): Promise<UsageReport> => {
-    const res = await usage(query);
-    expect(res.statusCode, res.body).toBe(200);
-    return res.json<{ data: UsageReport }>().data;
-  };
-  const range = `from=${encodeURIComponent(DAY)}&to=${encodeURIComponent(NEXT_DAY)}`;
+  const usage = (query: string, token = admin) => t.app.inject({ method: 'GET', url: `/api/admin/usage?${query}`, headers: bearer(token) });
 
-  it('totals a range: turns, errors, tokens, people and latency percentiles', async () => {
-    const r = await report(range);
-    expect(r.range).toEqual({ from: DAY, to: NEXT_DAY, bucket: 'hour', agentId: null });
-    expect(r.totals).toEqual({
-      turns: 4,
-      errors: 1,
-      stopped: 1,
-      errorRate: 0.25,
-      promptTokens: 15,
-      completionTokens: 25,
-      totalTokens: 40,
-      // First token over answers that had one (100, 200, 300); total time over complete answers (1000, 3000).
-      firstTokenMs: { p50: 200, p95: 290, p99: 298 },
-      totalMs: { p50: 2000, p95: 2900, p99: 2980 },
-      conversations: 2,
-      messages: 8,
-      activeUsers: 2,
-    });
-  });
-
-  it('gives one point per bucket, empty ones included', async () => {
-    const r = await report(range);
-    expect(r.series).toHaveLength(24);
-    expect(r.series[0]?.t).toBe(DAY);
-    const at = (hour: number) => r.series[hour];
-    expect(at(1)).toEqual({ t: '2026-01-01T01:00:00.000Z', conversations: 1, messages: 2, turns: 1, errors: 0, totalTokens: 30 });
-    expect(at(3)).toEqual({ t: '2026-01-01T03:00:00.000Z', conversations: 1, messages: 4, turns: 2, errors: 1, totalTokens: 10 });
-    expect(at(5)).toMatchObject({ conversations: 0, messages: 2, turns: 1, errors: 0 });
-    expect(r.series.reduce((n, p) => n + p.turns, 0)).toBe(4);
-    expect(at(0)).toMatchObject({ conversations: 0, messages: 0, turns: 0 });
-
-    const daily = await report(`${range}&bucket=day`);
-    expect(daily.series).toEqual([{ t: DAY, conversations: 2, messages: 8, turns: 4, errors: 1, totalTokens: 40 }]);
-  });
-
-  it('breaks figures down per agent (with its name) and per provider', async () => {
-    const r = await report(range);
-    expect(r.byAgent.map((a) => [a.agentId, a.name, a.turns, a.errors, a.stopped, a.totalTokens])).toEqual([
-      ['alpha', 'Agent alpha', 2, 1, 0, 30],
-      ['beta', 'Agent beta', 2, 0, 1, 10],
+  it('reports totals, a daily series with every bucket, and per-agent and per-provider figures', async () => {
+    const res = await usage('from=2026-01-01T00:00:00Z&to=2026-01-03T00:00:00Z');
+    expect(res.statusCode).toBe(200);
+    const body = res.json<{ data: Usage }>().data;
+    expect(body.totals).toMatchObject({ conversations: 2, questions: 3, answers: 3, errors: 1, errorRate: 0.3333, promptTokens: 14, completionTokens: 26, totalTokens: 40 });
+    expect(body.totals.firstTokenMs).toEqual({ p50: 200, p95: 290, p99: 298 });
+    expect(body.series).toEqual([
+      { at: '2026-01-01T00:00:00Z', conversations: 1, questions: 2, answers: 2, errors: 1, tokens: 10 },
+      { at: '2026-01-02T00:00:00Z', conversations: 1, questions: 1, answers: 1, errors: 0, tokens: 30 },
     ]);
-    expect(r.byAgent[0]?.errorRate).toBe(0.5);
-    expect(r.byAgent[0]?.totalMs).toEqual({ p50: 1000, p95: 1000, p99: 1000 });
-    expect(r.byProvider.map((p) => [p.provider, p.turns, p.firstTokenMs.p50])).toEqual([
-      ['anthropic', 2, 250],
-      ['openai', 2, 100],
+    expect(body.byProvider.map((p) => [p.key, p.answers, p.errors, p.tokens])).toEqual([
+      ['openai', 2, 1, 10],
+      ['anthropic', 1, 0, 30],
+    ]);
+    expect(body.byAgent.map((a) => [a.key, a.answers, a.firstTokenMs.p50])).toEqual([
+      ['gpt', 2, 100],
+      ['claude', 1, 300],
     ]);
   });
 
-  it('narrows everything to one agent', async () => {
-    const r = await report(`${range}&agentId=beta`);
-    expect(r.totals).toMatchObject({ turns: 2, errors: 0, stopped: 1, conversations: 1, messages: 4, activeUsers: 1, totalTokens: 10 });
-    expect(r.byAgent.map((a) => a.agentId)).toEqual(['beta']);
-    expect(r.byProvider.map((p) => p.provider)).toEqual(['anthropic']);
-    const none = await report(`${range}&agentId=nobody`);
-    expect(none.totals).toMatchObject({ turns: 0, errorRate: 0, firstTokenMs: { p50: null, p95: null, p99: null } });
+  it('gives hourly buckets, empty ones included', async () => {
+    const res = await usage('from=2026-01-01T09:00:00Z&to=2026-01-01T12:00:00Z&bucket=hour');
+    expect(res.statusCode).toBe(200);
+    const { series, totals } = res.json<{ data: Usage }>().data;
+    expect(series.map((s) => [s.at, s.conversations, s.questions, s.answers, s.errors])).toEqual([
+      ['2026-01-01T09:00:00Z', 0, 0, 0, 0],
+      ['2026-01-01T10:00:00Z', 1, 1, 1, 0],
+      ['2026-01-01T11:00:00Z', 0, 1, 1, 1],
+    ]);
+    expect(totals).toMatchObject({ answers: 2, errors: 1, errorRate: 0.5 });
   });
 
-  it('defaults to the last 7 days by day', async () => {
-    const r = await report('');
-    expect(r.range.bucket).toBe('day');
-    expect(r.series).toHaveLength(8);
-    expect(r.totals.turns).toBe(0);
+  it('answers an empty range with zeros, not nulls', async () => {
+    const res = await usage('from=2025-01-01T00:00:00Z&to=2025-01-02T00:00:00Z');
+    const { totals, series, byAgent } = res.json<{ data: Usage }>().data;
+    expect(totals).toMatchObject({ conversations: 0, answers: 0, errors: 0, errorRate: 0, totalTokens: 0, firstTokenMs: { p50: null, p95: null, p99: null } });
+    expect(series).toHaveLength(1);
+    expect(byAgent).toEqual([]);
   });
 
-  it('refuses bad ranges and unknown parameters with 400 and a stable code', async () => {
-    const cases: [string, string][] = [
-      [`from=${encodeURIComponent(NEXT_DAY)}&to=${encodeURIComponent(DAY)}`, 'INVALID_RANGE'],
-      [`from=2026-01-01T00:00:00Z&to=2026-03-01T00:00:00Z&bucket=hour`, 'INVALID_RANGE'],
-      ['from=yesterday', 'VALIDATION_FAILED'],
-      ['bucket=week', 'VALIDATION_FAILED'],
-      ['agentId=', 'VALIDATION_FAILED'],
-      ['extra=1', 'VALIDATION_FAILED'],
+  it('refuses bad ranges with a 400 that says what to fix', async () => {
+    const cases: [string, RegExp][] = [
+      ['to=2026-01-02T00:00:00Z', /from/],
+      ['from=yesterday&to=2026-01-02T00:00:00Z', /from/],
+      ['from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z', /to must be after from/],
+      ['from=2026-01-01T00:00:00Z&to=2026-01-01T00:00:00Z', /to must be after from/],
+      ['from=2026-01-01T00:00:00Z&to=2026-01-31T00:00:00Z&bucket=hour', /720 hour buckets; at most 168/],
+      ['from=2020-01-01T00:00:00Z&to=2026-01-01T00:00:00Z', /day buckets; at most 366/],
+      ['from=2026-01-01T00:00:00Z&to=2026-01-02T00:00:00Z&bucket=week', /bucket/],
+      ['from=2026-01-01T00:00:00Z&to=2026-01-02T00:00:00Z&extra=1', /extra|additional/i],
     ];
-    for (const [query, code] of cases) {
+    for (const [query, message] of cases) {
       const res = await usage(query);
       expect(res.statusCode, query).toBe(400);
-      expect(res.json<{ error: { code: string } }>().error.code, query).toBe(code);
+      const error = res.json<{ error: { code: string; message: string } }>().error;
+      expect(error.code, query).toBe('VALIDATION_FAILED');
+      expect(error.message, query).toMatch(message);
+    }
+  });
+
+  it('reports the system: version, uptime, dependencies with latency, agents, running answers', async () => {
+    const res = await t.app.inject({ method: 'GET', url: '/api/admin/system', headers: bearer(admin) });
+    expect(res.statusCode).toBe(200);
+    const data = res.json<{ data: Record<string, unknown> }>().data;
+    expect(data).toMatchObject({
+      version: '0.1.0',
+      node: process.version,
+      dependencies: {
+        database: { ok: true, kind: name === 'pglite+memory' ? 'pglite' : 'postgres' },
+        sharedState: { ok: true, kind: name === 'pglite+memory' ? 'memory' : 'redis' },
+      },
+      agents: { total: 0, active: 0 },
+      generations: { running: 0 },
+    });
+    expect(typeof (data.dependencies as { database: { latencyMs: unknown } }).database.latencyMs).toBe('number');
+    expect(data.uptimeSeconds).toEqual(expect.any(Number));
+  });
+
+  it('shows a dependency that is down without failing the page', async () => {
+    const original = t.backend.state.ping.bind(t.backend.state);
+    t.backend.state.ping = () => Promise.reject(new Error('connection refused redis://secret@host:6379'));
+    try {
+      const res = await t.app.inject({ method: 'GET', url: '/api/admin/system', headers: bearer(admin) });
+      expect(res.statusCode).toBe(200);
+      const state = res.json<{ data: { dependencies: { sharedState: { ok: boolean; error: string } } } }>().data.dependencies.sharedState;
+      expect(state).toMatchObject({ ok: false, error: 'connection refused <url>' });
+    } finally {
+      t.backend.state.ping = original;
     }
   });
 
   it('is for admins only', async () => {
-    expect((await usage(range, userToken)).statusCode).toBe(403);
-    expect((await t.app.inject({ method: 'GET', url: `/api/admin/analytics/usage?${range}` })).statusCode).toBe(401);
+    for (const url of ['/api/admin/usage?from=2026-01-01T00:00:00Z&to=2026-01-02T00:00:00Z', '/api/admin/system']) {
+      const asUser = await t.app.inject({ method: 'GET', url, headers: bearer(user) });
+      expect(asUser.statusCode, url).toBe(403);
+      expect(asUser.json<{ error: { code: string } }>().error.code).toBe('FORBIDDEN');
+      const anonymous = await t.app.inject({ method: 'GET', url });
+      expect(anonymous.statusCode, url).toBe(401);
+    }
   });
 });

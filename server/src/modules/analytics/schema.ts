@@ -1,51 +1,83 @@
 import { Type, type Static } from '@sinclair/typebox';
 
-/** Request and response schemas of /api/admin/analytics. */
+/** Request and response schemas of /api/admin/usage and /api/admin/system. */
 
-export const UsageQuerySchema = Type.Object(
+export const USAGE_LIMITS = {
+  /** Most buckets one answer may hold: an hourly range up to 7 days, a daily one up to 366. */
+  hourBuckets: 7 * 24,
+  dayBuckets: 366,
+} as const;
+
+export const UsageQuery = Type.Object(
   {
-    from: Type.Optional(Type.String({ format: 'date-time', maxLength: 40, description: 'Inclusive start (ISO 8601); default: 7 days before `to`' })),
-    to: Type.Optional(Type.String({ format: 'date-time', maxLength: 40, description: 'Exclusive end (ISO 8601); default: now' })),
-    bucket: Type.Optional(Type.Union([Type.Literal('hour'), Type.Literal('day')], { description: 'Series step; default: hour for ranges up to 2 days, else day' })),
-    agentId: Type.Optional(Type.String({ minLength: 1, maxLength: 64, description: 'Only this agent' })),
+    from: Type.String({ format: 'date-time', maxLength: 40, description: 'Inclusive start (ISO 8601)' }),
+    to: Type.String({ format: 'date-time', maxLength: 40, description: 'Exclusive end (ISO 8601), after from' }),
+    bucket: Type.Optional(Type.Union([Type.Literal('hour'), Type.Literal('day')], { description: 'Series resolution; default day' })),
   },
   { additionalProperties: false },
 );
-export type UsageQueryInput = Static<typeof UsageQuerySchema>;
+export type UsageQuery = Static<typeof UsageQuery>;
 
-const Nullable = <T extends ReturnType<typeof Type.Number>>(t: T) => Type.Union([t, Type.Null()]);
-const PercentilesSchema = Type.Object({ p50: Nullable(Type.Number()), p95: Nullable(Type.Number()), p99: Nullable(Type.Number()) });
+const Percentiles = Type.Object({
+  p50: Type.Union([Type.Number(), Type.Null()]),
+  p95: Type.Union([Type.Number(), Type.Null()]),
+  p99: Type.Union([Type.Number(), Type.Null()]),
+});
 
-const figures = {
-  turns: Type.Integer(),
+const Breakdown = Type.Object({
+  key: Type.String({ description: 'Agent id or provider name' }),
+  answers: Type.Integer(),
   errors: Type.Integer(),
-  stopped: Type.Integer(),
-  errorRate: Type.Number(),
-  promptTokens: Type.Integer(),
-  completionTokens: Type.Integer(),
-  totalTokens: Type.Integer(),
-  firstTokenMs: PercentilesSchema,
-  totalMs: PercentilesSchema,
-};
+  tokens: Type.Integer(),
+  firstTokenMs: Percentiles,
+  totalMs: Percentiles,
+});
 
-export const UsageReportSchema = Type.Object({
-  range: Type.Object({
-    from: Type.String({ format: 'date-time' }),
-    to: Type.String({ format: 'date-time' }),
-    bucket: Type.Union([Type.Literal('hour'), Type.Literal('day')]),
-    agentId: Type.Union([Type.String(), Type.Null()]),
+export const UsageReport = Type.Object({
+  from: Type.String(),
+  to: Type.String(),
+  bucket: Type.Union([Type.Literal('hour'), Type.Literal('day')]),
+  totals: Type.Object({
+    conversations: Type.Integer({ description: 'Sessions started in the range' }),
+    questions: Type.Integer(),
+    answers: Type.Integer(),
+    errors: Type.Integer({ description: 'Answers that ended in error' }),
+    errorRate: Type.Number({ description: 'errors / answers (0 when there are none)' }),
+    promptTokens: Type.Integer(),
+    completionTokens: Type.Integer(),
+    totalTokens: Type.Integer(),
+    firstTokenMs: Percentiles,
+    totalMs: Percentiles,
   }),
-  totals: Type.Object({ ...figures, conversations: Type.Integer(), messages: Type.Integer(), activeUsers: Type.Integer() }),
   series: Type.Array(
     Type.Object({
-      t: Type.String({ format: 'date-time' }),
+      at: Type.String({ description: 'Bucket start, UTC' }),
       conversations: Type.Integer(),
-      messages: Type.Integer(),
-      turns: Type.Integer(),
+      questions: Type.Integer(),
+      answers: Type.Integer(),
       errors: Type.Integer(),
-      totalTokens: Type.Integer(),
+      tokens: Type.Integer(),
     }),
   ),
-  byAgent: Type.Array(Type.Object({ agentId: Type.String(), name: Type.Union([Type.String(), Type.Null()]), ...figures })),
-  byProvider: Type.Array(Type.Object({ provider: Type.String(), ...figures })),
+  byAgent: Type.Array(Breakdown),
+  byProvider: Type.Array(Breakdown),
 });
+export type UsageReport = Static<typeof UsageReport>;
+
+const DependencyStatus = Type.Object({
+  ok: Type.Boolean(),
+  kind: Type.String(),
+  latencyMs: Type.Optional(Type.Number()),
+  error: Type.Optional(Type.String()),
+});
+
+export const SystemStatus = Type.Object({
+  version: Type.String(),
+  node: Type.String(),
+  uptimeSeconds: Type.Integer(),
+  startedAt: Type.String(),
+  dependencies: Type.Object({ database: DependencyStatus, sharedState: DependencyStatus }),
+  agents: Type.Object({ total: Type.Integer(), active: Type.Integer() }),
+  generations: Type.Object({ running: Type.Integer({ description: 'Answers streaming on this instance' }) }),
+});
+export type SystemStatus = Static<typeof SystemStatus>;

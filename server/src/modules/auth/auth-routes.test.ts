@@ -463,6 +463,12 @@ describe.each(await backendNames())('auth routes on %s', (backendName) => {
       expect(errorCode(res)).toBe('REGISTRATION_CLOSED');
       expect(await counts(t)).toEqual(before);
     });
+
+    it('GET /api/auth/options tells the sign-in page, without a token, that registration is closed', async () => {
+      const res = await call(t, { method: 'GET', url: '/api/auth/options' });
+      expect(res.statusCode).toBe(200);
+      expect(res.json<{ data: unknown }>().data).toEqual({ registrationOpen: false });
+    });
   });
 });
 
@@ -479,6 +485,12 @@ describe.each(await backendNames())('open registration and login rate limits on 
 
   const register = (payload: unknown, remoteAddress: string) =>
     call(t, { method: 'POST', url: '/api/auth/register', payload: payload as Record<string, unknown>, remoteAddress });
+
+  it('GET /api/auth/options says registration is open', async () => {
+    const res = await call(t, { method: 'GET', url: '/api/auth/options' });
+    expect(res.statusCode).toBe(200);
+    expect(res.json<{ data: unknown }>().data).toEqual({ registrationOpen: true });
+  });
 
   it('registers a user, signs them in and audits it', async () => {
     PASSWORDS.add('newcomer-password');

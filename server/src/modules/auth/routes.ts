@@ -10,6 +10,7 @@ import { actorOf, clientOf } from './request-context.js';
 import {
   ApiKeyParams,
   ApiKeySchema,
+  AuthOptionsSchema,
   ChangePasswordBody,
   CreateApiKeyBody,
   CreatedApiKeySchema,
@@ -89,6 +90,11 @@ export const authRoutes: FastifyPluginAsyncTypebox<RouteOptions> = (app, { deps,
     }
     await auth.changePassword(principalOf(request), { currentPassword: current, newPassword }, request.cookies[REFRESH_COOKIE], clientOf(request));
     return ok({ done: true as const });
+  });
+
+  /** What the sign-in page may offer before anyone is signed in. */
+  app.get('/options', { schema: { response: { 200: Envelope(AuthOptionsSchema), ...Errors } } }, async () => {
+    return ok({ registrationOpen: config.openRegistration });
   });
 
   app.post('/register', { schema: { body: RegisterBody, response: { 201: SessionResponse, ...Errors } } }, async (request, reply) => {

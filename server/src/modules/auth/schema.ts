@@ -82,3 +82,7 @@ export const Errors = { '4xx': ErrorResponse, '5xx': ErrorResponse };
 
 export const Done = Envelope(Type.Object({ done: Type.Literal(true) }));
 export const ProfileResponse = Envelope(UserViewSchema);
+
+export const AuthOptionsSchema = Type.Object({
+  registrationOpen: Type.Boolean({ description: 'Whether POST /api/auth/register accepts new accounts (OPEN_REGISTRATION)' }),
+});

@@ -17,6 +17,8 @@ export interface NewTurn {
   title: string;
   /** Replaces this assistant message (regenerate): deleted in the same transaction. */
   replacesMessageId?: string | undefined;
+  /** Edit and resend: the question (userMessageId) gets this text, in the same transaction. */
+  editedQuestion?: string | undefined;
   /** Request options beyond the messages, kept with the answer so an instance taking it over asks the same. */
   options?: TurnOptions | undefined;
 }
@@ -270,6 +272,9 @@ export function createChatRepository(database: DatabaseHandle, instanceId: strin
         .executeTakeFirst();
       if (!session) return undefined;
       await tx.deleteFrom('messages').where('id', '=', replacesMessageId).where('user_id', '=', turn.userId).execute();
+      if (turn.editedQuestion !== undefined) {
+        await tx.updateTable('messages').set({ content: turn.editedQuestion, updated_at: new Date() }).where('id', '=', turn.userMessageId).where('user_id', '=', turn.userId).where('role', '=', 'user').execute();
+      }
       await tx
         .insertInto('messages')
         .values({

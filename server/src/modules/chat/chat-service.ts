@@ -218,7 +218,7 @@ export function createChatService(deps: ChatServiceDeps) {
     principal: Principal,
     resolved: ResolvedAgent,
     input: TurnInput,
-    write: { sessionId: string | undefined; userMessageId: string; userContent: string; title: string; replacesMessageId?: string; turnId?: string },
+    write: { sessionId: string | undefined; userMessageId: string; userContent: string; title: string; replacesMessageId?: string; turnId?: string; editedQuestion?: string | undefined },
   ): Promise<Generation> {
     const { agent } = resolved;
     await enforceLimits(principal, agent.id, agent.rateLimit?.requestsPerMinute);
@@ -425,8 +425,12 @@ export function createChatService(deps: ChatServiceDeps) {
       }
     },
 
-    /** Regenerates the last answer of a session (or the one named by `dataId`). */
-    async retry(principal: Principal, sessionId: string, options: { dataId?: string | undefined; detail?: boolean | undefined }): Promise<Generation> {
+    /**
+     * Regenerates the last answer of a session (or the one named by `dataId`).
+     * With `content`, edits the last question first: the question's text and
+     * the new streaming answer are written in one transaction.
+     */
+    async retry(principal: Principal, sessionId: string, options: { dataId?: string | undefined; detail?: boolean | undefined; content?: string | undefined }): Promise<Generation> {
       refuseWhileDraining();
       const session = await repo.findSession(sessionId, principal.userId);
       if (!session) throw new AppError('SESSION_NOT_FOUND', 'The chat session does not exist or is not yours');
@@ -435,13 +439,21 @@ export function createChatService(deps: ChatServiceDeps) {
       if (target.status === 'streaming') throw new AppError('GENERATION_RUNNING', 'That answer is still being generated; stop it first');
       const question = await repo.userMessageBefore(sessionId, principal.userId, target.seq);
       if (!question) throw new AppError('NOTHING_TO_RETRY', 'There is no question to answer again');
+      const edited = options.content;
+      if (edited !== undefined) {
+        if (edited.trim().length === 0) throw new AppError('VALIDATION_FAILED', 'The edited question is empty');
+        const last = options.dataId ? await repo.lastAssistantMessage(sessionId, principal.userId) : target;
+        if (!last || last.id !== target.id) throw new AppError('NOT_LAST_QUESTION', 'Only the last question of a session can be edited');
+      }
       const resolved = agents.getActive(session.agent_id);
-      return beginTurn(principal, resolved, { agentId: resolved.agent.id, messages: [{ role: 'user', content: storedContent(question.content) }], detail: options.detail }, {
+      const content = edited ?? storedContent(question.content);
+      return beginTurn(principal, resolved, { agentId: resolved.agent.id, messages: [{ role: 'user', content }], detail: options.detail }, {
         sessionId,
         userMessageId: question.id,
-        userContent: question.content,
+        userContent: edited ?? question.content,
         title: '',
         replacesMessageId: target.id,
+        editedQuestion: edited,
       });
     },
 

@@ -302,6 +302,47 @@ describe.each(await backendNames())('chat on %s', (backendName) => {
       expect(gone.statusCode).toBe(404);
     });
 
+    it('edits the last question and answers the edited text in place of the old answer', async () => {
+      const { events } = await turn(c.alice, { agentId: 'gpt', messages: [{ role: 'user', content: 'first question' }] });
+      const start = events[0]?.json as { sessionId: string; messageId: string; userMessageId: string };
+      const res = await c.t.app.inject({ method: 'POST', url: `/api/chat/history/${start.sessionId}/retry`, headers: bearer(c.alice), payload: { stream: true, content: 'edited question' } });
+      expect(res.statusCode).toBe(200);
+      const retried = parseSse(res.body);
+      expect(chunkText(retried)).toContain('Simulated answer to: edited question');
+      const newAnswer = (retried[0]?.json as { messageId: string }).messageId;
+      const after = await c.t.app.inject({ method: 'GET', url: `/api/chat-sessions/${start.sessionId}`, headers: bearer(c.alice) });
+      const msgs = after.json<{ data: { messages: { id: string; role: string; content: string; status: string }[] } }>().data.messages;
+      expect(msgs.map((m) => [m.id, m.role])).toEqual([
+        [start.userMessageId, 'user'],
+        [newAnswer, 'assistant'],
+      ]);
+      expect(msgs[0]?.content).toBe('edited question');
+      expect(msgs[1]?.content).toContain('Simulated answer to: edited question');
+      expect(msgs[1]?.status).toBe('complete');
+    });
+
+    it('refuses to edit with bad input or an earlier answer, and changes nothing', async () => {
+      const first = await turn(c.alice, { agentId: 'gpt', messages: [{ role: 'user', content: 'q one' }] });
+      const start = first.events[0]?.json as { sessionId: string; messageId: string };
+      await turn(c.alice, { agentId: 'gpt', chatId: start.sessionId, messages: [{ role: 'user', content: 'q two' }] });
+      const snapshot = async () => (await c.t.app.inject({ method: 'GET', url: `/api/chat-sessions/${start.sessionId}`, headers: bearer(c.alice) })).json<{ data: { messages: unknown[] } }>().data.messages;
+      const before = await snapshot();
+      const url = `/api/chat/history/${start.sessionId}/retry`;
+      const cases: [Record<string, unknown>, number, string][] = [
+        [{ content: '' }, 400, 'VALIDATION_FAILED'],
+        [{ content: 42 }, 400, 'VALIDATION_FAILED'],
+        [{ content: '   ' }, 400, 'VALIDATION_FAILED'],
+        [{ content: 'x'.repeat(200_001) }, 400, 'VALIDATION_FAILED'],
+        [{ content: 'rewrite the first', dataId: start.messageId }, 409, 'NOT_LAST_QUESTION'],
+      ];
+      for (const [payload, status, code] of cases) {
+        const res = await c.t.app.inject({ method: 'POST', url, headers: bearer(c.alice), payload });
+        expect(res.statusCode, JSON.stringify(payload).slice(0, 60)).toBe(status);
+        expect(res.json<{ error: { code: string } }>().error.code).toBe(code);
+      }
+      expect(await snapshot()).toEqual(before);
+    });
+
     it('records feedback and forwards it to FastGPT', async () => {
       const { events } = await turn(c.alice, { agentId: 'fast', messages: [{ role: 'user', content: 'rate me' }] });
       const start = events[0]?.json as { sessionId: string; messageId: string };

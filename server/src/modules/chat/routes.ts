@@ -237,8 +237,8 @@ export async function chatRoutes(app: FastifyInstance, { deps, guards }: RouteOp
 
   app.post('/history/:chatId/retry', { schema: { params: ChatIdParams, body: RetryBody } }, async (request, reply) => {
     const { chatId } = request.params as { chatId: string };
-    const body = (request.body ?? {}) as { dataId?: string; stream?: boolean; detail?: boolean };
-    const generation = await chat.retry(principalOf(request), chatId, { dataId: body.dataId, detail: body.detail });
+    const body = (request.body ?? {}) as { dataId?: string; stream?: boolean; detail?: boolean; content?: string };
+    const generation = await chat.retry(principalOf(request), chatId, { dataId: body.dataId, detail: body.detail, content: body.content });
     return answer(reply, generation, body.stream === true);
   });
 

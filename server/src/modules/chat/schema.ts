@@ -85,6 +85,8 @@ export const RetryBody = Type.Object(
     dataId: Type.Optional(Uuid),
     stream: Type.Optional(Type.Boolean()),
     detail: Type.Optional(Type.Boolean()),
+    /** Edit and resend: the last question's new text; the last answer is replaced by the answer to it. */
+    content: Type.Optional(Type.String({ minLength: 1, maxLength: LIMITS.messageChars })),
   },
   { additionalProperties: false },
 );

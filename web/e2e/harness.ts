@@ -1,0 +1,272 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { AxeBuilder } from '@axe-core/playwright';
+import pg from 'pg';
+import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+
+/**
+ * The browser journeys' world: the built server as a process (the README's
+ * start command: embedded PGlite, in-process state, the simulated upstream),
+ * and Debian's Chromium driven by playwright-core. Nothing here downloads a
+ * browser.
+ */
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const repoRoot = path.resolve(here, '../..');
+const mainJs = path.join(repoRoot, 'server/dist/main.js');
+export const OUTPUT_DIR = path.join(repoRoot, 'web/test-output');
+export const SCREENSHOT_DIR = path.join(OUTPUT_DIR, 'screenshots');
+export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+export const ADMIN_PASSWORD = 'admin-password-for-browser-tests';
+
+export type Backend = 'embedded' | 'postgres+redis';
+const POSTGRES_URL = process.env.TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379/0';
+const REQUIRE_SERVICES = process.env.LLMCHAT_REQUIRE_SERVICES === '1';
+
+async function postgresAnswers(): Promise<boolean> {
+  const client = new pg.Client({ connectionString: POSTGRES_URL, connectionTimeoutMillis: 2000 });
+  try {
+    await client.connect();
+    await client.query('select 1');
+    return true;
+  } catch {
+    return false;
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+function redisAnswers(): Promise<boolean> {
+  const { hostname, port } = new URL(REDIS_URL);
+  return new Promise((resolve) => {
+    const socket = net.connect(Number(port || 6379), hostname);
+    const done = (ok: boolean) => {
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.setTimeout(2000, () => done(false));
+    socket.on('error', () => done(false));
+    socket.on('connect', () => socket.write('PING\r\n'));
+    socket.on('data', (d: Buffer) => done(d.toString().startsWith('+PONG')));
+  });
+}
+
+/**
+ * The backends the journeys run on, like the server's suites: embedded
+ * always; PostgreSQL + Redis when they answer (required when
+ * LLMCHAT_REQUIRE_SERVICES=1, as in .ci/run).
+ */
+export async function backends(): Promise<Backend[]> {
+  const [pgOk, redisOk] = await Promise.all([postgresAnswers(), redisAnswers()]);
+  if (REQUIRE_SERVICES && !(pgOk && redisOk)) throw new Error(`LLMCHAT_REQUIRE_SERVICES=1 but PostgreSQL reachable=${pgOk}, Redis reachable=${redisOk}`);
+  return pgOk && redisOk ? ['embedded', 'postgres+redis'] : ['embedded'];
+}
+
+/** A fresh database and Redis key prefix for one server, and how to remove them. */
+export interface Services {
+  env: Record<string, string>;
+  dispose(): Promise<void>;
+}
+
+export async function servicesFor(): Promise<Services> {
+  const name = `llmchat_e2e_${crypto.randomUUID().replaceAll('-', '').slice(0, 12)}`;
+  const admin = new pg.Client({ connectionString: POSTGRES_URL });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE ${name}`);
+  await admin.end();
+  const url = new URL(POSTGRES_URL);
+  url.pathname = `/${name}`;
+  return {
+    env: {
+      DATABASE_URL: url.toString(),
+      REDIS_URL,
+      REDIS_KEY_PREFIX: `${name}:`,
+      JWT_SECRET: 'browser-test-jwt-secret-long-enough-0123456789',
+      SECRETS_KEY: 'browser-test-secrets-key-long-enough-0123456789',
+      MOCK_UPSTREAM: 'true',
+    },
+    async dispose() {
+      const cleanup = new pg.Client({ connectionString: POSTGRES_URL });
+      await cleanup.connect();
+      await cleanup.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await cleanup.end();
+    },
+  };
+}
+
+export interface RunningServer {
+  url: string;
+  /** The server's output so far, for failure messages. */
+  output(): string;
+  stop(): Promise<void>;
+}
+
+async function until<T>(what: string, probe: () => Promise<T | undefined>, limitMs: number): Promise<T> {
+  const deadline = Date.now() + limitMs;
+  for (;;) {
+    const value = await probe().catch(() => undefined);
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`gave up waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** Starts one server; with `shared`, on services another server uses too (a cluster), which the caller disposes. */
+export async function startServer(env: Record<string, string> = {}, backend: Backend = 'embedded', shared?: Services): Promise<RunningServer> {
+  if (!fs.existsSync(mainJs)) throw new Error(`${mainJs} is missing: run npm run build first`);
+  if (!fs.existsSync(path.join(repoRoot, 'web/dist/index.html'))) throw new Error('web/dist is missing: run npm run build first');
+  const own = backend === 'postgres+redis' && !shared ? await servicesFor() : undefined;
+  const services = shared ?? own;
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'llmchat-e2e-'));
+  const port = 20_000 + Math.floor(Math.random() * 20_000);
+  let output = '';
+  const child: ChildProcess = spawn(process.execPath, [mainJs], {
+    env: {
+      PATH: process.env.PATH,
+      DATA_DIR: dataDir,
+      HOST: '127.0.0.1',
+      PORT: String(port),
+      MOCK_UPSTREAM_PORT: '0',
+      ADMIN_PASSWORD,
+      LOG_LEVEL: 'warn',
+      CHAT_RATE_LIMIT_PER_MINUTE: '0',
+      LOGIN_RATE_LIMIT_PER_MINUTE: '0',
+      ...services?.env,
+      ...env,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  child.stdout?.on('data', (d: Buffer) => (output += d.toString()));
+  child.stderr?.on('data', (d: Buffer) => (output += d.toString()));
+  const url = `http://127.0.0.1:${port}`;
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  try {
+    await until('the server to be ready', async () => ((await fetch(`${url}/health/ready`)).ok ? true : undefined), 60_000);
+  } catch (err) {
+    child.kill('SIGKILL');
+    await own?.dispose();
+    throw new Error(`${(err as Error).message}\n${output}`);
+  }
+  return {
+    url,
+    output: () => output,
+    async stop() {
+      if (child.exitCode === null) {
+        child.kill('SIGTERM');
+        await exited;
+      }
+      fs.rmSync(dataDir, { recursive: true, force: true });
+      await own?.dispose();
+    },
+  };
+}
+
+/** Calls the API directly (setting the stage for a journey, or checking what the server stored). */
+export async function apiCall<T>(base: string, token: string | undefined, method: string, url: string, body?: unknown): Promise<T> {
+  const res = await fetch(`${base}${url}`, {
+    method,
+    headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  if (!res.ok) throw new Error(`${method} ${url}: ${res.status} ${text}`);
+  const json = JSON.parse(text) as { data?: T } & T;
+  return json.data ?? json;
+}
+
+export async function apiLogin(base: string, username: string, password: string): Promise<string> {
+  return (await apiCall<{ token: string }>(base, undefined, 'POST', '/api/auth/login', { username, password })).token;
+}
+
+export async function createUser(base: string, adminToken: string, username: string, password: string, role: 'user' | 'admin' = 'user'): Promise<void> {
+  await apiCall(base, adminToken, 'POST', '/api/admin/users', { username, password, role });
+}
+
+export async function launchBrowser(): Promise<Browser> {
+  if (!fs.existsSync(CHROMIUM)) throw new Error(`Chromium is not at ${CHROMIUM}: install Debian's chromium (apt-get install chromium) or set CHROMIUM_PATH`);
+  return chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--headless', '--no-sandbox', '--disable-gpu'] });
+}
+
+export async function newContext(browser: Browser, base: string, options: { width?: number; height?: number; locale?: string; colorScheme?: 'light' | 'dark' } = {}): Promise<BrowserContext> {
+  const context = await browser.newContext({
+    baseURL: base,
+    viewport: { width: options.width ?? 1280, height: options.height ?? 800 },
+    locale: options.locale ?? 'en-US',
+    colorScheme: options.colorScheme ?? 'light',
+  });
+  await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: base });
+  return context;
+}
+
+export async function screenshot(page: Page, name: string): Promise<string> {
+  fs.mkdirSync(SCREENSHOT_DIR, { recursive: true });
+  const file = path.join(SCREENSHOT_DIR, `${name}.png`);
+  await page.screenshot({ path: file, fullPage: false });
+  return file;
+}
+
+/** axe-core on the page as it is: the serious and critical violations, described for a failure message. */
+export async function seriousViolations(page: Page): Promise<string[]> {
+  const result = await new AxeBuilder({ page }).withTags(['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'best-practice']).analyze();
+  return result.violations
+    .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+    .map((v) => `${v.id} (${v.impact}): ${v.help} — ${v.nodes.map((n) => n.target.join(' ')).slice(0, 3).join(' | ')}`);
+}
+
+export async function signIn(page: Page, username: string, password: string): Promise<void> {
+  await page.goto('/login');
+  await page.locator('#username').fill(username);
+  await page.locator('#password').fill(password);
+  await page.locator('form button[type=submit]').click();
+  await page.locator('#chat-input').waitFor();
+}
+
+/**
+ * A TCP proxy in front of the server, standing in for a network path that
+ * can break: `dropAll()` cuts every open connection, as a lost Wi-Fi or a
+ * restarted load balancer would. New connections go through again.
+ */
+export async function startProxy(target: string): Promise<{ url: string; dropAll(): number; retarget(url: string): void; connectionsTo(url: string): number; close(): Promise<void> }> {
+  let { hostname, port } = new URL(target);
+  const sockets = new Set<net.Socket>();
+  const opened = new Map<string, number>();
+  const proxy = net.createServer((client) => {
+    opened.set(port, (opened.get(port) ?? 0) + 1);
+    const upstream = net.connect(Number(port), hostname);
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.on('close', () => sockets.delete(s));
+      s.on('error', () => s.destroy());
+    }
+    client.pipe(upstream);
+    upstream.pipe(client);
+    client.on('close', () => upstream.destroy());
+    upstream.on('close', () => client.destroy());
+  });
+  await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+  const address = proxy.address() as net.AddressInfo;
+  return {
+    url: `http://127.0.0.1:${address.port}`,
+    /** Connections opened to the server at `url` so far. */
+    connectionsTo: (url: string) => opened.get(new URL(url).port) ?? 0,
+    /** New connections go to another server from now on (a load balancer moving the client). */
+    retarget(url: string) {
+      ({ hostname, port } = new URL(url));
+    },
+    dropAll() {
+      const n = sockets.size;
+      for (const s of sockets) s.destroy();
+      return n;
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy();
+        proxy.close(() => resolve());
+      }),
+  };
+}

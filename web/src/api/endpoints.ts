@@ -1,0 +1,63 @@
+import { api, apiFetch, session } from './client';
+import type { Agent, ApiKey, ChatInit, CreatedApiKey, Profile, SearchHit, SessionDetail, SessionList, SessionSummary, SignedIn } from './types';
+
+/** Every server call the web app makes, typed, in one place. */
+
+export const authApi = {
+  options: () => api<{ registrationOpen: boolean }>('/api/auth/options'),
+  async login(username: string, password: string): Promise<SignedIn> {
+    const signedIn = await api<SignedIn>('/api/auth/login', { method: 'POST', body: { username, password } });
+    session.set(signedIn);
+    return signedIn;
+  },
+  async register(input: { username: string; password: string; displayName?: string }): Promise<SignedIn> {
+    const signedIn = await api<SignedIn>('/api/auth/register', { method: 'POST', body: input });
+    session.set(signedIn);
+    return signedIn;
+  },
+  async logout(): Promise<void> {
+    try {
+      await api('/api/auth/logout', { method: 'POST' });
+    } finally {
+      session.set(undefined);
+    }
+  },
+  profile: () => api<Profile>('/api/auth/profile'),
+  changePassword: (currentPassword: string, newPassword: string) => api<{ done: true }>('/api/auth/change-password', { method: 'POST', body: { currentPassword, newPassword } }),
+  apiKeys: () => api<ApiKey[]>('/api/auth/api-keys'),
+  createApiKey: (name: string, expiresInDays?: number) => api<CreatedApiKey>('/api/auth/api-keys', { method: 'POST', body: { name, expiresInDays } }),
+  revokeApiKey: (id: string) => api<ApiKey>(`/api/auth/api-keys/${encodeURIComponent(id)}`, { method: 'DELETE' }),
+};
+
+export const agentsApi = {
+  list: () => api<Agent[]>('/api/agents'),
+  init: (agentId: string) => api<ChatInit>('/api/chat/init', { query: { appId: agentId } }),
+};
+
+export const sessionsApi = {
+  list: (archived: 'exclude' | 'only') => api<SessionList>('/api/chat-sessions', { query: { archived, pageSize: 100 } }),
+  get: (id: string, before?: number, limit = 500) => api<SessionDetail>(`/api/chat-sessions/${id}`, { query: { before, limit } }),
+  rename: (id: string, title: string) => api<SessionSummary>(`/api/chat-sessions/${id}/title`, { method: 'PATCH', body: { title } }),
+  archive: (id: string, archived: boolean) => api<SessionSummary>(`/api/chat-sessions/${id}/${archived ? 'archive' : 'unarchive'}`, { method: 'POST' }),
+  remove: (id: string) => api<null>(`/api/chat-sessions/${id}`, { method: 'DELETE' }),
+  search: (q: string, signal?: AbortSignal) => api<SearchHit[]>('/api/chat-sessions/search', { query: { q, limit: 20 }, signal }),
+};
+
+export const chatApi = {
+  /** Starts a turn; the response body is the event stream. */
+  complete: (body: { agentId: string; chatId?: string; content: string; detail?: boolean }, signal?: AbortSignal) =>
+    apiFetch('/api/chat/completions', {
+      method: 'POST',
+      body: { agentId: body.agentId, chatId: body.chatId, stream: true, detail: body.detail, messages: [{ role: 'user', content: body.content }] },
+      signal,
+    }),
+  /** Regenerates the last answer, or answers an edited last question. */
+  retry: (chatId: string, edited: string | undefined, signal?: AbortSignal) =>
+    apiFetch(`/api/chat/history/${chatId}/retry`, { method: 'POST', body: { stream: true, detail: true, ...(edited === undefined ? {} : { content: edited }) }, signal }),
+  /** Follows a turn from after `lastEventId` (`<messageId>:<n>`). */
+  resume: (messageId: string, lastEventId: string, signal?: AbortSignal) =>
+    apiFetch('/api/chat/stream', { query: { messageId }, headers: { 'last-event-id': lastEventId }, signal }),
+  stop: (messageId: string) => api<{ messageId: string; stopped: boolean }>('/api/chat/stop', { method: 'POST', body: { messageId } }),
+  feedback: (messageId: string, rating: 'up' | 'down' | null, comment?: string) =>
+    api<{ messageId: string; rating: 'up' | 'down' | null }>('/api/chat/feedback', { method: 'POST', body: { messageId, rating, comment } }),
+};

@@ -1,0 +1,109 @@
+/** Shapes of the server API as the web app uses them (see each server module's schema.ts). */
+
+export type Role = 'user' | 'admin';
+
+export interface SessionUser {
+  id: string;
+  username: string;
+  displayName: string | null;
+  role: Role;
+}
+
+export interface SignedIn {
+  token: string;
+  expiresIn: number;
+  user: SessionUser;
+}
+
+export interface Profile {
+  id: string;
+  username: string;
+  displayName: string | null;
+  email: string | null;
+  role: Role;
+  [key: string]: unknown;
+}
+
+export interface Agent {
+  id: string;
+  name: string;
+  description: string;
+  /** openai, fastgpt, anthropic or dify. */
+  provider: string;
+  model: string;
+  status: 'active' | 'inactive';
+  welcomeText?: string | null;
+  simulated?: boolean;
+}
+
+export interface SessionSummary {
+  id: string;
+  agentId: string;
+  title: string;
+  messageCount: number;
+  archived: boolean;
+  createdAt: string;
+  updatedAt: string;
+}
+
+export interface SessionList {
+  items: SessionSummary[];
+  total: number;
+  page: number;
+  pageSize: number;
+}
+
+export type MessageStatus = 'streaming' | 'complete' | 'stopped' | 'error';
+
+export interface StoredMessage {
+  id: string;
+  seq: number;
+  role: 'user' | 'assistant' | 'system';
+  content: string;
+  reasoning: string | null;
+  status: MessageStatus;
+  error: { code: string; message: string | null } | null;
+  interactive: unknown;
+  feedback: { rating: 'up' | 'down'; comment: string | null } | null;
+  createdAt: string;
+}
+
+export interface SessionDetail {
+  id: string;
+  agentId: string;
+  title: string;
+  messageCount: number;
+  archived: boolean;
+  messages: StoredMessage[];
+  hasMore: boolean;
+}
+
+export interface SearchHit {
+  sessionId: string;
+  agentId: string;
+  title: string;
+  messageId: string | null;
+  /** Safe HTML from the server: escaped text with matches in <mark>. Parsed, never injected. */
+  snippet: string;
+  updatedAt: string;
+}
+
+export interface ApiKey {
+  id: string;
+  name: string;
+  prefix: string;
+  createdAt: string;
+  lastUsedAt: string | null;
+  expiresAt: string | null;
+  revokedAt: string | null;
+}
+
+export interface CreatedApiKey {
+  key: string;
+  apiKey: ApiKey;
+}
+
+export interface ChatInit {
+  welcomeText: string | null;
+  app: { name: string };
+}

@@ -1,0 +1,24 @@
+import { useEffect, useState } from 'react';
+import { useI18n } from '../../i18n/i18n';
+
+export function CopyButton({ text, label, className }: { text: string; label: string; className?: string }) {
+  const { t } = useI18n();
+  const [copied, setCopied] = useState(false);
+  useEffect(() => {
+    if (!copied) return;
+    const timer = setTimeout(() => setCopied(false), 1500);
+    return () => clearTimeout(timer);
+  }, [copied]);
+  return (
+    <button
+      type="button"
+      className={className ?? 'small-button'}
+      aria-label={label}
+      onClick={() => {
+        navigator.clipboard.writeText(text).then(() => setCopied(true), () => setCopied(false));
+      }}
+    >
+      {copied ? t('common.copied') : t('common.copy')}
+    </button>
+  );
+}

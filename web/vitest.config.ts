@@ -1,0 +1,18 @@
+import { defineConfig } from 'vitest/config';
+
+/**
+ * Unit tests (src/**) run in Node. The browser journeys (e2e/**) start the
+ * built server as a process and drive Debian's Chromium through
+ * playwright-core; they run one file at a time so the 2-core machine is not
+ * oversubscribed, and wait for conditions, never for fixed durations.
+ */
+export default defineConfig({
+  test: {
+    include: ['src/**/*.test.ts', 'e2e/**/*.test.ts'],
+    environment: 'node',
+    testTimeout: 60_000,
+    hookTimeout: 120_000,
+    fileParallelism: false,
+    pool: 'forks',
+  },
+});
