@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { dateGroup, groupByDate } from './date-groups';
 import { parseSnippet } from './snippet';
-import { applyEvent, type UiMessage } from './turn-events';
+import { applyEvent, toTurnEvent, type UiMessage } from './turn-events';
 
 describe('dateGroup', () => {
   const now = new Date(2026, 10, 22, 10, 0, 0);
@@ -51,5 +51,14 @@ describe('applyEvent', () => {
     m = applyEvent(m, { type: 'error', code: 'UPSTREAM_ERROR', message: 'boom' });
     m = applyEvent(m, { type: 'end', status: 'error', messageId: 'p', sessionId: 's' });
     expect(m).toMatchObject({ reasoning: 'think', content: '', error: { code: 'UPSTREAM_ERROR', message: 'boom' }, status: 'error', flow: null });
+  });
+  it('drops the text so far on reset: the answer starts again (failover mid-answer or a takeover)', () => {
+    let m = applyEvent({ ...base, content: '', reasoning: '' }, toTurnEvent({ event: 'chunk', data: '{"content":"half an ans"}', id: 't:3' }));
+    m = applyEvent(m, toTurnEvent({ event: 'reasoning', data: '{"content":"hm"}', id: 't:4' }));
+    m = applyEvent(m, toTurnEvent({ event: 'reset', data: '{"reason":"takeover"}', id: 't:1000001' }));
+    expect(m).toMatchObject({ content: '', reasoning: '', status: 'streaming' });
+    m = applyEvent(m, toTurnEvent({ event: 'chunk', data: '{"content":"the whole answer"}', id: 't:1000002' }));
+    m = applyEvent(m, toTurnEvent({ event: 'end', data: '{"status":"complete","messageId":"p","sessionId":"s"}', id: 't:1000003' }));
+    expect(m).toMatchObject({ content: 'the whole answer', status: 'complete' });
   });
 });

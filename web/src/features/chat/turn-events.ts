@@ -10,6 +10,8 @@ export type TurnEvent =
   | { type: 'interactive'; data: unknown }
   | { type: 'error'; code: string; message: string }
   | { type: 'end'; status: Exclude<MessageStatus, 'streaming'>; messageId: string; sessionId: string }
+  /** The answer starts again (an upstream failed mid-answer, or another instance took it over): drop its text so far. */
+  | { type: 'reset' }
   | { type: 'other' };
 
 function str(v: unknown, fallback = ''): string {
@@ -38,6 +40,8 @@ export function toTurnEvent(e: SseEvent): TurnEvent {
       return { type: 'interactive', data };
     case 'error':
       return { type: 'error', code: str(data.code, 'UPSTREAM_ERROR'), message: str(data.message) };
+    case 'reset':
+      return { type: 'reset' };
     case 'end': {
       const status = data.status;
       return {
@@ -104,6 +108,8 @@ export function applyEvent(message: UiMessage, e: TurnEvent): UiMessage {
       return { ...m, interactive: e.data };
     case 'error':
       return { ...m, error: { code: e.code, message: e.message } };
+    case 'reset':
+      return { ...m, content: '', reasoning: '', interactive: null, flow: null, error: null, status: 'streaming' };
     case 'end':
       return { ...m, status: e.status, flow: null };
   }
