@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { withChildren } from '../../tools/src/bench/processes.js';
 import { createMockUpstream, type MockUpstream } from '../../tools/src/mock-upstream/index.js';
 import { backendNames, createBackend, type Backend } from './test/backends.js';
 import { eventually, parseSse } from './test/sse.js';
@@ -80,19 +81,7 @@ describe('a bad configuration', () => {
 });
 
 /** Pids of a process's direct children, from /proc (Linux). */
-function childPids(pid: number): number[] {
-  const out: number[] = [];
-  for (const entry of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = fs.readFileSync(`/proc/${entry}/stat`, 'utf8');
-      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid) out.push(Number(entry));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return out;
-}
+const childPids = (pid: number): number[] => withChildren(pid).slice(1);
 
 const withServices = (await backendNames()).includes('postgres+redis');
 

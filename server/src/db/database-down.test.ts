@@ -4,9 +4,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { postgresBinDir, startPostgres, type DisposableService } from '../../../tools/src/local-cluster/services.js';
 import { createMockUpstream, type MockUpstream } from '../../../tools/src/mock-upstream/index.js';
 import { buildApp } from '../app.js';
-import { loadConfig } from '../config.js';
 import { MemoryState } from '../shared-state/memory-state.js';
-import { ADMIN_PASSWORD, ADMIN_USERNAME, bearer, login } from '../test/app.js';
+import { bearer, login, testConfig } from '../test/app.js';
 import { eventually, readSse, type ParsedEvent } from '../test/sse.js';
 import { createDatabase, type DatabaseHandle } from './database.js';
 import { isDatabaseUnavailable } from './unavailable.js';
@@ -48,20 +47,7 @@ describe.skipIf(postgresBinDir() === undefined)('the app while PostgreSQL is dow
   beforeAll(async () => {
     postgres = await startPostgres();
     mock = await createMockUpstream({ port: 0, defaultChunks: 3, defaultIntervalMs: 1 });
-    const config = loadConfig({
-      NODE_ENV: 'test',
-      LOG_LEVEL: 'silent',
-      DATABASE_URL: postgres.url,
-      JWT_SECRET: 'test-jwt-secret-that-is-long-enough-0123456789',
-      SECRETS_KEY: 'test-secrets-key-that-is-long-enough-0123456789',
-      ADMIN_USERNAME,
-      ADMIN_PASSWORD,
-      CHAT_RATE_LIMIT_PER_MINUTE: '0',
-      LOGIN_RATE_LIMIT_PER_MINUTE: '0',
-      // Load shedding has its own tests; a busy machine must not shed these.
-      SHED_EVENT_LOOP_DELAY_MS: '0',
-      SHED_HEAP_USED_PERCENT: '0',
-    });
+    const config = testConfig({ DATABASE_URL: postgres.url });
     database = await createDatabase({ url: postgres.url, poolMax: 5 });
     const logger = pino({ level: 'warn' }, { write: (line: string) => void logged.push(line) });
     app = await buildApp({ config, database, state: new MemoryState(), logger, logRequests: false });

@@ -4,9 +4,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { redisServerPath, startRedis, type DisposableService } from '../../../tools/src/local-cluster/services.js';
 import { createMockUpstream, type MockUpstream } from '../../../tools/src/mock-upstream/index.js';
 import { buildApp } from '../app.js';
-import { loadConfig } from '../config.js';
 import { createDatabase, type DatabaseHandle } from '../db/database.js';
-import { ADMIN_PASSWORD, ADMIN_USERNAME, bearer, login } from '../test/app.js';
+import { bearer, login, testConfig } from '../test/app.js';
 import { eventually, parseSse } from '../test/sse.js';
 import { RedisState } from './redis-state.js';
 import { SharedStateUnavailable } from './shared-state.js';
@@ -28,23 +27,7 @@ describe.skipIf(redisServerPath() === undefined)('the app while Redis is down', 
   const logged: string[] = [];
 
   async function start(limits: 'open' | 'closed'): Promise<FastifyInstance> {
-    const config = loadConfig({
-      NODE_ENV: 'test',
-      LOG_LEVEL: 'silent',
-      DATA_DIR: `/tmp/llmchat-test-${process.pid}`,
-      REDIS_URL: redis.url,
-      JWT_SECRET: 'test-jwt-secret-that-is-long-enough-0123456789',
-      SECRETS_KEY: 'test-secrets-key-that-is-long-enough-0123456789',
-      ADMIN_USERNAME,
-      ADMIN_PASSWORD,
-      MOCK_UPSTREAM: 'false',
-      CHAT_RATE_LIMIT_PER_MINUTE: '1000',
-      LOGIN_RATE_LIMIT_PER_MINUTE: '0',
-      // Load shedding has its own tests; a busy machine must not shed these.
-      SHED_EVENT_LOOP_DELAY_MS: '0',
-      SHED_HEAP_USED_PERCENT: '0',
-      RATE_LIMITS_WITHOUT_REDIS: limits,
-    });
+    const config = testConfig({ REDIS_URL: redis.url, CHAT_RATE_LIMIT_PER_MINUTE: '1000', RATE_LIMITS_WITHOUT_REDIS: limits });
     const database = await createDatabase({});
     const logger = pino({ level: 'info' }, { write: (line: string) => void logged.push(line) });
     const appState = new RedisState(redis.url, `llmchat-redis-down-${limits}:`, logger);

@@ -14,10 +14,9 @@ export interface TestApp {
   close(): Promise<void>;
 }
 
-/** Builds the whole app on a fresh backend, with a known first admin. */
-export async function buildTestApp(backendName: Backend['name'], env: Record<string, string> = {}, options: Pick<BuildOptions, 'pressureSource'> = {}): Promise<TestApp> {
-  const backend = await createBackend(backendName);
-  const config = loadConfig({
+/** The configuration every app-level test starts from, with `env` on top. */
+export function testConfig(env: Record<string, string | undefined> = {}): Config {
+  return loadConfig({
     NODE_ENV: 'test',
     LOG_LEVEL: 'silent',
     DATA_DIR: `/tmp/llmchat-test-${process.pid}`,
@@ -35,6 +34,12 @@ export async function buildTestApp(backendName: Backend['name'], env: Record<str
     WEB_DIST_DIR: 'off',
     ...env,
   });
+}
+
+/** Builds the whole app on a fresh backend, with a known first admin. */
+export async function buildTestApp(backendName: Backend['name'], env: Record<string, string> = {}, options: Pick<BuildOptions, 'pressureSource'> = {}): Promise<TestApp> {
+  const backend = await createBackend(backendName);
+  const config = testConfig(env);
   const app = await buildApp({
     config,
     database: backend.database,

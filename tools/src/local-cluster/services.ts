@@ -105,6 +105,51 @@ export function redisInline(port: number, command: string, timeoutMs = 2_000): P
 }
 
 /**
+ * A service around one process: `launch` starts it and resolves once it
+ * answers; `stopSignal` is its clean shutdown. Started once before returning.
+ */
+async function disposableService(spec: {
+  port: number;
+  url: string;
+  dir: string;
+  stopSignal: NodeJS.Signals;
+  launch: () => Promise<ManagedProcess>;
+}): Promise<DisposableService> {
+  let child: ManagedProcess | undefined;
+  const service: DisposableService = {
+    port: spec.port,
+    url: spec.url,
+    get running() {
+      return child !== undefined && child.exitInfo() === undefined;
+    },
+    async start() {
+      if (service.running) return;
+      child = await spec.launch();
+    },
+    stop: async () => child?.kill(spec.stopSignal),
+    crash: async () => child?.kill('SIGKILL'),
+    async dispose() {
+      await child?.kill('SIGKILL');
+      rmSync(spec.dir, { recursive: true, force: true });
+    },
+    tail: () => child?.tail() ?? [],
+  };
+  try {
+    await service.start();
+  } catch (err) {
+    await service.dispose();
+    throw err;
+  }
+  return service;
+}
+
+/** Kills a process that failed to come up, then rethrows. */
+async function failedStart(child: ManagedProcess, err: unknown): Promise<never> {
+  await child.kill('SIGKILL');
+  throw err;
+}
+
+/**
  * A PostgreSQL server of its own: initdb into a temporary directory. fsync is
  * off (test data only), but commits still reach the OS before they return, so
  * a crash of the server loses no committed transaction, as on a real one.
@@ -121,38 +166,24 @@ export async function startPostgres(options: { port?: number } = {}): Promise<Di
     ...(owner ?? {}),
   });
   const port = options.port ?? (await freePort());
-  let child: ManagedProcess | undefined;
   const args = ['-D', dataDir, '-p', String(port), '-k', dir, '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off', '-c', 'full_page_writes=off', '-c', 'max_connections=200'];
-  const service: DisposableService = {
+  return disposableService({
     port,
     url: `postgres://postgres@127.0.0.1:${port}/postgres`,
-    get running() {
-      return child !== undefined && child.exitInfo() === undefined;
-    },
-    async start() {
-      if (service.running) return;
-      child = startProcess(`postgres:${port}`, path.join(bin, 'postgres'), args, { env: { PATH: process.env.PATH, LC_ALL: 'C' }, cwd: dir, ...(owner ?? {}) });
-      const started = child;
-      await started.waitForLine(/database system is ready to accept connections/, READY_TIMEOUT_MS);
-      await waitForPort(port, READY_TIMEOUT_MS, started);
-    },
+    dir,
     // SIGINT is PostgreSQL's fast shutdown: sessions are ended, then a checkpoint.
-    stop: async () => child?.kill('SIGINT'),
-    crash: async () => child?.kill('SIGKILL'),
-    async dispose() {
-      await child?.kill('SIGKILL');
-      // A crashed postmaster can leave backends behind for a moment; they exit once it is gone.
-      rmSync(dir, { recursive: true, force: true });
+    stopSignal: 'SIGINT',
+    async launch() {
+      const child = startProcess(`postgres:${port}`, path.join(bin, 'postgres'), args, { env: { PATH: process.env.PATH, LC_ALL: 'C' }, cwd: dir, ...(owner ?? {}) });
+      try {
+        await child.waitForLine(/database system is ready to accept connections/, READY_TIMEOUT_MS);
+        await waitForPort(port, READY_TIMEOUT_MS, child);
+      } catch (err) {
+        return failedStart(child, err);
+      }
+      return child;
     },
-    tail: () => child?.tail() ?? [],
-  };
-  try {
-    await service.start();
-  } catch (err) {
-    await service.dispose();
-    throw err;
-  }
-  return service;
+  });
 }
 
 /** A Redis server of its own, in memory only. */
@@ -161,31 +192,19 @@ export async function startRedis(options: { port?: number } = {}): Promise<Dispo
   if (server === undefined) throw new Error('redis-server not found (install redis-server)');
   const port = options.port ?? (await freePort());
   const dir = mkdtempSync(path.join(tmpdir(), 'llmchat-redis-'));
-  let child: ManagedProcess | undefined;
-  const service: DisposableService = {
+  return disposableService({
     port,
     url: `redis://127.0.0.1:${port}`,
-    get running() {
-      return child !== undefined && child.exitInfo() === undefined;
+    dir,
+    stopSignal: 'SIGTERM',
+    async launch() {
+      const child = startProcess(`redis:${port}`, server, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { env: { PATH: process.env.PATH }, cwd: dir });
+      try {
+        await waitForPort(port, READY_TIMEOUT_MS, child, async (p) => (await redisInline(p, 'PING')) === '+PONG');
+      } catch (err) {
+        return failedStart(child, err);
+      }
+      return child;
     },
-    async start() {
-      if (service.running) return;
-      child = startProcess(`redis:${port}`, server, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { env: { PATH: process.env.PATH }, cwd: dir });
-      await waitForPort(port, READY_TIMEOUT_MS, child, async (p) => (await redisInline(p, 'PING')) === '+PONG');
-    },
-    stop: async () => child?.kill('SIGTERM'),
-    crash: async () => child?.kill('SIGKILL'),
-    async dispose() {
-      await child?.kill('SIGKILL');
-      rmSync(dir, { recursive: true, force: true });
-    },
-    tail: () => child?.tail() ?? [],
-  };
-  try {
-    await service.start();
-  } catch (err) {
-    await service.dispose();
-    throw err;
-  }
-  return service;
+  });
 }

@@ -331,16 +331,9 @@ export function createChatService(deps: ChatServiceDeps) {
   async function endUnresumable(claimed: ClaimedTurn, firstEventId: number, code: ErrorCode, message: string): Promise<void> {
     await repo.finishTurn(claimed.id, claimed.sessionId, { status: 'error', content: claimed.content, reasoning: null, errorCode: code, errorMessage: message });
     const at = new Date().toISOString();
-    await state
-      .appendEvents(
-        claimed.id,
-        [
-          { id: firstEventId, event: 'error', data: JSON.stringify({ code, message, timestamp: at }) },
-          { id: firstEventId + 1, event: 'end', data: JSON.stringify({ status: 'error', messageId: claimed.id, sessionId: claimed.sessionId, timestamp: at }) },
-        ],
-        config.eventBufferTtlSeconds,
-      )
-      .catch(() => undefined);
+    events.append(claimed.id, { id: firstEventId, event: 'error', data: JSON.stringify({ code, message, timestamp: at }) });
+    events.append(claimed.id, { id: firstEventId + 1, event: 'end', data: JSON.stringify({ status: 'error', messageId: claimed.id, sessionId: claimed.sessionId, timestamp: at }) });
+    await events.finish(claimed.id);
   }
 
   const takeover = new TakeoverService({

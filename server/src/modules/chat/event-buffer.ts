@@ -87,11 +87,10 @@ export class TurnEventBuffer {
         (err: unknown) => this.notice.failed(err),
       );
     // A turn's appends go one after another, so its buffer stays in id order.
-    const done: Promise<void> = turn.inFlight ? turn.inFlight.then(append) : append();
-    turn.inFlight = done;
-    void done.then(() => {
+    const done: Promise<void> = (turn.inFlight ? turn.inFlight.then(append) : append()).then(() => {
       if (turn.inFlight === done) turn.inFlight = undefined;
     });
+    turn.inFlight = done;
     return done;
   }
 }
