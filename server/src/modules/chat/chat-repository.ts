@@ -21,6 +21,11 @@ export interface NewTurn {
   editedQuestion?: string | undefined;
   /** Request options beyond the messages, kept with the answer so an instance taking it over asks the same. */
   options?: TurnOptions | undefined;
+  /**
+   * An Idempotency-Key, written in the same statement as the turn: both or
+   * neither. A key already present (another request's) writes nothing.
+   */
+  idempotency?: { key: string; fingerprint: string } | undefined;
 }
 
 /** A turn's request options that are not the agent's defaults (stored as the answer's metadata). */
@@ -146,23 +151,40 @@ function toSummary(row: {
  * inserted in (turn, user-then-assistant) order, so seq keeps the question
  * before its answer. A turn whose session is missing or not the caller's
  * gets no result row and writes nothing.
+ *
+ * A turn with an Idempotency-Key also writes the key here, so a key never
+ * names a turn that was not written (a failure mid-way leaves neither): a
+ * key that is already there (a repeat or a concurrent request; the unique
+ * index makes a concurrent one wait for this commit) keeps its turn from
+ * being written, and the caller looks the key up instead.
  */
 const CREATE_TURNS = `
 WITH input AS (
-  SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::text[], $6::uuid[], $7::uuid[], $8::uuid[], $10::jsonb[])
-    WITH ORDINALITY AS i(user_id, agent_id, title, user_message_id, user_content, assistant_id, session_id, new_session_id, options, ord)
+  SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::text[], $6::uuid[], $7::uuid[], $8::uuid[], $10::jsonb[], $11::text[], $12::text[])
+    WITH ORDINALITY AS i(user_id, agent_id, title, user_message_id, user_content, assistant_id, session_id, new_session_id, options, idem_key, idem_hash, ord)
+),
+keyed AS (
+  INSERT INTO idempotency_keys (user_id, key, request_hash, message_id)
+  SELECT i.user_id, i.idem_key, i.idem_hash, i.assistant_id FROM input AS i
+  WHERE i.idem_key IS NOT NULL
+    AND (i.session_id IS NULL OR EXISTS (SELECT 1 FROM chat_sessions AS s WHERE s.id = i.session_id AND s.user_id = i.user_id))
+  ON CONFLICT (user_id, key) DO NOTHING
+  RETURNING message_id
+),
+accepted AS (
+  SELECT * FROM input WHERE idem_key IS NULL OR assistant_id IN (SELECT message_id FROM keyed)
 ),
 created AS (
   INSERT INTO chat_sessions (id, user_id, agent_id, title, message_count, updated_at)
-  SELECT new_session_id, user_id, agent_id, title, 2, now() FROM input WHERE session_id IS NULL
+  SELECT new_session_id, user_id, agent_id, title, 2, now() FROM accepted WHERE session_id IS NULL
   RETURNING id, user_id, provider_chat_id
 ),
 continued AS (
   UPDATE chat_sessions AS s
   SET updated_at = now(),
-      message_count = s.message_count + 2 * (SELECT count(*) FROM input AS j WHERE j.session_id = s.id AND j.user_id = s.user_id),
+      message_count = s.message_count + 2 * (SELECT count(*) FROM accepted AS j WHERE j.session_id = s.id AND j.user_id = s.user_id),
       title = CASE WHEN s.title = '' THEN i.title ELSE s.title END
-  FROM input AS i
+  FROM accepted AS i
   WHERE i.session_id IS NOT NULL AND s.id = i.session_id AND s.user_id = i.user_id
   RETURNING s.id, s.user_id, s.provider_chat_id
 ),
@@ -170,7 +192,7 @@ written AS (SELECT id, user_id, provider_chat_id FROM created UNION ALL SELECT i
 messages_written AS (
   INSERT INTO messages (id, session_id, user_id, role, content, status, agent_id, updated_at, completed_at, owner_instance, metadata)
   SELECT v.id, w.id, i.user_id, v.role, v.content, v.status, i.agent_id, now(), v.completed_at, v.owner_instance, v.metadata
-  FROM input AS i
+  FROM accepted AS i
   JOIN written AS w ON w.id = coalesce(i.session_id, i.new_session_id) AND w.user_id = i.user_id
   CROSS JOIN LATERAL (VALUES
     (i.user_message_id, 'user', i.user_content, 'complete', now(), NULL::text, NULL::jsonb, 1),
@@ -180,7 +202,7 @@ messages_written AS (
   RETURNING 1
 )
 SELECT i.assistant_id, w.id AS session_id, w.provider_chat_id
-FROM input AS i JOIN written AS w ON w.id = coalesce(i.session_id, i.new_session_id) AND w.user_id = i.user_id`;
+FROM accepted AS i JOIN written AS w ON w.id = coalesce(i.session_id, i.new_session_id) AND w.user_id = i.user_id`;
 
 /**
  * Finishes many turns in one statement (group commit): the columns arrive
@@ -251,7 +273,13 @@ export function createChatRepository(database: DatabaseHandle, instanceId: strin
   const create = createGroupWriter(async (turns: NewTurn[]) => {
     const rows = turns.map((t) => [t.userId, t.agentId, t.title, t.userMessageId, t.userContent, t.assistantMessageId, t.sessionId ?? null, t.sessionId ? null : crypto.randomUUID()]);
     const columns = columnsOf(rows, 8);
-    const result = await database.prepared<CreatedRow>('llmchat_create_turns', CREATE_TURNS, [...columns, instanceId, turns.map((t) => optionsJson(t.options))]);
+    const result = await database.prepared<CreatedRow>('llmchat_create_turns', CREATE_TURNS, [
+      ...columns,
+      instanceId,
+      turns.map((t) => optionsJson(t.options)),
+      turns.map((t) => t.idempotency?.key ?? null),
+      turns.map((t) => t.idempotency?.fingerprint ?? null),
+    ]);
     const byTurn = new Map(result.rows.map((r) => [r.assistant_id, r]));
     return turns.map((t): CreatedTurn | undefined => {
       const row = byTurn.get(t.assistantMessageId);

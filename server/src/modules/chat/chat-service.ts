@@ -61,9 +61,6 @@ export function resilienceFrom(deps: Pick<ChatServiceDeps, 'config' | 'logger' |
 /** What an idempotent start gives: a new generation, or the earlier turn a repeated key names. */
 export type TurnStart = { kind: 'started'; generation: Generation } | { kind: 'repeat'; turnId: string };
 
-/** A claimed key whose turn is still missing after this long belonged to an instance that died before writing it. */
-const ABANDONED_CLAIM_MS = 30_000;
-const CLAIM_WAIT_MS = 3_000;
 
 /** A turn as the chat routes ask for it, after the legacy `options` are merged. */
 export interface TurnInput {
@@ -218,7 +215,16 @@ export function createChatService(deps: ChatServiceDeps) {
     principal: Principal,
     resolved: ResolvedAgent,
     input: TurnInput,
-    write: { sessionId: string | undefined; userMessageId: string; userContent: string; title: string; replacesMessageId?: string; turnId?: string; editedQuestion?: string | undefined },
+    write: {
+      sessionId: string | undefined;
+      userMessageId: string;
+      userContent: string;
+      title: string;
+      replacesMessageId?: string;
+      turnId?: string;
+      editedQuestion?: string | undefined;
+      idempotency?: { key: string; fingerprint: string };
+    },
   ): Promise<Generation> {
     const { agent } = resolved;
     await enforceLimits(principal, agent.id, agent.rateLimit?.requestsPerMinute);
@@ -394,28 +400,21 @@ export function createChatService(deps: ChatServiceDeps) {
     async startTurnOnce(principal: Principal, input: TurnInput, key: { key: string; fingerprint: string } | undefined): Promise<TurnStart> {
       const { resolved, write } = prepareTurn(input);
       if (!key) return { kind: 'started', generation: await beginTurn(principal, resolved, input, write) };
-      for (let round = 0; ; round++) {
-        const turnId = crypto.randomUUID();
-        const claim = await idempotency.claim(principal.userId, key.key, key.fingerprint, turnId);
-        if (claim.kind === 'conflict') throw new AppError('IDEMPOTENCY_KEY_REUSED', 'This Idempotency-Key was already used with a different request; use a new key for a new request');
-        if (claim.kind === 'claimed') {
-          try {
-            return { kind: 'started', generation: await beginTurn(principal, resolved, input, { ...write, turnId }) };
-          } catch (err) {
-            await idempotency.release(principal.userId, key.key, turnId).catch(() => undefined);
-            throw err;
-          }
+      // Two rounds: a concurrent request with the same key may win the write between our lookup and our write.
+      for (let round = 0; round < 2; round++) {
+        const found = await idempotency.lookup(principal.userId, key.key, key.fingerprint);
+        if (found.kind === 'conflict') throw new AppError('IDEMPOTENCY_KEY_REUSED', 'This Idempotency-Key was already used with a different request; use a new key for a new request');
+        // A repeat: the key was written with its turn, so the turn is there.
+        if (found.kind === 'repeat') return { kind: 'repeat', turnId: found.turnId };
+        try {
+          return { kind: 'started', generation: await beginTurn(principal, resolved, input, { ...write, idempotency: key }) };
+        } catch (err) {
+          // Nothing was written: the session is not the caller's, or the key was taken meanwhile (look again).
+          if (!(err instanceof AppError && err.code === 'SESSION_NOT_FOUND')) throw err;
+          if ((await idempotency.lookup(principal.userId, key.key, key.fingerprint)).kind === 'free') throw err;
         }
-        // A repeat: the first request may still be writing its turn.
-        const deadline = Date.now() + CLAIM_WAIT_MS;
-        while (!(await repo.findMessage(claim.turnId, principal.userId)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-        if (await repo.findMessage(claim.turnId, principal.userId)) return { kind: 'repeat', turnId: claim.turnId };
-        if (round === 0 && Date.now() - claim.claimedAt.getTime() > ABANDONED_CLAIM_MS) {
-          await idempotency.release(principal.userId, key.key, claim.turnId);
-          continue;
-        }
-        throw new AppError('IDEMPOTENCY_KEY_IN_PROGRESS', 'A request with this Idempotency-Key is still being handled; retry shortly', undefined, { 'retry-after': '1' });
       }
+      throw new AppError('IDEMPOTENCY_KEY_IN_PROGRESS', 'A request with this Idempotency-Key is being handled; retry shortly', undefined, { 'retry-after': '1' });
     },
 
     /**

@@ -95,23 +95,32 @@ describe.each(await backendNames())('idempotency keys on %s', (backendName) => {
     expect(upstreamCalls('idem-delivery')).toBe(1);
   });
 
-  it('a key claimed by a request whose turn is not written yet answers 409 with Retry-After; an abandoned claim is taken over', async () => {
+  it('a key is written with its turn or not at all: a request refused before its turn is written leaves the key free', async () => {
     const db = t.backend.database.db;
-    const ghost = '00000000-0000-4000-8000-0000000000aa';
-    const body = { agentId: 'gpt', messages: [{ role: 'user', content: 'idem-ghost' }] };
-    const { requestFingerprint } = await import('./idempotency.js');
-    await db.insertInto('idempotency_keys').values({ user_id: alice.userId, key: 'key-ghost', request_hash: requestFingerprint('/api/chat/completions', body), message_id: ghost }).execute();
-    const busy = await post(alice.token, 'key-ghost', body);
-    expect(busy.statusCode).toBe(409);
-    expect(busy.headers['retry-after']).toBe('1');
-    expect(busy.json<{ error: { code: string } }>().error.code).toBe('IDEMPOTENCY_KEY_IN_PROGRESS');
-    expect(upstreamCalls('idem-ghost')).toBe(0);
-    // The claiming instance died long ago: the key starts a turn after all.
-    await db.updateTable('idempotency_keys').set({ created_at: new Date(Date.now() - 120_000) }).where('key', '=', 'key-ghost').execute();
-    const taken = await post(alice.token, 'key-ghost', body);
-    expect(taken.statusCode).toBe(200);
-    expect(taken.json<{ data: { messageId: string } }>().data.messageId).not.toBe(ghost);
-    expect(upstreamCalls('idem-ghost')).toBe(1);
+    const bobs = await post(bob.token, undefined, { agentId: 'gpt', messages: [{ role: 'user', content: 'idem-bobs-session' }] });
+    const bobsSession = bobs.json<{ data: { chatId: string } }>().data.chatId;
+    const refused = await post(alice.token, 'key-free', { agentId: 'gpt', chatId: bobsSession, messages: [{ role: 'user', content: 'idem-not-yours' }] });
+    expect(refused.statusCode).toBe(404);
+    expect(refused.json<{ error: { code: string } }>().error.code).toBe('SESSION_NOT_FOUND');
+    expect(await db.selectFrom('idempotency_keys').selectAll().where('user_id', '=', alice.userId).where('key', '=', 'key-free').execute()).toEqual([]);
+    // The key names nothing, so another request may use it (no IDEMPOTENCY_KEY_REUSED, no IN_PROGRESS).
+    const used = await post(alice.token, 'key-free', { agentId: 'gpt', messages: [{ role: 'user', content: 'idem-free-after-all' }] });
+    expect(used.statusCode).toBe(200);
+    expect(used.headers['idempotent-replayed']).toBeUndefined();
+    const row = await db.selectFrom('idempotency_keys').select('message_id').where('user_id', '=', alice.userId).where('key', '=', 'key-free').executeTakeFirstOrThrow();
+    expect(row.message_id).toBe(used.json<{ data: { messageId: string } }>().data.messageId);
+    expect(upstreamCalls('idem-not-yours')).toBe(0);
+  });
+
+  it('an expired key starts a new turn', async () => {
+    const body = { agentId: 'gpt', messages: [{ role: 'user', content: 'idem-expired' }] };
+    const first = await post(alice.token, 'key-expired', body);
+    await t.backend.database.db.updateTable('idempotency_keys').set({ created_at: new Date(Date.now() - 10 * 86_400_000) }).where('key', '=', 'key-expired').execute();
+    const second = await post(alice.token, 'key-expired', body);
+    expect(second.statusCode).toBe(200);
+    expect(second.headers['idempotent-replayed']).toBeUndefined();
+    expect(second.json<{ data: { messageId: string } }>().data.messageId).not.toBe(first.json<{ data: { messageId: string } }>().data.messageId);
+    expect(upstreamCalls('idem-expired')).toBe(2);
   });
 
   it('the same key with a different body is refused with a stable code and changes nothing', async () => {

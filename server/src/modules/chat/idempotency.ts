@@ -37,51 +37,35 @@ export function requestFingerprint(route: string, body: unknown): string {
   return crypto.createHash('sha256').update(route).update('\u0000').update(JSON.stringify(canonical(turn))).digest('base64url');
 }
 
-export type Claim =
-  /** The key is new: this request owns it and starts the turn `turnId`. */
-  | { kind: 'claimed' }
+/** What a key already names. */
+export type KeyLookup =
+  /** The key is free (never used, or expired and now removed): a turn may start with it. */
+  | { kind: 'free' }
   /** The key was used before with the same request: the turn to return. */
-  | { kind: 'repeat'; turnId: string; claimedAt: Date }
+  | { kind: 'repeat'; turnId: string }
   /** The key was used before with a different request. */
   | { kind: 'conflict' };
 
 /**
  * Idempotency keys in PostgreSQL (`idempotency_keys`, primary key
  * (user, key)), so a repeat reaching another instance finds the same turn.
- * The key is claimed before the turn is written, with the turn's id chosen
- * up front; a turn that then fails to start releases its key.
+ * A key is written in the turn's own acknowledgement statement
+ * (chat-repository's CREATE_TURNS), never before it: a key always names a
+ * turn that exists, and a request that fails before its turn is written
+ * (the database going away, say) leaves the key free for the retry.
  */
 export function createIdempotencyStore(db: Kysely<Database>, ttlSeconds: number) {
-  async function insert(userId: string, key: string, fingerprint: string, turnId: string): Promise<boolean> {
-    const row = await db
-      .insertInto('idempotency_keys')
-      .values({ user_id: userId, key, request_hash: fingerprint, message_id: turnId })
-      .onConflict((oc) => oc.columns(['user_id', 'key']).doNothing())
-      .returning('message_id')
-      .executeTakeFirst();
-    return row !== undefined;
-  }
-
   return {
-    async claim(userId: string, key: string, fingerprint: string, turnId: string): Promise<Claim> {
-      for (let round = 0; round < 2; round++) {
-        if (await insert(userId, key, fingerprint, turnId)) return { kind: 'claimed' };
-        const existing = await db.selectFrom('idempotency_keys').selectAll().where('user_id', '=', userId).where('key', '=', key).executeTakeFirst();
-        if (!existing) continue; // released in between: try again
-        if (Date.now() - existing.created_at.getTime() > ttlSeconds * 1000) {
-          // Expired: the key names nothing any more and may start a new turn.
-          await db.deleteFrom('idempotency_keys').where('user_id', '=', userId).where('key', '=', key).where('created_at', '=', existing.created_at).execute();
-          continue;
-        }
-        if (existing.request_hash !== fingerprint) return { kind: 'conflict' };
-        return { kind: 'repeat', turnId: existing.message_id, claimedAt: existing.created_at };
+    async lookup(userId: string, key: string, fingerprint: string): Promise<KeyLookup> {
+      const existing = await db.selectFrom('idempotency_keys').selectAll().where('user_id', '=', userId).where('key', '=', key).executeTakeFirst();
+      if (!existing) return { kind: 'free' };
+      if (Date.now() - existing.created_at.getTime() > ttlSeconds * 1000) {
+        // Expired: the key names nothing any more and may start a new turn.
+        await db.deleteFrom('idempotency_keys').where('user_id', '=', userId).where('key', '=', key).where('created_at', '=', existing.created_at).execute();
+        return { kind: 'free' };
       }
-      throw new AppError('IDEMPOTENCY_KEY_IN_PROGRESS', 'A request with this Idempotency-Key is being handled; retry shortly', undefined, { 'retry-after': '1' });
-    },
-
-    /** Frees a key whose turn never started, so the client may send it again. */
-    async release(userId: string, key: string, turnId: string): Promise<void> {
-      await db.deleteFrom('idempotency_keys').where('user_id', '=', userId).where('key', '=', key).where('message_id', '=', turnId).execute();
+      if (existing.request_hash !== fingerprint) return { kind: 'conflict' };
+      return { kind: 'repeat', turnId: existing.message_id };
     },
   };
 }
