@@ -10,6 +10,7 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
 import { freePort, startProcess, type ExitInfo, type ManagedProcess } from '../bench/processes.js';
 
 /** A server the caller can stop, crash and start again on the same port and data. */
@@ -58,7 +59,7 @@ function postgresOwner(): { uid: number; gid: number } | undefined {
 }
 
 /** Resolves once something accepts TCP connections on the port, or rejects after `timeoutMs`. */
-async function waitForPort(port: number, timeoutMs: number, process: ManagedProcess, probe?: (port: number) => Promise<boolean>): Promise<void> {
+export async function waitForPort(port: number, timeoutMs: number, process: ManagedProcess, probe?: (port: number) => Promise<boolean>): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (process.exitInfo() !== undefined) throw new Error(`${process.name} exited while starting:\n${process.tail().join('\n')}`);
@@ -201,6 +202,30 @@ export async function startRedis(options: { port?: number } = {}): Promise<Dispo
       const child = startProcess(`redis:${port}`, server, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { env: { PATH: process.env.PATH }, cwd: dir });
       try {
         await waitForPort(port, READY_TIMEOUT_MS, child, async (p) => (await redisInline(p, 'PING')) === '+PONG');
+      } catch (err) {
+        return failedStart(child, err);
+      }
+      return child;
+    },
+  });
+}
+
+/** The mock upstream as a process of its own (so a drill can kill it), on a fixed port across restarts. */
+export async function startMockUpstreamProcess(options: { port?: number; chunks: number; intervalMs: number }): Promise<DisposableService> {
+  const port = options.port ?? (await freePort());
+  const dir = mkdtempSync(path.join(tmpdir(), 'llmchat-mock-'));
+  // The built CLI, whether this runs from tools/dist or (in tests) tools/src.
+  const cli = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../dist/mock-upstream/cli.js');
+  return disposableService({
+    port,
+    url: `http://127.0.0.1:${port}`,
+    dir,
+    stopSignal: 'SIGTERM',
+    async launch() {
+      const args = [cli, '--port', String(port), '--host', '127.0.0.1', '--chunks', String(options.chunks), '--interval', String(options.intervalMs)];
+      const child = startProcess(`mock:${port}`, process.execPath, args, { env: { PATH: process.env.PATH }, cwd: dir });
+      try {
+        await waitForPort(port, READY_TIMEOUT_MS, child);
       } catch (err) {
         return failedStart(child, err);
       }

@@ -1,0 +1,122 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { runTurn } from './turn-client.js';
+import { verify, expectedAnswer, type StoredTurn } from './verify.js';
+
+/** A scripted chat server: each request gets the next handler. */
+async function scripted(handlers: ((req: IncomingMessage, res: ServerResponse) => void)[]): Promise<{ origin: string; server: Server; seen: { method: string; url: string; lastEventId: string | undefined; key: string | undefined }[] }> {
+  const seen: { method: string; url: string; lastEventId: string | undefined; key: string | undefined }[] = [];
+  const server = createServer((req, res) => {
+    seen.push({ method: req.method ?? '', url: req.url ?? '', lastEventId: req.headers['last-event-id'] as string | undefined, key: req.headers['idempotency-key'] as string | undefined });
+    const handler = handlers.shift();
+    if (!handler) {
+      res.writeHead(500).end();
+      return;
+    }
+    req.resume();
+    handler(req, res);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { origin: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server, seen };
+}
+
+const M = '11111111-1111-4111-8111-111111111111';
+const frame = (n: number, event: string, data: unknown) => `id: ${M}:${n}\nevent: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
+const sse = (res: ServerResponse, frames: string[], end = true) => {
+  res.writeHead(200, { 'content-type': 'text/event-stream' });
+  res.flushHeaders();
+  for (const f of frames) res.write(f);
+  if (end) res.end();
+  // A drop: the connection goes without the chunked terminator, once what was written has left.
+  else setTimeout(() => res.destroy(), 50);
+};
+
+let open: Server | undefined;
+afterEach(async () => {
+  const server = open;
+  open = undefined;
+  if (!server) return;
+  server.closeAllConnections();
+  await new Promise((resolve) => server.close(resolve));
+});
+
+describe('the drill client', () => {
+  it('reconnects with Last-Event-ID after a drop, takes a takeover block that opens with reset, and shows only the text after it', async () => {
+    const s = await scripted([
+      (_req, res) => sse(res, [frame(1, 'start', { messageId: M }), frame(2, 'chunk', { content: 'par' }), frame(3, 'chunk', { content: 'tial' })], false),
+      (_req, res) => res.writeHead(503, { 'retry-after': '0' }).end(JSON.stringify({ error: { code: 'NOT_READY' } })),
+      (_req, res) => sse(res, [frame(1_000_001, 'reset', { reason: 'takeover' }), frame(1_000_002, 'chunk', { content: 'whole' }), frame(1_000_003, 'end', { status: 'complete' })]),
+    ]);
+    open = s.server;
+    const trace = await runTurn({ origin: s.origin, token: 't', agentId: 'a', question: 'q', deadlineMs: 10_000 });
+    expect(trace).toMatchObject({ outcome: 'complete', messageId: M, text: 'whole', reconnects: 1, lostEvents: 0, duplicateEvents: 0, refused: [{ status: 503, code: 'NOT_READY' }] });
+    expect(trace.resets.map((r) => r.reason)).toEqual(['takeover']);
+    expect(s.seen.map((r) => [r.method, r.url.split('?')[0], r.lastEventId])).toEqual([
+      ['POST', '/api/chat/completions', undefined],
+      ['GET', '/api/chat/stream', `${M}:3`],
+      ['GET', '/api/chat/stream', `${M}:3`],
+    ]);
+    expect(s.seen[0]?.key).toMatch(/^[0-9a-f-]{36}$/);
+  });
+
+  it('counts a skipped id as a lost event and a repeated one as a duplicate', async () => {
+    const s = await scripted([
+      (_req, res) => sse(res, [frame(1, 'start', { messageId: M }), frame(2, 'chunk', { content: 'a' })], false),
+      // The resume skips id 3 and repeats id 2.
+      (_req, res) => sse(res, [frame(2, 'chunk', { content: 'a' }), frame(4, 'chunk', { content: 'c' }), frame(5, 'end', { status: 'complete' })]),
+    ]);
+    open = s.server;
+    const trace = await runTurn({ origin: s.origin, token: 't', agentId: 'a', question: 'q', deadlineMs: 10_000 });
+    expect(trace).toMatchObject({ outcome: 'complete', text: 'ac', lostEvents: 1, duplicateEvents: 1 });
+  });
+
+  it('a new block of ids that does not open with reset is a loss', async () => {
+    const s = await scripted([(_req, res) => sse(res, [frame(1, 'start', { messageId: M }), frame(1_000_001, 'chunk', { content: 'x' }), frame(1_000_002, 'end', { status: 'complete' })])]);
+    open = s.server;
+    expect((await runTurn({ origin: s.origin, token: 't', agentId: 'a', question: 'q', deadlineMs: 10_000 })).lostEvents).toBe(1);
+  });
+
+  it('sends the POST again with the same key when the stream drops before any event, and ends on a clear error', async () => {
+    const s = await scripted([
+      (_req, res) => sse(res, [], false),
+      (_req, res) => res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ error: { code: 'AGENT_NOT_FOUND' } })),
+    ]);
+    open = s.server;
+    const trace = await runTurn({ origin: s.origin, token: 't', agentId: 'a', question: 'q', deadlineMs: 10_000 });
+    expect(trace).toMatchObject({ outcome: 'error', errorCode: 'AGENT_NOT_FOUND', reconnects: 1 });
+    expect(s.seen.map((r) => r.method)).toEqual(['POST', 'POST']);
+    expect(s.seen[1]?.key).toBe(s.seen[0]?.key);
+  });
+
+  it('gives up at the deadline: the turn counts as lost', async () => {
+    const s = await scripted(Array.from({ length: 100 }, () => (_req: IncomingMessage, res: ServerResponse) => res.writeHead(503, { 'retry-after': '0' }).end()));
+    open = s.server;
+    const trace = await runTurn({ origin: s.origin, token: 't', agentId: 'a', question: 'q', deadlineMs: 600 });
+    expect(trace.outcome).toBe('lost');
+    expect(trace.refused.length).toBeGreaterThan(0);
+  });
+});
+
+describe('the drill verdict', () => {
+  const base = { agentId: 'a', idempotencyKey: 'k', messageId: M, errorCode: undefined, startedAt: 0, firstChunkAt: 1, endedAt: 2, refused: [], reconnects: 0, resets: [], lostEvents: 0, duplicateEvents: 0, longestGapMs: 0 };
+  const stored = (question: string, over: Partial<StoredTurn>): [string, StoredTurn] => [question, { question, copies: 1, messageId: M, status: 'complete', content: expectedAnswer(question, 3), ...over }];
+
+  it('a complete turn is good only when the client and the database both hold the upstream\'s whole answer, once', () => {
+    const good = { ...base, question: 'good', outcome: 'complete' as const, text: expectedAnswer('good', 3) };
+    const partial = { ...base, question: 'partial', outcome: 'complete' as const, text: expectedAnswer('partial', 3).slice(0, 10) };
+    const twice = { ...base, question: 'twice', outcome: 'complete' as const, text: expectedAnswer('twice', 3) };
+    const unsaved = { ...base, question: 'unsaved', outcome: 'complete' as const, text: expectedAnswer('unsaved', 3) };
+    const streaming = { ...base, question: 'streaming', outcome: 'complete' as const, text: expectedAnswer('streaming', 3) };
+    const rows = new Map([stored('good', {}), stored('partial', {}), stored('twice', { copies: 2 }), stored('streaming', { status: 'streaming', content: '' })]);
+    const verdict = verify([good, partial, twice, unsaved, streaming], rows, 3);
+    expect(verdict).toMatchObject({ turns: 5, complete: 5, errors: 0, lost: 4, leftStreaming: 1 });
+    expect(verdict.lostDetails.join('\n')).toMatch(/shown text differs[\s\S]*stored 2 times[\s\S]*not in the database[\s\S]*stored as streaming/);
+  });
+
+  it('an error ending is counted as an error, not a loss, and refusals are counted by code', () => {
+    const failed = { ...base, question: 'failed', outcome: 'error' as const, errorCode: 'UPSTREAM_ERROR', text: '', refused: [{ status: 503, code: 'DATABASE_UNAVAILABLE' }, { status: 0, code: undefined }] };
+    const verdict = verify([failed], new Map([stored('failed', { status: 'error', content: '' })]), 3);
+    expect(verdict).toMatchObject({ errors: 1, errorCodes: { UPSTREAM_ERROR: 1 }, lost: 0, refusals: 2, refusalCodes: { '503 DATABASE_UNAVAILABLE': 1, 'no connection': 1 } });
+  });
+});
