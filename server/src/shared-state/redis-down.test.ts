@@ -105,6 +105,23 @@ describe.skipIf(redisServerPath() === undefined)('the app while Redis is down', 
     expect(logged.some((l) => l.includes('shared state back: rate limits'))).toBe(true);
   });
 
+  it('stays ready (degraded, naming shared state) while Redis is down, so a load balancer keeps every instance', async () => {
+    await redis.crash();
+    await eventually(async () => state.ping().then(() => false, () => true), 'Redis to be seen down');
+    const ready = await eventually(async () => {
+      const res = await open.inject({ method: 'GET', url: '/health/ready' });
+      return res.json<{ status: string }>().status === 'degraded' ? res : undefined;
+    }, 'ready to report degraded');
+    expect(ready.statusCode).toBe(200);
+    expect(ready.json<{ degraded: string[]; checks: { sharedState: { ok: boolean; kind: string } } }>()).toMatchObject({ degraded: ['sharedState'], checks: { sharedState: { ok: false, kind: 'redis' } } });
+    const detailed = await open.inject({ method: 'GET', url: '/health/detailed', remoteAddress: '127.0.0.1' });
+    expect(detailed.statusCode).toBe(200);
+    expect(detailed.json<{ status: string; dependencies: { sharedState: { ok: boolean } } }>()).toMatchObject({ status: 'degraded', dependencies: { sharedState: { ok: false } } });
+
+    await redis.start();
+    await eventually(async () => (await open.inject({ method: 'GET', url: '/health/ready' })).json<{ status: string }>().status === 'ok', 'ready to report ok again');
+  });
+
   it('resumes answers from the event buffer again once Redis is back', async () => {
     const res = await chat(open, openToken, 'resumable');
     const start = parseSse(res.body).find((e) => e.event === 'start')?.json as { messageId: string };
