@@ -72,6 +72,10 @@ describe.skipIf(redisServerPath() === undefined)('the app while Redis is down', 
     const error = await eventually(async () => state.hit('k', 60).then(() => undefined, (err: unknown) => err), 'a command to fail');
     expect(error).toBeInstanceOf(SharedStateUnavailable);
     await expect(state.readEvents('t', 0)).rejects.toBeInstanceOf(SharedStateUnavailable);
+    // Breakers too: a failing turn records on its endpoint's breaker, and must not wait in the client's queue for reconnects.
+    await expect(state.breakerAcquire('e', 0, 1_000)).rejects.toBeInstanceOf(SharedStateUnavailable);
+    await expect(state.breakerRecord('e', 'failure', 0, { threshold: 5, windowMs: 1_000, cooldownMs: 1_000 })).rejects.toBeInstanceOf(SharedStateUnavailable);
+    await expect(state.breakerRead(['e'])).rejects.toBeInstanceOf(SharedStateUnavailable);
     await redis.start();
     // An empty Redis again (no persistence): the counter starts over.
     expect(await eventually(async () => state.hit('k', 60).catch(() => undefined), 'a command to succeed again')).toBe(1);
