@@ -109,6 +109,31 @@ describe.skipIf(redisServerPath() === undefined)('the app while Redis is down', 
     expect(logged.some((l) => l.includes('shared state back: rate limits'))).toBe(true);
   });
 
+  it('warns once about the breakers for the whole outage however many upstream calls fail, and once when Redis is back', async () => {
+    const breakerLines = (what: string) => logged.filter((l) => l.includes(`${what}: circuit breakers`)).length;
+    const breakerWarnings = () => breakerLines('shared state unavailable');
+    // After an earlier outage, the breakers say they are back at their next command that succeeds.
+    await eventually(async () => {
+      await chat(open, openToken, 'before the outage');
+      return breakerLines('shared state back') === breakerWarnings();
+    }, 'the breakers to be out of any earlier outage');
+    await redis.crash();
+    await eventually(async () => state.ping().then(() => false, () => true), 'Redis to be seen down');
+    const before = breakerWarnings();
+    for (const n of [1, 2, 3]) {
+      // Every call fails (two attempts per turn), and each failure is recorded on the endpoint's breaker.
+      const events = parseSse((await chat(open, openToken, `failing ${n} [[mock status=503]]`)).body);
+      expect(events.some((e) => e.event === 'error')).toBe(true);
+    }
+    expect(breakerWarnings() - before).toBe(1);
+
+    await redis.start();
+    await eventually(async () => {
+      await chat(open, openToken, 'breakers back');
+      return breakerLines('shared state back') === breakerWarnings();
+    }, 'the breakers to report shared state back');
+  });
+
   it('stays ready (degraded, naming shared state) while Redis is down, so a load balancer keeps every instance', async () => {
     await redis.crash();
     await eventually(async () => state.ping().then(() => false, () => true), 'Redis to be seen down');
