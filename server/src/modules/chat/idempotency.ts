@@ -79,6 +79,33 @@ export function createIdempotencyStore(db: Kysely<Database>, ttlSeconds: number)
       throw new AppError('IDEMPOTENCY_KEY_IN_PROGRESS', 'A request with this Idempotency-Key is being handled; retry shortly', undefined, { 'retry-after': '1' });
     },
 
+    /**
+     * Deletes at most `limit` keys that expired by `now` (the retention
+     * sweep); resolves to how many. Keys another caller is deleting at the
+     * same moment are skipped, not waited for, so instances may sweep at once.
+     */
+    async deleteExpired(now: Date, limit: number): Promise<number> {
+      const cutoff = new Date(now.getTime() - ttlSeconds * 1000);
+      const result = await db
+        .deleteFrom('idempotency_keys')
+        .where((eb) =>
+          eb(
+            eb.refTuple('user_id', 'key'),
+            'in',
+            eb
+              .selectFrom('idempotency_keys as expired')
+              .select(['expired.user_id', 'expired.key'])
+              .where('expired.created_at', '<', cutoff)
+              .limit(limit)
+              .forUpdate()
+              .skipLocked()
+              .$asTuple('user_id', 'key'),
+          ),
+        )
+        .executeTakeFirst();
+      return Number(result.numDeletedRows);
+    },
+
     /** Frees a key whose turn never started, so the client may send it again. */
     async release(userId: string, key: string, turnId: string): Promise<void> {
       await db.deleteFrom('idempotency_keys').where('user_id', '=', userId).where('key', '=', key).where('message_id', '=', turnId).execute();
