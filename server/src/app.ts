@@ -15,10 +15,12 @@ import { createApiKeysService, type ApiKeysService } from './modules/auth/api-ke
 import { createAuthService, type AuthService } from './modules/auth/auth-service.js';
 import { authRoutes } from './modules/auth/routes.js';
 import { createChatService, type ChatService } from './modules/chat/chat-service.js';
+import { createIdempotencyStore } from './modules/chat/idempotency.js';
 import { chatRoutes } from './modules/chat/routes.js';
 import { openaiCompatRoutes } from './modules/chat/openai-compat-routes.js';
 import { sessionRoutes } from './modules/chat/session-routes.js';
 import { healthRoutes } from './modules/health/routes.js';
+import { RetentionSweep, retentionTasks } from './modules/maintenance/retention-sweep.js';
 import { createProviderRegistry, type ProviderRegistry } from './modules/providers/registry.js';
 import { createBreakerService, type BreakerService } from './modules/resilience/breakers.js';
 import { createFailureLog, type FailureLog } from './modules/resilience/failure-log.js';
@@ -51,6 +53,7 @@ export interface AppDeps {
   failures: FailureLog;
   lifecycle: Lifecycle;
   pressure: PressureMonitor;
+  retention: RetentionSweep;
 }
 
 export interface RouteOptions {
@@ -124,12 +127,23 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
     maxEventLoopDelayMs: config.shedEventLoopDelayMs,
     maxHeapUsedPercent: config.shedHeapUsedPercent,
   });
-  const deps: AppDeps = { config, secrets, database, state, logger, providers, audit, users, auth, apiKeys, agents, chat, breakers, failures, lifecycle, pressure };
+  const retention = new RetentionSweep({
+    tasks: retentionTasks({
+      idempotencyKeys: createIdempotencyStore(database.db, config.idempotencyKeyTtlSeconds),
+      failures,
+      upstreamFailuresRetentionDays: config.upstreamFailuresRetentionDays,
+    }),
+    logger,
+    intervalMs: config.retentionSweepIntervalMs,
+    batchSize: config.retentionSweepBatchSize,
+  });
+  const deps: AppDeps = { config, secrets, database, state, logger, providers, audit, users, auth, apiKeys, agents, chat, breakers, failures, lifecycle, pressure, retention };
 
   await users.ensureFirstAdmin();
   await agents.start();
   await breakers.start();
   await chat.start();
+  retention.start();
 
   // HTTP.
   const httpLogger: FastifyBaseLogger = options.logRequests === false ? logger.child({}, { level: 'warn' }) : logger;
@@ -176,6 +190,7 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
   });
   app.addHook('onClose', async () => {
     pressure.stop();
+    await retention.stop();
     await agents.stop();
     await breakers.stop();
     await failures.settled();

@@ -40,6 +40,23 @@ describe('config', () => {
     }
   });
 
+  it('validates the retention settings and names each bad one', () => {
+    const config = loadConfig({});
+    expect([config.upstreamFailuresRetentionDays, config.retentionSweepIntervalMs, config.retentionSweepBatchSize]).toEqual([30, 600_000, 1_000]);
+    expect(loadConfig({ UPSTREAM_FAILURES_RETENTION_DAYS: '0' }).upstreamFailuresRetentionDays).toBe(0);
+    try {
+      loadConfig({ UPSTREAM_FAILURES_RETENTION_DAYS: '-1', RETENTION_SWEEP_INTERVAL_MS: 'hourly', RETENTION_SWEEP_BATCH_SIZE: '0' });
+      expect.unreachable('bad config must throw');
+    } catch (err) {
+      expect(err).toBeInstanceOf(ConfigError);
+      expect((err as ConfigError).problems).toEqual([
+        'UPSTREAM_FAILURES_RETENTION_DAYS must be between 0 and 3650, got -1',
+        'RETENTION_SWEEP_INTERVAL_MS must be an integer, got "hourly"',
+        'RETENTION_SWEEP_BATCH_SIZE must be between 1 and 100000, got 0',
+      ]);
+    }
+  });
+
   it('requires token and encryption secrets with a real database', () => {
     expect(() => loadConfig({ DATABASE_URL: 'postgres://u@h/db' })).toThrow(/JWT_SECRET[\s\S]*SECRETS_KEY/);
     expect(() => loadConfig({ DATABASE_URL: 'postgres://u@h/db', JWT_SECRET: 'x'.repeat(40), SECRETS_KEY: 'short' })).toThrow(/SECRETS_KEY must be at least 32/);

@@ -68,6 +68,12 @@ export interface Config {
   shedRetryAfterSeconds: number;
   healthDetailedAllow: string[];
   idempotencyKeyTtlSeconds: number;
+  /** Days failed upstream attempts are kept; 0 keeps them for ever. */
+  upstreamFailuresRetentionDays: number;
+  /** How often each instance deletes rows past retention. */
+  retentionSweepIntervalMs: number;
+  /** Rows one retention DELETE removes at most. */
+  retentionSweepBatchSize: number;
   webDistDir: string | undefined;
 }
 
@@ -348,7 +354,10 @@ const specs: { [K in keyof Config]: VariableSpec<K> }[keyof Config][] = [
     description: 'Addresses (CIDR list) that may read `/health/detailed` without signing in; admins may read it from anywhere. Empty: admins only.',
     parse: (raw) => cidrList(raw === undefined ? '127.0.0.1/32,::1/128' : raw),
   },
-  { name: 'IDEMPOTENCY_KEY_TTL_SECONDS', key: 'idempotencyKeyTtlSeconds', defaultText: '86400', description: 'How long an `Idempotency-Key` names its turn; a key reused after that starts a new turn.', parse: integer(60, 30 * 86_400, 86_400) },
+  { name: 'IDEMPOTENCY_KEY_TTL_SECONDS', key: 'idempotencyKeyTtlSeconds', defaultText: '86400', description: 'How long an `Idempotency-Key` names its turn; a key reused after that starts a new turn. Expired keys are deleted by the retention sweep.', parse: integer(60, 30 * 86_400, 86_400) },
+  { name: 'UPSTREAM_FAILURES_RETENTION_DAYS', key: 'upstreamFailuresRetentionDays', defaultText: '30', description: 'Days failed upstream attempts (`upstream_failures`) are kept before the retention sweep deletes them (0 = keep for ever).', parse: integer(0, 3_650, 30) },
+  { name: 'RETENTION_SWEEP_INTERVAL_MS', key: 'retentionSweepIntervalMs', defaultText: '600000', description: 'How often each instance deletes expired idempotency keys and old failed upstream attempts (also once at start). Instances sweeping at once split the work.', parse: integer(1_000, 86_400_000, 600_000) },
+  { name: 'RETENTION_SWEEP_BATCH_SIZE', key: 'retentionSweepBatchSize', defaultText: '1000', description: 'Rows one retention DELETE removes at most; a sweep runs at most 10 such batches per table, so a backlog drains over several sweeps.', parse: integer(1, 100_000, 1_000) },
   {
     name: 'WEB_DIST_DIR', key: 'webDistDir', defaultText: '(unset: the built `web/dist` of this checkout, when it exists)',
     description: 'Directory of the built web app, served at `/` with an SPA fallback. `off` serves no web app (API only).',

@@ -4,6 +4,7 @@ import * as m0001 from './migrations/0001-initial.js';
 import * as m0002 from './migrations/0002-resilience.js';
 import * as m0003 from './migrations/0003-usage-index.js';
 import * as m0004 from './migrations/0004-turn-owner.js';
+import * as m0005 from './migrations/0005-upstream-failures-at.js';
 
 /** Every migration, in order. Add new ones at the end; never edit old ones. */
 const migrations: Record<string, Migration> = {
@@ -11,6 +12,7 @@ const migrations: Record<string, Migration> = {
   '0002-resilience': m0002,
   '0003-usage-index': m0003,
   '0004-turn-owner': m0004,
+  '0005-upstream-failures-at': m0005,
 };
 
 const provider: MigrationProvider = { getMigrations: () => Promise.resolve(migrations) };

@@ -13,6 +13,8 @@ export class DegradedNotice {
     private readonly logger: Logger,
     /** What stops working, e.g. "resumption on other instances". */
     private readonly feature: string,
+    /** Milliseconds since the epoch (tests hand in a fake clock). */
+    private readonly now: () => number = Date.now,
   ) {}
 
   get degraded(): boolean {
@@ -24,14 +26,14 @@ export class DegradedNotice {
       this.suppressed++;
       return;
     }
-    this.degradedSince = Date.now();
+    this.degradedSince = this.now();
     this.suppressed = 0;
     this.logger.warn({ err: err instanceof Error ? err.message : String(err) }, `shared state unavailable: ${this.feature} degraded until it returns`);
   }
 
   succeeded(): void {
     if (this.degradedSince === undefined) return;
-    this.logger.info({ degradedMs: Date.now() - this.degradedSince, failuresSinceFirst: this.suppressed }, `shared state back: ${this.feature} restored`);
+    this.logger.info({ degradedMs: this.now() - this.degradedSince, failuresSinceFirst: this.suppressed }, `shared state back: ${this.feature} restored`);
     this.degradedSince = undefined;
   }
 }

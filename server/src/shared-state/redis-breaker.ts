@@ -89,23 +89,28 @@ function snapshotFrom(reply: string[]): BreakerSnapshot {
   return { state, failures: num(2), windowStartMs: num(3), openUntilMs: num(4), probeUntilMs: num(5), opens: num(6), lastFailureMs: num(7) };
 }
 
-/** Registers the scripts on a client; returns the three breaker operations bound to it. */
-export function redisBreakers(client: Redis, keyOf: (endpointId: string) => string) {
+/**
+ * Registers the scripts on a client; returns the three breaker operations
+ * bound to it. `live` hands out the client for each command, so the caller
+ * can fail commands at once while Redis is down (RedisState's `live`) rather
+ * than let them wait in the client's queue for reconnects.
+ */
+export function redisBreakers(client: Redis, keyOf: (endpointId: string) => string, live: () => Redis = () => client) {
   client.defineCommand('llmchatBreakerAcquire', { numberOfKeys: 1, lua: ACQUIRE });
   client.defineCommand('llmchatBreakerRecord', { numberOfKeys: 1, lua: RECORD });
-  const commands = client as unknown as BreakerCommands;
+  const commands = () => live() as unknown as BreakerCommands;
   return {
     async acquire(endpointId: string, nowMs: number, probeLeaseMs: number): Promise<{ decision: BreakerDecision; snapshot: BreakerSnapshot }> {
-      const reply = await commands.llmchatBreakerAcquire(keyOf(endpointId), nowMs, probeLeaseMs, BREAKER_TTL_MS);
+      const reply = await commands().llmchatBreakerAcquire(keyOf(endpointId), nowMs, probeLeaseMs, BREAKER_TTL_MS);
       return { decision: reply[0] as BreakerDecision, snapshot: snapshotFrom(reply) };
     },
     async record(endpointId: string, outcome: BreakerOutcome, nowMs: number, settings: BreakerSettings): Promise<BreakerSnapshot> {
-      const reply = await commands.llmchatBreakerRecord(keyOf(endpointId), outcome, nowMs, settings.threshold, settings.windowMs, settings.cooldownMs, BREAKER_TTL_MS);
+      const reply = await commands().llmchatBreakerRecord(keyOf(endpointId), outcome, nowMs, settings.threshold, settings.windowMs, settings.cooldownMs, BREAKER_TTL_MS);
       return snapshotFrom(reply);
     },
     async read(endpointIds: readonly string[]): Promise<BreakerSnapshot[]> {
       if (endpointIds.length === 0) return [];
-      const pipeline = client.pipeline();
+      const pipeline = live().pipeline();
       for (const id of endpointIds) pipeline.hmget(keyOf(id), ...FIELDS);
       const results = (await pipeline.exec()) ?? [];
       return results.map(([err, value]) => {

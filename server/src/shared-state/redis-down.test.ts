@@ -72,6 +72,10 @@ describe.skipIf(redisServerPath() === undefined)('the app while Redis is down', 
     const error = await eventually(async () => state.hit('k', 60).then(() => undefined, (err: unknown) => err), 'a command to fail');
     expect(error).toBeInstanceOf(SharedStateUnavailable);
     await expect(state.readEvents('t', 0)).rejects.toBeInstanceOf(SharedStateUnavailable);
+    // Breakers too: a failing turn records on its endpoint's breaker, and must not wait in the client's queue for reconnects.
+    await expect(state.breakerAcquire('e', 0, 1_000)).rejects.toBeInstanceOf(SharedStateUnavailable);
+    await expect(state.breakerRecord('e', 'failure', 0, { threshold: 5, windowMs: 1_000, cooldownMs: 1_000 })).rejects.toBeInstanceOf(SharedStateUnavailable);
+    await expect(state.breakerRead(['e'])).rejects.toBeInstanceOf(SharedStateUnavailable);
     await redis.start();
     // An empty Redis again (no persistence): the counter starts over.
     expect(await eventually(async () => state.hit('k', 60).catch(() => undefined), 'a command to succeed again')).toBe(1);
@@ -103,6 +107,48 @@ describe.skipIf(redisServerPath() === undefined)('the app while Redis is down', 
     await redis.start();
     await eventually(async () => (await chat(closed, closedToken, 'back')).statusCode === 200, 'the closed app to take turns again');
     expect(logged.some((l) => l.includes('shared state back: rate limits'))).toBe(true);
+  });
+
+  it('warns once about the breakers for the whole outage however many upstream calls fail, and once when Redis is back', async () => {
+    const breakerLines = (what: string) => logged.filter((l) => l.includes(`${what}: circuit breakers`)).length;
+    const breakerWarnings = () => breakerLines('shared state unavailable');
+    // After an earlier outage, the breakers say they are back at their next command that succeeds.
+    await eventually(async () => {
+      await chat(open, openToken, 'before the outage');
+      return breakerLines('shared state back') === breakerWarnings();
+    }, 'the breakers to be out of any earlier outage');
+    await redis.crash();
+    await eventually(async () => state.ping().then(() => false, () => true), 'Redis to be seen down');
+    const before = breakerWarnings();
+    for (const n of [1, 2, 3]) {
+      // Every call fails (two attempts per turn), and each failure is recorded on the endpoint's breaker.
+      const events = parseSse((await chat(open, openToken, `failing ${n} [[mock status=503]]`)).body);
+      expect(events.some((e) => e.event === 'error')).toBe(true);
+    }
+    expect(breakerWarnings() - before).toBe(1);
+
+    await redis.start();
+    await eventually(async () => {
+      await chat(open, openToken, 'breakers back');
+      return breakerLines('shared state back') === breakerWarnings();
+    }, 'the breakers to report shared state back');
+  });
+
+  it('stays ready (degraded, naming shared state) while Redis is down, so a load balancer keeps every instance', async () => {
+    await redis.crash();
+    await eventually(async () => state.ping().then(() => false, () => true), 'Redis to be seen down');
+    const ready = await eventually(async () => {
+      const res = await open.inject({ method: 'GET', url: '/health/ready' });
+      return res.json<{ status: string }>().status === 'degraded' ? res : undefined;
+    }, 'ready to report degraded');
+    expect(ready.statusCode).toBe(200);
+    expect(ready.json<{ degraded: string[]; checks: { sharedState: { ok: boolean; kind: string } } }>()).toMatchObject({ degraded: ['sharedState'], checks: { sharedState: { ok: false, kind: 'redis' } } });
+    const detailed = await open.inject({ method: 'GET', url: '/health/detailed', remoteAddress: '127.0.0.1' });
+    expect(detailed.statusCode).toBe(200);
+    expect(detailed.json<{ status: string; dependencies: { sharedState: { ok: boolean } } }>()).toMatchObject({ status: 'degraded', dependencies: { sharedState: { ok: false } } });
+
+    await redis.start();
+    await eventually(async () => (await open.inject({ method: 'GET', url: '/health/ready' })).json<{ status: string }>().status === 'ok', 'ready to report ok again');
   });
 
   it('resumes answers from the event buffer again once Redis is back', async () => {

@@ -55,7 +55,8 @@ export class RedisState implements SharedState {
       this.everReady = true;
     });
     this.client.defineCommand('llmchatHit', { numberOfKeys: 1, lua: HIT_SCRIPT });
-    this.breakers = redisBreakers(this.client, (endpointId) => this.key(`breaker:${endpointId}`));
+    // Breaker commands fail at once while Redis is down too: a failing turn must not wait for reconnects on each record.
+    this.breakers = redisBreakers(this.client, (endpointId) => this.key(`breaker:${endpointId}`), () => this.live);
   }
 
   /**

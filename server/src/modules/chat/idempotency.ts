@@ -67,6 +67,33 @@ export function createIdempotencyStore(db: Kysely<Database>, ttlSeconds: number)
       if (existing.request_hash !== fingerprint) return { kind: 'conflict' };
       return { kind: 'repeat', turnId: existing.message_id };
     },
+
+    /**
+     * Deletes at most `limit` keys that expired by `now` (the retention
+     * sweep); resolves to how many. Keys another caller is deleting at the
+     * same moment are skipped, not waited for, so instances may sweep at once.
+     */
+    async deleteExpired(now: Date, limit: number): Promise<number> {
+      const cutoff = new Date(now.getTime() - ttlSeconds * 1000);
+      const result = await db
+        .deleteFrom('idempotency_keys')
+        .where((eb) =>
+          eb(
+            eb.refTuple('user_id', 'key'),
+            'in',
+            eb
+              .selectFrom('idempotency_keys as expired')
+              .select(['expired.user_id', 'expired.key'])
+              .where('expired.created_at', '<', cutoff)
+              .limit(limit)
+              .forUpdate()
+              .skipLocked()
+              .$asTuple('user_id', 'key'),
+          ),
+        )
+        .executeTakeFirst();
+      return Number(result.numDeletedRows);
+    },
   };
 }
 

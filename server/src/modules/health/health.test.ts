@@ -27,15 +27,35 @@ describe.each(await backendNames())('health on %s', (name) => {
     expect(body.checks.migrations).toMatchObject({ ok: true });
   });
 
-  it('ready turns 503 when the shared state is unreachable', async () => {
+  it('ready stays 200 but says degraded and names shared state when it is unreachable (chat works without it)', async () => {
     const original = t.backend.state.ping.bind(t.backend.state);
     t.backend.state.ping = () => Promise.reject(new Error('connection refused'));
     try {
       const res = await t.app.inject({ method: 'GET', url: '/health/ready' });
-      expect(res.statusCode).toBe(503);
-      expect(res.json<{ checks: { sharedState: { ok: boolean; error: string } } }>().checks.sharedState).toMatchObject({ ok: false, error: 'connection refused' });
+      expect(res.statusCode).toBe(200);
+      const body = res.json<{ status: string; degraded: string[]; checks: { sharedState: { ok: boolean; error: string } } }>();
+      expect(body.status).toBe('degraded');
+      expect(body.degraded).toEqual(['sharedState']);
+      expect(body.checks.sharedState).toMatchObject({ ok: false, error: 'connection refused' });
+      // /health/detailed reports the same.
+      const detailed = await t.app.inject({ method: 'GET', url: '/health/detailed', remoteAddress: '127.0.0.1' });
+      expect(detailed.json<{ status: string; degraded: string[]; dependencies: { sharedState: { ok: boolean } } }>()).toMatchObject({ status: 'degraded', degraded: ['sharedState'], dependencies: { sharedState: { ok: false } } });
     } finally {
       t.backend.state.ping = original;
+    }
+    const after = await t.app.inject({ method: 'GET', url: '/health/ready' });
+    expect(after.json<{ status: string; degraded: string[] }>()).toMatchObject({ status: 'ok', degraded: [] });
+  });
+
+  it('ready turns 503 when the database is unreachable', async () => {
+    const original = t.backend.database.ping.bind(t.backend.database);
+    t.backend.database.ping = () => Promise.reject(new Error('database gone'));
+    try {
+      const res = await t.app.inject({ method: 'GET', url: '/health/ready' });
+      expect(res.statusCode).toBe(503);
+      expect(res.json<{ status: string; checks: { database: { ok: boolean; error: string } } }>()).toMatchObject({ status: 'unavailable', checks: { database: { ok: false, error: 'database gone' } } });
+    } finally {
+      t.backend.database.ping = original;
     }
   });
 

@@ -6,6 +6,7 @@ import { AppError } from '../../errors.js';
 import { addressMatcher } from '../../http/cidr.js';
 import { hostOf } from '../agents/agent-views.js';
 import { endpointHealth } from '../resilience/endpoint-health.js';
+import { readiness } from './readiness.js';
 
 const CHECK_TIMEOUT_MS = 2_000;
 
@@ -37,8 +38,9 @@ async function check(probe: () => Promise<number>): Promise<{ ok: boolean; laten
 
 /**
  * /health/live: the process answers (no dependency). /health/ready: the
- * database, shared state and migrations answer and the instance is not
- * draining. /health/startup: migrations are done. /health/detailed: every
+ * database and migrations answer and the instance is not draining; shared
+ * state down is reported as `degraded` but stays 200 (see readiness.ts).
+ * /health/startup: migrations are done. /health/detailed: every
  * dependency's latency, the breakers, version and uptime — for admins
  * (bearer token) or addresses in HEALTH_DETAILED_ALLOW only.
  */
@@ -80,9 +82,10 @@ export async function healthRoutes(app: FastifyInstance, { deps, guards }: Route
     const checks = await dependencies();
     const done = checks.database.ok ? await migrated() : lifecycle.migrated;
     const draining = lifecycle.draining || deps.chat.draining;
-    const ready = checks.database.ok && checks.sharedState.ok && done && !draining;
+    const { ready, status, degraded } = readiness({ ...checks, migrated: done, draining });
     return reply.status(ready ? 200 : 503).send({
-      status: ready ? 'ok' : draining ? 'draining' : 'unavailable',
+      status,
+      degraded,
       checks: { ...checks, migrations: { ok: done }, draining: { ok: !draining } },
     });
   });
@@ -97,10 +100,11 @@ export async function healthRoutes(app: FastifyInstance, { deps, guards }: Route
     const endpoints = agents.flatMap((r) => r.endpoints.map((e) => ({ agentId: r.agent.id, active: r.agent.isActive, endpoint: e })));
     const health = await endpointHealth(deps, endpoints.map((e) => e.endpoint));
     const draining = lifecycle.draining || deps.chat.draining;
-    const ready = checks.database.ok && checks.sharedState.ok && done && !draining;
+    const { status, degraded } = readiness({ ...checks, migrated: done, draining });
     const memory = process.memoryUsage();
     return reply.header('cache-control', 'no-store').send({
-      status: ready ? 'ok' : draining ? 'draining' : 'unavailable',
+      status,
+      degraded,
       version,
       node: process.version,
       startedAt: lifecycle.startedAt.toISOString(),

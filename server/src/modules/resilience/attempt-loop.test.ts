@@ -25,7 +25,7 @@ function setup(script: Step[], options: { maxAttempts?: number; retryAfterMaxMs?
   let output = false;
   const state = new MemoryState();
   const breakers = createBreakerService({ state, settings: { threshold: options.threshold ?? 100, windowMs: 60_000, cooldownMs: 10_000 }, logger, now: () => clock, cacheMs: 0 });
-  const failures: FailureLog = { record: (a) => failed.push(a), countsSince: () => Promise.resolve([]), settled: () => Promise.resolve() };
+  const failures: FailureLog = { record: (a) => failed.push(a), countsSince: () => Promise.resolve([]), deleteBefore: () => Promise.resolve(0), settled: () => Promise.resolve() };
   const deps: ResilienceDeps = {
     breakers,
     failures,

@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { BreakerDecision, BreakerOutcome, BreakerSettings, BreakerSnapshot } from '../../shared-state/breaker.js';
+import { DegradedNotice } from '../../shared-state/degraded.js';
 import { Channels, type SharedState, type Unsubscribe } from '../../shared-state/shared-state.js';
 
 export interface BreakerServiceDeps {
@@ -33,7 +34,9 @@ const DEFAULT_CACHE_MS = 1_000;
  * breaker is read at most once per `cacheMs`, and a state change is
  * announced on `Channels.breakerChanged` so every instance drops its copy
  * at once. Shared state unreachable: breakers fail open (calls go through),
- * so a Redis outage never blocks chat.
+ * so a Redis outage never blocks chat, and that is logged once per outage
+ * (with every failed turn writing to the breaker, a per-call warning would
+ * flood the log).
  */
 export function createBreakerService(deps: BreakerServiceDeps): BreakerService {
   const { state, settings, logger } = deps;
@@ -41,6 +44,7 @@ export function createBreakerService(deps: BreakerServiceDeps): BreakerService {
   const cacheMs = deps.cacheMs ?? DEFAULT_CACHE_MS;
   const cache = new Map<string, { snapshot: BreakerSnapshot; readAt: number }>();
   let unsubscribe: Unsubscribe | undefined;
+  const notice = new DegradedNotice(logger, 'circuit breakers (failing open: calls go through)', now);
 
   function remember(endpointId: string, snapshot: BreakerSnapshot): void {
     cache.set(endpointId, { snapshot, readAt: now() });
@@ -66,11 +70,12 @@ export function createBreakerService(deps: BreakerServiceDeps): BreakerService {
       if (cached && cached.snapshot.state === 'closed' && now() - cached.readAt < cacheMs) return 'allow';
       try {
         const { decision, snapshot } = await state.breakerAcquire(endpointId, now(), probeLeaseMs);
+        notice.succeeded();
         remember(endpointId, snapshot);
         if (decision === 'probe') announce(endpointId);
         return decision;
       } catch (err) {
-        logger.warn({ err: (err as Error).message, endpointId }, 'breaker state unreachable; letting the call through');
+        notice.failed(err);
         return 'allow';
       }
     },
@@ -82,26 +87,28 @@ export function createBreakerService(deps: BreakerServiceDeps): BreakerService {
       if (outcome === 'release' && !probe) return;
       try {
         const snapshot = await state.breakerRecord(endpointId, outcome, now(), settings);
+        notice.succeeded();
         remember(endpointId, snapshot);
         if (snapshot.state !== (cached?.state ?? 'closed')) {
           announce(endpointId);
           logger.warn({ endpointId, from: cached?.state ?? 'closed', to: snapshot.state }, 'circuit breaker changed state');
         }
       } catch (err) {
-        logger.warn({ err: (err as Error).message, endpointId, outcome }, 'could not record a breaker outcome');
+        notice.failed(err);
       }
     },
 
     async snapshots(endpointIds) {
       try {
         const snapshots = await state.breakerRead(endpointIds);
+        notice.succeeded();
         snapshots.forEach((s, i) => {
           const id = endpointIds[i];
           if (id !== undefined) remember(id, s);
         });
         return snapshots;
       } catch (err) {
-        logger.warn({ err: (err as Error).message }, 'breaker state unreachable');
+        notice.failed(err);
         throw err;
       }
     },

@@ -33,6 +33,12 @@ export interface FailureLog {
   record(attempt: FailedAttempt): void;
   /** Failed attempts per endpoint since `since`. */
   countsSince(endpointIds: readonly string[], since: Date): Promise<EndpointFailureCount[]>;
+  /**
+   * Deletes at most `limit` failed attempts recorded before `cutoff` (the
+   * retention sweep); resolves to how many. Rows another caller is deleting
+   * at the same moment are skipped, so instances may sweep at once.
+   */
+  deleteBefore(cutoff: Date, limit: number): Promise<number>;
   /** Resolves once every recording started so far has been written (tests, shutdown). */
   settled(): Promise<void>;
 }
@@ -88,6 +94,14 @@ export function createFailureLog(db: Kysely<Database>, logger: Logger): FailureL
         const row = byId.get(id);
         return { endpointId: id, failures: Number(row?.n ?? 0), lastFailureAt: row?.last ? new Date(row.last) : null };
       });
+    },
+
+    async deleteBefore(cutoff, limit) {
+      const result = await db
+        .deleteFrom('upstream_failures')
+        .where('id', 'in', (eb) => eb.selectFrom('upstream_failures as old').select('old.id').where('old.at', '<', cutoff).limit(limit).forUpdate().skipLocked())
+        .executeTakeFirst();
+      return Number(result.numDeletedRows);
     },
 
     async settled() {
