@@ -43,11 +43,23 @@ export const sessionsApi = {
   search: (q: string, signal?: AbortSignal) => api<SearchHit[]>('/api/chat-sessions/search', { query: { q, limit: 20 }, signal }),
 };
 
+/**
+ * A fresh Idempotency-Key: a proxy that sends the request on to another
+ * instance (nginx's proxy_next_upstream) then gets the same turn, not a
+ * second one. getRandomValues works outside secure contexts too (plain-HTTP
+ * intranet hosts), where crypto.randomUUID does not exist.
+ */
+export function newIdempotencyKey(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
 export const chatApi = {
   /** Starts a turn; the response body is the event stream. */
   complete: (body: { agentId: string; chatId?: string; content: string; detail?: boolean }, signal?: AbortSignal) =>
     apiFetch('/api/chat/completions', {
       method: 'POST',
+      headers: { 'idempotency-key': newIdempotencyKey() },
       body: { agentId: body.agentId, chatId: body.chatId, stream: true, detail: body.detail, messages: [{ role: 'user', content: body.content }] },
       signal,
     }),
