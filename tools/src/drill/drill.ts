@@ -14,7 +14,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { startLocalCluster, type DrillAgent, type LocalCluster } from '../local-cluster/cluster.js';
 import { nginxPath } from '../local-cluster/nginx.js';
-import { postgresBinDir, redisServerPath } from '../local-cluster/services.js';
+import { postgresBinDir, redisServerPath, type DisposableService } from '../local-cluster/services.js';
 import { startLoad } from './load.js';
 import { runTurn, type TurnTrace } from './turn-client.js';
 import { storedTurns, verify, type Verdict } from './verify.js';
@@ -66,26 +66,31 @@ const upstreamFault = (name: string, agent: DrillAgent, what: string, midAnswer:
   felt: (verdict) => !midAnswer || verdict.resets > 0,
 });
 
+/** A piece killed (-9) for the hold time, then started again on the same port and data. */
+const outage = (name: string, what: string, piece: (cluster: LocalCluster) => DisposableService, extra: Partial<Scenario> = {}): Scenario => ({
+  name,
+  what,
+  agent: 'steady',
+  async run(cluster, holdMs) {
+    const faultAt = Date.now();
+    await piece(cluster).crash();
+    await sleep(holdMs);
+    const repairAt = Date.now();
+    await piece(cluster).start();
+    return { faultAt, repairAt };
+  },
+  ...extra,
+});
+
 const scenarios: Scenario[] = [
   upstreamFault('upstream cuts mid-answer', 'cut', 'the primary endpoint cuts every stream after 5 chunks', true),
   upstreamFault('upstream stalls mid-answer', 'stall', 'the primary endpoint stops sending after 5 chunks (idle deadline 1 s)', true),
   upstreamFault('upstream sends garbage', 'malformed', 'the primary endpoint sends a chunk that is not JSON after 5 chunks', true),
   upstreamFault('upstream refuses (503)', 'refuse', 'the primary endpoint answers 503 with Retry-After: 1', false),
-  {
-    name: 'upstream process killed',
-    what: 'the primary mock upstream is killed (-9), then started again',
-    agent: 'steady',
-    async run(cluster, holdMs) {
-      const faultAt = Date.now();
-      await cluster.primary.crash();
-      await sleep(holdMs);
-      const repairAt = Date.now();
-      await cluster.primary.start();
-      return { faultAt, repairAt };
-    },
+  outage('upstream process killed', 'the primary mock upstream is killed (-9), then started again', (c) => c.primary, {
     felt: (verdict) => verdict.resets > 0,
     recovered: (cluster, since) => firstAnswerFromPrimary(cluster, since),
-  },
+  }),
   {
     name: 'instance killed (-9)',
     what: 'one of three instances is killed mid-answer, then started again',
@@ -119,36 +124,13 @@ const scenarios: Scenario[] = [
       return { faultAt, repairAt };
     },
   },
-  {
-    name: 'Redis down',
-    what: 'Redis is killed (-9) for the hold time, then started again (empty)',
-    agent: 'steady',
-    async run(cluster, holdMs) {
-      const faultAt = Date.now();
-      await cluster.redis.crash();
-      await sleep(holdMs);
-      const repairAt = Date.now();
-      await cluster.redis.start();
-      return { faultAt, repairAt };
-    },
-  },
-  {
-    name: 'PostgreSQL down',
-    what: 'PostgreSQL is killed (-9) for the hold time, then started again (crash recovery)',
-    agent: 'steady',
-    async run(cluster, holdMs) {
-      const faultAt = Date.now();
-      await cluster.postgres.crash();
-      await sleep(holdMs);
-      const repairAt = Date.now();
-      await cluster.postgres.start();
-      return { faultAt, repairAt };
-    },
+  outage('Redis down', 'Redis is killed (-9) for the hold time, then started again (empty)', (c) => c.redis),
+  outage('PostgreSQL down', 'PostgreSQL is killed (-9) for the hold time, then started again (crash recovery)', (c) => c.postgres, {
     // New turns are refused at once with a clear code while the database is away.
     allowedRefusal: (status, code) => status === 503 && code === 'DATABASE_UNAVAILABLE',
     // Felt as refusals, or as answers that were running when it went and could only end once it was back.
     felt: (verdict, traces, window) => verdict.refusals > 0 || traces.some((t) => t.startedAt < window.faultAt && t.endedAt > (window.repairAt ?? Infinity)),
-  },
+  }),
 ];
 
 interface Row {
