@@ -137,6 +137,20 @@ describe.each(await backendNames())('resuming on another instance on %s', (backe
     await eventually(async () => bState.followCount === 0, 'every follow to be gone');
   });
 
+  it('rebuilds from the database a finished answer whose buffer lacks its end, instead of waiting for it', async () => {
+    const { messageId, before } = await startOnA('finished elsewhere [[mock chunks=400 interval=25]]', 2);
+    // The database says the answer is over, while its buffer has no `end` (as after a Redis restart lost it).
+    await a.backend.database.db.updateTable('messages').set({ status: 'complete', content: 'the stored answer' }).where('id', '=', messageId).execute();
+    const lastSeen = idOf(before.at(-1) as ParsedEvent);
+    const after = await readSse((await resume(b, messageId, `${messageId}:${lastSeen}`)).body as ReadableStream<Uint8Array>, () => undefined);
+    const tail = after.slice(after.findIndex((e) => e.event === 'reset'));
+    expect(tail.map((e) => e.event)).toEqual(['reset', 'chunk', 'end']);
+    expect((tail[1]?.json as { content: string }).content).toBe('the stored answer');
+    expect(after.map(idOf)).toEqual(after.map((_, i) => lastSeen + 1 + i));
+    expect(bState.followCount).toBe(0);
+    a.app.deps.chat.localGeneration(messageId)?.stop();
+  });
+
   it('answers a streaming Idempotency-Key repeat on B with the turn running on A, followed to its end', async () => {
     const key = `resume-${backendName}-${Date.now()}`;
     const first = await ask(a.app, 'once only [[mock chunks=20 interval=30]]', { 'idempotency-key': key });

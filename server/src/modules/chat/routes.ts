@@ -114,15 +114,17 @@ async function streamTurn(chat: ChatService, reply: FastifyReply, principal: Pri
     writer.flush();
   };
   write(first);
-  if (!ended && first.length === 0 && message.status !== 'streaming') {
-    // The buffer is gone: rebuild the answer from what was stored. A client that holds part of it drops that first.
+  if (!ended && message.status !== 'streaming') {
+    // The answer is finished but its buffer is gone or lacks the end (expired, Redis down or restarted):
+    // rebuild it from what was stored. A client that holds part of it drops that first.
     const at = new Date().toISOString();
     const rebuilt: { event: string; payload: unknown }[] = [];
-    if (afterId > 0) rebuilt.push({ event: 'reset', payload: { reason: 'replay', timestamp: at } });
+    if (last > 0) rebuilt.push({ event: 'reset', payload: { reason: 'replay', timestamp: at } });
     rebuilt.push({ event: 'chunk', payload: { content: message.content } });
     if (message.status === 'error') rebuilt.push({ event: 'error', payload: { code: message.error_code ?? 'UPSTREAM_ERROR', message: message.error_message ?? 'The answer failed', timestamp: at } });
     rebuilt.push({ event: 'end', payload: { status: message.status, messageId: message.id, sessionId: message.session_id, timestamp: at } });
-    write(rebuilt.map((e, i) => ({ id: afterId + 1 + i, event: e.event, data: JSON.stringify(e.payload) })));
+    const from = last;
+    write(rebuilt.map((e, i) => ({ id: from + 1 + i, event: e.event, data: JSON.stringify(e.payload) })));
   }
   if (ended) return reply;
   const deadline = setTimeout(() => {
