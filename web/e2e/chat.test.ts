@@ -11,6 +11,9 @@ import { ADMIN_PASSWORD, apiCall, apiLogin, backends, createUser, launchBrowser,
 
 const USER = 'alice';
 const PASSWORD = 'alice-password-123';
+/** The relay agent's primary breaks off after a few chunks of this answer; its fallback then answers in full. */
+const PRIMARY_ANSWER = 'Primary draft of the answer that breaks off before it is finished.';
+const FALLBACK_ANSWER = 'Fallback answer, complete and whole.';
 
 interface StoredMessage {
   id: string;
@@ -73,6 +76,21 @@ describe.each(await backends())('chat journeys on %s', (backend) => {
       appId: '0123456789abcdef01234567',
       features: { supportsChatId: true, supportsDetail: true },
       welcomeText: 'Welcome to the **flow** assistant.',
+      capabilities: [],
+      isActive: true,
+    });
+    // An OpenAI-style agent whose primary cuts the stream mid-answer (the mock drops the socket after 5 of 12
+    // chunks, 400 ms apart, so the partial text is on screen for a while) and whose fallback answers in full.
+    const fault = (spec: string) => `${mockBase}/fault/${spec}/v1/chat/completions`;
+    await apiCall(server.url, admin, 'POST', '/api/agents', {
+      id: 'relay',
+      name: 'Relay assistant',
+      description: 'Breaks off on its primary endpoint, finishes on its fallback',
+      provider: 'openai',
+      endpoint: fault(`answer=${encodeURIComponent(PRIMARY_ANSWER)},chunks=12,interval=400,cutAfter=5`),
+      apiKey: 'relay-key',
+      model: 'relay-primary',
+      fallbacks: [{ provider: 'openai', endpoint: fault(`answer=${encodeURIComponent(FALLBACK_ANSWER)},chunks=6,interval=150`), apiKey: 'relay-key', model: 'relay-fallback' }],
       capabilities: [],
       isActive: true,
     });
@@ -279,6 +297,50 @@ describe.each(await backends())('chat journeys on %s', (backend) => {
       await dropContext.close();
       await proxy.close();
     }
+  });
+
+  it('drops the partial text when the answer restarts on the fallback (reset), and keeps only the fallback’s answer after a reload', async () => {
+    await newChat();
+    await page.locator('label.agent-card', { hasText: 'Relay assistant' }).click();
+    // Every text the answer shows on its way, as the page renders it.
+    await page.evaluate(() => {
+      const seen: string[] = [];
+      (window as unknown as { answerTexts: string[] }).answerTexts = seen;
+      new MutationObserver(() => {
+        const answers = document.querySelectorAll('article[data-role=assistant]');
+        const text = answers.item(answers.length - 1)?.querySelector('.markdown, .plain-text')?.textContent ?? '';
+        if (text && seen.at(-1) !== text) seen.push(text);
+      }).observe(document.body, { subtree: true, childList: true, characterData: true });
+    });
+    await ask('tell me something that survives a failover');
+    await page.waitForURL(/\/c\/[0-9a-f-]{36}$/);
+    const sessionId = sessionIdOf(page)!;
+    // The primary's first chunks are on screen while it streams…
+    await page.locator('article[data-role=assistant][data-status=streaming]').getByText('Primary draft').waitFor();
+    // …then it breaks off, the server sends `reset`, and the fallback's answer replaces that text.
+    await waitForAnswer();
+    expect(await lastAnswer().locator('.markdown').innerText()).toBe(FALLBACK_ANSWER);
+    expect(await lastAnswer().innerText()).not.toContain('Primary');
+    const texts = await page.evaluate(() => (window as unknown as { answerTexts: string[] }).answerTexts);
+    // First parts of the primary's answer, then from the first text that is not one, only parts of the fallback's:
+    // nothing of the primary's text was left in front of it.
+    const firstFallback = texts.findIndex((t) => !PRIMARY_ANSWER.startsWith(t));
+    expect(firstFallback, JSON.stringify(texts)).toBeGreaterThan(0);
+    expect(texts.slice(firstFallback).every((t) => FALLBACK_ANSWER.startsWith(t)), JSON.stringify(texts)).toBe(true);
+    expect(texts.at(-1)).toBe(FALLBACK_ANSWER);
+    const stored = await storedMessages(sessionId);
+    expect(stored.map((m) => [m.role, m.status])).toEqual([
+      ['user', 'complete'],
+      ['assistant', 'complete'],
+    ]);
+    expect(stored[1]?.content).toBe(FALLBACK_ANSWER);
+    await shot(page, 'chat-reset-fallback');
+
+    // After a reload the stored answer is the same one.
+    await page.reload();
+    await page.locator('article[data-role=assistant][data-status=complete]').last().waitFor();
+    expect(await lastAnswer().locator('.markdown').innerText()).toBe(FALLBACK_ANSWER);
+    expect(await lastAnswer().innerText()).not.toContain('Primary');
   });
 
   it('shows the agent picker with welcome text, reasoning, flow status and a FastGPT select node', async () => {

@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { acquireBreaker, closedBreaker, recordBreaker, type BreakerDecision, type BreakerOutcome, type BreakerSettings, type BreakerSnapshot } from './breaker.js';
 import { MAX_EVENTS_PER_TURN, type SharedState, type TurnEvent, type Unsubscribe } from './shared-state.js';
+import { DEFAULT_FOLLOW_TIMINGS, TurnFollows, type FollowTimings, type StopFollowing, type TurnFollowHandler } from './turn-follow.js';
 
 interface Expiring<T> {
   value: T;
@@ -16,8 +17,12 @@ export class MemoryState implements SharedState {
   private readonly breakers = new Map<string, BreakerSnapshot>();
   private readonly bus = new EventEmitter();
   private readonly sweeper: NodeJS.Timeout;
+  private readonly follows = new TurnFollows();
+  private readonly followTimings: FollowTimings;
+  private absentWatch: NodeJS.Timeout | undefined;
 
-  constructor() {
+  constructor(options: { follow?: Partial<FollowTimings> } = {}) {
+    this.followTimings = { ...DEFAULT_FOLLOW_TIMINGS, ...options.follow };
     this.bus.setMaxListeners(0);
     this.sweeper = setInterval(() => this.sweep(), 30_000);
     this.sweeper.unref();
@@ -73,15 +78,45 @@ export class MemoryState implements SharedState {
       this.buffers.set(turnId, entry);
     }
     if (refreshTtl) entry.expiresAt = expiresAt;
-    for (const e of events) entry.value.push({ id: e.id, event: e.event, data: e.data });
+    const added = events.map((e) => ({ id: e.id, event: e.event, data: e.data }));
+    entry.value.push(...added);
     if (entry.value.length > MAX_EVENTS_PER_TURN) entry.value.splice(0, entry.value.length - MAX_EVENTS_PER_TURN);
+    // Waiting follows hear of the append after it returns, as they would from Redis.
+    if (added.length > 0) queueMicrotask(() => this.follows.deliver(turnId, added));
     return Promise.resolve();
   }
 
   readEvents(turnId: string, afterId: number): Promise<TurnEvent[]> {
+    return Promise.resolve((this.liveBuffer(turnId) ?? []).filter((e) => e.id > afterId));
+  }
+
+  /** A waiter per follow, told on each append; absent buffers are looked for on a timer while anything is followed. */
+  followEvents(turnId: string, afterId: number, handler: TurnFollowHandler): StopFollowing {
+    const follow = this.follows.add(turnId, afterId, handler);
+    // What is buffered already goes first; appends until then wait for it (follow.caughtUp), so none is skipped.
+    queueMicrotask(() => this.follows.deliverTo(follow, this.liveBuffer(turnId) ?? []));
+    this.absentWatch ??= setInterval(() => this.closeAbsent(), this.followTimings.absentAfterMs);
+    this.absentWatch.unref();
+    return () => this.follows.remove(follow);
+  }
+
+  get followCount(): number {
+    return this.follows.size;
+  }
+
+  private liveBuffer(turnId: string): TurnEvent[] | undefined {
     const entry = this.buffers.get(turnId);
-    if (!entry || entry.expiresAt <= Date.now()) return Promise.resolve([]);
-    return Promise.resolve(entry.value.filter((e) => e.id > afterId));
+    return entry && entry.expiresAt > Date.now() ? entry.value : undefined;
+  }
+
+  private closeAbsent(): void {
+    for (const turnId of this.follows.idleSince(Date.now() - this.followTimings.absentAfterMs)) {
+      if (!this.liveBuffer(turnId)) this.follows.closeTurn(turnId, 'absent');
+    }
+    if (this.follows.size === 0) {
+      clearInterval(this.absentWatch);
+      this.absentWatch = undefined;
+    }
   }
 
   breakerAcquire(endpointId: string, nowMs: number, probeLeaseMs: number): Promise<{ decision: BreakerDecision; snapshot: BreakerSnapshot }> {
@@ -108,6 +143,9 @@ export class MemoryState implements SharedState {
 
   close(): Promise<void> {
     clearInterval(this.sweeper);
+    clearInterval(this.absentWatch);
+    this.absentWatch = undefined;
+    this.follows.closeAll('closed');
     this.bus.removeAllListeners();
     return Promise.resolve();
   }

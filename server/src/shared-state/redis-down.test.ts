@@ -8,7 +8,7 @@ import { createDatabase, type DatabaseHandle } from '../db/database.js';
 import { bearer, login, testConfig } from '../test/app.js';
 import { eventually, parseSse } from '../test/sse.js';
 import { RedisState } from './redis-state.js';
-import { SharedStateUnavailable } from './shared-state.js';
+import { SharedStateUnavailable, type FollowEndReason, type TurnEvent } from './shared-state.js';
 
 /**
  * Redis going away under a running app (a throw-away Redis of the test's
@@ -160,5 +160,98 @@ describe.skipIf(redisServerPath() === undefined)('the app while Redis is down', 
       return r.statusCode === 200 && events.at(-1)?.event === 'end' ? events : undefined;
     }, 'a replay of the finished answer');
     expect(replay[0]?.id).toBe(`${start.messageId}:2`);
+  });
+
+
+  it('ends follows when Redis goes down, sends no read while it is down, and follows again once it is back', async () => {
+    const chunk = (id: number, name = 'chunk'): TurnEvent => ({ id, event: name, data: '{}' });
+    const follow = (turnId: string) => {
+      const got: { ids: number[]; closed: FollowEndReason | undefined } = { ids: [], closed: undefined };
+      state.followEvents(turnId, 0, { onEvents: (events) => got.ids.push(...events.map((e) => e.id)), onClose: (reason) => (got.closed = reason) });
+      return got;
+    };
+    const before = follow('down-1');
+    await state.appendEvents('down-1', [chunk(1)], 60);
+    await eventually(async () => before.ids.includes(1), 'the follow to work');
+
+    await redis.crash();
+    await eventually(async () => before.closed, 'the follow to end with the connection');
+    expect(before.closed).toBe('unavailable');
+    // While Redis is down a new follow ends at once, and the follower sends nothing (no loop, no spin).
+    const reads = state.followerReads;
+    const during = follow('down-2');
+    await eventually(async () => during.closed, 'a follow while down to end');
+    expect(during.closed).toBe('unavailable');
+    let failedPings = 0;
+    await eventually(async () => (await state.ping().then(() => false, () => ++failedPings >= 5)) || undefined, 'Redis to stay down for a while');
+    expect(state.followerReads).toBe(reads);
+    expect(state.followCount).toBe(0);
+
+    await redis.start();
+    const after = await eventually(async () => {
+      const got = follow('down-3');
+      await state.appendEvents('down-3', [chunk(1), chunk(2, 'end')], 60).catch(() => undefined);
+      await eventually(async () => got.closed, 'the follow to end', 5_000);
+      return got.closed === 'end' ? got : undefined;
+    }, 'a follow to work again');
+    expect(after.ids).toEqual([1, 2]);
+  });
+
+  it('resuming while Redis is down: an answer running elsewhere gets 503, a finished one is rebuilt from the database', async () => {
+    const res = await chat(open, openToken, 'finished before the outage');
+    const events = parseSse(res.body);
+    const messageId = (events[0]?.json as { messageId: string }).messageId;
+    const db = apps[0]?.database.db;
+    if (!db) throw new Error('app missing');
+    const stored = await db.selectFrom('messages').select(['content']).where('id', '=', messageId).executeTakeFirstOrThrow();
+    const appState = apps[0]?.state;
+    await redis.crash();
+    try {
+      await eventually(async () => appState?.ping().then(() => false, () => true), 'the app to see Redis down');
+
+      // A client that saw three events of the finished answer: it drops what it holds, then gets the stored answer.
+      const finished = await open.inject({ method: 'GET', url: `/api/chat/stream?messageId=${messageId}`, headers: { ...bearer(openToken), 'last-event-id': `${messageId}:3` } });
+      expect(finished.statusCode).toBe(200);
+      const rebuilt = parseSse(finished.body);
+      expect(rebuilt.map((e) => [e.id, e.event])).toEqual([
+        [`${messageId}:4`, 'reset'],
+        [`${messageId}:5`, 'chunk'],
+        [`${messageId}:6`, 'end'],
+      ]);
+      expect((rebuilt[1]?.json as { content: string }).content).toBe(stored.content);
+
+      // The same answer seen as still running on another instance: it cannot be followed now; the client retries later.
+      await db.updateTable('messages').set({ status: 'streaming' }).where('id', '=', messageId).execute();
+      const running = await open.inject({ method: 'GET', url: `/api/chat/stream?messageId=${messageId}`, headers: { ...bearer(openToken), 'last-event-id': `${messageId}:3` } });
+      expect(running.statusCode).toBe(503);
+      expect(running.json<{ error: { code: string } }>().error.code).toBe('SHARED_STATE_UNAVAILABLE');
+      expect(running.headers['retry-after']).toBe('2');
+    } finally {
+      await db.updateTable('messages').set({ status: 'complete' }).where('id', '=', messageId).execute();
+      await redis.start();
+    }
+  });
+
+  it('ends a followed resume stream without `end` when Redis goes down, so the client reconnects', async () => {
+    const res = await chat(open, openToken, 'followed when Redis goes');
+    const messageId = (parseSse(res.body)[0]?.json as { messageId: string }).messageId;
+    const app = apps[0];
+    if (!app) throw new Error('app missing');
+    // An answer running on another instance that has not written its next events yet.
+    await app.database.db.updateTable('messages').set({ status: 'streaming' }).where('id', '=', messageId).execute();
+    await eventually(async () => app.state.ping().catch(() => undefined), 'the app to reach Redis');
+    const follows = app.state.followCount;
+    const resumed = open.inject({ method: 'GET', url: `/api/chat/stream?messageId=${messageId}`, headers: { ...bearer(openToken), 'last-event-id': `${messageId}:1000` } });
+    await eventually(async () => app.state.followCount > follows, 'the resume to follow the buffer');
+    await redis.crash();
+    try {
+      const ended = await resumed;
+      expect(ended.statusCode).toBe(200);
+      expect(parseSse(ended.body).some((e) => e.event === 'end')).toBe(false);
+      expect(app.state.followCount).toBe(follows);
+    } finally {
+      await app.database.db.updateTable('messages').set({ status: 'complete' }).where('id', '=', messageId).execute();
+      await redis.start();
+    }
   });
 });

@@ -1,9 +1,11 @@
+import crypto from 'node:crypto';
 import { Redis, type RedisOptions } from 'ioredis';
 import type { Logger } from 'pino';
 import { parseRedisUrl } from './redis-url.js';
 import type { BreakerDecision, BreakerOutcome, BreakerSettings, BreakerSnapshot } from './breaker.js';
 import { redisBreakers } from './redis-breaker.js';
-import { MAX_EVENTS_PER_TURN, SharedStateUnavailable, type SharedState, type TurnEvent, type Unsubscribe } from './shared-state.js';
+import { DEFAULT_REDIS_FOLLOW_TIMINGS, eventsFromEntries, RedisTurnFollower, type RedisFollowTimings } from './redis-follower.js';
+import { MAX_EVENTS_PER_TURN, SharedStateUnavailable, type SharedState, type StopFollowing, type TurnEvent, type TurnFollowHandler, type Unsubscribe } from './shared-state.js';
 
 const HIT_SCRIPT = `
 local n = redis.call('INCRBY', KEYS[1], ARGV[1])
@@ -42,12 +44,16 @@ export class RedisState implements SharedState {
   private readonly handlers = new Map<string, Set<(message: string) => void>>();
   private everReady = false;
   private readonly breakers: ReturnType<typeof redisBreakers>;
+  private follower: RedisTurnFollower | undefined;
+  private readonly followTimings: RedisFollowTimings;
 
   constructor(
     private readonly url: string,
     private readonly prefix: string,
     private readonly logger?: Logger,
+    options: { follow?: Partial<RedisFollowTimings> } = {},
   ) {
+    this.followTimings = { ...DEFAULT_REDIS_FOLLOW_TIMINGS, ...options.follow };
     this.client = new Redis(clientOptions(url, 'llmchat'));
     this.client.on('error', (err: Error) => this.logger?.warn({ err: err.message }, 'redis error'));
     this.client.on('ready', () => {
@@ -147,7 +153,7 @@ export class RedisState implements SharedState {
   async appendEvents(turnId: string, events: readonly TurnEvent[], ttlSeconds: number, refreshTtl = true): Promise<void> {
     const last = events[events.length - 1];
     if (!last) return;
-    const key = this.key(`turn:${turnId}:events`);
+    const key = this.eventsKey(turnId);
     const fields: string[] = [];
     for (const e of events) fields.push(`${e.id}:${e.event}`, e.data);
     const added = this.live.xadd(key, 'MAXLEN', '~', MAX_EVENTS_PER_TURN, `0-${last.id}`, ...fields);
@@ -159,17 +165,46 @@ export class RedisState implements SharedState {
   }
 
   async readEvents(turnId: string, afterId: number): Promise<TurnEvent[]> {
-    const entries = await this.live.xrange(this.key(`turn:${turnId}:events`), `(0-${afterId}`, '+');
-    const events: TurnEvent[] = [];
-    for (const [, fields] of entries) {
-      for (let i = 0; i + 1 < fields.length; i += 2) {
-        const name = fields[i] ?? '';
-        const colon = name.indexOf(':');
-        const id = Number(name.slice(0, colon));
-        if (id > afterId) events.push({ id, event: name.slice(colon + 1), data: fields[i + 1] ?? '' });
-      }
+    return eventsFromEntries(await this.live.xrange(this.eventsKey(turnId), `(0-${afterId}`, '+'), afterId);
+  }
+
+  /** One blocking XREAD per instance, on a connection of its own, serves every follow (redis-follower.ts). */
+  followEvents(turnId: string, afterId: number, handler: TurnFollowHandler): StopFollowing {
+    if (this.everReady && this.client.status !== 'ready') {
+      queueMicrotask(() => handler.onClose('unavailable'));
+      return () => undefined;
     }
-    return events;
+    this.follower ??= new RedisTurnFollower({
+      connect: () =>
+        new Redis({
+          ...clientOptions(this.url, 'llmchat-follow'),
+          // A read in flight fails at once when the connection drops (the follows end), and nothing queues while it is down.
+          maxRetriesPerRequest: 0,
+          enableOfflineQueue: false,
+          autoResendUnfulfilledCommands: false,
+          enableAutoPipelining: false,
+          lazyConnect: true,
+        }),
+      commands: () => this.live,
+      keyOf: (id) => this.eventsKey(id),
+      wakeKey: this.key(`follower:${crypto.randomUUID()}:wake`),
+      timings: this.followTimings,
+      logger: this.logger,
+    });
+    return this.follower.follow(turnId, afterId, handler);
+  }
+
+  get followCount(): number {
+    return this.follower?.size ?? 0;
+  }
+
+  /** XREADs the follower has sent (tests, measurements). */
+  get followerReads(): number {
+    return this.follower?.reads ?? 0;
+  }
+
+  private eventsKey(turnId: string): string {
+    return this.key(`turn:${turnId}:events`);
   }
 
   breakerAcquire(endpointId: string, nowMs: number, probeLeaseMs: number): Promise<{ decision: BreakerDecision; snapshot: BreakerSnapshot }> {
@@ -191,6 +226,7 @@ export class RedisState implements SharedState {
   }
 
   async close(): Promise<void> {
+    await this.follower?.close();
     const subscriber = this.subscriber?.catch(() => undefined);
     await Promise.allSettled([this.client.quit(), subscriber?.then((s) => s?.quit())]);
   }

@@ -5,6 +5,9 @@
  */
 
 import type { BreakerDecision, BreakerOutcome, BreakerSettings, BreakerSnapshot } from './breaker.js';
+import type { StopFollowing, TurnFollowHandler } from './turn-follow.js';
+
+export type { FollowEndReason, StopFollowing, TurnFollowHandler } from './turn-follow.js';
 
 /** One event of a turn as it went to the client; `data` is the JSON text. */
 export interface TurnEvent {
@@ -37,6 +40,17 @@ export interface SharedState {
   appendEvents(turnId: string, events: readonly TurnEvent[], ttlSeconds: number, refreshTtl?: boolean): Promise<void>;
   /** Events with id > afterId, oldest first. */
   readEvents(turnId: string, afterId: number): Promise<TurnEvent[]>;
+  /**
+   * Follows a turn's buffer without polling: the handler gets the events
+   * with id > afterId already there, then each append as it lands, in id
+   * order and each id once, on whichever instance appended it. The follow
+   * ends by itself after the turn's `end` event, when the buffer stays
+   * absent (expired or never written), when shared state becomes
+   * unreachable, or at close(); the returned function ends it earlier.
+   */
+  followEvents(turnId: string, afterId: number, handler: TurnFollowHandler): StopFollowing;
+  /** Open follows on this instance (diagnostics, tests). */
+  readonly followCount: number;
   /** Circuit breakers of upstream endpoints (breaker.ts): may a call go now? Atomic across instances. */
   breakerAcquire(endpointId: string, nowMs: number, probeLeaseMs: number): Promise<{ decision: BreakerDecision; snapshot: BreakerSnapshot }>;
   /** Applies a call's outcome to an endpoint's breaker; returns the new state. */

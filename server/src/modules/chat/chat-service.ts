@@ -6,7 +6,7 @@ import type { MessageRow } from '../../db/schema.js';
 import { AppError, type ErrorCode } from '../../errors.js';
 import type { Principal } from '../../plugins/authenticate.js';
 import { DegradedNotice } from '../../shared-state/degraded.js';
-import { Channels, type SharedState, type TurnEvent, type Unsubscribe } from '../../shared-state/shared-state.js';
+import { Channels, type SharedState, type StopFollowing, type TurnEvent, type TurnFollowHandler, type Unsubscribe } from '../../shared-state/shared-state.js';
 import type { AgentsService } from '../agents/agents-service.js';
 import type { ResolvedAgent } from '../agents/types.js';
 import type { ProviderRegistry } from '../providers/registry.js';
@@ -497,6 +497,11 @@ export function createChatService(deps: ChatServiceDeps) {
     /** Events of a turn after `afterId` from the shared buffer (resumption on another instance); check ownership first. */
     eventsAfter(turnId: string, afterId: number): Promise<TurnEvent[]> {
       return state.readEvents(turnId, afterId);
+    },
+
+    /** Follows a turn's shared buffer after `afterId` as other instances append to it (SharedState.followEvents); check ownership first. */
+    followEvents(turnId: string, afterId: number, handler: TurnFollowHandler): StopFollowing {
+      return state.followEvents(turnId, afterId, handler);
     },
 
     async feedback(principal: Principal, body: FeedbackBody): Promise<{ messageId: string; rating: 'up' | 'down' | null; forwarded: boolean }> {

@@ -5,6 +5,7 @@ import type { RouteOptions } from '../../app.js';
 import { AppError, ErrorCodes, type ErrorBody, type ErrorCode } from '../../errors.js';
 import { ok } from '../../http/response.js';
 import { principalOf } from '../../plugins/authenticate.js';
+import { SharedStateUnavailable, type TurnEvent } from '../../shared-state/shared-state.js';
 import { turnInputFrom, type ChatService } from './chat-service.js';
 import { idempotencyKeyOf, requestFingerprint } from './idempotency.js';
 import type { Generation, GenerationResult } from './generation.js';
@@ -19,9 +20,8 @@ import {
   RetryBody,
   StopBody,
 } from './schema.js';
-import { formatEvent, openEventStream, parseLastEventId, pipeGeneration } from './sse.js';
+import { EventWriter, formatEvent, openEventStream, parseLastEventId, pipeGeneration } from './sse.js';
 
-const RESUME_POLL_MS = 100;
 const RESUME_MAX_MS = 10 * 60_000;
 
 /** The non-streaming answer: the original LLMChat body (an OpenAI-like completion) plus our ids. */
@@ -68,9 +68,12 @@ function errorReply(reply: FastifyReply, error: { code: string; message: string 
 
 /**
  * Streams a turn to a client from after `afterId`: live from the generation
- * when it runs here, else replayed from the shared buffer and followed by
- * polling it (the generation runs on another instance), else rebuilt from
- * the stored answer when the buffer has expired.
+ * when it runs here; else replayed from the shared buffer and followed
+ * through it (the generation runs on another instance: shared state tells
+ * this instance of each append, no polling); else rebuilt from the stored
+ * answer when the buffer is gone. A follow that cannot go on (shared state
+ * lost, buffer gone while the answer runs elsewhere, RESUME_MAX_MS passed)
+ * ends the stream without `end`, so the client reconnects.
  */
 async function streamTurn(chat: ChatService, reply: FastifyReply, principal: Principal, turnId: string, afterId: number): Promise<FastifyReply> {
   const local = chat.localGeneration(turnId);
@@ -82,34 +85,65 @@ async function streamTurn(chat: ChatService, reply: FastifyReply, principal: Pri
     return reply;
   }
   const message = await chat.ownAnswer(principal, turnId);
-  const first = await chat.eventsAfter(turnId, afterId);
+  let first: TurnEvent[];
+  try {
+    first = await chat.eventsAfter(turnId, afterId);
+  } catch (err) {
+    if (!(err instanceof SharedStateUnavailable)) throw err;
+    if (message.status === 'streaming') {
+      throw new AppError('SHARED_STATE_UNAVAILABLE', 'This answer is being generated on another instance and cannot be followed right now; reconnect shortly', undefined, { 'retry-after': '2' });
+    }
+    first = []; // a finished answer is rebuilt from the database below
+  }
   const raw = openEventStream(reply);
-  let closed = false;
-  raw.on('close', () => (closed = true));
+  const writer = new EventWriter(raw);
   let last = afterId;
   let ended = false;
-  const write = (events: { id: number; event: string; data: string }[]) => {
+  const write = (events: readonly TurnEvent[]) => {
     for (const event of events) {
-      if (event.id <= last) continue;
-      raw.write(formatEvent(turnId, event));
+      if (event.id <= last || ended) continue;
+      const frame = formatEvent(turnId, event);
       last = event.id;
-      if (event.event === 'end') ended = true;
+      if (event.event === 'end') {
+        ended = true;
+        writer.end(frame);
+        return;
+      }
+      writer.write(frame, false);
     }
+    writer.flush();
   };
   write(first);
-  if (!ended && first.length === 0 && message.status !== 'streaming') {
-    // The buffer has expired: rebuild the answer from what was stored.
-    write([
-      { id: afterId + 1, event: 'chunk', data: JSON.stringify({ content: message.content }) },
-      { id: afterId + 2, event: 'end', data: JSON.stringify({ status: message.status, messageId: message.id, sessionId: message.session_id, timestamp: new Date().toISOString() }) },
-    ]);
+  if (!ended && message.status !== 'streaming') {
+    // The answer is finished but its buffer is gone or lacks the end (expired, Redis down or restarted):
+    // rebuild it from what was stored. A client that holds part of it drops that first.
+    const at = new Date().toISOString();
+    const rebuilt: { event: string; payload: unknown }[] = [];
+    if (last > 0) rebuilt.push({ event: 'reset', payload: { reason: 'replay', timestamp: at } });
+    rebuilt.push({ event: 'chunk', payload: { content: message.content } });
+    if (message.status === 'error') rebuilt.push({ event: 'error', payload: { code: message.error_code ?? 'UPSTREAM_ERROR', message: message.error_message ?? 'The answer failed', timestamp: at } });
+    rebuilt.push({ event: 'end', payload: { status: message.status, messageId: message.id, sessionId: message.session_id, timestamp: at } });
+    const from = last;
+    write(rebuilt.map((e, i) => ({ id: from + 1 + i, event: e.event, data: JSON.stringify(e.payload) })));
   }
-  const deadline = Date.now() + RESUME_MAX_MS;
-  while (!ended && !closed && Date.now() < deadline) {
-    await new Promise((r) => setTimeout(r, RESUME_POLL_MS));
-    write(await chat.eventsAfter(turnId, last).catch(() => []));
-  }
-  raw.end();
+  if (ended) return reply;
+  const deadline = setTimeout(() => {
+    stop();
+    writer.end();
+  }, RESUME_MAX_MS);
+  const stop = chat.followEvents(turnId, last, {
+    onEvents: write,
+    // `end` was written with the events; any other reason ends the stream without it, and the client reconnects.
+    onClose: () => {
+      clearTimeout(deadline);
+      writer.end();
+    },
+  });
+  raw.on('close', () => {
+    clearTimeout(deadline);
+    stop();
+    writer.abandon();
+  });
   return reply;
 }
 
