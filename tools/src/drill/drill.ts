@@ -42,11 +42,17 @@ interface Scenario {
   what: string;
   agent: DrillAgent;
   /** Breaks something and repairs it; resolves when the repair has been started. */
-  run(cluster: LocalCluster, holdMs: number): Promise<Window>;
+  run(cluster: LocalCluster, holdMs: number, broken: () => void): Promise<Window>;
   /** Refusals (5xx a client retried) that are part of the promise. */
   allowedRefusal?: (status: number, code: string | undefined) => boolean;
   /** What shows the failure was really felt; a row that felt nothing proves nothing. */
   felt?: (verdict: Verdict, traces: readonly TurnTrace[], window: Window) => boolean;
+  /**
+   * Clients that start new turns only while the failure lasts (they show
+   * how a new turn is answered then, when every running client is held up
+   * by answers that cannot end yet).
+   */
+  newTurnsDuringFault?: number;
   /** Takeover is measured where an instance is lost. */
   takeover?: boolean;
   /** Extra check of recovery (e.g. the repaired upstream serves again); resolves with when it did. */
@@ -71,9 +77,10 @@ const outage = (name: string, what: string, piece: (cluster: LocalCluster) => Di
   name,
   what,
   agent: 'steady',
-  async run(cluster, holdMs) {
+  async run(cluster, holdMs, broken) {
     const faultAt = Date.now();
     await piece(cluster).crash();
+    broken();
     await sleep(holdMs);
     const repairAt = Date.now();
     await piece(cluster).start();
@@ -127,9 +134,9 @@ const scenarios: Scenario[] = [
   outage('Redis down', 'Redis is killed (-9) for the hold time, then started again (empty)', (c) => c.redis),
   outage('PostgreSQL down', 'PostgreSQL is killed (-9) for the hold time, then started again (crash recovery)', (c) => c.postgres, {
     // New turns are refused at once with a clear code while the database is away.
+    newTurnsDuringFault: 4,
     allowedRefusal: (status, code) => status === 503 && code === 'DATABASE_UNAVAILABLE',
-    // Felt as refusals, or as answers that were running when it went and could only end once it was back.
-    felt: (verdict, traces, window) => verdict.refusals > 0 || traces.some((t) => t.startedAt < window.faultAt && t.endedAt > (window.repairAt ?? Infinity)),
+    felt: (verdict) => verdict.refusals > 0,
   }),
 ];
 
@@ -205,10 +212,14 @@ async function runScenario(cluster: LocalCluster, scenario: Scenario, options: {
     tag,
   });
   await sleep(BASELINE_MS);
-  const window = await scenario.run(cluster, options.holdMs);
+  let extra: ReturnType<typeof startLoad> | undefined;
+  const window = await scenario.run(cluster, options.holdMs, () => {
+    if (scenario.newTurnsDuringFault === undefined) return;
+    extra = startLoad({ origin: cluster.nginx.url, token: cluster.token, agentId: scenario.agent, concurrency: scenario.newTurnsDuringFault, maxTurns: 1_000, maxMs: options.holdMs, turnDeadlineMs: TURN_DEADLINE_MS, tag });
+  });
   const recoveredAt = window.repairAt === undefined ? undefined : await waitUntilWhole(cluster, scenario.agent, tag, scenario, window.repairAt);
   await sleep(1_000);
-  const traces = await load.stop();
+  const traces = [...(await load.stop()), ...((await extra?.stop()) ?? [])];
   const rowEnd = Date.now();
   const moved = cluster.nginx.accessLog().filter((e) => e.at >= rowStart && e.at <= rowEnd && e.upstreamStatuses.length > 1).length;
   // Every client has its `end`; the last writes may still be on their way (a turn ends for the client before its row is final).
