@@ -115,8 +115,12 @@ export async function startLocalCluster(options: ClusterOptions): Promise<LocalC
       TRUST_PROXY: '1',
       ...options.env,
     };
+    // freePort() frees the port it found, so two calls may find the same one.
     const ports: number[] = [];
-    for (let i = 0; i < options.instances; i++) ports.push(await freePort());
+    while (ports.length < options.instances) {
+      const port = await freePort();
+      if (!ports.includes(port) && port !== primary.port && port !== fallback.port && port !== postgres.port && port !== redis.port) ports.push(port);
+    }
     const instances = ports.map((port, i) => llmchatInstance({ name: `instance-${String.fromCharCode(65 + i)}`, port, env }));
     cleanup.push(async () => Promise.all(instances.map((instance) => instance.crash())));
     // The first one runs the migrations and creates the admin; the others then start together.

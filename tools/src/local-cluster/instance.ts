@@ -53,6 +53,9 @@ export function llmchatInstance(spec: { name: string; port: number; env: NodeJS.
       processes.push(child);
       try {
         await waitForReady(`${url}/health/ready`, READY_TIMEOUT_MS, child);
+        // Another process may have taken the port between choosing it and listening on it: make sure the answer was ours.
+        const detailed = (await (await fetch(`${url}/health/detailed`)).json()) as { pid?: unknown };
+        if (detailed.pid !== child.pid) throw new Error(`${spec.name}: port ${spec.port} is answered by another process (pid ${String(detailed.pid)})`);
       } catch (err) {
         await child.kill('SIGKILL');
         throw new Error(`${(err as Error).message}\n${child.tail().join('\n')}`);

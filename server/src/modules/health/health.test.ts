@@ -95,10 +95,12 @@ describe.each(await backendNames())('health for operators on %s', (name) => {
   it('detailed reports each dependency with its latency, the breakers, version and uptime to the internal network', async () => {
     const res = await t.app.inject({ method: 'GET', url: '/health/detailed', remoteAddress: '127.0.0.1' });
     expect(res.statusCode).toBe(200);
-    const body = res.json<{ status: string; version: string; uptimeSeconds: number; dependencies: Record<string, { ok: boolean; latencyMs?: number }>; breakers: { agentId: string; position: number; host: string; breaker: { state: string } }[] }>();
+    const body = res.json<{ status: string; version: string; pid: number; uptimeSeconds: number; dependencies: Record<string, { ok: boolean; latencyMs?: number }>; breakers: { agentId: string; position: number; host: string; breaker: { state: string } }[] }>();
     expect(body.status).toBe('ok');
     expect(body.version).toMatch(/^\d+\.\d+\.\d+/);
     expect(body.uptimeSeconds).toBeGreaterThanOrEqual(0);
+    // Which process answered: behind a proxy, operators (and the drill) tell instances apart by it.
+    expect(body.pid).toBe(process.pid);
     expect(body.dependencies.database?.ok).toBe(true);
     expect(typeof body.dependencies.database?.latencyMs).toBe('number');
     expect(typeof body.dependencies.sharedState?.latencyMs).toBe('number');

@@ -107,6 +107,7 @@ export async function healthRoutes(app: FastifyInstance, { deps, guards }: Route
       degraded,
       version,
       node: process.version,
+      pid: process.pid,
       startedAt: lifecycle.startedAt.toISOString(),
       uptimeSeconds: Math.round(process.uptime()),
       draining,
