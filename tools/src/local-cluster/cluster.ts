@@ -115,17 +115,31 @@ export async function startLocalCluster(options: ClusterOptions): Promise<LocalC
       TRUST_PROXY: '1',
       ...options.env,
     };
-    // freePort() frees the port it found, so two calls may find the same one.
-    const ports: number[] = [];
-    while (ports.length < options.instances) {
-      const port = await freePort();
-      if (!ports.includes(port) && port !== primary.port && port !== fallback.port && port !== postgres.port && port !== redis.port) ports.push(port);
-    }
-    const instances = ports.map((port, i) => llmchatInstance({ name: `instance-${String.fromCharCode(65 + i)}`, port, env }));
+    // freePort() frees the port it finds, so another process (or another call) may take it before an
+    // instance listens there: an instance that finds its port taken is started again on another one.
+    // Once nginx knows the ports they stay fixed (restarts reuse them).
+    const taken = new Set([primary.port, fallback.port, postgres.port, redis.port]);
+    const instances: LlmchatInstance[] = [];
     cleanup.push(async () => Promise.all(instances.map((instance) => instance.crash())));
+    const startInstance = async (i: number): Promise<LlmchatInstance> => {
+      for (let attempt = 1; ; attempt++) {
+        let port = await freePort();
+        while (taken.has(port)) port = await freePort();
+        taken.add(port);
+        const instance = llmchatInstance({ name: `instance-${String.fromCharCode(65 + i)}`, port, env });
+        try {
+          await instance.start();
+          return instance;
+        } catch (err) {
+          await instance.crash();
+          if (attempt >= 3 || !/EADDRINUSE|answered by another process/.test(String(err))) throw err;
+        }
+      }
+    };
     // The first one runs the migrations and creates the admin; the others then start together.
-    await instances[0]?.start();
-    await Promise.all(instances.slice(1).map((instance) => instance.start()));
+    instances.push(await startInstance(0));
+    instances.push(...(await Promise.all(Array.from({ length: options.instances - 1 }, (_, i) => startInstance(i + 1)))));
+    const ports = instances.map((instance) => instance.port);
     const nginx = await startNginx({ instancePorts: ports });
     cleanup.push(() => nginx.dispose());
 
