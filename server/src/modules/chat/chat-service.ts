@@ -58,6 +58,9 @@ export function resilienceFrom(deps: Pick<ChatServiceDeps, 'config' | 'logger' |
   };
 }
 
+/** How long a non-streaming repeat follows the buffer for `end` before it reads the stored answer again. */
+const SETTLE_FOLLOW_MS = 5_000;
+
 /** What an idempotent start gives: a new generation, or the earlier turn a repeated key names. */
 export type TurnStart = { kind: 'started'; generation: Generation } | { kind: 'repeat'; turnId: string };
 
@@ -286,6 +289,25 @@ export function createChatService(deps: ChatServiceDeps) {
   }
 
   /** Checks a new question (nothing is written) and shapes its turn. */
+  /** Resolves when the turn's buffer shows its `end`, when the follow ends by itself (absent, Redis away), or after `ms`. */
+  function endOfTurn(turnId: string, ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      let settled = false;
+      // The follow may deliver before followEvents returns: its stop is kept once it exists.
+      const follow: { stop?: () => void } = {};
+      const done = () => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        follow.stop?.();
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      follow.stop = state.followEvents(turnId, 0, { onEvents: (events) => events.some((e) => e.event === 'end') && done(), onClose: done });
+      if (settled) follow.stop();
+    });
+  }
+
   function prepareTurn(input: TurnInput) {
     refuseWhileDraining();
     const resolved = agents.getActive(input.agentId);
@@ -487,10 +509,13 @@ export function createChatService(deps: ChatServiceDeps) {
       const local = running.get(turnId);
       if (local && local.plan.userId === principal.userId) await local.done;
       const deadline = Date.now() + waitMs;
-      for (;;) {
+      for (let round = 0; ; round++) {
         const message = await this.ownAnswer(principal, turnId);
         if (message.status !== 'streaming' || Date.now() > deadline) return message;
-        await new Promise((r) => setTimeout(r, 100));
+        // It runs elsewhere: wait for its `end` in the shared buffer (no polling), at most a few seconds
+        // at a time (a takeover, a lost buffer), then read the row again; the row lands just after `end`.
+        if (round > 0) await new Promise((r) => setTimeout(r, 50));
+        await endOfTurn(turnId, Math.min(SETTLE_FOLLOW_MS, Math.max(0, deadline - Date.now())));
       }
     },
 

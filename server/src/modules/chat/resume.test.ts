@@ -160,4 +160,21 @@ describe.each(await backendNames())('resuming on another instance on %s', (backe
     expect(replayed?.map((e) => [e.id, e.event, e.data])).toEqual(original?.map((e) => [e.id, e.event, e.data]));
     expect(replayed?.at(-1)?.event).toBe('end');
   });
+
+  it('answers a non-streaming Idempotency-Key repeat on B with the turn running on A, once it has ended', async () => {
+    const key = `resume-blocking-${backendName}-${Date.now()}`;
+    const body = JSON.stringify({ agentId: 'slow', messages: [{ role: 'user', content: 'wait for me [[mock chunks=20 interval=30]]' }] });
+    const first = fetch(`${base.get(a.app)}/api/chat/completions`, { method: 'POST', headers: headers({ 'idempotency-key': key }), body });
+    // The repeat goes to B once A has written the turn (the key names it from then on).
+    await eventually(async () => (await a.backend.database.db.selectFrom('idempotency_keys').select('message_id').where('key', '=', key).executeTakeFirst()) !== undefined, 'the turn to be written on A');
+    const repeat = await fetch(`${base.get(b)}/api/chat/completions`, { method: 'POST', headers: headers({ 'idempotency-key': key }), body });
+    expect(repeat.status).toBe(200);
+    expect(repeat.headers.get('idempotent-replayed')).toBe('true');
+    const original = (await (await first).json()) as { data: { messageId: string; choices: { message: { content: string } }[] } };
+    const replayed = (await repeat.json()) as { data: { messageId: string; choices: { message: { content: string } }[] } };
+    expect(replayed.data.messageId).toBe(original.data.messageId);
+    expect(replayed.data.choices[0]?.message.content).toBe(original.data.choices[0]?.message.content);
+    expect(replayed.data.choices[0]?.message.content).toMatch(/^Simulated answer to: wait for me/);
+    expect(await stored(original.data.messageId)).toEqual({ status: 'complete', content: original.data.choices[0]?.message.content });
+  });
 });
