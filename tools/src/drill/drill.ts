@@ -316,6 +316,13 @@ async function main(): Promise<number> {
 
   console.log(`LLMChat drill: 3 instances behind nginx, PostgreSQL, Redis, two mock upstreams (${CHUNKS} chunks ${INTERVAL_MS} ms apart); ${concurrency} concurrent chat clients; failures held ${holdMs / 1000} s`);
   const cluster = await startLocalCluster({ instances: 3, chunks: CHUNKS, intervalMs: INTERVAL_MS });
+  // Ctrl-C or a CI timeout: the deployment's processes (each in its own process group) go too.
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      console.log(`\n${signal}: stopping the deployment`);
+      void cluster.dispose().finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
+    });
+  }
   const rows: Row[] = [];
   try {
     for (const [index, scenario] of chosen.entries()) {
