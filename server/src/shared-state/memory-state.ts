@@ -78,11 +78,14 @@ export class MemoryState implements SharedState {
       this.buffers.set(turnId, entry);
     }
     if (refreshTtl) entry.expiresAt = expiresAt;
-    const added = events.map((e) => ({ id: e.id, event: e.event, data: e.data }));
-    entry.value.push(...added);
+    const from = entry.value.length;
+    for (const e of events) entry.value.push({ id: e.id, event: e.event, data: e.data });
+    // Waiting follows hear of the append after it returns, as they would from Redis; an unfollowed turn (the usual case) pays nothing.
+    if (this.follows.has(turnId)) {
+      const added = entry.value.slice(from);
+      queueMicrotask(() => this.follows.deliver(turnId, added));
+    }
     if (entry.value.length > MAX_EVENTS_PER_TURN) entry.value.splice(0, entry.value.length - MAX_EVENTS_PER_TURN);
-    // Waiting follows hear of the append after it returns, as they would from Redis.
-    if (added.length > 0) queueMicrotask(() => this.follows.deliver(turnId, added));
     return Promise.resolve();
   }
 

@@ -94,6 +94,11 @@ export class TurnFollows {
     if (turn.follows.size === 0) this.turns.delete(follow.turnId);
   }
 
+  /** Whether anything follows this turn. */
+  has(turnId: string): boolean {
+    return this.turns.has(turnId);
+  }
+
   /** Where a read of the turn's buffer must start to serve every follow: the lowest last id. */
   cursor(turnId: string): number | undefined {
     const turn = this.turns.get(turnId);

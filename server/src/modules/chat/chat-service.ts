@@ -64,7 +64,6 @@ const SETTLE_FOLLOW_MS = 5_000;
 /** What an idempotent start gives: a new generation, or the earlier turn a repeated key names. */
 export type TurnStart = { kind: 'started'; generation: Generation } | { kind: 'repeat'; turnId: string };
 
-
 /** A turn as the chat routes ask for it, after the legacy `options` are merged. */
 export interface TurnInput {
   agentId: string;
@@ -288,7 +287,6 @@ export function createChatService(deps: ChatServiceDeps) {
     };
   }
 
-  /** Checks a new question (nothing is written) and shapes its turn. */
   /** Resolves when the turn's buffer shows its `end`, when the follow ends by itself (absent, Redis away), or after `ms`. */
   function endOfTurn(turnId: string, ms: number): Promise<void> {
     return new Promise((resolve) => {
@@ -308,6 +306,7 @@ export function createChatService(deps: ChatServiceDeps) {
     });
   }
 
+  /** Checks a new question (nothing is written) and shapes its turn. */
   function prepareTurn(input: TurnInput) {
     refuseWhileDraining();
     const resolved = agents.getActive(input.agentId);
