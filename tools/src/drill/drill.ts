@@ -11,13 +11,12 @@
 
 import { parseArgs } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
-import pg from 'pg';
 import { startLocalCluster, type DrillAgent, type LocalCluster } from '../local-cluster/cluster.js';
 import { nginxPath } from '../local-cluster/nginx.js';
 import { postgresBinDir, redisServerPath, type DisposableService } from '../local-cluster/services.js';
 import { startLoad } from './load.js';
 import { runTurn, type TurnTrace } from './turn-client.js';
-import { storedTurns, verify, type Verdict } from './verify.js';
+import { queryRows, storedTurns, streamingLeft, verify, type Verdict } from './verify.js';
 
 /** The mock's answer: 20 chunks 25 ms apart (half a second), so every failure lands mid-answer. */
 const CHUNKS = 20;
@@ -151,33 +150,13 @@ interface Row {
 }
 
 async function firstAnswerFromPrimary(cluster: LocalCluster, since: number): Promise<number | undefined> {
-  const client = new pg.Client({ connectionString: cluster.postgres.url });
-  await client.connect();
-  try {
-    const { rows } = await client.query<{ at: Date | null }>(
-      `SELECT min(m.completed_at) AS at FROM messages m JOIN agent_endpoints e ON e.id = m.endpoint_id
-        WHERE e.agent_id = 'steady' AND e.position = 0 AND m.status = 'complete' AND m.created_at >= $1`,
-      [new Date(since)],
-    );
-    return rows[0]?.at?.getTime() ?? undefined;
-  } finally {
-    await client.end();
-  }
-}
-
-async function streamingLeft(databaseUrl: string, tag: string): Promise<number> {
-  const client = new pg.Client({ connectionString: databaseUrl });
-  await client.connect();
-  try {
-    const { rows } = await client.query<{ n: string }>(
-      `SELECT count(*) AS n FROM messages a JOIN messages q ON q.session_id = a.session_id AND q.role = 'user'
-        WHERE a.role = 'assistant' AND a.status = 'streaming' AND q.content LIKE $1`,
-      [`${tag} %`],
-    );
-    return Number(rows[0]?.n ?? 0);
-  } finally {
-    await client.end();
-  }
+  const rows = await queryRows<{ at: Date | null }>(
+    cluster.postgres.url,
+    `SELECT min(m.completed_at) AS at FROM messages m JOIN agent_endpoints e ON e.id = m.endpoint_id
+      WHERE e.agent_id = 'steady' AND e.position = 0 AND m.status = 'complete' AND m.created_at >= $1`,
+    [new Date(since)],
+  );
+  return rows[0]?.at?.getTime() ?? undefined;
 }
 
 /** Waits until the deployment is whole and a fresh turn through nginx completes; resolves with when, or undefined. */

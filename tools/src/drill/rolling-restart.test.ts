@@ -1,13 +1,12 @@
 import { existsSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startLocalCluster, type LocalCluster } from '../local-cluster/cluster.js';
 import { SERVER_MAIN } from '../local-cluster/instance.js';
 import { nginxPath } from '../local-cluster/nginx.js';
 import { postgresBinDir, redisServerPath } from '../local-cluster/services.js';
 import { startLoad } from './load.js';
-import { storedTurns, verify } from './verify.js';
+import { storedTurns, streamingLeft, verify } from './verify.js';
 
 /**
  * Issue 4, point 18c: three real server processes behind Debian's nginx
@@ -68,17 +67,7 @@ describe.skipIf(!available)('rolling restart behind nginx', () => {
     const traces = await load.stop();
 
     // Each client has its `end`; the rows are final once the last group-committed writes land.
-    const left = async () => {
-      const client = new pg.Client({ connectionString: cluster.postgres.url });
-      await client.connect();
-      try {
-        const { rows } = await client.query<{ n: string }>("SELECT count(*) AS n FROM messages WHERE role = 'assistant' AND status = 'streaming'");
-        return Number(rows[0]?.n);
-      } finally {
-        await client.end();
-      }
-    };
-    await until('no answer left streaming', async () => (await left()) === 0);
+    await until('no answer left streaming', async () => (await streamingLeft(cluster.postgres.url, tag)) === 0);
 
     const verdict = verify(traces, await storedTurns(cluster.postgres.url, tag), CHUNKS);
     expect(verdict.lostDetails).toEqual([]);

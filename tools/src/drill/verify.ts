@@ -43,30 +43,47 @@ export function expectedAnswer(question: string, chunks: number): string {
   return composeAnswer(question, false, chunks);
 }
 
-export async function storedTurns(databaseUrl: string, tag: string): Promise<Map<string, StoredTurn>> {
+/** One query on its own connection (the drill reads the database rarely, between rows). */
+export async function queryRows<T extends pg.QueryResultRow>(databaseUrl: string, text: string, values: unknown[] = []): Promise<T[]> {
   const client = new pg.Client({ connectionString: databaseUrl });
   await client.connect();
   try {
-    const { rows } = await client.query<{ question: string; session_id: string; id: string | null; status: string | null; content: string | null }>(
-      `SELECT q.content AS question, q.session_id, a.id, a.status, a.content
-         FROM messages q
-         LEFT JOIN messages a ON a.session_id = q.session_id AND a.role = 'assistant'
-        WHERE q.role = 'user' AND q.content LIKE $1`,
-      [`${tag} %`],
-    );
-    const turns = new Map<string, StoredTurn>();
-    for (const row of rows) {
-      const seen = turns.get(row.question);
-      if (seen) {
-        seen.copies++;
-        continue;
-      }
-      turns.set(row.question, { question: row.question, copies: 1, messageId: row.id ?? undefined, status: row.status ?? undefined, content: row.content ?? undefined });
-    }
-    return turns;
+    return (await client.query<T>(text, values)).rows;
   } finally {
     await client.end();
   }
+}
+
+export async function storedTurns(databaseUrl: string, tag: string): Promise<Map<string, StoredTurn>> {
+  const rows = await queryRows<{ question: string; session_id: string; id: string | null; status: string | null; content: string | null }>(
+    databaseUrl,
+    `SELECT q.content AS question, q.session_id, a.id, a.status, a.content
+       FROM messages q
+       LEFT JOIN messages a ON a.session_id = q.session_id AND a.role = 'assistant'
+      WHERE q.role = 'user' AND q.content LIKE $1`,
+    [`${tag} %`],
+  );
+  const turns = new Map<string, StoredTurn>();
+  for (const row of rows) {
+    const seen = turns.get(row.question);
+    if (seen) {
+      seen.copies++;
+      continue;
+    }
+    turns.set(row.question, { question: row.question, copies: 1, messageId: row.id ?? undefined, status: row.status ?? undefined, content: row.content ?? undefined });
+  }
+  return turns;
+}
+
+/** Answers to this load's questions still `streaming`. */
+export async function streamingLeft(databaseUrl: string, tag: string): Promise<number> {
+  const rows = await queryRows<{ n: string }>(
+    databaseUrl,
+    `SELECT count(*) AS n FROM messages a JOIN messages q ON q.session_id = a.session_id AND q.role = 'user'
+      WHERE a.role = 'assistant' AND a.status = 'streaming' AND q.content LIKE $1`,
+    [`${tag} %`],
+  );
+  return Number(rows[0]?.n ?? 0);
 }
 
 function count(into: Record<string, number>, key: string): void {

@@ -48,8 +48,6 @@ export interface LocalCluster {
   readonly nginx: NginxProxy;
   /** A plain user's access token (valid for a day). */
   readonly token: string;
-  /** The admin's access token. */
-  readonly adminToken: string;
   /** Every instance answers /health/ready with every dependency up. */
   whole(): Promise<boolean>;
   dispose(): Promise<void>;
@@ -179,7 +177,6 @@ export async function startLocalCluster(options: ClusterOptions): Promise<LocalC
       instances,
       nginx,
       token: userLogin.token,
-      adminToken,
       async whole() {
         const answers = await Promise.all(instances.map((instance) => call(`${instance.url}/health/ready`, { method: 'GET' }).catch(() => ({ status: 0, body: undefined }))));
         return answers.every((a) => a.status === 200 && (a.body as { status?: unknown } | undefined)?.status === 'ok');

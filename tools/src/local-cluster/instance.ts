@@ -28,8 +28,6 @@ export interface LlmchatInstance {
   tail(): string[];
   /** Warnings and errors over every process this instance has run. */
   problems(): ProblemReport[];
-  /** Exit of every process run so far, in order (undefined while one runs). */
-  exits(): (ExitInfo | undefined)[];
 }
 
 export function llmchatInstance(spec: { name: string; port: number; env: NodeJS.ProcessEnv }): LlmchatInstance {
@@ -65,7 +63,6 @@ export function llmchatInstance(spec: { name: string; port: number; env: NodeJS.
     crash: async () => (instance.running ? current()?.kill('SIGKILL') : current()?.exitInfo()),
     tail: () => current()?.tail() ?? [],
     problems: () => processes.map((p) => p.problems()),
-    exits: () => processes.map((p) => p.exitInfo()),
   };
   return instance;
 }

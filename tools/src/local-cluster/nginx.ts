@@ -37,8 +37,6 @@ export interface AccessLogEntry {
 export interface NginxProxy {
   readonly port: number;
   readonly url: string;
-  /** Points nginx at these instance ports (and reloads it when running). */
-  setInstances(ports: readonly number[]): Promise<void>;
   /** Every request logged so far. */
   accessLog(): AccessLogEntry[];
   stop(): Promise<ExitInfo | undefined>;
@@ -101,12 +99,6 @@ export async function startNginx(options: { instancePorts: readonly number[]; po
   return {
     port,
     url: `http://127.0.0.1:${port}`,
-    async setInstances(ports) {
-      writeFileSync(upstreamsFile, upstreamLines(ports));
-      // SIGHUP: nginx re-reads its config and replaces its workers gracefully.
-      if (child.exitInfo() === undefined && child.pid !== undefined) process.kill(child.pid, 'SIGHUP');
-      await waitForPort(port, READY_TIMEOUT_MS, child);
-    },
     accessLog: () => parseAccessLog(readIfExists(accessLogFile)),
     // SIGQUIT: graceful shutdown.
     stop: async () => (child.exitInfo() === undefined ? child.kill('SIGQUIT') : child.exitInfo()),
