@@ -107,4 +107,27 @@ describe.each(await backendNames())('turn writes on %s', (name) => {
     expect(ended).toEqual({ status: 'complete', content: 'taken over' });
     expect(await other.claimTurn(t.assistantMessageId, 'instance-1')).toBeUndefined();
   });
+
+  it('checkpoints many streaming answers at once, keeping the newest text of each and leaving ended ones alone', async () => {
+    const turns = Array.from({ length: 12 }, (_, i) => turn(alice, undefined, `cp${i}`));
+    await Promise.all(turns.map((t) => repo.createTurn(t)));
+    const ended = turns[0];
+    if (!ended) throw new Error('no turn');
+    expect(await repo.finishTurn(ended.assistantMessageId, '', { status: 'complete', content: 'final', reasoning: null })).toBe(true);
+    // Fired together, so they share batches: each answer twice, the second newer; the ended one too.
+    await Promise.all(
+      turns.flatMap((t, i) => [repo.checkpoint(t.assistantMessageId, `old ${i}`, null), repo.checkpoint(t.assistantMessageId, `new ${i}`, i % 2 === 0 ? `thinking ${i}` : null)]),
+    );
+    const rows = await backend.database.db
+      .selectFrom('messages')
+      .select(['id', 'content', 'reasoning', 'status'])
+      .where('id', 'in', turns.map((t) => t.assistantMessageId))
+      .execute();
+    const byId = new Map(rows.map((r) => [r.id, r]));
+    expect(byId.get(ended.assistantMessageId)).toMatchObject({ content: 'final', status: 'complete' });
+    turns.slice(1).forEach((t, k) => {
+      const i = k + 1;
+      expect(byId.get(t.assistantMessageId)).toEqual({ id: t.assistantMessageId, content: `new ${i}`, reasoning: i % 2 === 0 ? `thinking ${i}` : null, status: 'streaming' });
+    });
+  });
 });

@@ -242,8 +242,15 @@ function columnsOf(rows: unknown[][], width: number): unknown[][] {
   return columns;
 }
 
-const CHECKPOINT = `UPDATE messages SET content = $2, reasoning = $3, updated_at = now()
-WHERE id = $1::uuid AND status = 'streaming' AND (owner_instance IS NULL OR owner_instance = $4)`;
+/**
+ * Saves the partial text of many streaming answers in one statement (group
+ * commit, as for the writes above): with many long answers running, one
+ * statement per answer per interval was most of the database's work.
+ */
+const CHECKPOINT_TURNS = `
+UPDATE messages AS m SET content = v.content, reasoning = v.reasoning, updated_at = now()
+FROM unnest($1::uuid[], $2::text[], $3::text[]) AS v(id, content, reasoning)
+WHERE m.id = v.id AND m.status = 'streaming' AND (m.owner_instance IS NULL OR m.owner_instance = $4)`;
 
 interface CreatedRow {
   assistant_id: string;
@@ -285,6 +292,13 @@ export function createChatRepository(database: DatabaseHandle, instanceId: strin
       const row = byTurn.get(t.assistantMessageId);
       return row ? { sessionId: row.session_id, providerChatId: row.provider_chat_id } : undefined;
     });
+  }, BATCH_MAX);
+  const checkpoints = createGroupWriter(async (items: { messageId: string; content: string; reasoning: string | null }[]) => {
+    // One row per answer: an UPDATE joined to two rows for the same answer would keep either; the later one is newer.
+    const latest = new Map(items.map((c) => [c.messageId, c]));
+    const rows = [...latest.values()];
+    await database.prepared('llmchat_checkpoint_turns', CHECKPOINT_TURNS, [rows.map((c) => c.messageId), rows.map((c) => c.content), rows.map((c) => c.reasoning), instanceId]);
+    return items.map(() => undefined);
   }, BATCH_MAX);
   /** Regenerate: the old answer is deleted and a new `streaming` one written, in one transaction. */
   async function replaceAnswer(turn: NewTurn): Promise<CreatedTurn | undefined> {
@@ -336,7 +350,7 @@ export function createChatRepository(database: DatabaseHandle, instanceId: strin
 
     /** Saves partial text while the answer streams; a no-op once the turn has ended. */
     async checkpoint(messageId: string, content: string, reasoning: string | null): Promise<void> {
-      await database.prepared('llmchat_checkpoint', CHECKPOINT, [messageId, content, reasoning, instanceId]);
+      await checkpoints({ messageId, content, reasoning });
     },
 
     /** Answers still `streaming` and untouched for `quietMs`, oldest first: candidates for a takeover. */
