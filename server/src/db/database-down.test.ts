@@ -81,6 +81,10 @@ describe.skipIf(postgresBinDir() === undefined)('the app while PostgreSQL is dow
     expect(refused.statusCode).toBe(503);
     expect(refused.json<{ error: { code: string } }>().error.code).toBe('DATABASE_UNAVAILABLE');
     expect(refused.headers['retry-after']).toBe('2');
+    // Once a turn could not be written, the next ones are written before their upstream call starts: an outage costs no upstream calls.
+    const calls = mock.requests.length;
+    expect((await chat('still down')).statusCode).toBe(503);
+    expect(mock.requests.length).toBe(calls);
     const sessions = await app.inject({ method: 'GET', url: '/api/chat-sessions', headers: bearer(token) });
     expect(sessions.statusCode).toBe(503);
     expect((await app.inject({ method: 'GET', url: '/health/ready' })).statusCode).toBe(503);

@@ -11,6 +11,8 @@ export interface NewTurn {
   agentId: string;
   /** Existing session to continue; a new session is created when absent. */
   sessionId: string | undefined;
+  /** The id of the new session (when `sessionId` is absent), if the caller chose it; else a random one. */
+  newSessionId?: string | undefined;
   userMessageId: string;
   assistantMessageId: string;
   userContent: string;
@@ -278,7 +280,7 @@ export function createChatRepository(database: DatabaseHandle, instanceId: strin
   }, BATCH_MAX);
 
   const create = createGroupWriter(async (turns: NewTurn[]) => {
-    const rows = turns.map((t) => [t.userId, t.agentId, t.title, t.userMessageId, t.userContent, t.assistantMessageId, t.sessionId ?? null, t.sessionId ? null : crypto.randomUUID()]);
+    const rows = turns.map((t) => [t.userId, t.agentId, t.title, t.userMessageId, t.userContent, t.assistantMessageId, t.sessionId ?? null, t.sessionId ? null : (t.newSessionId ?? crypto.randomUUID())]);
     const columns = columnsOf(rows, 8);
     const result = await database.prepared<CreatedRow>('llmchat_create_turns', CREATE_TURNS, [
       ...columns,

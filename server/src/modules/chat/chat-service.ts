@@ -78,6 +78,8 @@ export interface TurnInput {
 const CONTEXT_MESSAGES = 40;
 /** Events reach the shared buffer (for replay on another instance) at most this late; one timer for all turns. */
 const EVENT_BUFFER_INTERVAL_MS = 40;
+/** After a failed acknowledgement write, turns are written before their upstream call starts for this long. */
+const EARLY_START_PAUSE_MS = 5_000;
 /**
  * Each run of an answer numbers its events in its own block of ids: the
  * first run from 1, the first takeover from 1_000_001, the next from
@@ -189,6 +191,9 @@ export function createChatService(deps: ChatServiceDeps) {
     }
   }
 
+  /** When the acknowledgement write last failed (ms since epoch); early starts pause for EARLY_START_PAUSE_MS after it. */
+  let writeFailedAt = 0;
+
   function launch(plan: GenerationPlan): Generation {
     const generation = new Generation(plan, generationDeps);
     running.set(plan.turnId, generation);
@@ -232,8 +237,35 @@ export function createChatService(deps: ChatServiceDeps) {
     await enforceLimits(principal, agent.id, agent.rateLimit?.requestsPerMinute);
     const turnId = write.turnId ?? crypto.randomUUID();
     const options = { temperature: input.temperature, maxTokens: input.maxTokens, variables: input.variables, detail: input.detail };
-    const created = await repo.createTurn({ ...write, userId: principal.userId, agentId: agent.id, assistantMessageId: turnId, options });
-    if (!created) throw new AppError('SESSION_NOT_FOUND', 'The chat session does not exist or is not yours');
+    const newSessionId = write.sessionId === undefined ? crypto.randomUUID() : undefined;
+    const writing = repo.createTurn({ ...write, newSessionId, userId: principal.userId, agentId: agent.id, assistantMessageId: turnId, options });
+    // A new session's turn needs nothing from the write: its upstream call starts while the turn is written
+    // (Generation.startEarly). Not while writes are failing, so an outage does not cost an upstream call per refusal.
+    let early: Generation | undefined;
+    if (newSessionId !== undefined && write.replacesMessageId === undefined && Date.now() - writeFailedAt > EARLY_START_PAUSE_MS) {
+      const turn = { turnId, sessionId: newSessionId, contextSessionId: undefined, userId: principal.userId, userMessageId: write.userMessageId, providerChatId: null };
+      // Should planning fail, the write still settles; its outcome is not this error's concern.
+      void writing.catch(() => undefined);
+      early = new Generation(await planFor(resolved, input, turn), generationDeps);
+      early.startEarly();
+    }
+    let created: Awaited<typeof writing>;
+    try {
+      created = await writing;
+    } catch (err) {
+      writeFailedAt = Date.now();
+      early?.cancel();
+      throw err;
+    }
+    if (!created) {
+      early?.cancel();
+      throw new AppError('SESSION_NOT_FOUND', 'The chat session does not exist or is not yours');
+    }
+    if (early) {
+      running.set(turnId, early);
+      early.start();
+      return early;
+    }
 
     return launch(
       await planFor(resolved, input, {

@@ -109,6 +109,15 @@ export class Generation {
   private onAttemptOutput: (() => void) | undefined;
   private attempts = 1;
   private settled = false;
+  /**
+   * Set while an early start (`startEarly`) waits for its turn to be
+   * written: events are held here, in order, without ids.
+   */
+  private held: [PlatformEventName, unknown][] | undefined;
+  /** An early start's write: resolves true once `start()` ran, false on `cancel()`. */
+  private written: Promise<boolean> | undefined;
+  private settleWrite: ((written: boolean) => void) | undefined;
+  private cancelled = false;
   private resolveDone!: (result: GenerationResult) => void;
   /** Resolves with the stored outcome. */
   readonly done: Promise<GenerationResult>;
@@ -173,19 +182,55 @@ export class Generation {
     this.abort.abort();
   }
 
-  /** Emits `start` and `chatId` (or `reset` for a takeover), then runs the upstream call in the background. */
+  /**
+   * Emits `start` and `chatId` (or `reset` for a takeover), then runs the
+   * upstream call in the background. After `startEarly()`, the turn is now
+   * written: what the call produced meanwhile follows `chatId`, in order.
+   */
   start(): void {
     if (this.plan.takeover) {
       this.emit('reset', { reason: 'takeover', messageId: this.plan.turnId, sessionId: this.plan.sessionId, timestamp: new Date().toISOString() });
       void this.run();
       return;
     }
+    const held = this.held;
+    this.held = undefined;
     this.emit('start', { id: this.plan.turnId, messageId: this.plan.turnId, userMessageId: this.plan.userMessageId, sessionId: this.plan.sessionId, chatId: this.plan.sessionId, agentId: this.plan.agentId, timestamp: new Date().toISOString() });
     this.emit('chatId', { chatId: this.plan.sessionId });
+    if (held === undefined) {
+      void this.run();
+      return;
+    }
+    for (const [event, payload] of held) this.emit(event, payload);
+    this.settleWrite?.(true);
+  }
+
+  /**
+   * Starts the upstream call while the turn is still being written, to take
+   * the write off the time to first token. Nothing leaves before the turn is
+   * stored: events are held until `start()`, and the ending waits for it. Only
+   * for a plan that needs nothing from the write and may reach the upstream
+   * before it (a new session: no one else's chat id or context can be sent).
+   */
+  startEarly(): void {
+    this.held = [];
+    this.written = new Promise((resolve) => (this.settleWrite = resolve));
     void this.run();
   }
 
+  /** The turn of an early start could not be written: the upstream call is aborted; nothing is emitted or stored. */
+  cancel(): void {
+    this.cancelled = true;
+    this.held = [];
+    this.abort.abort();
+    this.settleWrite?.(false);
+  }
+
   private emit(event: PlatformEventName, payload: unknown): void {
+    if (this.held !== undefined) {
+      if (!this.cancelled) this.held.push([event, payload]);
+      return;
+    }
     const generationEvent: GenerationEvent = { id: this.nextEventId++, event, data: JSON.stringify(payload), payload };
     this.events.push(generationEvent);
     for (const listener of this.listeners) listener(generationEvent);
@@ -267,7 +312,8 @@ export class Generation {
 
   private async checkpoint(): Promise<void> {
     const length = this.content.length + this.reasoning.length;
-    if (length === this.checkpointedLength || this.settled) return;
+    // Not before the turn is written: there is no row yet.
+    if (length === this.checkpointedLength || this.settled || this.held !== undefined) return;
     this.checkpointedLength = length;
     try {
       await this.deps.repo.checkpoint(this.plan.turnId, this.content, this.reasoning || null);
@@ -324,6 +370,13 @@ export class Generation {
 
   private async settle(status: TurnOutcome['status'], error: { code: string; message: string } | undefined): Promise<void> {
     if (this.checkpointTimer) clearInterval(this.checkpointTimer);
+    // An early start ends only once its turn is written, or not at all if it never is.
+    if (this.written && !(await this.written)) {
+      this.settled = true;
+      this.listeners.clear();
+      this.resolveDone({ status: 'error', content: '', reasoning: null, usage: undefined, model: undefined, provider: undefined, providerChatId: undefined, interactive: undefined, error: { code: 'INTERNAL', message: 'The turn could not be stored' }, firstTokenMs: undefined, totalMs: Math.round(performance.now() - this.startedAt) });
+      return;
+    }
     if (this.handedOver) {
       this.leave();
       return;

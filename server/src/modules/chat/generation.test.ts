@@ -1,0 +1,154 @@
+import pino from 'pino';
+import { describe, expect, it } from 'vitest';
+import { MemoryState } from '../../shared-state/memory-state.js';
+import type { ProviderRegistry } from '../providers/registry.js';
+import type { ProviderAdapter, ProviderEvent, ResolvedEndpoint } from '../providers/types.js';
+import { createBreakerService } from '../resilience/breakers.js';
+import type { FailureLog } from '../resilience/failure-log.js';
+import type { ChatRepository, TurnOutcome } from './chat-repository.js';
+import type { TurnEventBuffer } from './event-buffer.js';
+import { Generation, type GenerationEvent, type GenerationPlan } from './generation.js';
+
+const logger = pino({ level: 'silent' });
+
+/** An upstream answer the test releases chunk by chunk; the adapter notes an abort. */
+function scriptedAdapter() {
+  const queue: (ProviderEvent | 'end')[] = [];
+  let wake: (() => void) | undefined;
+  const seen = { calls: 0, aborted: false };
+  const adapter: ProviderAdapter = {
+    kind: 'openai',
+    async *stream(_request, signal) {
+      seen.calls++;
+      signal.addEventListener('abort', () => {
+        seen.aborted = true;
+        wake?.();
+      });
+      for (;;) {
+        if (signal.aborted) return;
+        const next = queue.shift();
+        if (next === 'end') return;
+        if (next) {
+          yield next;
+          continue;
+        }
+        await new Promise<void>((resolve) => (wake = resolve));
+      }
+    },
+    complete: () => Promise.reject(new Error('not used')),
+  };
+  return {
+    adapter,
+    seen,
+    push(...items: (ProviderEvent | 'end')[]) {
+      queue.push(...items);
+      wake?.();
+    },
+  };
+}
+
+function setup() {
+  const upstream = scriptedAdapter();
+  const stored: { turnId: string; outcome: TurnOutcome }[] = [];
+  const buffered: GenerationEvent[] = [];
+  const settled: string[] = [];
+  const repo = {
+    finishTurn: (turnId: string, _sessionId: string, outcome: TurnOutcome) => {
+      stored.push({ turnId, outcome });
+      return Promise.resolve(true);
+    },
+    checkpoint: () => Promise.resolve(),
+  } as unknown as ChatRepository;
+  const events = { append: (_turnId: string, event: GenerationEvent) => void buffered.push(event), finish: () => Promise.resolve() } as unknown as TurnEventBuffer;
+  const providers = { adapter: () => upstream.adapter } as unknown as ProviderRegistry;
+  const failures: FailureLog = { record: () => undefined, countsSince: () => Promise.resolve([]), deleteBefore: () => Promise.resolve(0), settled: () => Promise.resolve() };
+  const breakers = createBreakerService({ state: new MemoryState(), settings: { threshold: 100, windowMs: 60_000, cooldownMs: 10_000 }, logger, now: Date.now, cacheMs: 0 });
+  const endpoint: ResolvedEndpoint = { id: 'e1', agentId: 'a', position: 0, provider: 'openai', url: 'http://upstream', apiKey: 'k', appId: undefined, model: 'm', timeouts: {} };
+  const plan: GenerationPlan = {
+    turnId: 't1',
+    sessionId: 's1',
+    userId: 'u1',
+    userMessageId: 'q1',
+    agentId: 'a',
+    endpoints: [endpoint],
+    request: { messages: [{ role: 'user', content: 'hi' }] },
+    upstreamStream: true,
+  };
+  const generation = new Generation(plan, {
+    repo,
+    events,
+    providers,
+    logger,
+    checkpointIntervalMs: 60_000,
+    resilience: {
+      breakers,
+      failures,
+      defaultTimeouts: { connectMs: 1000, firstTokenMs: 5000, idleMs: 5000, totalMs: 10_000 },
+      retry: { maxAttempts: 1, baseDelayMs: 10, maxDelayMs: 10, retryAfterMaxMs: 10 },
+      random: () => 0.5,
+      sleep: () => Promise.resolve(),
+      now: Date.now,
+      logger,
+    },
+    onSettled: (g) => void settled.push(g.turnId),
+  });
+  const heard: GenerationEvent[] = [];
+  return { generation, upstream, stored, buffered, settled, heard, listen: () => generation.subscribe(0, (e) => void heard.push(e)) };
+}
+
+const tick = () => new Promise((resolve) => setTimeout(resolve, 5));
+
+describe('Generation started before its turn is written', () => {
+  it('calls the upstream at once but emits nothing until start(), then everything in order after start and chatId', async () => {
+    const t = setup();
+    t.generation.startEarly();
+    t.upstream.push({ type: 'text', delta: 'Hel' }, { type: 'text', delta: 'lo' });
+    await tick();
+    expect(t.upstream.seen.calls).toBe(1);
+    expect(t.buffered).toEqual([]);
+
+    t.generation.start();
+    t.listen();
+    expect(t.heard.map((e) => [e.id, e.event])).toEqual([
+      [1, 'start'],
+      [2, 'chatId'],
+      [3, 'chunk'],
+      [4, 'chunk'],
+    ]);
+    t.upstream.push({ type: 'text', delta: '!' }, 'end');
+    const result = await t.generation.done;
+    expect(result.status).toBe('complete');
+    expect(t.heard.map((e) => e.event)).toEqual(['start', 'chatId', 'chunk', 'chunk', 'chunk', 'end']);
+    expect(t.buffered.map((e) => e.id)).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(t.stored).toEqual([{ turnId: 't1', outcome: expect.objectContaining({ status: 'complete', content: 'Hello!' }) as unknown }]);
+  });
+
+  it('does not store the ending of an answer that finished before its turn was written until it is', async () => {
+    const t = setup();
+    t.generation.startEarly();
+    t.upstream.push({ type: 'text', delta: 'quick' }, 'end');
+    await tick();
+    expect(t.stored).toEqual([]);
+    expect(t.generation.finished).toBe(false);
+
+    t.generation.start();
+    const result = await t.generation.done;
+    expect(result.content).toBe('quick');
+    expect(t.stored.map((s) => s.outcome.status)).toEqual(['complete']);
+    expect(t.buffered.map((e) => e.event)).toEqual(['start', 'chatId', 'chunk', 'end']);
+  });
+
+  it('aborts the upstream call and emits and stores nothing when the turn could not be written', async () => {
+    const t = setup();
+    t.generation.startEarly();
+    t.upstream.push({ type: 'text', delta: 'never seen' });
+    await tick();
+    t.generation.cancel();
+    const result = await t.generation.done;
+    expect(result.status).toBe('error');
+    expect(t.upstream.seen.aborted).toBe(true);
+    expect(t.buffered).toEqual([]);
+    expect(t.stored).toEqual([]);
+    expect(t.settled).toEqual([]);
+  });
+});
