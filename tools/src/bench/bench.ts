@@ -25,6 +25,7 @@ import { cpuSeconds, cpuSecondsByCommand, describeExit, freePort, machineCpuTick
 import type { ExpectedAnswer, LoadResult, LoadTarget } from './sse-load.js';
 import { runLoad, runTurn } from './sse-load.js';
 import type { Distribution } from './stats.js';
+import { compareLevel, type LevelComparison, type RunFigures } from './compare.js';
 import { distribution, formatGiB, formatMs, formatPercent, formatRate, formatTable } from './stats.js';
 
 const POSTGRES_ADMIN_URL = 'postgres://postgres@127.0.0.1:5432/postgres';
@@ -50,6 +51,8 @@ interface CliOptions {
   workers: number;
   /** Directory for a V8 CPU profile of the server (`--cpu-prof`), written when it stops. */
   profileServer: string | undefined;
+  /** Rounds per level (direct, then LLMChat, each round); the targets are checked on the median round. */
+  repeat: number;
 }
 
 /** The figures of one target at one level. */
@@ -84,23 +87,6 @@ export interface RunSummary {
   serverRssMiB: number | undefined;
 }
 
-interface LevelComparison {
-  level: number;
-  /** llmchat turns/s divided by direct turns/s. */
-  throughputRatio: number;
-  /** llmchat TTFT p99 minus direct TTFT p99, ms. */
-  ttftP99OverheadMs: number;
-  checks: TargetCheck[];
-  /** Reasons to doubt the comparison. */
-  notes: string[];
-}
-
-interface TargetCheck {
-  name: string;
-  pass: boolean;
-  actual: string;
-}
-
 interface Backends {
   kind: 'postgres+redis' | 'embedded' | 'postgres+embedded-state' | 'embedded-db+redis';
   databaseUrl: string | undefined;
@@ -123,6 +109,7 @@ function usage(): string {
     '  --strict            exit 1 when a target is missed (default: report only)',
     '  --workers 1         server processes sharing the port (the server\'s WORKERS; above 1 needs PostgreSQL and Redis)',
     '  --profile-server D  write a V8 CPU profile of the server into directory D (open it in Chrome DevTools)',
+    '  --repeat 1          rounds per level (direct, then LLMChat, each round); targets are checked on the median',
   ].join('\n');
 }
 
@@ -148,6 +135,7 @@ function parseCli(argv: string[]): CliOptions | undefined {
       strict: { type: 'boolean', default: false },
       workers: { type: 'string', default: '1' },
       'profile-server': { type: 'string' },
+      repeat: { type: 'string', default: '1' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -168,11 +156,13 @@ function parseCli(argv: string[]): CliOptions | undefined {
     strict: values.strict,
     workers: positiveNumber('workers', values.workers, true),
     profileServer: values['profile-server'] === undefined ? undefined : path.resolve(values['profile-server']),
+    repeat: positiveNumber('repeat', values.repeat, true),
   };
   if (options.durationS <= 0 || options.durationS > 3600) throw new Error('--duration must be within (0, 3600] seconds');
   if (options.warmupS > 600 || options.drainS > 600) throw new Error('--warmup and --drain must be at most 600 seconds');
   if (options.chunks < 1 || options.chunks > 10_000) throw new Error('--chunks must be within 1..10000');
   if (options.workers < 1 || options.workers > 64) throw new Error('--workers must be within 1..64');
+  if (options.repeat < 1 || options.repeat > 20) throw new Error('--repeat must be within 1..20');
   if (options.workers > 1 && options.embedded) throw new Error('--workers above 1 needs PostgreSQL and Redis, not --embedded');
   return options;
 }
@@ -452,23 +442,6 @@ function cpuBetween(before: CpuProbe, after: CpuProbe): RunSummary['cpuPercent']
   };
 }
 
-function compare(level: number, direct: RunSummary, llmchat: RunSummary): LevelComparison {
-  const throughputRatio = llmchat.turnsPerS / direct.turnsPerS;
-  const ttftP99OverheadMs = llmchat.ttftMs.p99 - direct.ttftMs.p99;
-  const checks: TargetCheck[] = [];
-  if (level === 100) {
-    checks.push({ name: 'TTFT p99 overhead <= 25 ms', pass: ttftP99OverheadMs <= 25, actual: `${formatMs(ttftP99OverheadMs)} ms` });
-    checks.push({ name: 'throughput >= 90% of direct', pass: throughputRatio >= 0.9, actual: formatPercent(throughputRatio) });
-  } else if (level === 1000) {
-    checks.push({ name: 'zero errors', pass: llmchat.errors === 0 && llmchat.ok > 0, actual: `${llmchat.errors} errors in ${llmchat.turns} turns` });
-    checks.push({ name: 'throughput >= 50% of direct', pass: throughputRatio >= 0.5, actual: formatPercent(throughputRatio) });
-  }
-  const notes: string[] = [];
-  if (direct.errors > 0) notes.push(`the direct run had ${direct.errors} errors: the baseline itself is suspect`);
-  if (llmchat.ok === 0) notes.push('no LLMChat turn succeeded in the window');
-  return { level, throughputRatio, ttftP99OverheadMs, checks, notes };
-}
-
 function formatCpu(cpu: RunSummary['cpuPercent']): string {
   const part = (v: number | undefined): string => (v === undefined ? '-' : v.toFixed(0));
   return `${part(cpu.bench)}/${part(cpu.server)}/${part(cpu.mock)}/${part(cpu.database)}/${part(cpu.redis)}  ${part(cpu.machine)}`;
@@ -681,28 +654,33 @@ async function main(): Promise<number> {
         `llmchat ttft ${formatMs(check.ttftMs ?? Number.NaN)} ms / total ${formatMs(check.totalMs)} ms\n`,
     );
 
+    const figures = (r: RunSummary): RunFigures => ({ turnsPerS: r.turnsPerS, ttftP99Ms: r.ttftMs.p99, ok: r.ok, errors: r.errors, turns: r.turns });
     for (const level of options.levels) {
-      const byTarget: Record<string, RunSummary> = {};
-      for (const target of [direct, llmchat]) {
-        if (interrupt.signal.aborted) break;
-        const before = probeCpu(server, mock);
-        const result = await runLoad(target, {
-          concurrency: level,
-          warmupMs: options.warmupS * 1000,
-          durationMs: options.durationS * 1000,
-          drainTimeoutMs: options.drainS * 1000,
-          signal: interrupt.signal,
-        });
-        const cpu = cpuBetween(before, probeCpu(server, mock));
-        const run = summarize(level, result, cpu, sumOverChildren(server.pid, rssMiB));
-        runs.push(run);
-        byTarget[target.name] = run;
-        printRun(run);
-        await sleep(SETTLE_MS);
+      const rounds: { direct: RunFigures; llmchat: RunFigures }[] = [];
+      for (let round = 1; round <= options.repeat; round++) {
+        const byTarget: Record<string, RunSummary> = {};
+        for (const target of [direct, llmchat]) {
+          if (interrupt.signal.aborted) break;
+          const before = probeCpu(server, mock);
+          const result = await runLoad(target, {
+            concurrency: level,
+            warmupMs: options.warmupS * 1000,
+            durationMs: options.durationS * 1000,
+            drainTimeoutMs: options.drainS * 1000,
+            signal: interrupt.signal,
+          });
+          const cpu = cpuBetween(before, probeCpu(server, mock));
+          const run = summarize(level, result, cpu, sumOverChildren(server.pid, rssMiB));
+          runs.push(run);
+          byTarget[target.name] = run;
+          printRun(run);
+          await sleep(SETTLE_MS);
+        }
+        const d = byTarget.direct;
+        const l = byTarget.llmchat;
+        if (d !== undefined && l !== undefined) rounds.push({ direct: figures(d), llmchat: figures(l) });
       }
-      const d = byTarget.direct;
-      const l = byTarget.llmchat;
-      if (d !== undefined && l !== undefined) comparisons.push(compare(level, d, l));
+      if (rounds.length > 0) comparisons.push(compareLevel(level, rounds));
     }
     if (interrupt.signal.aborted) broken ??= 'interrupted';
   } catch (error) {
@@ -739,7 +717,11 @@ async function main(): Promise<number> {
   if (comparisons.length > 0) {
     console.log('\nLLMChat against the mock called directly');
     for (const c of comparisons) {
-      console.log(`  level ${c.level}: throughput ${formatPercent(c.throughputRatio)} of direct, TTFT p99 overhead ${formatMs(c.ttftP99OverheadMs)} ms`);
+      const median = c.rounds.length > 1 ? ` (median of ${c.rounds.length} rounds)` : '';
+      console.log(`  level ${c.level}: throughput ${formatPercent(c.throughputRatio)} of direct, TTFT p99 overhead ${formatMs(c.ttftP99OverheadMs)} ms${median}`);
+      if (c.rounds.length > 1) {
+        console.log(`    rounds: ${c.rounds.map((r) => `${formatPercent(r.throughputRatio)} / +${formatMs(r.ttftP99OverheadMs)} ms`).join(', ')}`);
+      }
       for (const check of c.checks) {
         if (!check.pass) missed++;
         console.log(`    ${check.pass ? 'PASS' : 'FAIL'}  ${check.name} (${check.actual})`);
