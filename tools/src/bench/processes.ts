@@ -270,7 +270,9 @@ export function sumOverChildren(pid: number | undefined, figure: (pid: number) =
 /**
  * CPU seconds used so far by every process whose command name is one of `names`
  * (e.g. all PostgreSQL backends), from /proc; undefined where /proc is missing.
- * Processes that exited in between are not counted, so this is a lower bound.
+ * The time of children already reaped counts too (`cutime`/`cstime`): a
+ * PostgreSQL backend that exits between two readings lands in the
+ * postmaster's, so the sum only grows and a difference is never negative.
  */
 export function cpuSecondsByCommand(names: readonly string[]): number | undefined {
   let entries: string[];
@@ -287,7 +289,8 @@ export function cpuSecondsByCommand(names: readonly string[]): number | undefine
       const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
       if (!names.includes(name)) continue;
       const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      const ticks = Number(fields[11]) + Number(fields[12]);
+      // utime, stime, cutime, cstime (fields 14-17 of stat).
+      const ticks = Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14]);
       if (Number.isFinite(ticks)) total += ticks / 100;
     } catch {
       // The process ended between listing and reading.
