@@ -34,6 +34,12 @@ if (config.workers > 1 && cluster.isPrimary) {
  * when they all have (code 1 if any of them failed to stop cleanly).
  */
 function superviseWorkers(count: number, log: Logger): void {
+  // Every worker accepts from the shared socket itself. Node's default on Linux (round-robin) has this
+  // process accept and hand each connection to a worker, waiting for the worker's reply before the next:
+  // a connection handed to a worker that has just died is never answered nor closed (the client hangs),
+  // and a busy worker takes its connections one reply at a time. The kernel's queue has neither problem:
+  // a dead worker's share stays in the queue for the live ones, and a busier worker simply accepts less.
+  cluster.schedulingPolicy = cluster.SCHED_NONE;
   let stopping = false;
   let failed = false;
   const recentDeaths: number[] = [];
