@@ -57,4 +57,20 @@ describe.each(await backendNames())('database on %s', (name) => {
     const count = await backend.database.db.selectFrom('messages').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow();
     expect(Number(count.n)).toBe(10);
   });
+
+  // PostgreSQL going away tells an idle session so (FATAL); a connection checked out but between two
+  // statements then had no listener for it, and the error went up the socket handler and ended the process.
+  it.skipIf(name !== 'postgres+redis')('survives the server ending a connection a transaction holds between two statements', async () => {
+    const { db } = backend.database;
+    const held = db.transaction().execute(async (tx) => {
+      const { rows } = await sql<{ pid: number }>`select pg_backend_pid() as pid`.execute(tx);
+      await sql`select pg_terminate_backend(${rows[0]?.pid ?? 0})`.execute(db);
+      // The FATAL arrives while no statement runs on this connection.
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      await sql`select 1`.execute(tx);
+    });
+    await expect(held).rejects.toThrow();
+    // The pool goes on with a new connection.
+    expect((await sql<{ one: number }>`select 1 as one`.execute(db)).rows[0]?.one).toBe(1);
+  });
 });

@@ -48,6 +48,15 @@ function postgresPool(url: string, max: number, logger?: Logger): pg.Pool {
   });
   // A dropped connection must never crash the process; the pool replaces it.
   pool.on('error', (err) => logger?.warn({ err: err.message }, 'postgres idle client error'));
+  // The pool listens for errors only on idle connections. One checked out but between two statements
+  // (a transaction, a query about to be sent) that hears PostgreSQL end the session (FATAL: shutdown,
+  // crash, pg_terminate_backend) emits `error` with nobody listening, which throws from the socket's
+  // handler and ends the process. Its queries fail and say so themselves (an idle one is reported by the
+  // pool above), so this listener only keeps the error from becoming an uncaught one; the connection is
+  // dropped at release.
+  pool.on('connect', (client) => {
+    client.on('error', (err) => logger?.debug({ err: err.message }, 'postgres connection ended'));
+  });
   return pool;
 }
 
