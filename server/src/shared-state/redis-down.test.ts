@@ -170,6 +170,8 @@ describe.skipIf(redisServerPath() === undefined)('the app while Redis is down', 
       state.followEvents(turnId, 0, { onEvents: (events) => got.ids.push(...events.map((e) => e.id)), onClose: (reason) => (got.closed = reason) });
       return got;
     };
+    // Redis was restarted by the tests above: this connection may still be on its way back.
+    await eventually(async () => state.ping().then(() => true, () => false), 'the shared state to be reconnected');
     const before = follow('down-1');
     await state.appendEvents('down-1', [chunk(1)], 60);
     await eventually(async () => before.ids.includes(1), 'the follow to work');
