@@ -117,7 +117,6 @@ export class Generation {
   /** An early start's write: resolves true once `start()` ran, false on `cancel()`. */
   private written: Promise<boolean> | undefined;
   private settleWrite: ((written: boolean) => void) | undefined;
-  private cancelled = false;
   private resolveDone!: (result: GenerationResult) => void;
   /** Resolves with the stored outcome. */
   readonly done: Promise<GenerationResult>;
@@ -218,17 +217,15 @@ export class Generation {
     void this.run();
   }
 
-  /** The turn of an early start could not be written: the upstream call is aborted; nothing is emitted or stored. */
+  /** The turn of an early start could not be written: the upstream call is aborted; what it held is never emitted or stored. */
   cancel(): void {
-    this.cancelled = true;
-    this.held = [];
     this.abort.abort();
     this.settleWrite?.(false);
   }
 
   private emit(event: PlatformEventName, payload: unknown): void {
     if (this.held !== undefined) {
-      if (!this.cancelled) this.held.push([event, payload]);
+      this.held.push([event, payload]);
       return;
     }
     const generationEvent: GenerationEvent = { id: this.nextEventId++, event, data: JSON.stringify(payload), payload };

@@ -75,7 +75,7 @@ describe.each(await backendNames())('idempotency keys on %s', (backendName) => {
     expect([1, 2]).toContain(calls);
     const after = await eventually(async () => {
       const now = mock.stats();
-      return Promise.resolve(now.inFlight === before.inFlight ? now : undefined);
+      return now.inFlight === before.inFlight ? now : undefined;
     }, 'the upstream calls to end');
     expect(after.completed - before.completed).toBe(1);
     expect(after.aborted - before.aborted).toBe(calls - 1);
