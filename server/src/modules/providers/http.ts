@@ -15,7 +15,108 @@ export const DEFAULT_TIMEOUTS: Required<EndpointTimeouts> = {
 /** Error bodies are read up to this many characters; the rest is dropped. */
 const ERROR_BODY_LIMIT = 64 * 1024;
 
-export type ResponseBody = Dispatcher.ResponseData['body'];
+/** A body that queues more than this while nobody reads pauses the upstream socket; it resumes below half. */
+const BODY_HIGH_WATER_BYTES = 1024 * 1024;
+
+type Waiter = { resolve: (result: IteratorResult<Uint8Array>) => void; reject: (err: unknown) => void };
+
+/**
+ * An upstream response body, fed by undici's dispatch handler and read once
+ * with `for await`. It replaces undici's Readable body on the hot path: a
+ * chunk reaches a waiting reader in one promise resolution, where a
+ * Readable took a push, a `readable` event on the next tick and its async
+ * iterator's own promise per chunk. Leaving the loop early (`break`,
+ * `return`, a throw) or `destroy()` aborts the request, as with a Readable.
+ */
+export class UpstreamBody implements AsyncIterableIterator<Uint8Array> {
+  private readonly queue: Uint8Array[] = [];
+  private queuedBytes = 0;
+  private paused = false;
+  private ended = false;
+  private destroyed = false;
+  private failure: unknown;
+  private waiter: Waiter | undefined;
+
+  constructor(private readonly controller: Dispatcher.DispatchController) {}
+
+  /** Every byte arrived, or the body was given up: nothing more will come. */
+  get finished(): boolean {
+    return this.ended || this.destroyed || this.failure !== undefined;
+  }
+
+  /** undici: a chunk arrived. */
+  push(chunk: Uint8Array): void {
+    if (this.finished) return;
+    const waiter = this.waiter;
+    if (waiter) {
+      this.waiter = undefined;
+      waiter.resolve({ value: chunk, done: false });
+      return;
+    }
+    this.queue.push(chunk);
+    this.queuedBytes += chunk.length;
+    if (!this.paused && this.queuedBytes > BODY_HIGH_WATER_BYTES) {
+      this.paused = true;
+      this.controller.pause();
+    }
+  }
+
+  /** undici: the body is complete. */
+  end(): void {
+    if (this.finished) return;
+    this.ended = true;
+    const waiter = this.waiter;
+    this.waiter = undefined;
+    waiter?.resolve({ value: undefined, done: true });
+  }
+
+  /** undici, or the call's deadlines: the body failed. Queued chunks are still read first. */
+  fail(err: unknown): void {
+    if (this.finished) return;
+    this.failure = err;
+    const waiter = this.waiter;
+    this.waiter = undefined;
+    waiter?.reject(err);
+  }
+
+  next(): Promise<IteratorResult<Uint8Array>> {
+    const chunk = this.queue.shift();
+    if (chunk !== undefined) {
+      this.queuedBytes -= chunk.length;
+      if (this.paused && this.queuedBytes < BODY_HIGH_WATER_BYTES / 2) {
+        this.paused = false;
+        this.controller.resume();
+      }
+      return Promise.resolve({ value: chunk, done: false });
+    }
+    if (this.failure !== undefined) return Promise.reject(this.failure);
+    if (this.ended || this.destroyed) return Promise.resolve({ value: undefined, done: true });
+    return new Promise((resolve, reject) => (this.waiter = { resolve, reject }));
+  }
+
+  /** The reader left the loop early: the rest of the body is not wanted. */
+  return(): Promise<IteratorResult<Uint8Array>> {
+    this.destroy();
+    return Promise.resolve({ value: undefined, done: true });
+  }
+
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+
+  /** Drops what is queued and, unless the body already ended, aborts the request (its connection is not reused). */
+  destroy(): void {
+    if (this.destroyed) return;
+    const unfinished = !this.ended && this.failure === undefined;
+    this.destroyed = true;
+    this.queue.length = 0;
+    this.queuedBytes = 0;
+    const waiter = this.waiter;
+    this.waiter = undefined;
+    waiter?.resolve({ value: undefined, done: true });
+    if (unfinished && !this.controller.aborted) this.controller.abort(new Error('upstream body not read to its end'));
+  }
+}
 
 export interface UpstreamRequest {
   method: 'GET' | 'POST';
@@ -49,14 +150,19 @@ export class UpstreamCall {
   status = 0;
   headers: IncomingHttpHeaders = {};
   /** Set once headers arrived; read it through `readSse` or `json()`. */
-  body: ResponseBody | undefined;
+  body: UpstreamBody | undefined;
   /** First failure we decided on (deadline, caller abort); wins over whatever undici throws next. */
   private failure: UpstreamError | undefined;
-  private readonly controller = new AbortController();
+  /** undici's handle on the request, once it is on a connection. */
+  private dispatch: Dispatcher.DispatchController | undefined;
+  /** Fails `open()` while it waits for headers. */
+  private rejectHeaders: ((err: unknown) => void) | undefined;
   private readonly limits: Required<EndpointTimeouts>;
   private phaseTimer: NodeJS.Timeout | undefined;
   private totalTimer: NodeJS.Timeout | undefined;
   private idleArmed = false;
+  /** When the last chunk arrived (performance.now()); the idle timer checks it rather than being re-armed per chunk. */
+  private lastChunkAt = 0;
   private contentSeen = false;
   private closed = false;
 
@@ -73,9 +179,52 @@ export class UpstreamCall {
     };
   }
 
-  /** The signal handed to undici: aborted by deadlines and by the caller's signal. */
-  get dispatchSignal(): AbortSignal {
-    return this.controller.signal;
+  /**
+   * The undici dispatch handler of this call: resolves with the status,
+   * headers and body once the headers arrived; fails with whatever ended
+   * the request before them.
+   */
+  handler(): { handler: Dispatcher.DispatchHandler; headers: Promise<void> } {
+    let resolveHeaders!: () => void;
+    const headers = new Promise<void>((resolve, reject) => {
+      resolveHeaders = resolve;
+      // Aborted before it was sent (the caller's signal already was): it is never dispatched.
+      if (this.failure) reject(this.failure);
+      else this.rejectHeaders = reject;
+    });
+    const handler: Dispatcher.DispatchHandler = {
+      onRequestStart: (controller) => {
+        this.dispatch = controller;
+        // Failed while the request waited for a connection: it goes no further.
+        if (this.failure) controller.abort(this.failure);
+      },
+      onResponseStart: (controller, statusCode, responseHeaders) => {
+        if (statusCode < 200) return; // 1xx: the real answer follows
+        this.rejectHeaders = undefined;
+        this.onResponse(statusCode, responseHeaders, new UpstreamBody(controller));
+        resolveHeaders();
+      },
+      onResponseData: (_controller, chunk) => {
+        this.body?.push(chunk);
+      },
+      onResponseEnd: () => {
+        this.body?.end();
+      },
+      onResponseError: (_controller, err) => {
+        const failure = this.failure ?? err;
+        if (this.rejectHeaders) {
+          this.rejectHeaders(failure);
+          this.rejectHeaders = undefined;
+        }
+        this.body?.fail(failure);
+      },
+    };
+    return { handler, headers };
+  }
+
+  /** A deadline passed or the caller aborted. */
+  get failed(): boolean {
+    return this.failure !== undefined;
   }
 
   /** Arms the total and headers deadlines and links the caller's signal. */
@@ -91,13 +240,13 @@ export class UpstreamCall {
   }
 
   /** Headers arrived: the headers deadline ends; the first-token (stream) or idle (blocking) one starts. */
-  onResponse(data: Dispatcher.ResponseData): void {
-    this.status = data.statusCode;
-    this.headers = data.headers;
-    this.body = data.body;
+  private onResponse(statusCode: number, headers: IncomingHttpHeaders, body: UpstreamBody): void {
+    this.status = statusCode;
+    this.headers = headers;
+    this.body = body;
     this.clearPhase();
     if (this.closed || this.failure) return;
-    if (this.request.mode === 'stream' && data.statusCode >= 200 && data.statusCode < 300) {
+    if (this.request.mode === 'stream' && statusCode >= 200 && statusCode < 300) {
       this.phaseTimer = setTimeout(this.expire, this.limits.firstTokenMs, 'first token');
     } else {
       this.armIdle();
@@ -111,9 +260,9 @@ export class UpstreamCall {
     if (!this.idleArmed) this.armIdle();
   }
 
-  /** A body chunk arrived. Hot path: one `refresh()` at most. */
+  /** A body chunk arrived. Hot path: a clock read; the idle timer looks at it when it fires. */
   onChunk(): void {
-    if (this.idleArmed) this.phaseTimer?.refresh();
+    this.lastChunkAt = performance.now();
   }
 
   /** Maps anything thrown while talking to the upstream into an UpstreamError. */
@@ -213,14 +362,14 @@ export class UpstreamCall {
     if (this.totalTimer) clearTimeout(this.totalTimer);
     this.totalTimer = undefined;
     this.request.signal.removeEventListener('abort', this.onCallerAbort);
-    const body = this.body;
-    if (body && !body.readableEnded && !body.destroyed) body.destroy();
+    this.body?.destroy();
   }
 
   private armIdle(): void {
     this.clearPhase();
     if (this.closed) return;
     this.idleArmed = true;
+    this.lastChunkAt = performance.now();
     this.phaseTimer = setTimeout(this.expire, this.limits.idleMs, 'idle');
   }
 
@@ -232,18 +381,34 @@ export class UpstreamCall {
 
   private readonly expire = (phase: Phase): void => {
     if (this.failure || this.closed) return;
+    if (phase === 'idle' && this.idleArmed) {
+      // A chunk came since the timer was set: wait for what is left of the gap since the last one.
+      const quietMs = performance.now() - this.lastChunkAt;
+      if (quietMs < this.limits.idleMs) {
+        this.phaseTimer = setTimeout(this.expire, Math.max(1, Math.ceil(this.limits.idleMs - quietMs)), 'idle');
+        return;
+      }
+    }
     const ms = phaseLimit(this.limits, phase);
-    this.failure = new UpstreamError('timeout', `upstream ${phase} deadline of ${ms} ms passed`, {
-      url: this.request.url,
-    });
-    this.controller.abort(this.failure);
+    this.abortWith(new UpstreamError('timeout', `upstream ${phase} deadline of ${ms} ms passed`, { url: this.request.url }));
   };
 
   private readonly onCallerAbort = (): void => {
     if (this.failure || this.closed) return;
-    this.failure = abortedError(this.request.url);
-    this.controller.abort(this.failure);
+    this.abortWith(abortedError(this.request.url));
   };
+
+  /** Ends the request with `failure`: whoever waits (for headers or the next chunk) gets it. */
+  private abortWith(failure: UpstreamError): void {
+    this.failure = failure;
+    // Before the request is on a connection there is nothing to abort yet: onRequestStart does it then.
+    if (this.dispatch && !this.dispatch.aborted) this.dispatch.abort(failure);
+    if (this.rejectHeaders) {
+      this.rejectHeaders(failure);
+      this.rejectHeaders = undefined;
+    }
+    this.body?.fail(failure);
+  }
 }
 
 function isJsonResponse(headers: IncomingHttpHeaders): boolean {
@@ -359,14 +524,12 @@ export class UpstreamHttp {
       } catch (err) {
         throw new UpstreamError('protocol', `invalid upstream URL for ${provider}`, { retryable: false, cause: err });
       }
-      const data = await this.pool(url.origin).request({
-        method: request.method,
-        path: url.pathname + url.search,
-        headers: request.headers,
-        body: request.body,
-        signal: call.dispatchSignal,
-      });
-      call.onResponse(data);
+      const { handler, headers } = call.handler();
+      if (!call.failed) this.pool(url.origin).dispatch(
+        { origin: url.origin, method: request.method, path: url.pathname + url.search, headers: request.headers, body: request.body ?? null },
+        handler,
+      );
+      await headers;
     } catch (err) {
       const failure = call.fail(err);
       call.close();
