@@ -2,7 +2,8 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createMockUpstream, type MockUpstream } from '../../../../tools/src/mock-upstream/index.js';
-import { UpstreamHttp, networkError } from './http.js';
+import type { Dispatcher } from 'undici';
+import { UpstreamBody, UpstreamHttp, networkError } from './http.js';
 import { OpenAIAdapter } from './openai-adapter.js';
 import type { ProviderRequest } from './types.js';
 
@@ -134,5 +135,130 @@ describe('UpstreamHttp', () => {
     expect(networkError(wrapped, 'http://h/x')).toMatchObject({ kind: 'network', providerCode: 'UND_ERR_SOCKET' });
     const connectTimeout = Object.assign(new Error('Connect Timeout Error'), { code: 'UND_ERR_CONNECT_TIMEOUT' });
     expect(networkError(connectTimeout, 'http://h/x').kind).toBe('timeout');
+  });
+
+  it('reads a large body whole when its reader is slower than the upstream (the socket pauses and resumes)', async () => {
+    const piece = Buffer.alloc(64 * 1024, 'abcdefgh');
+    const pieces = 48; // 3 MiB, well past the body's pause mark
+    const server = createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      let sent = 0;
+      const more = (): void => {
+        while (sent < pieces) {
+          sent++;
+          if (!res.write(piece)) {
+            res.once('drain', more);
+            return;
+          }
+        }
+        res.end();
+      };
+      more();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as AddressInfo;
+    try {
+      const call = await http.open(
+        { method: 'GET', url: `http://127.0.0.1:${port}/big`, headers: {}, timeouts: {}, signal: new AbortController().signal, mode: 'blocking' },
+        'openai',
+      );
+      let bytes = 0;
+      try {
+        // Let the upstream get ahead before reading anything.
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        for await (const chunk of call.body as UpstreamBody) {
+          bytes += chunk.length;
+          await new Promise((resolve) => setImmediate(resolve));
+        }
+      } finally {
+        call.close();
+      }
+      expect(bytes).toBe(piece.length * pieces);
+    } finally {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  });
+});
+
+/** A stand-in for undici's controller, recording what the body asked of it. */
+function fakeController() {
+  const calls: string[] = [];
+  const controller = {
+    aborted: false,
+    paused: false,
+    reason: null as Error | null,
+    pause: () => calls.push('pause'),
+    resume: () => calls.push('resume'),
+    abort: (reason: Error) => {
+      controller.aborted = true;
+      controller.reason = reason;
+      calls.push('abort');
+    },
+  };
+  return { controller: controller as unknown as Dispatcher.DispatchController, calls };
+}
+
+async function readAll(body: UpstreamBody): Promise<string> {
+  let text = '';
+  for await (const chunk of body) text += Buffer.from(chunk).toString();
+  return text;
+}
+
+describe('UpstreamBody', () => {
+  it('hands over chunks that came before the reader in order, then those that come while it waits, then ends', async () => {
+    const { controller } = fakeController();
+    const body = new UpstreamBody(controller);
+    body.push(Buffer.from('a'));
+    body.push(Buffer.from('b'));
+    const reading = readAll(body);
+    await new Promise((resolve) => setImmediate(resolve));
+    body.push(Buffer.from('c'));
+    body.end();
+    body.push(Buffer.from('late'));
+    expect(await reading).toBe('abc');
+  });
+
+  it('delivers what was queued before a failure, then the failure', async () => {
+    const { controller } = fakeController();
+    const body = new UpstreamBody(controller);
+    body.push(Buffer.from('x'));
+    body.fail(new Error('socket closed'));
+    const seen: string[] = [];
+    const err = await (async () => {
+      for await (const chunk of body) seen.push(Buffer.from(chunk).toString());
+    })().then(
+      () => undefined,
+      (e: unknown) => e as Error,
+    );
+    expect(seen).toEqual(['x']);
+    expect(err?.message).toBe('socket closed');
+  });
+
+  it('pauses the upstream past 1 MiB queued and resumes once the reader has taken it below half', async () => {
+    const { controller, calls } = fakeController();
+    const body = new UpstreamBody(controller);
+    const piece = Buffer.alloc(256 * 1024);
+    for (let i = 0; i < 5; i++) body.push(piece);
+    expect(calls).toEqual(['pause']);
+    for (let i = 0; i < 3; i++) await body.next();
+    expect(calls).toEqual(['pause']); // 512 KiB left: not below half yet
+    await body.next();
+    expect(calls).toEqual(['pause', 'resume']);
+  });
+
+  it('aborts the request when the reader leaves before the end, and not after it', async () => {
+    const early = fakeController();
+    const unread = new UpstreamBody(early.controller);
+    unread.push(Buffer.from('a'));
+    for await (const _chunk of unread) break;
+    expect(early.calls).toEqual(['abort']);
+
+    const late = fakeController();
+    const whole = new UpstreamBody(late.controller);
+    whole.push(Buffer.from('a'));
+    whole.end();
+    expect(await readAll(whole)).toBe('a');
+    whole.destroy();
+    expect(late.calls).toEqual([]);
   });
 });
