@@ -34,7 +34,7 @@ export class UpstreamBody implements AsyncIterableIterator<Uint8Array> {
   private paused = false;
   private ended = false;
   private destroyed = false;
-  private failure: unknown;
+  private failure: Error | undefined;
   private waiter: Waiter | undefined;
 
   constructor(private readonly controller: Dispatcher.DispatchController) {}
@@ -73,10 +73,10 @@ export class UpstreamBody implements AsyncIterableIterator<Uint8Array> {
   /** undici, or the call's deadlines: the body failed. Queued chunks are still read first. */
   fail(err: unknown): void {
     if (this.finished) return;
-    this.failure = err;
+    this.failure = err instanceof Error ? err : new Error(String(err));
     const waiter = this.waiter;
     this.waiter = undefined;
-    waiter?.reject(err);
+    waiter?.reject(this.failure);
   }
 
   next(): Promise<IteratorResult<Uint8Array>> {
