@@ -72,6 +72,56 @@ describe.each(await backendNames())('turn writes on %s', (name) => {
     expect(session.message_count).toBe(2 + 2 * 15);
   });
 
+  it('writes turns that start and turns that end in one statement when they meet, with the same results as apart', async () => {
+    const statements: string[] = [];
+    const database = backend.database;
+    const watched = createChatRepository(
+      {
+        ...database,
+        prepared: (statement, text, values) => {
+          statements.push(statement);
+          return database.prepared(statement, text, values);
+        },
+      },
+      'instance-1',
+    );
+    const running = Array.from({ length: 8 }, (_, i) => turn(alice, undefined, `running ${i}`));
+    const started = await Promise.all(running.map((t) => watched.createTurn(t)));
+    const first = started[0];
+    if (!first) throw new Error('not written');
+    const outcome = (content: string) => ({ status: 'complete' as const, content, reasoning: null, totalTokens: 3, firstTokenMs: 2, totalMs: 9 });
+    // The first write goes alone; everything fired while it is in flight shares the next statement.
+    const lead = watched.createTurn(turn(alice, undefined, 'lead'));
+    const fresh = Array.from({ length: 6 }, (_, i) => turn(alice, i % 2 === 0 ? first.sessionId : undefined, `fresh ${i}`));
+    const hijack = turn(bob, first.sessionId, 'hijack');
+    const [ends, creates, refused] = await Promise.all([
+      Promise.all(running.map((t, i) => watched.finishTurn(t.assistantMessageId, '', outcome(`answer ${i}`)))),
+      Promise.all(fresh.map((t) => watched.createTurn(t))),
+      watched.createTurn(hijack),
+      lead,
+    ]);
+    expect(statements).toContain('llmchat_create_and_finish_turns');
+    expect(ends).toEqual(running.map(() => true));
+    expect(creates.every((c) => c !== undefined)).toBe(true);
+    expect(refused).toBeUndefined();
+    // Ended once: a second ending in a mixed statement is refused too.
+    const [again] = await Promise.all([watched.finishTurn(running[0]?.assistantMessageId ?? '', '', outcome('again')), watched.createTurn(turn(alice, undefined, 'more'))]);
+    expect(again).toBe(false);
+
+    const rows = await backend.database.db
+      .selectFrom('messages')
+      .select(['id', 'status', 'content', 'total_tokens', 'session_id', 'role'])
+      .where('id', 'in', [...running, ...fresh].flatMap((t) => [t.assistantMessageId, t.userMessageId]))
+      .execute();
+    const byId = new Map(rows.map((r) => [r.id, r]));
+    running.forEach((t, i) => expect(byId.get(t.assistantMessageId)).toMatchObject({ status: 'complete', content: `answer ${i}`, total_tokens: 3 }));
+    for (const t of fresh) {
+      expect(byId.get(t.userMessageId)).toMatchObject({ role: 'user', status: 'complete', content: t.userContent });
+      expect(byId.get(t.assistantMessageId)).toMatchObject({ role: 'assistant', status: 'streaming', content: '' });
+    }
+    expect(await backend.database.db.selectFrom('messages').select('id').where('user_id', '=', bob).execute()).toEqual([]);
+  });
+
   it('records the owner and options of a streaming answer; only the owner checkpoints and ends it, until another claims it', async () => {
     const other = createChatRepository(backend.database, 'instance-2');
     const t = { ...turn(alice, undefined, 'owned'), options: { temperature: 0.2, variables: { x: 1 }, maxTokens: undefined } };

@@ -160,8 +160,8 @@ function toSummary(row: {
  * index makes a concurrent one wait for this commit) keeps its turn from
  * being written, and the caller looks the key up instead.
  */
-const CREATE_TURNS = `
-WITH input AS (
+const CREATE_CTES = `
+input AS (
   SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::text[], $6::uuid[], $7::uuid[], $8::uuid[], $10::jsonb[], $11::text[], $12::text[])
     WITH ORDINALITY AS i(user_id, agent_id, title, user_message_id, user_content, assistant_id, session_id, new_session_id, options, idem_key, idem_hash, ord)
 ),
@@ -202,28 +202,48 @@ messages_written AS (
   ) AS v(id, role, content, status, completed_at, owner_instance, metadata, k)
   ORDER BY i.ord, v.k
   RETURNING 1
-)
-SELECT i.assistant_id, w.id AS session_id, w.provider_chat_id
+)`;
+
+/** The turns CREATE_CTES wrote: one row per turn, none for a turn it refused. */
+const CREATED_ROWS = `SELECT i.assistant_id, w.id AS session_id, w.provider_chat_id
 FROM accepted AS i JOIN written AS w ON w.id = coalesce(i.session_id, i.new_session_id) AND w.user_id = i.user_id`;
+
+const CREATE_TURNS = `WITH ${CREATE_CTES}
+${CREATED_ROWS}`;
 
 /**
  * Finishes many turns in one statement (group commit): the columns arrive
  * as parallel arrays, so it stays one prepared statement whatever the batch
  * size. Only rows still `streaming` are finished: a turn is ended once.
  */
-const FINISH_TURNS = `
+function finishUpdate(first: number, owner: string): string {
+  return `
 UPDATE messages AS m SET
   status = v.status, content = v.content, reasoning = v.reasoning, error_code = v.error_code,
   error_message = v.error_message, provider = v.provider, model = v.model, endpoint_id = v.endpoint_id,
   prompt_tokens = v.prompt_tokens, completion_tokens = v.completion_tokens, total_tokens = v.total_tokens,
   first_token_ms = v.first_token_ms, total_ms = v.total_ms, provider_chat_id = v.provider_chat_id,
   provider_message_id = v.provider_message_id, interactive = v.interactive, updated_at = now(), completed_at = now()
-FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::uuid[],
-            $10::int[], $11::int[], $12::int[], $13::int[], $14::int[], $15::text[], $16::text[], $17::jsonb[])
+FROM unnest($${first}::uuid[], $${first + 1}::text[], $${first + 2}::text[], $${first + 3}::text[], $${first + 4}::text[], $${first + 5}::text[], $${first + 6}::text[], $${first + 7}::text[], $${first + 8}::uuid[],
+            $${first + 9}::int[], $${first + 10}::int[], $${first + 11}::int[], $${first + 12}::int[], $${first + 13}::int[], $${first + 14}::text[], $${first + 15}::text[], $${first + 16}::jsonb[])
   AS v(id, status, content, reasoning, error_code, error_message, provider, model, endpoint_id,
        prompt_tokens, completion_tokens, total_tokens, first_token_ms, total_ms, provider_chat_id, provider_message_id, interactive)
-WHERE m.id = v.id AND m.status = 'streaming' AND (m.owner_instance IS NULL OR m.owner_instance = $18)
+WHERE m.id = v.id AND m.status = 'streaming' AND (m.owner_instance IS NULL OR m.owner_instance = ${owner})
 RETURNING m.id`;
+}
+
+const FINISH_TURNS = finishUpdate(1, '$18');
+
+/**
+ * Both at once, when turns start and end in the same moment (under load,
+ * nearly always): one round trip and one commit instead of two. A finish
+ * only ever names an answer whose own write committed earlier, so the two
+ * parts never touch the same row.
+ */
+const CREATE_AND_FINISH_TURNS = `WITH ${CREATE_CTES},
+finished AS (${finishUpdate(13, '$9')})
+SELECT 'created' AS kind, c.assistant_id AS id, c.session_id, c.provider_chat_id FROM (${CREATED_ROWS}) AS c
+UNION ALL SELECT 'finished', f.id, NULL, NULL FROM finished AS f`;
 
 const BATCH_MAX = 256;
 
@@ -273,28 +293,74 @@ function optionsJson(options: TurnOptions | undefined): string | null {
 export function createChatRepository(database: DatabaseHandle, instanceId: string) {
   const { db, reader } = database;
 
-  const finish = createGroupWriter(async (items: { messageId: string; outcome: TurnOutcome }[]) => {
-    const result = await database.prepared<{ id: string }>('llmchat_finish_turns', FINISH_TURNS, [...columnsOf(items.map((t) => finishRow(t.messageId, t.outcome)), 17), instanceId]);
-    const finished = new Set(result.rows.map((r) => r.id));
-    return items.map((t) => finished.has(t.messageId));
-  }, BATCH_MAX);
+  /** A turn's creation (the acknowledgement point) or its ending, queued for the shared turn writer. */
+  type TurnWrite = { kind: 'create'; turn: NewTurn } | { kind: 'finish'; messageId: string; outcome: TurnOutcome };
+  type TurnWritten = { kind: 'create'; created: CreatedTurn | undefined } | { kind: 'finish'; finished: boolean };
 
-  const create = createGroupWriter(async (turns: NewTurn[]) => {
+  function createParams(turns: NewTurn[]): unknown[] {
     const rows = turns.map((t) => [t.userId, t.agentId, t.title, t.userMessageId, t.userContent, t.assistantMessageId, t.sessionId ?? null, t.sessionId ? null : (t.newSessionId ?? crypto.randomUUID())]);
-    const columns = columnsOf(rows, 8);
-    const result = await database.prepared<CreatedRow>('llmchat_create_turns', CREATE_TURNS, [
-      ...columns,
+    return [
+      ...columnsOf(rows, 8),
       instanceId,
       turns.map((t) => optionsJson(t.options)),
       turns.map((t) => t.idempotency?.key ?? null),
       turns.map((t) => t.idempotency?.fingerprint ?? null),
-    ]);
-    const byTurn = new Map(result.rows.map((r) => [r.assistant_id, r]));
-    return turns.map((t): CreatedTurn | undefined => {
-      const row = byTurn.get(t.assistantMessageId);
-      return row ? { sessionId: row.session_id, providerChatId: row.provider_chat_id } : undefined;
+    ];
+  }
+
+  function finishParams(items: { messageId: string; outcome: TurnOutcome }[]): unknown[] {
+    return columnsOf(items.map((t) => finishRow(t.messageId, t.outcome)), 17);
+  }
+
+  /**
+   * Group commit for the hot path's two writes: the turns that start and the
+   * turns that end while a write is in flight go together in the next one,
+   * as one statement (CREATE_TURNS, FINISH_TURNS, or both in
+   * CREATE_AND_FINISH_TURNS).
+   */
+  const turnWrites = createGroupWriter(async (items: TurnWrite[]): Promise<TurnWritten[]> => {
+    const creates: NewTurn[] = [];
+    const finishes: { messageId: string; outcome: TurnOutcome }[] = [];
+    for (const item of items) {
+      if (item.kind === 'create') creates.push(item.turn);
+      else finishes.push(item);
+    }
+    const created = new Map<string, CreatedRow>();
+    const finished = new Set<string>();
+    if (finishes.length === 0) {
+      const result = await database.prepared<CreatedRow>('llmchat_create_turns', CREATE_TURNS, createParams(creates));
+      for (const row of result.rows) created.set(row.assistant_id, row);
+    } else if (creates.length === 0) {
+      const result = await database.prepared<{ id: string }>('llmchat_finish_turns', FINISH_TURNS, [...finishParams(finishes), instanceId]);
+      for (const row of result.rows) finished.add(row.id);
+    } else {
+      const result = await database.prepared<{ kind: 'created' | 'finished'; id: string; session_id: string; provider_chat_id: string | null }>(
+        'llmchat_create_and_finish_turns',
+        CREATE_AND_FINISH_TURNS,
+        [...createParams(creates), ...finishParams(finishes)],
+      );
+      for (const row of result.rows) {
+        if (row.kind === 'created') created.set(row.id, { assistant_id: row.id, session_id: row.session_id, provider_chat_id: row.provider_chat_id });
+        else finished.add(row.id);
+      }
+    }
+    return items.map((item): TurnWritten => {
+      if (item.kind === 'finish') return { kind: 'finish', finished: finished.has(item.messageId) };
+      const row = created.get(item.turn.assistantMessageId);
+      return { kind: 'create', created: row ? { sessionId: row.session_id, providerChatId: row.provider_chat_id } : undefined };
     });
   }, BATCH_MAX);
+
+  async function create(turn: NewTurn): Promise<CreatedTurn | undefined> {
+    const written = await turnWrites({ kind: 'create', turn });
+    return written.kind === 'create' ? written.created : undefined;
+  }
+
+  async function finish(item: { messageId: string; outcome: TurnOutcome }): Promise<boolean> {
+    const written = await turnWrites({ kind: 'finish', ...item });
+    return written.kind === 'finish' && written.finished;
+  }
+
   const checkpoints = createGroupWriter(async (items: { messageId: string; content: string; reasoning: string | null }[]) => {
     // One row per answer: an UPDATE joined to two rows for the same answer would keep either; the later one is newer.
     const latest = new Map(items.map((c) => [c.messageId, c]));
