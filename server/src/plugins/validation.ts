@@ -26,11 +26,19 @@ registerFormat('date-time', (v) => DATE_TIME_RE.test(v) && !Number.isNaN(Date.pa
 
 const MAX_REPORTED = 20;
 
+/** Whether a schema declares a default anywhere: only then is the input walked to apply them. */
+function declaresDefaults(schema: unknown): boolean {
+  if (Array.isArray(schema)) return schema.some(declaresDefaults);
+  if (typeof schema !== 'object' || schema === null) return false;
+  return Object.entries(schema).some(([key, value]) => key === 'default' || declaresDefaults(value));
+}
+
 export const validatorCompiler: FastifySchemaCompiler<TSchema> = ({ schema, httpPart }) => {
   const check = TypeCompiler.Compile(schema);
   const convert = httpPart !== 'body';
+  const defaults = declaresDefaults(schema);
   return (input: unknown) => {
-    let value = Value.Default(schema, input);
+    let value = defaults ? Value.Default(schema, input) : input;
     if (convert) value = Value.Convert(schema, value);
     if (check.Check(value)) return { value };
     const errors: FastifySchemaValidationError[] = schemaErrors(schema, value, MAX_REPORTED).map((e) => ({

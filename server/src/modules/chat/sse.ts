@@ -15,18 +15,20 @@ export const COALESCE_MS = 20;
 /** Takes the response over from Fastify and sends the event-stream headers. Never compressed. */
 export function openEventStream(reply: FastifyReply): ServerResponse {
   // Headers set by hooks so far (helmet's security headers) would be lost with the hijack: carry them over.
-  const fromHooks: OutgoingHttpHeaders = {};
-  for (const [name, value] of Object.entries(reply.getHeaders())) if (value !== undefined) fromHooks[name] = value;
+  const headers: OutgoingHttpHeaders = {};
+  const fromHooks = reply.getHeaders();
+  for (const name in fromHooks) {
+    const value = fromHooks[name];
+    if (value !== undefined) headers[name] = value;
+  }
+  headers['content-type'] = 'text/event-stream; charset=utf-8';
+  headers['cache-control'] = 'no-cache, no-transform';
+  headers['x-accel-buffering'] = 'no';
+  headers.connection = 'keep-alive';
+  headers['x-request-id'] = String(reply.request.id);
   reply.hijack();
   const raw = reply.raw;
-  raw.writeHead(200, {
-    ...fromHooks,
-    'content-type': 'text/event-stream; charset=utf-8',
-    'cache-control': 'no-cache, no-transform',
-    'x-accel-buffering': 'no',
-    connection: 'keep-alive',
-    'x-request-id': String(reply.request.id),
-  });
+  raw.writeHead(200, headers);
   return raw;
 }
 
