@@ -180,9 +180,9 @@ export class UpstreamCall {
   }
 
   /**
-   * The undici dispatch handler of this call: resolves with the status,
-   * headers and body once the headers arrived; fails with whatever ended
-   * the request before them.
+   * The undici dispatch handler of this call, and a promise that resolves
+   * once the headers arrived (`status`, `headers` and `body` are then set)
+   * or fails with whatever ended the request before them.
    */
   handler(): { handler: Dispatcher.DispatchHandler; headers: Promise<void> } {
     let resolveHeaders!: () => void;
