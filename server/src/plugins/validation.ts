@@ -26,6 +26,36 @@ registerFormat('date-time', (v) => DATE_TIME_RE.test(v) && !Number.isNaN(Date.pa
 
 const MAX_REPORTED = 20;
 
+/** A JSON pointer segment (RFC 6901). */
+function pointerSegment(key: string): string {
+  return key.replaceAll('~', '~0').replaceAll('/', '~1');
+}
+
+/**
+ * Where the input holds the NUL character (U+0000), in a string or a key,
+ * as a JSON pointer; undefined when it holds none. PostgreSQL's text and
+ * jsonb cannot store it, so it is refused here with the other input errors
+ * rather than failing the write later.
+ */
+export function nulCharacterAt(value: unknown, pointer = ''): string | undefined {
+  if (typeof value === 'string') return value.includes('\u0000') ? pointer : undefined;
+  if (typeof value !== 'object' || value === null) return undefined;
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) {
+      const found = nulCharacterAt(value[i], `${pointer}/${i}`);
+      if (found !== undefined) return found;
+    }
+    return undefined;
+  }
+  for (const key in value) {
+    if (!Object.hasOwn(value, key)) continue;
+    if (key.includes('\u0000')) return `${pointer}/${pointerSegment(key)}`;
+    const found = nulCharacterAt((value as Record<string, unknown>)[key], `${pointer}/${pointerSegment(key)}`);
+    if (found !== undefined) return found;
+  }
+  return undefined;
+}
+
 /** Whether a schema declares a default anywhere: only then is the input walked to apply them. */
 function declaresDefaults(schema: unknown): boolean {
   if (Array.isArray(schema)) return schema.some(declaresDefaults);
@@ -40,7 +70,11 @@ export const validatorCompiler: FastifySchemaCompiler<TSchema> = ({ schema, http
   return (input: unknown) => {
     let value = defaults ? Value.Default(schema, input) : input;
     if (convert) value = Value.Convert(schema, value);
-    if (check.Check(value)) return { value };
+    if (check.Check(value)) {
+      const nulAt = nulCharacterAt(value);
+      if (nulAt === undefined) return { value };
+      return { error: [{ keyword: 'schema', instancePath: nulAt, schemaPath: '', params: {}, message: 'must not contain the NUL character (U+0000)' }] };
+    }
     const errors: FastifySchemaValidationError[] = schemaErrors(schema, value, MAX_REPORTED).map((e) => ({
       keyword: 'schema',
       instancePath: e.pointer,

@@ -464,6 +464,8 @@ describe.each(await backendNames())('chat on %s', (backendName) => {
       ['unknown chatId', { agentId: 'gpt', chatId: '00000000-0000-4000-8000-000000000000', messages: [{ role: 'user', content: 'x' }] }, 404, 'SESSION_NOT_FOUND'],
       ['unknown agent', { agentId: 'nope', messages: [{ role: 'user', content: 'x' }] }, 404, 'AGENT_NOT_FOUND'],
       ['malformed JSON', '{"agentId": "gpt", "messages": [', 400, 'INVALID_JSON'],
+      ['a NUL character in the question', { agentId: 'gpt', messages: [{ role: 'user', content: 'a\u0000b' }] }, 400, 'VALIDATION_FAILED'],
+      ['a NUL character in a variable name', { agentId: 'gpt', variables: { 'k\u0000': 1 }, messages: [{ role: 'user', content: 'x' }] }, 400, 'VALIDATION_FAILED'],
     ];
     it.each(cases)('%s → %s %s, nothing written', async (_name, payload, status, code) => {
       const before = { messages: await countRows(c.t, 'messages'), sessions: await countRows(c.t, 'chat_sessions') };
@@ -479,6 +481,15 @@ describe.each(await backendNames())('chat on %s', (backendName) => {
       expect(body.error.requestId).toMatch(/\S/);
       expect(await countRows(c.t, 'messages')).toBe(before.messages);
       expect(await countRows(c.t, 'chat_sessions')).toBe(before.sessions);
+    });
+
+    it('names where a NUL character was found, in bodies and query strings (PostgreSQL cannot store it)', async () => {
+      const body = await c.t.app.inject({ method: 'POST', url: '/api/chat/completions', headers: bearer(c.alice), payload: { agentId: 'gpt', messages: [{ role: 'user', content: 'x' }, { role: 'user', content: [{ type: 'text', text: 'y\u0000' }] }] } });
+      expect(body.statusCode).toBe(400);
+      expect(body.json<{ error: { code: string; details: { path: string }[] } }>().error).toMatchObject({ code: 'VALIDATION_FAILED', details: [{ path: '/messages/1/content/0/text' }] });
+      const search = await c.t.app.inject({ method: 'GET', url: `/api/chat-sessions/search?q=${encodeURIComponent('a\u0000')}`, headers: bearer(c.alice) });
+      expect(search.statusCode).toBe(400);
+      expect(search.json<{ error: { code: string } }>().error.code).toBe('VALIDATION_FAILED');
     });
 
     it('an inactive agent is refused and nothing is written', async () => {
