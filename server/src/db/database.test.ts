@@ -44,6 +44,15 @@ describe.each(await backendNames())('database on %s', (name) => {
     expect(Number(count.n)).toBe(0);
   });
 
+  it('raises statement errors without the statement\'s parameters (they would reach the log)', async () => {
+    const err = await backend.database.prepared('llmchat_test_failing', 'SELECT $1::text AS t FROM no_such_table', ['secret-looking text']).then(
+      () => undefined,
+      (e: unknown) => e as Error & Record<string, unknown>,
+    );
+    expect(err?.message).toMatch(/no_such_table/);
+    expect(JSON.stringify({ ...err, message: err?.message })).not.toContain('secret-looking text');
+  });
+
   it('keeps concurrent transactions apart', async () => {
     const user = await backend.database.db.selectFrom('users').select('id').executeTakeFirstOrThrow();
     await Promise.all(

@@ -7,6 +7,19 @@ import type { PostgresPool, PostgresPoolClient, PostgresQueryResult } from 'kyse
  * held exclusively from connect() to release(): a transaction never
  * interleaves with another caller's statements.
  */
+/**
+ * PGlite's errors carry the failed statement and its parameters (a user's
+ * text, a password hash), which the error handler would log; node-postgres's
+ * errors carry neither. Drop them so both backends log the same.
+ */
+function withoutStatement(err: unknown): unknown {
+  if (err instanceof Error) {
+    delete (err as { params?: unknown }).params;
+    delete (err as { query?: unknown }).query;
+  }
+  return err;
+}
+
 export class PGlitePool implements PostgresPool {
   private tail: Promise<void> = Promise.resolve();
 
@@ -23,17 +36,21 @@ export class PGlitePool implements PostgresPool {
     return {
       async query<R>(sql: string, parameters: ReadonlyArray<unknown>): Promise<PostgresQueryResult<R>> {
         const command = /^\s*(\w+)/.exec(sql)?.[1]?.toUpperCase() ?? 'SELECT';
-        if (parameters.length === 0) {
-          const results = await pglite.exec(sql);
-          const last = results[results.length - 1];
-          return { command: command as PostgresQueryResult<R>['command'], rowCount: last?.affectedRows ?? 0, rows: (last?.rows ?? []) as R[] };
+        try {
+          if (parameters.length === 0) {
+            const results = await pglite.exec(sql);
+            const last = results[results.length - 1];
+            return { command: command as PostgresQueryResult<R>['command'], rowCount: last?.affectedRows ?? 0, rows: (last?.rows ?? []) as R[] };
+          }
+          const result = await pglite.query<R>(sql, [...parameters]);
+          return {
+            command: command as PostgresQueryResult<R>['command'],
+            rowCount: result.affectedRows ?? result.rows.length,
+            rows: result.rows,
+          };
+        } catch (err) {
+          throw withoutStatement(err);
         }
-        const result = await pglite.query<R>(sql, [...parameters]);
-        return {
-          command: command as PostgresQueryResult<R>['command'],
-          rowCount: result.affectedRows ?? result.rows.length,
-          rows: result.rows,
-        };
       },
       release() {
         if (released) return;
