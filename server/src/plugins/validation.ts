@@ -31,27 +31,39 @@ function pointerSegment(key: string): string {
   return key.replaceAll('~', '~0').replaceAll('/', '~1');
 }
 
+/** Deeper input is refused: nothing the API takes nests this far, and deep values would overflow recursive code later. */
+export const MAX_INPUT_DEPTH = 64;
+
 /**
- * Where the input holds the NUL character (U+0000), in a string or a key,
- * as a JSON pointer; undefined when it holds none. PostgreSQL's text and
- * jsonb cannot store it, so it is refused here with the other input errors
- * rather than failing the write later.
+ * What no schema can say about an input that passed its schema: the NUL
+ * character (U+0000) in a string or a key, which PostgreSQL's text and
+ * jsonb cannot store, and nesting deeper than MAX_INPUT_DEPTH (free-form
+ * fields such as `variables` take any JSON). Returns a problem with its
+ * JSON pointer, or undefined. Iterative, so no input can
+ * overflow the stack here.
  */
-export function nulCharacterAt(value: unknown, pointer = ''): string | undefined {
-  if (typeof value === 'string') return value.includes('\u0000') ? pointer : undefined;
-  if (typeof value !== 'object' || value === null) return undefined;
-  if (Array.isArray(value)) {
-    for (let i = 0; i < value.length; i++) {
-      const found = nulCharacterAt(value[i], `${pointer}/${i}`);
-      if (found !== undefined) return found;
+export function inputProblem(input: unknown): { pointer: string; message: string } | undefined {
+  const stack: [unknown, string, number][] = [[input, '', 0]];
+  for (let next = stack.pop(); next !== undefined; next = stack.pop()) {
+    const [value, pointer, depth] = next;
+    if (typeof value === 'string') {
+      if (value.includes('\u0000')) return { pointer, message: 'must not contain the NUL character (U+0000)' };
+      continue;
     }
-    return undefined;
-  }
-  for (const key in value) {
-    if (!Object.hasOwn(value, key)) continue;
-    if (key.includes('\u0000')) return `${pointer}/${pointerSegment(key)}`;
-    const found = nulCharacterAt((value as Record<string, unknown>)[key], `${pointer}/${pointerSegment(key)}`);
-    if (found !== undefined) return found;
+    if (typeof value !== 'object' || value === null) continue;
+    if (depth >= MAX_INPUT_DEPTH) return { pointer, message: `must not nest more than ${MAX_INPUT_DEPTH} levels deep` };
+    // Pushed in reverse, so the first problem in document order is the one reported.
+    if (Array.isArray(value)) {
+      for (let i = value.length - 1; i >= 0; i--) stack.push([value[i], `${pointer}/${i}`, depth + 1]);
+      continue;
+    }
+    const keys = Object.keys(value);
+    for (let i = keys.length - 1; i >= 0; i--) {
+      const key = keys[i] as string;
+      const at = `${pointer}/${pointerSegment(key)}`;
+      if (key.includes('\u0000')) return { pointer: at, message: 'must not contain the NUL character (U+0000)' };
+      stack.push([(value as Record<string, unknown>)[key], at, depth + 1]);
+    }
   }
   return undefined;
 }
@@ -71,9 +83,9 @@ export const validatorCompiler: FastifySchemaCompiler<TSchema> = ({ schema, http
     let value = defaults ? Value.Default(schema, input) : input;
     if (convert) value = Value.Convert(schema, value);
     if (check.Check(value)) {
-      const nulAt = nulCharacterAt(value);
-      if (nulAt === undefined) return { value };
-      return { error: [{ keyword: 'schema', instancePath: nulAt, schemaPath: '', params: {}, message: 'must not contain the NUL character (U+0000)' }] };
+      const problem = inputProblem(value);
+      if (problem === undefined) return { value };
+      return { error: [{ keyword: 'schema', instancePath: problem.pointer, schemaPath: '', params: {}, message: problem.message }] };
     }
     const errors: FastifySchemaValidationError[] = schemaErrors(schema, value, MAX_REPORTED).map((e) => ({
       keyword: 'schema',

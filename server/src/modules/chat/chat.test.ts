@@ -466,6 +466,7 @@ describe.each(await backendNames())('chat on %s', (backendName) => {
       ['malformed JSON', '{"agentId": "gpt", "messages": [', 400, 'INVALID_JSON'],
       ['a NUL character in the question', { agentId: 'gpt', messages: [{ role: 'user', content: 'a\u0000b' }] }, 400, 'VALIDATION_FAILED'],
       ['a NUL character in a variable name', { agentId: 'gpt', variables: { 'k\u0000': 1 }, messages: [{ role: 'user', content: 'x' }] }, 400, 'VALIDATION_FAILED'],
+      ['variables nested 20,000 levels deep', `{"agentId":"gpt","variables":{"v":${'['.repeat(20_000)}${']'.repeat(20_000)}},"messages":[{"role":"user","content":"x"}]}`, 400, 'VALIDATION_FAILED'],
     ];
     it.each(cases)('%s → %s %s, nothing written', async (_name, payload, status, code) => {
       const before = { messages: await countRows(c.t, 'messages'), sessions: await countRows(c.t, 'chat_sessions') };
