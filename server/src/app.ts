@@ -1,10 +1,11 @@
 import cookie from '@fastify/cookie';
 import helmet from '@fastify/helmet';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from 'fastify';
 import type { Logger } from 'pino';
 import { upstreamTimeouts, type Config } from './config.js';
 import { createDatabase, type DatabaseHandle } from './db/database.js';
 import { migrateToLatest } from './db/migrate.js';
+import type { ErrorBody } from './errors.js';
 import { createLogger } from './logger.js';
 import { createAgentsService, type AgentsService } from './modules/agents/agents-service.js';
 import { agentRoutes } from './modules/agents/routes.js';
@@ -155,6 +156,12 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
     genReqId: () => crypto.randomUUID(),
     requestIdHeader: 'x-request-id',
     forceCloseConnections: 'idle',
+    // A malformed URL or a path parameter longer than the router takes (maxParamLength, 100) is refused by
+    // the router before any route runs; answer it in our envelope too, not Fastify's.
+    frameworkErrors: (error, request, reply) => {
+      const message = error.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 'A path parameter is longer than 100 characters' : 'The URL is malformed';
+      void (reply as unknown as FastifyReply).status(400).send({ error: { code: 'VALIDATION_FAILED', message, requestId: String(request.id) } } satisfies ErrorBody);
+    },
   });
 
   app.decorate('deps', deps);

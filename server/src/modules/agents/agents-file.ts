@@ -1,5 +1,6 @@
 import type { TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
+import { inputProblem } from '../../http/input-problem.js';
 import { schemaErrors } from '../../http/schema-errors.js';
 import type { EndpointTimeouts } from '../../db/schema.js';
 import { AppError } from '../../errors.js';
@@ -180,7 +181,9 @@ export function validateAgentsDocument(value: unknown, skip: readonly ConfigProb
   for (const problem of schemaProblems(AgentsDocumentSchema, document)) {
     if (!skipped.has(problem.path)) problems.push(problem);
   }
-  const agents = (document as { agents?: unknown }).agents;
+  const problem = inputProblem(document);
+  if (problem && !skipped.has(pointerToPath(problem.pointer))) problems.push({ path: pointerToPath(problem.pointer), message: problem.message });
+  const agents = typeof document === 'object' && document !== null ? (document as { agents?: unknown }).agents : undefined;
   const definitions: AgentDefinition[] = [];
   if (Array.isArray(agents)) {
     const firstIndex = new Map<string, number>();

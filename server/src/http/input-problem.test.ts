@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { inputProblem, MAX_INPUT_DEPTH } from './validation.js';
+import { inputProblem, MAX_INPUT_DEPTH } from './input-problem.js';
 
 const nul = 'must not contain the NUL character (U+0000)';
 

@@ -1,0 +1,42 @@
+/** What no schema says about an input: the NUL character and excessive nesting (see inputProblem). */
+/** A JSON pointer segment (RFC 6901). */
+function pointerSegment(key: string): string {
+  return key.replaceAll('~', '~0').replaceAll('/', '~1');
+}
+
+/** Deeper input is refused: nothing the API takes nests this far, and deep values would overflow recursive code later. */
+export const MAX_INPUT_DEPTH = 64;
+
+/**
+ * What no schema can say about an input that passed its schema: the NUL
+ * character (U+0000) in a string or a key, which PostgreSQL's text and
+ * jsonb cannot store, and nesting deeper than MAX_INPUT_DEPTH (free-form
+ * fields such as `variables` take any JSON). Returns a problem with its
+ * JSON pointer, or undefined. Iterative, so no input can
+ * overflow the stack here.
+ */
+export function inputProblem(input: unknown): { pointer: string; message: string } | undefined {
+  const stack: [unknown, string, number][] = [[input, '', 0]];
+  for (let next = stack.pop(); next !== undefined; next = stack.pop()) {
+    const [value, pointer, depth] = next;
+    if (typeof value === 'string') {
+      if (value.includes('\u0000')) return { pointer, message: 'must not contain the NUL character (U+0000)' };
+      continue;
+    }
+    if (typeof value !== 'object' || value === null) continue;
+    if (depth >= MAX_INPUT_DEPTH) return { pointer, message: `must not nest more than ${MAX_INPUT_DEPTH} levels deep` };
+    // Pushed in reverse, so the first problem in document order is the one reported.
+    if (Array.isArray(value)) {
+      for (let i = value.length - 1; i >= 0; i--) stack.push([value[i], `${pointer}/${i}`, depth + 1]);
+      continue;
+    }
+    const keys = Object.keys(value);
+    for (let i = keys.length - 1; i >= 0; i--) {
+      const key = keys[i] as string;
+      const at = `${pointer}/${pointerSegment(key)}`;
+      if (key.includes('\u0000')) return { pointer: at, message: 'must not contain the NUL character (U+0000)' };
+      stack.push([(value as Record<string, unknown>)[key], at, depth + 1]);
+    }
+  }
+  return undefined;
+}
