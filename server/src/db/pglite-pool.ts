@@ -2,12 +2,6 @@ import type { PGlite } from '@electric-sql/pglite';
 import type { PostgresPool, PostgresPoolClient, PostgresQueryResult } from 'kysely';
 
 /**
- * Presents one PGlite instance as a node-postgres style pool so Kysely's own
- * PostgresDialect drives it. PGlite is a single connection, so a client is
- * held exclusively from connect() to release(): a transaction never
- * interleaves with another caller's statements.
- */
-/**
  * PGlite's errors carry the failed statement and its parameters (a user's
  * text, a password hash), which the error handler would log; node-postgres's
  * errors carry neither. Drop them so both backends log the same.
@@ -20,6 +14,12 @@ function withoutStatement(err: unknown): unknown {
   return err;
 }
 
+/**
+ * Presents one PGlite instance as a node-postgres style pool so Kysely's own
+ * PostgresDialect drives it. PGlite is a single connection, so a client is
+ * held exclusively from connect() to release(): a transaction never
+ * interleaves with another caller's statements.
+ */
 export class PGlitePool implements PostgresPool {
   private tail: Promise<void> = Promise.resolve();
 

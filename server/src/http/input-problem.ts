@@ -1,4 +1,3 @@
-/** What no schema says about an input: the NUL character and excessive nesting (see inputProblem). */
 /** A JSON pointer segment (RFC 6901). */
 function pointerSegment(key: string): string {
   return key.replaceAll('~', '~0').replaceAll('/', '~1');

@@ -242,7 +242,7 @@ const FINISH_TURNS = finishUpdate(1, '$18');
  */
 const CREATE_AND_FINISH_TURNS = `WITH ${CREATE_CTES},
 finished AS (${finishUpdate(13, '$9')})
-SELECT 'created' AS kind, c.assistant_id AS id, c.session_id, c.provider_chat_id FROM (${CREATED_ROWS}) AS c
+SELECT 'created' AS kind, c.assistant_id, c.session_id, c.provider_chat_id FROM (${CREATED_ROWS}) AS c
 UNION ALL SELECT 'finished', f.id, NULL, NULL FROM finished AS f`;
 
 const BATCH_MAX = 256;
@@ -334,14 +334,11 @@ export function createChatRepository(database: DatabaseHandle, instanceId: strin
       const result = await database.prepared<{ id: string }>('llmchat_finish_turns', FINISH_TURNS, [...finishParams(finishes), instanceId]);
       for (const row of result.rows) finished.add(row.id);
     } else {
-      const result = await database.prepared<{ kind: 'created' | 'finished'; id: string; session_id: string; provider_chat_id: string | null }>(
-        'llmchat_create_and_finish_turns',
-        CREATE_AND_FINISH_TURNS,
-        [...createParams(creates), ...finishParams(finishes)],
-      );
+      // Created rows as CREATE_TURNS returns them; a finished row carries only the answer's id.
+      const result = await database.prepared<CreatedRow & { kind: 'created' | 'finished' }>('llmchat_create_and_finish_turns', CREATE_AND_FINISH_TURNS, [...createParams(creates), ...finishParams(finishes)]);
       for (const row of result.rows) {
-        if (row.kind === 'created') created.set(row.id, { assistant_id: row.id, session_id: row.session_id, provider_chat_id: row.provider_chat_id });
-        else finished.add(row.id);
+        if (row.kind === 'created') created.set(row.assistant_id, row);
+        else finished.add(row.assistant_id);
       }
     }
     return items.map((item): TurnWritten => {

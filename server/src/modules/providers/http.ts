@@ -211,12 +211,7 @@ export class UpstreamCall {
         this.body?.end();
       },
       onResponseError: (_controller, err) => {
-        const failure = this.failure ?? err;
-        if (this.rejectHeaders) {
-          this.rejectHeaders(failure);
-          this.rejectHeaders = undefined;
-        }
-        this.body?.fail(failure);
+        this.failWaiting(this.failure ?? err);
       },
     };
     return { handler, headers };
@@ -403,10 +398,14 @@ export class UpstreamCall {
     this.failure = failure;
     // Before the request is on a connection there is nothing to abort yet: onRequestStart does it then.
     if (this.dispatch && !this.dispatch.aborted) this.dispatch.abort(failure);
-    if (this.rejectHeaders) {
-      this.rejectHeaders(failure);
-      this.rejectHeaders = undefined;
-    }
+    this.failWaiting(failure);
+  }
+
+  /** Whoever waits for the headers or the next chunk gets `failure`. */
+  private failWaiting(failure: unknown): void {
+    const rejectHeaders = this.rejectHeaders;
+    this.rejectHeaders = undefined;
+    rejectHeaders?.(failure);
     this.body?.fail(failure);
   }
 }
