@@ -1,12 +1,14 @@
 /**
  * `npm run bench`: streams chat turns at fixed concurrency levels, once to
- * the mock upstream directly and once through LLMChat (which calls the same
+ * the mock upstream directly, once through the floor (a bare streaming proxy,
+ * floor-proxy.ts, for scale) and once through LLMChat (each calling the same
  * mock), and prints throughput, time to first token and total time of each,
- * with the overhead LLMChat adds. The mock and the server run as separate
- * child processes; the load generator runs here.
+ * with the overhead LLMChat adds. The mock, the floor and the server run as
+ * separate child processes; the load generator runs here.
  *
  *   node tools/dist/bench/bench.js [--levels 100,1000] [--duration 15] [--warmup 3]
  *     [--drain 30] [--chunks 20] [--interval 5] [--embedded] [--strict] [--workers 1] [--profile-server DIR]
+ *     [--no-floor]
  */
 
 import { randomBytes } from 'node:crypto';
@@ -51,8 +53,10 @@ interface CliOptions {
   workers: number;
   /** Directory for a V8 CPU profile of the server (`--cpu-prof`), written when it stops. */
   profileServer: string | undefined;
-  /** Rounds per level (direct, then LLMChat, each round); the targets are checked on the median round. */
+  /** Rounds per level (direct, floor, then LLMChat, each round); the targets are checked on the median round. */
   repeat: number;
+  /** Also run the floor (a bare streaming proxy) each round, for scale. */
+  floor: boolean;
 }
 
 /** The figures of one target at one level. */
@@ -109,7 +113,8 @@ function usage(): string {
     '  --strict            exit 1 when a target is missed (default: report only)',
     '  --workers 1         server processes sharing the port (the server\'s WORKERS; above 1 needs PostgreSQL and Redis)',
     '  --profile-server D  write a V8 CPU profile of the server into directory D (open it in Chrome DevTools)',
-    '  --repeat 1          rounds per level (direct, then LLMChat, each round); targets are checked on the median',
+    '  --repeat 1          rounds per level (direct, floor, then LLMChat, each round); targets are checked on the median',
+    '  --no-floor          skip the floor (a bare streaming proxy without auth or storage, run for scale)',
   ].join('\n');
 }
 
@@ -124,6 +129,7 @@ function positiveNumber(name: string, raw: string, integer: boolean): number {
 function parseCli(argv: string[]): CliOptions | undefined {
   const { values } = parseArgs({
     args: argv,
+    allowNegative: true,
     options: {
       levels: { type: 'string', default: '100,1000' },
       duration: { type: 'string', default: '15' },
@@ -136,6 +142,7 @@ function parseCli(argv: string[]): CliOptions | undefined {
       workers: { type: 'string', default: '1' },
       'profile-server': { type: 'string' },
       repeat: { type: 'string', default: '1' },
+      floor: { type: 'boolean', default: true },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -157,6 +164,7 @@ function parseCli(argv: string[]): CliOptions | undefined {
     workers: positiveNumber('workers', values.workers, true),
     profileServer: values['profile-server'] === undefined ? undefined : path.resolve(values['profile-server']),
     repeat: positiveNumber('repeat', values.repeat, true),
+    floor: values.floor,
   };
   if (options.durationS <= 0 || options.durationS > 3600) throw new Error('--duration must be within (0, 3600] seconds');
   if (options.warmupS > 600 || options.drainS > 600) throw new Error('--warmup and --drain must be at most 600 seconds');
@@ -410,11 +418,12 @@ interface CpuProbe {
   at: number;
 }
 
-function probeCpu(server: ManagedProcess, mock: ManagedProcess): CpuProbe {
+/** `serving`: the process behind the target (LLMChat's server, or the floor proxy for the floor). */
+function probeCpu(serving: ManagedProcess, mock: ManagedProcess): CpuProbe {
   const usage = process.cpuUsage();
   return {
     bench: (usage.user + usage.system) / 1e6,
-    server: sumOverChildren(server.pid, cpuSeconds),
+    server: sumOverChildren(serving.pid, cpuSeconds),
     mock: cpuSeconds(mock.pid),
     // Every PostgreSQL and Redis process on the machine: other users of them count too.
     database: cpuSecondsByCommand(['postgres']),
@@ -447,9 +456,9 @@ function formatCpu(cpu: RunSummary['cpuPercent']): string {
   return `${part(cpu.bench)}/${part(cpu.server)}/${part(cpu.mock)}/${part(cpu.database)}/${part(cpu.redis)}  ${part(cpu.machine)}`;
 }
 
-/** Server CPU per turn in ms, from its CPU share over warm-up + window and the window's rate. */
+/** Server (or floor proxy) CPU per turn in ms, from its CPU share over warm-up + window and the window's rate. */
 function serverMsPerTurn(r: RunSummary): string {
-  if (r.target !== 'llmchat' || r.cpuPercent.server === undefined || !(r.turnsPerS > 0)) return '-';
+  if (r.target === 'direct' || r.cpuPercent.server === undefined || !(r.turnsPerS > 0)) return '-';
   return ((r.cpuPercent.server / 100 / r.turnsPerS) * 1000).toFixed(2);
 }
 
@@ -537,6 +546,7 @@ async function main(): Promise<number> {
   let backends: Backends | undefined;
   let broken: string | undefined;
   let mock: ManagedProcess | undefined;
+  let floor: ManagedProcess | undefined;
   let server: ManagedProcess | undefined;
   let stopping = false;
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'llmchat-bench-'));
@@ -560,6 +570,12 @@ async function main(): Promise<number> {
     );
     const mockUrl = (await mock.waitForLine(/^http:\/\/127\.0\.0\.1:\d+/, 15_000)).trim();
     console.log(`  mock upstream: ${mockUrl} (pid ${mock.pid})`);
+    let floorUrl: string | undefined;
+    if (options.floor) {
+      floor = startProcess('floor', node, [path.join(root, 'tools/dist/bench/floor-proxy.js'), new URL(mockUrl).origin], { env: process.env, cwd: root });
+      floorUrl = (await floor.waitForLine(/^http:\/\/127\.0\.0\.1:\d+/, 15_000)).trim();
+      console.log(`  floor (bare streaming proxy, for scale): ${floorUrl} (pid ${floor.pid})`);
+    }
 
     const port = await freePort();
     const adminPassword = randomToken(24);
@@ -633,6 +649,8 @@ async function main(): Promise<number> {
       body: JSON.stringify({ agentId: 'bench', messages: [{ role: 'user', content: QUESTION }], stream: true }),
       protocol: 'llmchat',
     };
+    const floorTarget: LoadTarget | undefined =
+      floorUrl === undefined ? undefined : { ...llmchat, name: 'floor', origin: floorUrl, headers: {} };
 
     // One turn each, one at a time: learn the expected answer from the mock, then check the full path gives it.
     const probe = new Client(mockOrigin.origin);
@@ -646,6 +664,12 @@ async function main(): Promise<number> {
     const expected: ExpectedAnswer = { chunks: calibration.chunks, first: calibration.firstChunk, last: calibration.lastChunk };
     direct.expected = expected;
     llmchat.expected = expected;
+    if (floorTarget !== undefined) {
+      floorTarget.expected = expected;
+      const floorProbe = new Client(floorTarget.origin);
+      const floorCheck = await runTurn(floorProbe, floorTarget).finally(() => floorProbe.close());
+      if (floorCheck.error !== undefined) throw new Error(`a turn through the floor proxy failed: ${floorCheck.error} ${floorCheck.errorDetail ?? ''}`);
+    }
     const serverProbe = new Client(base);
     const check = await runTurn(serverProbe, llmchat).finally(() => serverProbe.close());
     if (check.error !== undefined) throw new Error(`a turn through LLMChat failed: ${check.error} ${check.errorDetail ?? ''}`);
@@ -656,12 +680,13 @@ async function main(): Promise<number> {
 
     const figures = (r: RunSummary): RunFigures => ({ turnsPerS: r.turnsPerS, ttftP99Ms: r.ttftMs.p99, ok: r.ok, errors: r.errors, turns: r.turns });
     for (const level of options.levels) {
-      const rounds: { direct: RunFigures; llmchat: RunFigures }[] = [];
+      const rounds: { direct: RunFigures; llmchat: RunFigures; floor?: RunFigures }[] = [];
       for (let round = 1; round <= options.repeat; round++) {
         const byTarget: Record<string, RunSummary> = {};
-        for (const target of [direct, llmchat]) {
+        for (const target of floorTarget === undefined ? [direct, llmchat] : [direct, floorTarget, llmchat]) {
           if (interrupt.signal.aborted) break;
-          const before = probeCpu(server, mock);
+          const serving = target === floorTarget && floor !== undefined ? floor : server;
+          const before = probeCpu(serving, mock);
           const result = await runLoad(target, {
             concurrency: level,
             warmupMs: options.warmupS * 1000,
@@ -669,8 +694,8 @@ async function main(): Promise<number> {
             drainTimeoutMs: options.drainS * 1000,
             signal: interrupt.signal,
           });
-          const cpu = cpuBetween(before, probeCpu(server, mock));
-          const run = summarize(level, result, cpu, sumOverChildren(server.pid, rssMiB));
+          const cpu = cpuBetween(before, probeCpu(serving, mock));
+          const run = summarize(level, result, cpu, sumOverChildren(serving.pid, rssMiB));
           runs.push(run);
           byTarget[target.name] = run;
           printRun(run);
@@ -678,7 +703,8 @@ async function main(): Promise<number> {
         }
         const d = byTarget.direct;
         const l = byTarget.llmchat;
-        if (d !== undefined && l !== undefined) rounds.push({ direct: figures(d), llmchat: figures(l) });
+        const f = byTarget.floor;
+        if (d !== undefined && l !== undefined) rounds.push({ direct: figures(d), llmchat: figures(l), ...(f === undefined ? {} : { floor: figures(f) }) });
       }
       if (rounds.length > 0) comparisons.push(compareLevel(level, rounds));
     }
@@ -687,7 +713,7 @@ async function main(): Promise<number> {
     broken ??= error instanceof Error ? error.message : String(error);
   } finally {
     stopping = true;
-    for (const child of [server, mock]) {
+    for (const child of [server, floor, mock]) {
       if (child === undefined) continue;
       const info = await child.stop(CHILD_STOP_GRACE_MS);
       childExits[child.name] = describeExit(info);
@@ -710,7 +736,7 @@ async function main(): Promise<number> {
 
   // ---------------------------------------------------------------- report
   if (runs.length > 0) {
-    console.log(`\nResults (${backends?.kind ?? 'unknown backends'}; ttft and total in ms over good turns; cpu%: load generator/server/mock/all PostgreSQL processes/all Redis processes, each of one core, all = machine busy of all cores, during warm-up + window; server RSS after the run)\n`);
+    console.log(`\nResults (${backends?.kind ?? 'unknown backends'}; ttft and total in ms over good turns; cpu%: load generator/server (the floor proxy on floor rows)/mock/all PostgreSQL processes/all Redis processes, each of one core, all = machine busy of all cores, during warm-up + window; server (or floor proxy) RSS after the run)\n`);
     console.log(resultsTable(runs));
   }
   let missed = 0;
@@ -721,6 +747,12 @@ async function main(): Promise<number> {
       console.log(`  level ${c.level}: throughput ${formatPercent(c.throughputRatio)} of direct, TTFT p99 overhead ${formatMs(c.ttftP99OverheadMs)} ms${median}`);
       if (c.rounds.length > 1) {
         console.log(`    rounds: ${c.rounds.map((r) => `${formatPercent(r.throughputRatio)} / +${formatMs(r.ttftP99OverheadMs)} ms`).join(', ')}`);
+      }
+      if (c.floor !== undefined) {
+        console.log(
+          `    floor (bare proxy: no auth, storage or event buffer): ${formatPercent(c.floor.throughputRatio)} of direct, ` +
+            `TTFT p99 overhead ${formatMs(c.floor.ttftP99OverheadMs)} ms; LLMChat reaches ${formatPercent(c.throughputRatio / c.floor.throughputRatio)} of the floor`,
+        );
       }
       for (const check of c.checks) {
         if (!check.pass) missed++;

@@ -26,6 +26,19 @@ describe('compareLevel', () => {
       ['throughput >= 90% of direct', true],
     ]);
     expect(c.checks[1]?.actual).toBe('92.0%');
+    expect(c.floor).toBeUndefined();
+  });
+
+  it('reports the floor on the median of the rounds that ran it, without targets of its own', () => {
+    const c = compareLevel(100, [
+      { direct: run(1000, 10), llmchat: run(500, 90), floor: run(850, 50) },
+      { direct: run(1000, 10), llmchat: run(480, 95), floor: run(800, 40) },
+      { direct: run(1000, 10), llmchat: run(520, 85), floor: run(830, 45) },
+    ]);
+    expect(c.floor?.throughputRatio).toBeCloseTo(0.83);
+    expect(c.floor?.ttftP99OverheadMs).toBe(35);
+    expect(c.throughputRatio).toBeCloseTo(0.5);
+    expect(c.checks.map((k) => k.pass)).toEqual([false, false]);
   });
 
   it('fails level 1000 on an error in any round, and on a median below half of direct', () => {

@@ -33,6 +33,8 @@ export interface LevelComparison extends RoundComparison {
   level: number;
   /** Every round, in the order run; the figures above are their medians. */
   rounds: RoundComparison[];
+  /** The floor (a bare streaming proxy) against direct, median of the rounds that ran it; no targets. */
+  floor: RoundComparison | undefined;
   checks: TargetCheck[];
   /** Reasons to doubt the comparison. */
   notes: string[];
@@ -46,14 +48,24 @@ export function median(values: readonly number[]): number {
   return sorted.length % 2 === 1 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
 }
 
+const against = (direct: RunFigures, other: RunFigures): RoundComparison => ({
+  throughputRatio: other.turnsPerS / direct.turnsPerS,
+  ttftP99OverheadMs: other.ttftP99Ms - direct.ttftP99Ms,
+});
+
+const medianOf = (rounds: readonly RoundComparison[]): RoundComparison => ({
+  throughputRatio: median(rounds.map((r) => r.throughputRatio)),
+  ttftP99OverheadMs: median(rounds.map((r) => r.ttftP99OverheadMs)),
+});
+
 /** Compares the rounds of one level and checks the issue's targets for it (100 and 1000 have targets). */
-export function compareLevel(level: number, rounds: readonly { direct: RunFigures; llmchat: RunFigures }[]): LevelComparison {
-  const each: RoundComparison[] = rounds.map(({ direct, llmchat }) => ({
-    throughputRatio: llmchat.turnsPerS / direct.turnsPerS,
-    ttftP99OverheadMs: llmchat.ttftP99Ms - direct.ttftP99Ms,
-  }));
-  const throughputRatio = median(each.map((r) => r.throughputRatio));
-  const ttftP99OverheadMs = median(each.map((r) => r.ttftP99OverheadMs));
+export function compareLevel(
+  level: number,
+  rounds: readonly { direct: RunFigures; llmchat: RunFigures; floor?: RunFigures }[],
+): LevelComparison {
+  const each = rounds.map(({ direct, llmchat }) => against(direct, llmchat));
+  const { throughputRatio, ttftP99OverheadMs } = medianOf(each);
+  const floorRounds = rounds.flatMap(({ direct, floor }) => (floor === undefined ? [] : [against(direct, floor)]));
   const errors = rounds.reduce((sum, r) => sum + r.llmchat.errors, 0);
   const turns = rounds.reduce((sum, r) => sum + r.llmchat.turns, 0);
   const ok = rounds.reduce((sum, r) => sum + r.llmchat.ok, 0);
@@ -69,5 +81,6 @@ export function compareLevel(level: number, rounds: readonly { direct: RunFigure
   const directErrors = rounds.reduce((sum, r) => sum + r.direct.errors, 0);
   if (directErrors > 0) notes.push(`the direct runs had ${directErrors} errors: the baseline itself is suspect`);
   if (ok === 0) notes.push('no LLMChat turn succeeded in the window');
-  return { level, throughputRatio, ttftP99OverheadMs, rounds: each, checks, notes };
+  const floor = floorRounds.length === 0 ? undefined : medianOf(floorRounds);
+  return { level, throughputRatio, ttftP99OverheadMs, rounds: each, floor, checks, notes };
 }
