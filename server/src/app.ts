@@ -1,11 +1,11 @@
 import cookie from '@fastify/cookie';
-import helmet from '@fastify/helmet';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from 'fastify';
 import type { Logger } from 'pino';
 import { upstreamTimeouts, type Config } from './config.js';
 import { createDatabase, type DatabaseHandle } from './db/database.js';
 import { migrateToLatest } from './db/migrate.js';
 import type { ErrorBody } from './errors.js';
+import { registerSecurityHeaders } from './http/security-headers.js';
 import { createLogger } from './logger.js';
 import { createAgentsService, type AgentsService } from './modules/agents/agents-service.js';
 import { agentRoutes } from './modules/agents/routes.js';
@@ -171,7 +171,7 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
   registerErrorHandler(app, { pageFallback: (request, reply) => pageFallback?.(request, reply) });
   registerLoadShedding(app, pressure, config.shedRetryAfterSeconds);
   if (!options.pressureSource) pressure.start();
-  await app.register(helmet, { contentSecurityPolicy: false, crossOriginEmbedderPolicy: false });
+  registerSecurityHeaders(app, { contentSecurityPolicy: false, crossOriginEmbedderPolicy: false });
   await app.register(cookie);
   app.addHook('onSend', async (request, reply) => {
     reply.header('x-request-id', request.id);
