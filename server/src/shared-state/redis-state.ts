@@ -12,11 +12,6 @@ local n = redis.call('INCRBY', KEYS[1], ARGV[1])
 if n == tonumber(ARGV[1]) then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
 return n`;
 
-/**
- * SharedState on Redis (standalone or Sentinel). Commands fail fast while
- * Redis is unreachable instead of queueing without bound; the client
- * reconnects by itself and subscriptions are restored by ioredis.
- */
 interface HitCommand {
   llmchatHit(key: string, by: number, ttlSeconds: number): Promise<number>;
 }
