@@ -150,7 +150,7 @@ export async function startServer(env: Record<string, string> = {}, backend: Bac
   } catch (err) {
     child.kill('SIGKILL');
     await own?.dispose();
-    throw new Error(`${(err as Error).message}\n${output}`);
+    throw new Error(`${(err as Error).message}\n${output}`, { cause: err });
   }
   return {
     url,

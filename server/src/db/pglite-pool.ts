@@ -18,9 +18,13 @@ function withoutStatement(err: unknown): unknown {
  * Presents one PGlite instance as a node-postgres style pool so Kysely's own
  * PostgresDialect drives it. PGlite is a single connection, so a client is
  * held exclusively from connect() to release(): a transaction never
- * interleaves with another caller's statements.
+ * interleaves with another caller's statements. (Kysely 0.29's own
+ * PGliteDialect hands every caller the one connection without such a lock:
+ * a statement from another request during a transaction would run inside it.)
  */
 export class PGlitePool implements PostgresPool {
+  /** Kysely reads a pool's options; a single embedded connection has none. */
+  readonly options = {};
   private tail: Promise<void> = Promise.resolve();
 
   constructor(private readonly pglite: PGlite) {}

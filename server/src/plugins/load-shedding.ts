@@ -1,4 +1,4 @@
-import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
+import { monitorEventLoopDelay, type ELDHistogram } from 'node:perf_hooks';
 import v8 from 'node:v8';
 import type { FastifyInstance } from 'fastify';
 import type { ErrorBody } from '../errors.js';
@@ -26,7 +26,7 @@ export interface PressureLimits {
 
 /** The real process: Node's event-loop delay histogram (reset at each sample) and V8's heap statistics. */
 export function processPressure(): PressureSource {
-  const histogram: IntervalHistogram = monitorEventLoopDelay({ resolution: 10 });
+  const histogram: ELDHistogram = monitorEventLoopDelay({ resolution: 10 });
   histogram.enable();
   return {
     sample() {

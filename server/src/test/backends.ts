@@ -29,7 +29,7 @@ export interface Backend {
 
 async function servicesReachable(): Promise<boolean> {
   const client = new pg.Client({ connectionString: TEST_POSTGRES_URL, connectionTimeoutMillis: 2000 });
-  let pgOk = false;
+  let pgOk: boolean;
   try {
     await client.connect();
     await client.query('select 1');
@@ -39,7 +39,7 @@ async function servicesReachable(): Promise<boolean> {
   } finally {
     await client.end().catch(() => undefined);
   }
-  let redisOk = false;
+  let redisOk: boolean;
   const probe = new RedisState(TEST_REDIS_URL, `llmchat-probe:${crypto.randomUUID()}:`);
   try {
     await probe.ping();

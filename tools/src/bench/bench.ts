@@ -611,7 +611,7 @@ async function main(): Promise<number> {
     try {
       await waitForReady(`${base}/health/ready`, READY_TIMEOUT_MS, server);
     } catch (error) {
-      throw new Error(`${error instanceof Error ? error.message : String(error)}\n--- server output ---\n${server.tail().join('\n')}`);
+      throw new Error(`${error instanceof Error ? error.message : String(error)}\n--- server output ---\n${server.tail().join('\n')}`, { cause: error });
     }
     console.log(`  server: ${base} (pid ${server.pid})`);
     void server.exited.then((info) => {

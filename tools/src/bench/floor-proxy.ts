@@ -101,7 +101,7 @@ async function relay(pool: Pool, req: IncomingMessage, res: ServerResponse): Pro
     }
   }
   if (timer !== undefined) clearTimeout(timer);
-  res.end(`${pending}id: ${++id}\nevent: end\ndata: ${JSON.stringify({ status: 'complete', length })}\n\n`);
+  res.end(`${pending}id: ${id + 1}\nevent: end\ndata: ${JSON.stringify({ status: 'complete', length })}\n\n`);
 }
 
 export async function startFloorProxy(upstreamOrigin: string, port = 0): Promise<FloorProxy> {

@@ -243,7 +243,7 @@ export function cpuSeconds(pid: number | undefined): number | undefined {
 /** A process and its direct children (a server's cluster workers), from /proc; just the process where /proc is missing. */
 export function withChildren(pid: number): number[] {
   const pids = [pid];
-  let entries: string[] = [];
+  let entries: string[];
   try {
     entries = readdirSync('/proc');
   } catch {

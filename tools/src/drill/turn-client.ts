@@ -203,7 +203,6 @@ export async function runTurn(request: TurnRequest): Promise<TurnTrace> {
       }
       trace.errorCode = code ?? `HTTP ${response.status}`;
       trace.outcome = 'error';
-      ended = true;
       break;
     }
     try {

@@ -56,7 +56,7 @@ export function llmchatInstance(spec: { name: string; port: number; env: NodeJS.
         if (detailed.pid !== child.pid) throw new Error(`${spec.name}: port ${spec.port} is answered by another process (pid ${String(detailed.pid)})`);
       } catch (err) {
         await child.kill('SIGKILL');
-        throw new Error(`${(err as Error).message}\n${child.tail().join('\n')}`);
+        throw new Error(`${(err as Error).message}\n${child.tail().join('\n')}`, { cause: err });
       }
     },
     terminate: async () => (instance.running ? current()?.kill('SIGTERM') : current()?.exitInfo()),

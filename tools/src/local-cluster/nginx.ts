@@ -94,7 +94,7 @@ export async function startNginx(options: { instancePorts: readonly number[]; po
     if (child.exitInfo() === undefined && child.pid !== undefined) process.kill(-child.pid, 'SIGKILL');
     await child.exited;
     rmSync(dir, { recursive: true, force: true });
-    throw new Error(`${(err as Error).message}\n${readIfExists(path.join(dir, 'error.log'))}`);
+    throw new Error(`${(err as Error).message}\n${readIfExists(path.join(dir, 'error.log'))}`, { cause: err });
   }
   return {
     port,

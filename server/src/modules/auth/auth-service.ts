@@ -162,7 +162,7 @@ export function createAuthService(deps: AuthServiceDeps): AuthService {
   async function rateLimit(kind: 'login' | 'register', keys: string[], username: string | undefined, client: ClientInfo): Promise<void> {
     const limit = config.loginRateLimitPerMinute;
     if (limit <= 0) return;
-    let worst = 0;
+    let worst: number;
     try {
       const counts = await Promise.all(keys.map((key) => state.hit(`rl:${kind}:${key}`, RATE_WINDOW_SECONDS)));
       worst = Math.max(...counts);

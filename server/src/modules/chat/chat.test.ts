@@ -225,7 +225,6 @@ describe.each(await backendNames())('chat on %s', (backendName) => {
       });
       expect(res.status).toBe(200);
       let messageId = '';
-      let statusAtStart = '';
       // Read until the first chunk, then hang up.
       await readSse(res.body!, (event) => {
         if (event.event === 'start') messageId = (event.json as { messageId: string }).messageId;
@@ -233,8 +232,7 @@ describe.each(await backendNames())('chat on %s', (backendName) => {
         return true;
       });
       const row = await c.t.backend.database.db.selectFrom('messages').select(['status']).where('id', '=', messageId).executeTakeFirstOrThrow();
-      statusAtStart = row.status;
-      expect(['streaming', 'complete']).toContain(statusAtStart);
+      expect(['streaming', 'complete']).toContain(row.status);
       const finished = await eventually(async () => {
         const r = await c.t.backend.database.db.selectFrom('messages').select(['status', 'content']).where('id', '=', messageId).executeTakeFirstOrThrow();
         return r.status !== 'streaming' ? r : undefined;

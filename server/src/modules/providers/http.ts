@@ -325,7 +325,7 @@ export class UpstreamCall {
 
   /** A stream request answered with a JSON body: the provider's error if it names one, else a protocol error. */
   async unexpectedJson(provider: string): Promise<UpstreamError> {
-    let text = '';
+    let text: string;
     try {
       text = await this.text(ERROR_BODY_LIMIT);
     } catch (err) {
@@ -502,6 +502,10 @@ export class UpstreamHttp {
         headersTimeout: 0,
         bodyTimeout: 0,
         connect: { timeout: this.defaults.connectMs },
+        // undici 8 negotiates HTTP/2 over TLS by default. Every upstream path (deadlines, cuts, stalls,
+        // pause past 1 MiB) is tested over HTTP/1.1, and UPSTREAM_CONNECTIONS counts HTTP/1.1 connections
+        // (one stream each); HTTP/2 would multiplex streams over them. Kept off until it is tested.
+        allowH2: false,
       });
       this.pools.set(origin, pool);
     }
