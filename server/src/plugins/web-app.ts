@@ -55,10 +55,11 @@ export async function registerWebApp(app: FastifyInstance, dir: string): Promise
     index: false,
     decorateReply: false,
     cacheControl: false,
-    setHeaders(res, filePath) {
+    // @fastify/static 10 hands over the reply (9 gave the raw response), and what is set here wins over its own headers.
+    setHeaders(reply, filePath) {
       const rel = path.relative(dir, filePath).split(path.sep).join('/');
-      res.setHeader('cache-control', rel.startsWith('assets/') ? IMMUTABLE : 'no-cache');
-      if (rel.endsWith('.html')) res.setHeader('content-security-policy', WEB_CSP);
+      reply.header('cache-control', rel.startsWith('assets/') ? IMMUTABLE : 'no-cache');
+      if (rel.endsWith('.html')) reply.header('content-security-policy', WEB_CSP);
     },
   });
   app.get('/', async (_request, reply) => sendIndex(reply));
