@@ -13,7 +13,8 @@ export function CopyButton({ text, label, className }: { text: string; label: st
     <button
       type="button"
       className={className ?? 'small-button'}
-      aria-label={label}
+      // The visible text must stay part of the accessible name (WCAG 2.5.3, label in name): once copied, both say so.
+      aria-label={copied ? t('common.copied') : label}
       onClick={() => {
         navigator.clipboard.writeText(text).then(() => setCopied(true), () => setCopied(false));
       }}
