@@ -21,7 +21,7 @@ import { archiveSettings, DEFAULT_STANZA, postgresqlConfLines, restoreCommand } 
 import { BACKUP_TYPES, describeBackup, takeBackup, type BackupType } from './backup.js';
 import { renderShippedPgbackrestConfig } from './pgbackrest-config.js';
 import { databaseOsUser, type Stanza } from './pgbackrest.js';
-import { parseRecoveryTarget } from './recovery-target.js';
+import { parseRecoveryTarget, type RecoveryTarget } from './recovery-target.js';
 import { restoreCluster } from './restore.js';
 
 const USAGE = `usage:
@@ -118,7 +118,12 @@ async function runBackup(values: Values): Promise<void> {
 }
 
 async function runRestore(values: Values): Promise<void> {
-  const target = parseRecoveryTarget(required('to', values.to));
+  let target: RecoveryTarget;
+  try {
+    target = parseRecoveryTarget(required('to', values.to));
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
   const timeoutS = positiveInteger('timeout', values.timeout) ?? DEFAULT_RESTORE_TIMEOUT_S;
   // With --json, stdout carries the one JSON line; progress goes to stderr either way.
   const restored = await restoreCluster({
