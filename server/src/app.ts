@@ -100,6 +100,7 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
     (await createDatabase({
       url: config.databaseUrl,
       readUrl: config.databaseReadUrl,
+      readMaxLagMs: config.databaseReadMaxLagMs,
       poolMax: config.databasePoolMax,
       pgliteDir: config.databaseUrl ? undefined : `${config.dataDir}/pglite`,
       logger,

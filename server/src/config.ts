@@ -21,6 +21,8 @@ export interface Config {
   dataDir: string;
   databaseUrl: string | undefined;
   databaseReadUrl: string | undefined;
+  /** Replica lag beyond which reads go to the writer. */
+  databaseReadMaxLagMs: number;
   databasePoolMax: number;
   redisUrl: string | undefined;
   redisKeyPrefix: string;
@@ -226,12 +228,17 @@ const specs: { [K in keyof Config]: VariableSpec<K> }[keyof Config][] = [
   },
   {
     name: 'DATABASE_READ_URL', key: 'databaseReadUrl', defaultText: '(unset: reads go to DATABASE_URL)',
-    description: 'Optional read-replica URL for history and search reads.',
+    description: 'Optional read-replica URL (in production, HAProxy\'s read port over the Patroni replicas) for reads that tolerate lag: search and usage figures. Everything a user just wrote is read from the writer.',
     parse: (raw, env) => {
       const v = postgresUrl(raw);
       if (v !== undefined && optionalString(env.DATABASE_URL) === undefined) throw new BadValue('needs DATABASE_URL to be set as well');
       return v;
     },
+  },
+  {
+    name: 'DATABASE_READ_MAX_LAG_MS', key: 'databaseReadMaxLagMs', defaultText: '5000',
+    description: 'Replay lag of the read replica, checked every second, beyond which reads go to the writer; an unreachable replica is skipped the same way (`/health/detailed` shows where reads go and the lag).',
+    parse: integer(0, 3_600_000, 5_000),
   },
   { name: 'DATABASE_POOL_MAX', key: 'databasePoolMax', defaultText: '20', description: 'Connections per pool (writer and reader each).', parse: integer(1, 500, 20) },
   {

@@ -67,6 +67,12 @@ describe.each(await backendNames())('database on %s', (name) => {
     expect(Number(count.n)).toBe(10);
   });
 
+  it('reads on the writer without a replica, and confirms durability (no synchronous standby: at once)', async () => {
+    expect(backend.database.readRoute()).toBeUndefined();
+    expect(backend.database.reader).toBe(backend.database.db);
+    await expect(backend.database.confirmDurable()).resolves.toBeUndefined();
+  });
+
   // PostgreSQL going away tells an idle session so (FATAL); a connection checked out but between two
   // statements then had no listener for it, and the error went up the socket handler and ended the process.
   it.skipIf(name !== 'postgres+redis')('survives the server ending a connection a transaction holds between two statements', async () => {

@@ -2,7 +2,10 @@ import fs from 'node:fs';
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
 import type { Logger } from 'pino';
+import { confirmedQuery, guardedPool, watchCommits } from './commit-guard.js';
 import { PGlitePool } from './pglite-pool.js';
+import { ReadRouter, type ReadRouteHealth } from './read-routing.js';
+import { isDatabaseUnavailable } from './unavailable.js';
 import type { Database } from './schema.js';
 
 export interface DatabaseOptions {
@@ -10,6 +13,8 @@ export interface DatabaseOptions {
   url?: string | undefined;
   /** Optional read replica; reads fall back to the writer when absent. */
   readUrl?: string | undefined;
+  /** Replica lag beyond which reads go to the writer (DATABASE_READ_MAX_LAG_MS). */
+  readMaxLagMs?: number;
   poolMax?: number;
   /** PGlite data directory; absent means in memory (tests). */
   pgliteDir?: string | undefined;
@@ -20,8 +25,14 @@ export interface DatabaseHandle {
   kind: 'postgres' | 'pglite';
   /** The writer. Every write and every read-your-write goes here. */
   db: Kysely<Database>;
-  /** Reads that tolerate replica lag (history lists, search). */
+  /**
+   * Reads that tolerate replica lag (search, usage figures): the replica
+   * while it answers and lags at most DATABASE_READ_MAX_LAG_MS, else the
+   * writer. Plain SELECTs only: never a write, never a transaction.
+   */
   reader: Kysely<Database>;
+  /** Where reads go right now; undefined without a DATABASE_READ_URL. */
+  readRoute(): ReadRouteHealth | undefined;
   /**
    * Runs one statement of the chat hot path on the writer as a named
    * prepared statement (parsed and planned once per connection: about 40%
@@ -29,6 +40,13 @@ export interface DatabaseHandle {
    * `text` uniquely.
    */
   prepared<R>(name: string, text: string, values: unknown[]): Promise<{ rows: R[]; rowCount: number }>;
+  /**
+   * Resolves once everything committed so far is on the synchronous standby
+   * (where there is one): a transaction that writes a commit record waits for
+   * it. Used after an UnconfirmedCommitError, when retrying the write found
+   * nothing left to do because the unconfirmed commit had done it.
+   */
+  confirmDurable(): Promise<void>;
   ping(): Promise<number>;
   close(): Promise<void>;
 }
@@ -37,12 +55,15 @@ export interface DatabaseHandle {
 pg.types.setTypeParser(20, (v) => Number(v));
 pg.types.setTypeParser(1700, (v) => Number(v));
 
-function postgresPool(url: string, max: number, logger?: Logger): pg.Pool {
+/** How often the read replica's reachability and lag are checked. */
+const READ_CHECK_INTERVAL_MS = 1_000;
+
+function postgresPool(url: string, max: number, logger?: Logger, connectTimeoutMs = 5_000): pg.Pool {
   const pool = new pg.Pool({
     connectionString: url,
     max,
     idleTimeoutMillis: 30_000,
-    connectionTimeoutMillis: 5_000,
+    connectionTimeoutMillis: connectTimeoutMs,
     keepAlive: true,
     application_name: 'llmchat',
   });
@@ -56,6 +77,7 @@ function postgresPool(url: string, max: number, logger?: Logger): pg.Pool {
   // dropped at release.
   pool.on('connect', (client) => {
     client.on('error', (err) => logger?.debug({ err: err.message }, 'postgres connection ended'));
+    watchCommits(client);
   });
   return pool;
 }
@@ -63,18 +85,38 @@ function postgresPool(url: string, max: number, logger?: Logger): pg.Pool {
 export async function createDatabase(options: DatabaseOptions): Promise<DatabaseHandle> {
   if (options.url) {
     const writerPool = postgresPool(options.url, options.poolMax ?? 20, options.logger);
-    const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: writerPool }) });
-    const reader = options.readUrl
-      ? new Kysely<Database>({ dialect: new PostgresDialect({ pool: postgresPool(options.readUrl, options.poolMax ?? 20, options.logger) }) })
-      : db;
+    const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: guardedPool(writerPool) }) });
+    let router: ReadRouter | undefined;
+    if (options.readUrl) {
+      // A short connect deadline: an unreachable replica must not hold a read up for long before the writer takes it.
+      const replicaPool = postgresPool(options.readUrl, options.poolMax ?? 20, options.logger, 1_000);
+      router = new ReadRouter({ writer: writerPool, replica: replicaPool, maxLagMs: options.readMaxLagMs ?? 5_000, intervalMs: READ_CHECK_INTERVAL_MS, logger: options.logger });
+      await router.start();
+    }
+    const reader = router ? new Kysely<Database>({ dialect: new PostgresDialect({ pool: router.pool() }) }) : db;
     return {
       kind: 'postgres',
       db,
       reader,
+      readRoute: () => router?.health(),
       async prepared<R>(name: string, text: string, values: unknown[]) {
-        const result = await writerPool.query<R & pg.QueryResultRow>({ name, text, values });
-        return { rows: result.rows, rowCount: result.rowCount ?? 0 };
+        const client = await writerPool.connect();
+        let broken: Error | undefined;
+        try {
+          const result = await confirmedQuery<R & pg.QueryResultRow>(client, { name, text, values });
+          return { rows: result.rows, rowCount: result.rowCount ?? 0 };
+        } catch (err) {
+          // A dropped connection, or one to a server that is a replica now, is not reused.
+          if (isDatabaseUnavailable(err)) broken = err as Error;
+          throw err;
+        } finally {
+          client.release(broken);
+        }
       },
+      // A transaction that writes WAL waits at commit for the synchronous standby to have everything up to
+      // its commit record; an xid alone writes none and would not wait. A transactional logical message is
+      // the smallest such write, and touches no table.
+      confirmDurable: async () => void (await sql`SELECT pg_logical_emit_message(true, 'llmchat', 'durable')`.execute(db)),
       ping: () => timed(db),
       async close() {
         if (reader !== db) await reader.destroy();
@@ -94,6 +136,7 @@ export async function createDatabase(options: DatabaseOptions): Promise<Database
     kind: 'pglite',
     db,
     reader: db,
+    readRoute: () => undefined,
     async prepared<R>(_name: string, text: string, values: unknown[]) {
       // Through the pool, so it never interleaves with a running transaction.
       const client = await pool.connect();
@@ -104,6 +147,7 @@ export async function createDatabase(options: DatabaseOptions): Promise<Database
         client.release();
       }
     },
+    confirmDurable: async () => undefined,
     ping: () => timed(db),
     close: () => db.destroy(),
   };

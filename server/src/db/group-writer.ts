@@ -1,9 +1,14 @@
+import { isDatabaseUnavailable } from './unavailable.js';
+
 /**
  * Group commit for hot-path writes. A lone item is written at once; items
  * that arrive while a write is in flight go together in the next one. Under
  * load the database sees one statement for many items, and nobody waits on a
  * timer. If a batch of several fails, each item is tried alone, so one bad
- * item cannot fail the others.
+ * item cannot fail the others; but not when the database is unavailable: that
+ * is no item's fault, and a batch whose commit was made only locally
+ * (UnconfirmedCommitError) would be half-done already, so trying its items
+ * again would only hide that from their callers.
  */
 export function createGroupWriter<I, O>(write: (items: I[]) => Promise<O[]>, maxBatch: number): (item: I) => Promise<O> {
   interface Pending {
@@ -19,8 +24,8 @@ export function createGroupWriter<I, O>(write: (items: I[]) => Promise<O[]>, max
       const results = await write(batch.map((p) => p.item));
       batch.forEach((p, i) => p.resolve(results[i] as O));
     } catch (err) {
-      if (batch.length === 1) {
-        batch[0]?.reject(err);
+      if (batch.length === 1 || isDatabaseUnavailable(err)) {
+        for (const one of batch) one.reject(err);
         return;
       }
       for (const one of batch) await settle([one]);

@@ -18,11 +18,15 @@ function unavailableSqlState(code: string): boolean {
 }
 
 /** Messages node-postgres and pg-pool use for a dropped or refused connection (they carry no code). */
-const MESSAGES = [/^Connection terminated/i, /timeout exceeded when trying to connect/i, /Client has encountered a connection error/i, /connection is closed/i];
+const MESSAGES = [/^Connection terminated/i, /timeout exceeded when trying to connect/i, /Client has encountered a connection error/i, /connection is closed/i, /Client was closed and is not queryable/i];
+
+/** commit-guard.ts's UnconfirmedCommitError: a commit the synchronous standby did not confirm. */
+const UNCONFIRMED_COMMIT = 'LLMCHAT_UNCONFIRMED_COMMIT';
 
 export function isDatabaseUnavailable(err: unknown): boolean {
   for (let cur: unknown = err, depth = 0; cur instanceof Error && depth < 4; cur = cur.cause, depth++) {
     const code = (cur as { code?: unknown }).code;
+    if (code === UNCONFIRMED_COMMIT) return true;
     if (typeof code === 'string' && (NETWORK_CODES.has(code) || (/^[0-9A-Z]{5}$/.test(code) && unavailableSqlState(code)))) return true;
     if (MESSAGES.some((re) => re.test(cur instanceof Error ? cur.message : ''))) return true;
     // AggregateError from a connect attempt to several addresses.

@@ -8,7 +8,8 @@ describe('parseRedisUrl', () => {
   });
 
   it('parses the Sentinel form', () => {
-    expect(parseRedisUrl('redis-sentinel://:secret@a:26379,b:26380/mymaster?db=1')).toEqual({
+    const options = parseRedisUrl('redis-sentinel://:secret@a:26379,b:26380/mymaster?db=1');
+    expect(options).toMatchObject({
       sentinels: [
         { host: 'a', port: 26379 },
         { host: 'b', port: 26380 },
@@ -16,7 +17,11 @@ describe('parseRedisUrl', () => {
       name: 'mymaster',
       password: 'secret',
       db: 1,
+      failoverDetector: true,
     });
+    // A write refused by a demoted master reconnects (to the new master) and is sent again; other errors do not.
+    expect(options.reconnectOnError?.(new Error("READONLY You can't write against a read only replica."))).toBe(2);
+    expect(options.reconnectOnError?.(new Error('ERR wrong number of arguments'))).toBe(false);
   });
 
   it('refuses what it cannot use', () => {

@@ -33,6 +33,11 @@ export function parseRedisUrl(value: string): RedisOptions {
     return {
       sentinels,
       name,
+      // Reconnect as soon as a Sentinel announces a new master (+switch-master), rather than when the old
+      // master, now a replica, refuses a write: far fewer writes fail during a planned failover.
+      failoverDetector: true,
+      // A write that reached the old master after it was demoted: find the master again and resend it.
+      reconnectOnError: (err: Error) => (err.message.startsWith('READONLY') ? 2 : false),
       ...(password ? { password } : {}),
       ...(sentinelPassword ? { sentinelPassword } : {}),
       ...(db ? { db: Number(db) } : {}),

@@ -156,17 +156,39 @@ async function failedStart(child: ManagedProcess, err: unknown): Promise<never> 
  * a crash of the server loses no committed transaction, as on a real one.
  */
 export async function startPostgres(options: { port?: number } = {}): Promise<DisposableService> {
+  const { bin, owner, dir, dataDir } = postgresDirs();
+  execFileSync(path.join(bin, 'initdb'), ['-D', dataDir, '-A', 'trust', '-U', 'postgres', '-E', 'UTF8', '--no-sync', '--no-instructions'], {
+    stdio: 'pipe',
+    ...(owner ?? {}),
+  });
+  return postgresService({ bin, owner, dir, dataDir, port: options.port ?? (await freePort()) });
+}
+
+/**
+ * A streaming replica of a throw-away PostgreSQL (pg_basebackup -R: a
+ * standby that follows the primary over streaming replication, asynchronous
+ * unless the primary lists it in synchronous_standby_names).
+ */
+export async function startStandby(primary: DisposableService, options: { port?: number } = {}): Promise<DisposableService> {
+  const { bin, owner, dir, dataDir } = postgresDirs();
+  execFileSync(path.join(bin, 'pg_basebackup'), ['-h', '127.0.0.1', '-p', String(primary.port), '-U', 'postgres', '-D', dataDir, '-R', '-X', 'stream', '--no-sync'], {
+    stdio: 'pipe',
+    ...(owner ?? {}),
+  });
+  return postgresService({ bin, owner, dir, dataDir, port: options.port ?? (await freePort()) });
+}
+
+function postgresDirs(): { bin: string; owner: { uid: number; gid: number } | undefined; dir: string; dataDir: string } {
   const bin = postgresBinDir();
   if (bin === undefined) throw new Error('PostgreSQL binaries not found (install postgresql, or set LLMCHAT_PG_BIN)');
   const owner = postgresOwner();
   const dir = mkdtempSync(path.join(tmpdir(), 'llmchat-pg-'));
   if (owner) chownSync(dir, owner.uid, owner.gid);
-  const dataDir = path.join(dir, 'data');
-  execFileSync(path.join(bin, 'initdb'), ['-D', dataDir, '-A', 'trust', '-U', 'postgres', '-E', 'UTF8', '--no-sync', '--no-instructions'], {
-    stdio: 'pipe',
-    ...(owner ?? {}),
-  });
-  const port = options.port ?? (await freePort());
+  return { bin, owner, dir, dataDir: path.join(dir, 'data') };
+}
+
+function postgresService(spec: { bin: string; owner: { uid: number; gid: number } | undefined; dir: string; dataDir: string; port: number }): Promise<DisposableService> {
+  const { bin, owner, dir, dataDir, port } = spec;
   const args = ['-D', dataDir, '-p', String(port), '-k', dir, '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off', '-c', 'full_page_writes=off', '-c', 'max_connections=200'];
   return disposableService({
     port,
@@ -177,7 +199,7 @@ export async function startPostgres(options: { port?: number } = {}): Promise<Di
     async launch() {
       const child = startProcess(`postgres:${port}`, path.join(bin, 'postgres'), args, { env: { PATH: process.env.PATH, LC_ALL: 'C' }, cwd: dir, ...(owner ?? {}) });
       try {
-        await child.waitForLine(/database system is ready to accept connections/, READY_TIMEOUT_MS);
+        await child.waitForLine(/database system is ready to accept (read-only )?connections/, READY_TIMEOUT_MS);
         await waitForPort(port, READY_TIMEOUT_MS, child);
       } catch (err) {
         return failedStart(child, err);

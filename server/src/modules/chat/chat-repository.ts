@@ -465,6 +465,9 @@ export function createChatRepository(database: DatabaseHandle, instanceId: strin
       return finished;
     },
 
+    /** See DatabaseHandle.confirmDurable. */
+    confirmDurable: () => database.confirmDurable(),
+
     /** The last complete messages of a session, oldest first, for providers without upstream context. */
     async contextMessages(sessionId: string, userId: string, beforeMessageIds: string[], limit: number) {
       const rows = await db
@@ -531,8 +534,9 @@ export function createChatRepository(database: DatabaseHandle, instanceId: strin
       return toSummary(row);
     },
 
+    /** On the writer: the list a user sees right after a turn must hold the session that turn just created or moved up. */
     async listSessions(options: { userId: string; agentId?: string | undefined; archived: 'only' | 'exclude' | 'include'; limit: number; offset: number }) {
-      let query = reader.selectFrom('chat_sessions').where('user_id', '=', options.userId);
+      let query = db.selectFrom('chat_sessions').where('user_id', '=', options.userId);
       if (options.agentId) query = query.where('agent_id', '=', options.agentId);
       if (options.archived === 'only') query = query.where('archived_at', 'is not', null);
       if (options.archived === 'exclude') query = query.where('archived_at', 'is', null);

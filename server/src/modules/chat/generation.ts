@@ -4,6 +4,7 @@ import type { ProviderRegistry } from '../providers/registry.js';
 import type { ProviderEvent, ProviderRequest, ResolvedEndpoint, Usage } from '../providers/types.js';
 import { runAttempts, type AttemptHost, type ResilienceDeps, type RetrySettings } from '../resilience/attempt-loop.js';
 import { clientErrorFor } from '../resilience/failure-policy.js';
+import { UnconfirmedCommitError } from '../../db/commit-guard.js';
 import type { ChatRepository, TurnOutcome } from './chat-repository.js';
 import type { TurnEventBuffer } from './event-buffer.js';
 
@@ -449,13 +450,21 @@ export class Generation {
     this.resolveDone(result);
   }
 
-  /** Writes the outcome, retrying while the database is unreachable. */
+  /**
+   * Writes the outcome, retrying while the database is unreachable. A retry
+   * after a commit the synchronous standby did not confirm may find the turn
+   * already finished by that commit: then it waits until that commit is
+   * durable before taking the turn for stored.
+   */
   private async store(outcome: TurnOutcome): Promise<void> {
+    let unconfirmed = false;
     for (let attempt = 0; ; attempt++) {
       try {
-        await this.deps.repo.finishTurn(this.plan.turnId, this.plan.sessionId, outcome);
+        const finished = await this.deps.repo.finishTurn(this.plan.turnId, this.plan.sessionId, outcome);
+        if (!finished && unconfirmed) await this.deps.repo.confirmDurable();
         return;
       } catch (err) {
+        if (err instanceof UnconfirmedCommitError) unconfirmed = true;
         const delay = FINISH_RETRY_DELAYS_MS[attempt];
         if (delay === undefined) {
           this.deps.logger.error({ err: (err as Error).message, turnId: this.plan.turnId }, 'could not store the finished turn');

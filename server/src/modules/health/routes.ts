@@ -111,7 +111,7 @@ export async function healthRoutes(app: FastifyInstance, { deps, guards }: Route
       startedAt: lifecycle.startedAt.toISOString(),
       uptimeSeconds: Math.round(process.uptime()),
       draining,
-      dependencies: { ...checks, migrations: { ok: done } },
+      dependencies: { ...checks, readReplica: deps.database.readRoute() ?? null, migrations: { ok: done } },
       load: {
         runningGenerations: deps.chat.runningCount,
         eventLoopDelayMs: deps.pressure.last.eventLoopDelayMs,
