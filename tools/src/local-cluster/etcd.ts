@@ -8,7 +8,7 @@ import { existsSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { startProcess } from '../bench/processes.js';
 import { disposableService, failedStart, waitForPort, type DisposableService } from './services.js';
-import { getJson } from './wait-until.js';
+import { allSettledOrThrow, getJson } from './wait-until.js';
 
 const READY_TIMEOUT_MS = 30_000;
 
@@ -48,8 +48,9 @@ export async function startEtcdCluster(spec: {
   if (binary === undefined) throw new Error('etcd not found (install Debian package etcd-server, or set LLMCHAT_ETCD)');
   const peerUrl = (port: number): string => `http://127.0.0.1:${port}`;
   const initialCluster = spec.members.map((m) => `${m.name}=${peerUrl(m.peerPort)}`).join(',');
-  const started = await Promise.allSettled(
-    spec.members.map(async (member): Promise<EtcdMember> => {
+  const members: EtcdMember[] = [];
+  const started = allSettledOrThrow(
+    spec.members.map(async (member): Promise<void> => {
       const url = `http://127.0.0.1:${member.clientPort}`;
       const dataDir = path.join(spec.dir, member.name);
       mkdirSync(dataDir, { recursive: true, mode: 0o700 });
@@ -85,14 +86,14 @@ export async function startEtcdCluster(spec: {
           return child;
         },
       });
-      return Object.assign(service, { name: member.name });
+      members.push(Object.assign(service, { name: member.name }));
     }),
   );
-  const members = started.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
-  const failed = started.find((r) => r.status === 'rejected');
-  if (failed !== undefined) {
+  try {
+    await started;
+  } catch (err) {
     await Promise.all(members.map((m) => m.dispose()));
-    throw new Error(`etcd did not start: ${String(failed.reason)}`, { cause: failed.reason });
+    throw new Error(`etcd did not start: ${String(err)}`, { cause: err });
   }
-  return members;
+  return members.sort((a, b) => a.port - b.port);
 }

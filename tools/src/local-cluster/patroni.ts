@@ -14,7 +14,7 @@ import { startProcess, type ManagedProcess } from '../bench/processes.js';
 import { alive, commandLineMentions, killTree, signal, waitForExit } from './process-table.js';
 import { postgresOwner, waitForPort } from './services.js';
 import { renderOpsTemplate } from './template.js';
-import { getJson, waitUntil } from './wait-until.js';
+import { allSettledOrThrow, getJson, waitUntil } from './wait-until.js';
 
 const START_TIMEOUT_MS = 30_000;
 /** Patroni stops PostgreSQL (fast shutdown: a checkpoint) before it exits. */
@@ -254,6 +254,8 @@ export interface PatroniCluster {
   waitUntilWhole(timeoutMs: number): Promise<void>;
   /** A planned switchover to the synchronous standby (or `candidate`); resolves with the new leader once Patroni reports it. */
   switchover(candidate?: string): Promise<PatroniNode>;
+  /** kill -9 every node's Patroni and PostgreSQL. */
+  dispose(): Promise<void>;
 }
 
 export function patroniCluster(nodes: readonly PatroniNode[], secrets: PatroniSecrets): PatroniCluster {
@@ -308,6 +310,9 @@ export function patroniCluster(nodes: readonly PatroniNode[], secrets: PatroniSe
     syncStandby,
     whole,
     waitUntilWhole: (timeoutMs) => waitUntil('the Patroni cluster whole (a leader, every node streaming, a synchronous standby)', whole, timeoutMs),
+    async dispose() {
+      await Promise.all(nodes.map((n) => n.dispose()));
+    },
     async switchover(candidate) {
       const from = await leader();
       if (from === undefined) throw new Error('switchover: the cluster has no leader');
@@ -327,4 +332,36 @@ export function patroniCluster(nodes: readonly PatroniNode[], secrets: PatroniSe
       return next;
     },
   };
+}
+
+/**
+ * The nodes of one cluster, each under `dir/<name>` with its log in
+ * `logDir`: every config checked by Patroni first (while the ports are
+ * still free and etcd answers), then all started at once (one bootstraps,
+ * the others clone it); resolves once the cluster is whole.
+ */
+export async function startPatroniCluster(spec: {
+  nodes: readonly PatroniNodeSpec[];
+  scope: string;
+  dir: string;
+  logDir: string;
+  etcdHosts: readonly string[];
+  pgBinDir: string;
+  syncStrict: boolean;
+  secrets: PatroniSecrets;
+  env: NodeJS.ProcessEnv;
+  wholeTimeoutMs: number;
+}): Promise<PatroniCluster> {
+  const { nodes: specs, dir, logDir, wholeTimeoutMs, ...shared } = spec;
+  const nodes = specs.map((node) => patroniNode({ ...node, ...shared, nodeDir: path.join(dir, node.name), logFile: path.join(logDir, `${node.name}.log`) }));
+  const cluster = patroniCluster(nodes, spec.secrets);
+  try {
+    await allSettledOrThrow(nodes.map((n) => validatePatroniConfig(n.configFile)));
+    await allSettledOrThrow(nodes.map((n) => n.start()));
+    await cluster.waitUntilWhole(wholeTimeoutMs);
+    return cluster;
+  } catch (err) {
+    await cluster.dispose();
+    throw err;
+  }
 }

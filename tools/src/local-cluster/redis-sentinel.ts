@@ -12,7 +12,7 @@ import { Redis } from 'ioredis';
 import { startProcess } from '../bench/processes.js';
 import { disposableService, failedStart, redisServerPath, waitForPort, type DisposableService } from './services.js';
 import { renderOpsTemplate } from './template.js';
-import { waitUntil } from './wait-until.js';
+import { allSettledOrThrow, waitUntil } from './wait-until.js';
 
 const READY_TIMEOUT_MS = 30_000;
 
@@ -177,6 +177,8 @@ export interface RedisSentinelSet {
   waitUntilWhole(timeoutMs: number): Promise<void>;
   /** A planned failover (SENTINEL FAILOVER); resolves with the new master once the Sentinels name it. */
   failover(): Promise<RedisNode>;
+  /** kill -9 every node and Sentinel. */
+  dispose(): Promise<void>;
 }
 
 export function redisSentinelSet(spec: { masterName: string; password: string; nodes: readonly RedisNode[]; sentinels: readonly Sentinel[] }): RedisSentinelSet {
@@ -229,6 +231,9 @@ export function redisSentinelSet(spec: { masterName: string; password: string; n
     master,
     whole,
     waitUntilWhole: (timeoutMs) => waitUntil('Redis whole (a master, its replicas and every Sentinel in agreement)', whole, timeoutMs),
+    async dispose() {
+      await Promise.all([...nodes, ...sentinels].map((s) => s.dispose()));
+    },
     async failover() {
       const before = await master();
       if (before === undefined) throw new Error('Sentinel failover: the Sentinels do not agree on a master');
@@ -249,4 +254,55 @@ export function redisSentinelSet(spec: { masterName: string; password: string; n
       return after;
     },
   };
+}
+
+/** Waits until a replica's link to its master is up. */
+async function waitForReplicaLink(replica: RedisNode, password: string): Promise<void> {
+  await waitUntil(
+    `${replica.name} linked to its master`,
+    async () => {
+      const info = String(await redisCommand(replica.port, ['INFO', 'replication'], { password }));
+      return /master_link_status:up/.test(info) ? true : 'link down';
+    },
+    READY_TIMEOUT_MS,
+  );
+}
+
+/**
+ * A master (`redis1`), its replica (`redis2`) and one Sentinel per port,
+ * each under `dir/<name>` with its log in `logDir`; resolves once the set is
+ * whole. The Sentinels start after the replica's link is up, so they find it
+ * when they first ask the master.
+ */
+export async function startRedisSentinelSet(spec: {
+  masterName: string;
+  password: string;
+  nodePorts: readonly [number, number];
+  sentinelPorts: readonly number[];
+  dir: string;
+  logDir: string;
+  env: NodeJS.ProcessEnv;
+}): Promise<RedisSentinelSet> {
+  const nodes: RedisNode[] = [];
+  const sentinels: Sentinel[] = [];
+  const where = (name: string) => ({ name, dir: path.join(spec.dir, name), logFile: path.join(spec.logDir, `${name}.log`), password: spec.password, env: spec.env });
+  const [masterPort, replicaPort] = spec.nodePorts;
+  try {
+    nodes.push(await startRedisNode({ ...where('redis1'), port: masterPort }));
+    const replica = await startRedisNode({ ...where('redis2'), port: replicaPort, replicaOf: masterPort });
+    nodes.push(replica);
+    await waitForReplicaLink(replica, spec.password);
+    await allSettledOrThrow(
+      spec.sentinelPorts.map(async (port, i) => {
+        sentinels.push(await startSentinel({ ...where(`sentinel${i + 1}`), port, masterName: spec.masterName, masterPort }));
+      }),
+    );
+    sentinels.sort((a, b) => a.port - b.port);
+    const set = redisSentinelSet({ masterName: spec.masterName, password: spec.password, nodes, sentinels });
+    await set.waitUntilWhole(READY_TIMEOUT_MS * 2);
+    return set;
+  } catch (err) {
+    await Promise.all([...nodes, ...sentinels].map((s) => s.dispose()));
+    throw err;
+  }
 }

@@ -33,3 +33,15 @@ export async function getJson(url: string, timeoutMs = 2_000): Promise<{ status:
     return { status: response.status, body: undefined };
   }
 }
+
+/**
+ * Waits for every step; once all have settled, throws the first failure.
+ * Unlike Promise.all, nothing is left running unobserved when one fails, so
+ * whatever the others started can be cleaned up.
+ */
+export async function allSettledOrThrow<T>(steps: readonly Promise<T>[]): Promise<T[]> {
+  const results = await Promise.allSettled(steps);
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed !== undefined) throw failed.reason;
+  return results.map((r) => (r as PromiseFulfilledResult<T>).value);
+}
