@@ -4,9 +4,10 @@
  * data, as a host of a real cluster would be.
  */
 
-import { existsSync, mkdirSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { startProcess } from '../bench/processes.js';
+import { findBinary } from './binaries.js';
 import { disposableService, failedStart, waitForPort, type DisposableService } from './services.js';
 import { allSettledOrThrow, getJson } from './wait-until.js';
 
@@ -19,10 +20,7 @@ export interface EtcdMember extends DisposableService {
 }
 
 export function etcdPath(): string | undefined {
-  const fromEnv = process.env.LLMCHAT_ETCD;
-  if (fromEnv) return fromEnv;
-  for (const candidate of ['/usr/bin/etcd', '/usr/local/bin/etcd']) if (existsSync(candidate)) return candidate;
-  return undefined;
+  return findBinary('etcd', 'LLMCHAT_ETCD');
 }
 
 /** Whether the member answers and sees a leader (etcd's /health is false without a quorum). */

@@ -5,10 +5,11 @@
  */
 
 import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { startProcess } from '../bench/processes.js';
+import { findBinary } from './binaries.js';
 import type { PatroniNodeSpec } from './patroni.js';
 import { disposableService, failedStart, waitForPort, type DisposableService } from './services.js';
 import { renderOpsTemplate } from './template.js';
@@ -17,10 +18,7 @@ import { getJson } from './wait-until.js';
 const READY_TIMEOUT_MS = 15_000;
 
 export function haproxyPath(): string | undefined {
-  const fromEnv = process.env.LLMCHAT_HAPROXY;
-  if (fromEnv) return fromEnv;
-  for (const candidate of ['/usr/sbin/haproxy', '/usr/local/sbin/haproxy', '/usr/bin/haproxy']) if (existsSync(candidate)) return candidate;
-  return undefined;
+  return findBinary('haproxy', 'LLMCHAT_HAPROXY');
 }
 
 export interface HaproxyPorts {

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort, startProcess, type ExitInfo, type ManagedProcess } from '../bench/processes.js';
+import { findBinary } from './binaries.js';
 import { waitForPort } from './services.js';
 import { renderTemplate as renderPlaceholders } from './template.js';
 
@@ -18,10 +19,7 @@ export const NGINX_TEMPLATE = path.resolve(here, '../../../ops/nginx/llmchat.con
 const READY_TIMEOUT_MS = 15_000;
 
 export function nginxPath(): string | undefined {
-  const fromEnv = process.env.LLMCHAT_NGINX;
-  if (fromEnv) return fromEnv;
-  for (const candidate of ['/usr/sbin/nginx', '/usr/local/sbin/nginx', '/usr/bin/nginx']) if (existsSync(candidate)) return candidate;
-  return undefined;
+  return findBinary('nginx', 'LLMCHAT_NGINX');
 }
 
 /** One request as nginx logged it: what the client got, and what each instance tried answered. */

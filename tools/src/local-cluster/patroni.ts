@@ -7,10 +7,11 @@
  */
 
 import { execFile } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { startProcess, type ManagedProcess } from '../bench/processes.js';
+import { findBinary } from './binaries.js';
 import { alive, commandLineMentions, killTree, signal, waitForExit } from './process-table.js';
 import { postgresOwner, waitForPort } from './services.js';
 import { renderOpsTemplate } from './template.js';
@@ -21,10 +22,7 @@ const START_TIMEOUT_MS = 30_000;
 const STOP_GRACE_MS = 30_000;
 
 export function patroniPath(): string | undefined {
-  const fromEnv = process.env.LLMCHAT_PATRONI;
-  if (fromEnv) return fromEnv;
-  for (const candidate of ['/usr/bin/patroni', '/usr/local/bin/patroni']) if (existsSync(candidate)) return candidate;
-  return undefined;
+  return findBinary('patroni', 'LLMCHAT_PATRONI');
 }
 
 /** Passwords every node of one cluster shares. */

@@ -9,14 +9,29 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { withChildren } from '../bench/processes.js';
 
-/** Whether a process with this id exists (a zombie counts as gone). */
-export function alive(pid: number): boolean {
+/**
+ * The fields of /proc/<pid>/stat after the command name (which may hold
+ * spaces): index 0 is field 3 (state), 2 the process group, 19 the start
+ * time. Undefined when there is no such process.
+ */
+function statFields(pid: number): string[] | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   } catch {
-    return false;
+    return undefined;
   }
+}
+
+function integerField(pid: number, index: number): number | undefined {
+  const value = Number(statFields(pid)?.[index]);
+  return Number.isInteger(value) ? value : undefined;
+}
+
+/** Whether a process with this id exists (a zombie counts as gone). */
+export function alive(pid: number): boolean {
+  const state = statFields(pid)?.[0];
+  return state !== undefined && state !== 'Z';
 }
 
 /**
@@ -24,13 +39,12 @@ export function alive(pid: number): boolean {
  * one process for good: ids are reused, this pair never is.
  */
 export function startTime(pid: number): number | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const ticks = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
-    return Number.isInteger(ticks) ? ticks : undefined;
-  } catch {
-    return undefined;
-  }
+  return integerField(pid, 19);
+}
+
+/** The id of the process's group, or undefined when it is gone. */
+export function processGroup(pid: number): number | undefined {
+  return integerField(pid, 2);
 }
 
 /** Its command line or environment as NUL-separated words, as /proc has them ('' when unreadable). */
@@ -70,17 +84,6 @@ function allPids(): number[] {
 /** Ids of the running processes (but this one) whose environment has `name=value`. */
 export function processesWithEnvironment(name: string, value: string): number[] {
   return allPids().filter((pid) => pid !== process.pid && alive(pid) && hasEnvironment(pid, name, value));
-}
-
-/** The id of the process's group, or undefined when it is gone. */
-export function processGroup(pid: number): number | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const group = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[2]);
-    return Number.isInteger(group) ? group : undefined;
-  } catch {
-    return undefined;
-  }
 }
 
 /** Sends a signal to a process or (negative id) a group; false when there is none. */

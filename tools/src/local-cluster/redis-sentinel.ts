@@ -6,10 +6,11 @@
  * and Sentinel in place).
  */
 
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import { startProcess } from '../bench/processes.js';
+import { findBinary } from './binaries.js';
 import { disposableService, failedStart, redisServerPath, waitForPort, type DisposableService } from './services.js';
 import { renderOpsTemplate } from './template.js';
 import { allSettledOrThrow, waitUntil } from './wait-until.js';
@@ -17,8 +18,7 @@ import { allSettledOrThrow, waitUntil } from './wait-until.js';
 const READY_TIMEOUT_MS = 30_000;
 
 export function redisSentinelPath(): string | undefined {
-  for (const candidate of ['/usr/bin/redis-sentinel', '/usr/local/bin/redis-sentinel']) if (existsSync(candidate)) return candidate;
-  return undefined;
+  return findBinary('redis-sentinel');
 }
 
 /** One command on a connection of its own, with a deadline; resolves with Redis's reply. */

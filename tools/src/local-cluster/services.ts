@@ -12,6 +12,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { freePort, startProcess, type ExitInfo, type ManagedProcess } from '../bench/processes.js';
+import { findBinary } from './binaries.js';
 
 /** A server the caller can stop, crash and start again on the same port and data. */
 export interface DisposableService {
@@ -48,8 +49,7 @@ export function postgresBinDir(): string | undefined {
 }
 
 export function redisServerPath(): string | undefined {
-  for (const candidate of ['/usr/bin/redis-server', '/usr/local/bin/redis-server']) if (existsSync(candidate)) return candidate;
-  return undefined;
+  return findBinary('redis-server');
 }
 
 /** PostgreSQL refuses to run as root: as root, its files and process belong to the `postgres` user. */
