@@ -12,7 +12,7 @@
  */
 
 import { randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { DEPLOYMENT_MARK, recorded, stateFileOf, writeState, type DeploymentState, type RecordedProcess } from './deployment-state.js';
@@ -224,9 +224,7 @@ export async function startTopology(options: TopologyOptions = {}): Promise<Topo
       superuser,
     };
     await waitUntil('HAProxy sending writes to the leader', () => routedToLeader(patroni, superuser), WHOLE_TIMEOUT_MS);
-    // The app's own role and database, as an operator creates them: the instances never connect as superuser.
-    await queryRows(superuser, `CREATE ROLE ${APP_ROLE} LOGIN PASSWORD '${appPassword}'`, [], 10_000);
-    await queryRows(superuser, `CREATE DATABASE ${DATABASE} OWNER ${APP_ROLE}`, [], 30_000);
+    await waitUntil(`the ${APP_ROLE} role and database`, () => createAppDatabase(superuser, appPassword), WHOLE_TIMEOUT_MS);
     await waitUntil('HAProxy sending reads to a replica', () => routedToReplica(database.read), WHOLE_TIMEOUT_MS);
     const redis = await redisStarted;
     const [primary, fallback] = await mocksStarted;
@@ -324,9 +322,28 @@ export async function startTopology(options: TopologyOptions = {}): Promise<Topo
     };
   } catch (err) {
     await Promise.allSettled(background);
+    // The logs say why; they outlive the rest of the directory.
+    const keptLogs = `${dataDir}-logs`;
+    renameSync(logDir, keptLogs);
     await dispose();
-    throw err;
+    throw new Error(`${err instanceof Error ? err.message : String(err)} (logs: ${keptLogs})`, { cause: err });
   }
+}
+
+/**
+ * The app's own role and database, as an operator creates them (the
+ * instances never connect as superuser). Safe to repeat: a connection
+ * through HAProxy may be cut halfway (a start on a busy machine once lost
+ * one here).
+ */
+async function createAppDatabase(superuser: string, password: string): Promise<true> {
+  if ((await queryRows(superuser, 'SELECT 1 FROM pg_roles WHERE rolname = $1', [APP_ROLE], 5_000)).length === 0) {
+    await queryRows(superuser, `CREATE ROLE ${APP_ROLE} LOGIN PASSWORD '${password}'`, [], 10_000);
+  }
+  if ((await queryRows(superuser, 'SELECT 1 FROM pg_database WHERE datname = $1', [DATABASE], 5_000)).length === 0) {
+    await queryRows(superuser, `CREATE DATABASE ${DATABASE} OWNER ${APP_ROLE}`, [], 30_000);
+  }
+  return true;
 }
 
 /** A connection to HAProxy's write port lands on the leader's PostgreSQL, which is a primary. */
