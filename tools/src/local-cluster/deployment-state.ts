@@ -90,11 +90,13 @@ function postmasters(dataDir: string): number[] {
  */
 export async function stopDeployment(state: DeploymentState): Promise<number[]> {
   const { dataDir } = state;
-  if (stillRunning(state.owner)) {
+  // The owner itself may call this (stopped while still starting): it must not wait for or kill itself.
+  const owner = state.owner.pid === process.pid ? [] : [state.owner];
+  if (owner.some(stillRunning)) {
     signal(state.owner.pid, 'SIGTERM');
     await waitForExit([state.owner.pid], OWNER_STOP_MS);
   }
-  const running = [state.owner, ...state.processes].filter(stillRunning).map((p) => p.pid);
+  const running = [...owner, ...state.processes].filter(stillRunning).map((p) => p.pid);
   // A group outlives its leader (nginx's workers, PostgreSQL's backends), and Linux gives no new
   // process the id of a group that still exists: a group with a dead leader's id is still the deployment's.
   const orphanGroups = state.processes.filter((p) => !alive(p.pid)).map((p) => p.pid);

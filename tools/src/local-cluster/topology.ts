@@ -322,11 +322,12 @@ export async function startTopology(options: TopologyOptions = {}): Promise<Topo
     };
   } catch (err) {
     await Promise.allSettled(background);
-    // The logs say why; they outlive the rest of the directory.
+    // The logs say why; they outlive the rest of the directory (unless someone removed it already).
     const keptLogs = `${dataDir}-logs`;
-    renameSync(logDir, keptLogs);
+    const kept = existsSync(logDir);
+    if (kept) renameSync(logDir, keptLogs);
     await dispose();
-    throw new Error(`${err instanceof Error ? err.message : String(err)} (logs: ${keptLogs})`, { cause: err });
+    throw new Error(`${err instanceof Error ? err.message : String(err)}${kept ? ` (logs: ${keptLogs})` : ''}`, { cause: err });
   }
 }
 
