@@ -1,9 +1,10 @@
 /** Child processes of the bench (mock upstream, server): spawn, wait until ready, watch, stop. */
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readdirSync, readFileSync, readSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { createInterface } from 'node:readline';
+import { StringDecoder } from 'node:string_decoder';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from 'undici';
 
@@ -79,21 +80,59 @@ function isProblemLine(line: string, stream: 'stdout' | 'stderr'): boolean {
   return /"level":\s*(40|50|60)\b/.test(line) || /\b(error|fatal|exception)\b/i.test(line);
 }
 
+const FOLLOW_INTERVAL_MS = 200;
+
+/** Calls `onLine` with each line appended to `file` after `offset`, until stopped (which reads what is left). */
+function followFile(file: string, offset: number, onLine: (line: string) => void): () => void {
+  const fd = openSync(file, 'r');
+  const decoder = new StringDecoder('utf8');
+  const buffer = Buffer.alloc(64 * 1024);
+  let position = offset;
+  let pending = '';
+  const read = (): void => {
+    for (let n = readSync(fd, buffer, 0, buffer.length, position); n > 0; n = readSync(fd, buffer, 0, buffer.length, position)) {
+      position += n;
+      pending += decoder.write(buffer.subarray(0, n));
+    }
+    const lines = pending.split('\n');
+    pending = lines.pop() ?? '';
+    for (const line of lines) onLine(line);
+  };
+  const timer = setInterval(read, FOLLOW_INTERVAL_MS);
+  timer.unref();
+  return () => {
+    clearInterval(timer);
+    read();
+    if (pending !== '') onLine(pending);
+    closeSync(fd);
+  };
+}
+
+/**
+ * Starts a child in its own process group. Its output goes to pipes, or with
+ * `logFile` straight into that file (appended): then a grandchild that
+ * inherits the output (PostgreSQL started by Patroni) writes there too and
+ * does not keep this process waiting for the pipes to close, and the log
+ * survives this process.
+ */
 export function startProcess(
   name: string,
   command: string,
   args: readonly string[],
-  options: { env: NodeJS.ProcessEnv; cwd: string; uid?: number | undefined; gid?: number | undefined },
+  options: { env: NodeJS.ProcessEnv; cwd: string; uid?: number | undefined; gid?: number | undefined; logFile?: string | undefined },
 ): ManagedProcess {
+  const logFd = options.logFile === undefined ? undefined : openSync(options.logFile, 'a');
+  const logStart = logFd === undefined ? 0 : fstatSync(logFd).size;
   // Own process group: a Ctrl-C in the terminal reaches only the bench, which then stops the children in order.
   const child: ChildProcess = spawn(command, args, {
     env: options.env,
     cwd: options.cwd,
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: logFd === undefined ? ['ignore', 'pipe', 'pipe'] : ['ignore', logFd, logFd],
     detached: true,
     ...(options.uid === undefined ? {} : { uid: options.uid }),
     ...(options.gid === undefined ? {} : { gid: options.gid }),
   });
+  if (logFd !== undefined) closeSync(logFd);
   if (child.pid !== undefined) live.add(child);
   const lines: string[] = [];
   const problemLines: string[] = [];
@@ -102,39 +141,47 @@ export function startProcess(
   const lineWaiters = new Set<(line: string) => void>();
   let exit: ExitInfo | undefined;
 
+  let stopFollowing: (() => void) | undefined;
   const exited = new Promise<ExitInfo>((resolve) => {
     // 'close' rather than 'exit': by then all output has been read.
     child.once('close', (code, signal) => {
       live.delete(child);
+      stopFollowing?.();
+      stopFollowing = undefined;
       exit = { code, signal };
       resolve(exit);
     });
     child.once('error', (error) => {
+      stopFollowing?.();
+      stopFollowing = undefined;
       lines.push(`[${name}] spawn failed: ${error.message}`);
       exit = { code: null, signal: null };
       resolve(exit);
     });
   });
 
+  const onLine = (raw: string, kind: 'stdout' | 'stderr'): void => {
+    const line = raw.length > LINE_CHARS ? `${raw.slice(0, LINE_CHARS)}…` : raw;
+    lines.push(line);
+    if (lines.length > TAIL_LINES) lines.shift();
+    if (isProblemLine(raw, kind)) {
+      problemCount++;
+      if (problemLines.length < PROBLEM_LINES_KEPT) problemLines.push(line);
+      const problem = problemKind(raw.length > PROBLEM_LINE_CHARS ? raw.slice(0, PROBLEM_LINE_CHARS) : raw);
+      const seen = kinds.get(problem);
+      if (seen !== undefined) kinds.set(problem, seen + 1);
+      else if (kinds.size < KINDS_KEPT) kinds.set(problem, 1);
+    }
+    for (const waiter of lineWaiters) waiter(line);
+  };
   const watch = (stream: NodeJS.ReadableStream | null, kind: 'stdout' | 'stderr'): void => {
     if (stream === null) return;
-    createInterface({ input: stream, crlfDelay: Infinity }).on('line', (raw: string) => {
-      const line = raw.length > LINE_CHARS ? `${raw.slice(0, LINE_CHARS)}…` : raw;
-      lines.push(line);
-      if (lines.length > TAIL_LINES) lines.shift();
-      if (isProblemLine(raw, kind)) {
-        problemCount++;
-        if (problemLines.length < PROBLEM_LINES_KEPT) problemLines.push(line);
-        const problem = problemKind(raw.length > PROBLEM_LINE_CHARS ? raw.slice(0, PROBLEM_LINE_CHARS) : raw);
-        const seen = kinds.get(problem);
-        if (seen !== undefined) kinds.set(problem, seen + 1);
-        else if (kinds.size < KINDS_KEPT) kinds.set(problem, 1);
-      }
-      for (const waiter of lineWaiters) waiter(line);
-    });
+    createInterface({ input: stream, crlfDelay: Infinity }).on('line', (raw: string) => onLine(raw, kind));
   };
   watch(child.stdout, 'stdout');
   watch(child.stderr, 'stderr');
+  // A log file mixes both streams: its lines are judged as stdout's are (by their content).
+  if (options.logFile !== undefined) stopFollowing = followFile(options.logFile, logStart, (raw) => onLine(raw, 'stdout'));
 
   return {
     name,

@@ -16,7 +16,8 @@ import { nginxPath } from '../local-cluster/nginx.js';
 import { postgresBinDir, redisServerPath, type DisposableService } from '../local-cluster/services.js';
 import { startLoad } from './load.js';
 import { runTurn, type TurnTrace } from './turn-client.js';
-import { queryRows, storedTurns, streamingLeft, verify, type Verdict } from './verify.js';
+import { queryRows } from '../local-cluster/sql.js';
+import { storedTurns, streamingLeft, verify, type Verdict } from './verify.js';
 
 /** The mock's answer: 20 chunks 25 ms apart (half a second), so every failure lands mid-answer. */
 const CHUNKS = 20;

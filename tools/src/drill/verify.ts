@@ -5,7 +5,7 @@
  * answer.
  */
 
-import pg from 'pg';
+import { queryRows } from '../local-cluster/sql.js';
 import { composeAnswer } from '../mock-upstream/answer.js';
 import type { TurnTrace } from './turn-client.js';
 
@@ -41,17 +41,6 @@ export interface Verdict {
 /** The mock's answer to a question (no system prompt, no fault): what a complete turn must show. */
 export function expectedAnswer(question: string, chunks: number): string {
   return composeAnswer(question, false, chunks);
-}
-
-/** One query on its own connection (the drill reads the database rarely, between rows). */
-export async function queryRows<T extends pg.QueryResultRow>(databaseUrl: string, text: string, values: unknown[] = []): Promise<T[]> {
-  const client = new pg.Client({ connectionString: databaseUrl });
-  await client.connect();
-  try {
-    return (await client.query<T>(text, values)).rows;
-  } finally {
-    await client.end();
-  }
 }
 
 export async function storedTurns(databaseUrl: string, tag: string): Promise<Map<string, StoredTurn>> {

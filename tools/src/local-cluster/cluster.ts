@@ -11,9 +11,12 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { freePort } from '../bench/processes.js';
-import { llmchatInstance, type LlmchatInstance } from './instance.js';
+import { llmchatInstance, serverEnvironment, type LlmchatInstance } from './instance.js';
 import { startNginx, type NginxProxy } from './nginx.js';
+import { allReady, createDrillAgents, createDrillUser, login } from './provision.js';
 import { startMockUpstreamProcess, startPostgres, startRedis, type DisposableService } from './services.js';
+
+export { DRILL_AGENTS, type DrillAgent } from './provision.js';
 
 export interface ClusterOptions {
   instances: number;
@@ -23,21 +26,6 @@ export interface ClusterOptions {
   /** Extra server environment (defaults are production's, but for rate limits and log level). */
   env?: Record<string, string>;
 }
-
-/** Agents the cluster creates: each has the clean fallback mock behind a primary that behaves as named. */
-export const DRILL_AGENTS = {
-  /** Primary answers well. */
-  steady: '',
-  /** Primary cuts the stream after 5 chunks. */
-  cut: 'cutAfter=5',
-  /** Primary stalls after 5 chunks (the agent's idle deadline is 1 s). */
-  stall: 'stallAfter=5',
-  /** Primary sends a chunk that is not JSON after 5 chunks. */
-  malformed: 'malformedAfter=5',
-  /** Primary refuses with 503 and Retry-After: 1. */
-  refuse: 'status=503,retryAfter=1',
-} as const;
-export type DrillAgent = keyof typeof DRILL_AGENTS;
 
 export interface LocalCluster {
   readonly postgres: DisposableService;
@@ -51,28 +39,6 @@ export interface LocalCluster {
   /** Every instance answers /health/ready with every dependency up. */
   whole(): Promise<boolean>;
   dispose(): Promise<void>;
-}
-
-async function call(url: string, init: { method: string; token?: string; body?: unknown }): Promise<{ status: number; body: unknown }> {
-  const response = await fetch(url, {
-    method: init.method,
-    headers: { ...(init.token ? { authorization: `Bearer ${init.token}` } : {}), ...(init.body === undefined ? {} : { 'content-type': 'application/json' }) },
-    body: init.body === undefined ? undefined : JSON.stringify(init.body),
-  });
-  const text = await response.text();
-  let body: unknown = text;
-  try {
-    body = JSON.parse(text);
-  } catch {
-    // Not JSON: kept as text for the error message.
-  }
-  return { status: response.status, body };
-}
-
-async function expectStatus(what: string, result: Promise<{ status: number; body: unknown }>, status: number): Promise<unknown> {
-  const { status: got, body } = await result;
-  if (got !== status) throw new Error(`${what}: HTTP ${got} ${JSON.stringify(body).slice(0, 300)}`);
-  return body;
 }
 
 export async function startLocalCluster(options: ClusterOptions): Promise<LocalCluster> {
@@ -93,26 +59,7 @@ export async function startLocalCluster(options: ClusterOptions): Promise<LocalC
     const dataDir = mkdtempSync(path.join(tmpdir(), 'llmchat-cluster-'));
     cleanup.push(async () => rmSync(dataDir, { recursive: true, force: true }));
     const adminPassword = randomBytes(18).toString('base64url');
-    const env: NodeJS.ProcessEnv = {
-      PATH: process.env.PATH,
-      NODE_ENV: 'production',
-      DATA_DIR: dataDir,
-      DATABASE_URL: postgres.url,
-      REDIS_URL: redis.url,
-      JWT_SECRET: randomBytes(32).toString('base64url'),
-      SECRETS_KEY: randomBytes(32).toString('base64url'),
-      ADMIN_USERNAME: 'admin',
-      ADMIN_PASSWORD: adminPassword,
-      MOCK_UPSTREAM: 'false',
-      LOG_LEVEL: 'warn',
-      ACCESS_TOKEN_TTL: '86400',
-      // The drill's load comes from one address and one user: limits would measure themselves.
-      CHAT_RATE_LIMIT_PER_MINUTE: '0',
-      LOGIN_RATE_LIMIT_PER_MINUTE: '0',
-      // Behind nginx on the same host.
-      TRUST_PROXY: '1',
-      ...options.env,
-    };
+    const env = serverEnvironment({ dataDir, databaseUrl: postgres.url, redisUrl: redis.url, adminPassword, extra: options.env });
     // freePort() frees the port it finds, so another process (or another call) may take it before an
     // instance listens there: an instance that finds its port taken is started again on another one.
     // Once nginx knows the ports they stay fixed (restarts reuse them).
@@ -141,33 +88,9 @@ export async function startLocalCluster(options: ClusterOptions): Promise<LocalC
     const nginx = await startNginx({ instancePorts: ports });
     cleanup.push(() => nginx.dispose());
 
-    const api = nginx.url;
-    const adminLogin = (await expectStatus('admin login', call(`${api}/api/auth/login`, { method: 'POST', body: { username: 'admin', password: adminPassword } }), 200)) as { token: string };
-    const adminToken = adminLogin.token;
-    const userPassword = randomBytes(18).toString('base64url');
-    await expectStatus('create the drill user', call(`${api}/api/admin/users`, { method: 'POST', token: adminToken, body: { username: 'drill-user', password: userPassword } }), 201);
-    const userLogin = (await expectStatus('user login', call(`${api}/api/auth/login`, { method: 'POST', body: { username: 'drill-user', password: userPassword } }), 200)) as { token: string };
-    for (const [id, fault] of Object.entries(DRILL_AGENTS)) {
-      const endpoint = `${primary.url}${fault ? `/fault/${fault}` : ''}/v1/chat/completions`;
-      await expectStatus(
-        `create agent ${id}`,
-        call(`${api}/api/agents`, {
-          method: 'POST',
-          token: adminToken,
-          body: {
-            id,
-            name: `Drill: ${id}`,
-            provider: 'openai',
-            endpoint,
-            apiKey: 'drill-key',
-            model: 'mock-model',
-            timeouts: { idleMs: 1000 },
-            fallbacks: [{ provider: 'openai', endpoint: `${fallback.url}/v1/chat/completions`, apiKey: 'drill-key', model: 'mock-model' }],
-          },
-        }),
-        201,
-      );
-    }
+    const adminToken = await login(nginx.url, 'admin', adminPassword);
+    const user = await createDrillUser(nginx.url, adminToken);
+    await createDrillAgents(nginx.url, adminToken, { primary: primary.url, fallback: fallback.url });
 
     return {
       postgres,
@@ -176,11 +99,8 @@ export async function startLocalCluster(options: ClusterOptions): Promise<LocalC
       fallback,
       instances,
       nginx,
-      token: userLogin.token,
-      async whole() {
-        const answers = await Promise.all(instances.map((instance) => call(`${instance.url}/health/ready`, { method: 'GET' }).catch(() => ({ status: 0, body: undefined }))));
-        return answers.every((a) => a.status === 200 && (a.body as { status?: unknown } | undefined)?.status === 'ok');
-      },
+      token: user.token,
+      whole: () => allReady(instances.map((instance) => instance.url)),
       dispose,
     };
   } catch (err) {

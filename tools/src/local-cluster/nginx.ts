@@ -9,7 +9,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort, startProcess, type ExitInfo, type ManagedProcess } from '../bench/processes.js';
+import { findBinary } from './binaries.js';
 import { waitForPort } from './services.js';
+import { renderTemplate as renderPlaceholders } from './template.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 /** The shipped config, from tools/dist/local-cluster or tools/src/local-cluster alike. */
@@ -17,10 +19,7 @@ export const NGINX_TEMPLATE = path.resolve(here, '../../../ops/nginx/llmchat.con
 const READY_TIMEOUT_MS = 15_000;
 
 export function nginxPath(): string | undefined {
-  const fromEnv = process.env.LLMCHAT_NGINX;
-  if (fromEnv) return fromEnv;
-  for (const candidate of ['/usr/sbin/nginx', '/usr/local/sbin/nginx', '/usr/bin/nginx']) if (existsSync(candidate)) return candidate;
-  return undefined;
+  return findBinary('nginx', 'LLMCHAT_NGINX');
 }
 
 /** One request as nginx logged it: what the client got, and what each instance tried answered. */
@@ -37,6 +36,8 @@ export interface AccessLogEntry {
 export interface NginxProxy {
   readonly port: number;
   readonly url: string;
+  /** The master process. */
+  readonly pid: number | undefined;
   /** Every request logged so far. */
   accessLog(): AccessLogEntry[];
   stop(): Promise<ExitInfo | undefined>;
@@ -46,7 +47,7 @@ export interface NginxProxy {
 
 /** Renders the shipped template: only the `${LLMCHAT_*}` placeholders are replaced. */
 export function renderTemplate(template: string, values: { listen: string; upstreamsFile: string }): string {
-  return template.replace(/\$\{(LLMCHAT_LISTEN|LLMCHAT_UPSTREAMS)\}/g, (_, name: string) => (name === 'LLMCHAT_LISTEN' ? values.listen : values.upstreamsFile));
+  return renderPlaceholders(template, { LISTEN: values.listen, UPSTREAMS: values.upstreamsFile });
 }
 
 function upstreamLines(ports: readonly number[]): string {
@@ -55,11 +56,18 @@ function upstreamLines(ports: readonly number[]): string {
 
 const LOG_FORMAT = `log_format drill escape=json '{"t":$msec,"method":"$request_method","uri":"$request_uri","status":$status,"upstream":"$upstream_status"}';`;
 
-export async function startNginx(options: { instancePorts: readonly number[]; port?: number }): Promise<NginxProxy> {
+export async function startNginx(options: {
+  instancePorts: readonly number[];
+  port?: number;
+  /** Where its prefix directory is made (default: the system's temp directory). */
+  parentDir?: string;
+  /** Extra environment of the nginx process. */
+  env?: NodeJS.ProcessEnv;
+}): Promise<NginxProxy> {
   const binary = nginxPath();
   if (binary === undefined) throw new Error('nginx not found (install Debian package nginx, or set LLMCHAT_NGINX)');
   const port = options.port ?? (await freePort());
-  const dir = mkdtempSync(path.join(tmpdir(), 'llmchat-nginx-'));
+  const dir = mkdtempSync(path.join(options.parentDir ?? tmpdir(), 'llmchat-nginx-'));
   const upstreamsFile = path.join(dir, 'upstreams.conf');
   const accessLogFile = path.join(dir, 'access.log');
   writeFileSync(upstreamsFile, upstreamLines(options.instancePorts));
@@ -85,7 +93,7 @@ export async function startNginx(options: { instancePorts: readonly number[]; po
     ].join('\n'),
   );
   const child: ManagedProcess = startProcess(`nginx:${port}`, binary, ['-p', dir, '-c', path.join(dir, 'nginx.conf'), '-e', path.join(dir, 'error.log')], {
-    env: { PATH: process.env.PATH },
+    env: { PATH: process.env.PATH, ...options.env },
     cwd: dir,
   });
   try {
@@ -99,6 +107,7 @@ export async function startNginx(options: { instancePorts: readonly number[]; po
   return {
     port,
     url: `http://127.0.0.1:${port}`,
+    pid: child.pid,
     accessLog: () => parseAccessLog(readIfExists(accessLogFile)),
     // SIGQUIT: graceful shutdown.
     stop: async () => (child.exitInfo() === undefined ? child.kill('SIGQUIT') : child.exitInfo()),

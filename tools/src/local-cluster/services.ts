@@ -12,6 +12,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { freePort, startProcess, type ExitInfo, type ManagedProcess } from '../bench/processes.js';
+import { findBinary } from './binaries.js';
 
 /** A server the caller can stop, crash and start again on the same port and data. */
 export interface DisposableService {
@@ -19,6 +20,8 @@ export interface DisposableService {
   /** Connection URL (PostgreSQL: database `postgres`, user `postgres`, trust auth). */
   readonly url: string;
   readonly running: boolean;
+  /** The running process's id. */
+  readonly pid: number | undefined;
   /** Starts it (again) and waits until it answers. */
   start(): Promise<void>;
   /** A clean shutdown. */
@@ -46,12 +49,11 @@ export function postgresBinDir(): string | undefined {
 }
 
 export function redisServerPath(): string | undefined {
-  for (const candidate of ['/usr/bin/redis-server', '/usr/local/bin/redis-server']) if (existsSync(candidate)) return candidate;
-  return undefined;
+  return findBinary('redis-server');
 }
 
 /** PostgreSQL refuses to run as root: as root, its files and process belong to the `postgres` user. */
-function postgresOwner(): { uid: number; gid: number } | undefined {
+export function postgresOwner(): { uid: number; gid: number } | undefined {
   if (process.getuid?.() !== 0) return undefined;
   const uid = Number(execFileSync('id', ['-u', 'postgres']).toString().trim());
   const gid = Number(execFileSync('id', ['-g', 'postgres']).toString().trim());
@@ -109,7 +111,7 @@ export function redisInline(port: number, command: string, timeoutMs = 2_000): P
  * A service around one process: `launch` starts it and resolves once it
  * answers; `stopSignal` is its clean shutdown. Started once before returning.
  */
-async function disposableService(spec: {
+export async function disposableService(spec: {
   port: number;
   url: string;
   dir: string;
@@ -122,6 +124,9 @@ async function disposableService(spec: {
     url: spec.url,
     get running() {
       return child !== undefined && child.exitInfo() === undefined;
+    },
+    get pid() {
+      return service.running ? child?.pid : undefined;
     },
     async start() {
       if (service.running) return;
@@ -145,7 +150,7 @@ async function disposableService(spec: {
 }
 
 /** Kills a process that failed to come up, then rethrows. */
-async function failedStart(child: ManagedProcess, err: unknown): Promise<never> {
+export async function failedStart(child: ManagedProcess, err: unknown): Promise<never> {
   await child.kill('SIGKILL');
   throw err;
 }
@@ -233,9 +238,18 @@ export async function startRedis(options: { port?: number } = {}): Promise<Dispo
 }
 
 /** The mock upstream as a process of its own (so a drill can kill it), on a fixed port across restarts. */
-export async function startMockUpstreamProcess(options: { port?: number; chunks: number; intervalMs: number }): Promise<DisposableService> {
+export async function startMockUpstreamProcess(options: {
+  port?: number;
+  chunks: number;
+  intervalMs: number;
+  /** Where its working directory is made (default: the system's temp directory). */
+  parentDir?: string;
+  /** Extra environment, and a file for its output (default: kept in memory). */
+  env?: NodeJS.ProcessEnv;
+  logFile?: string;
+}): Promise<DisposableService> {
   const port = options.port ?? (await freePort());
-  const dir = mkdtempSync(path.join(tmpdir(), 'llmchat-mock-'));
+  const dir = mkdtempSync(path.join(options.parentDir ?? tmpdir(), 'llmchat-mock-'));
   // The built CLI, whether this runs from tools/dist or (in tests) tools/src.
   const cli = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../dist/mock-upstream/cli.js');
   return disposableService({
@@ -245,7 +259,7 @@ export async function startMockUpstreamProcess(options: { port?: number; chunks:
     stopSignal: 'SIGTERM',
     async launch() {
       const args = [cli, '--port', String(port), '--host', '127.0.0.1', '--chunks', String(options.chunks), '--interval', String(options.intervalMs)];
-      const child = startProcess(`mock:${port}`, process.execPath, args, { env: { PATH: process.env.PATH }, cwd: dir });
+      const child = startProcess(`mock:${port}`, process.execPath, args, { env: { PATH: process.env.PATH, ...options.env }, cwd: dir, logFile: options.logFile });
       try {
         await waitForPort(port, READY_TIMEOUT_MS, child);
       } catch (err) {
