@@ -11,7 +11,9 @@
  * (default PGBACKREST_STANZA, else llmchat), and overrides of the file's
  * --pg-data (PGDATA), --pg-port (PGPORT), --pg-socket (PGHOST when it is a
  * directory) and --repo. As root, pgBackRest and PostgreSQL run as
- * --os-user (default postgres).
+ * --os-user (default postgres). --cluster instead takes the deployment
+ * `npm run cluster` is running: its repository, through the current Patroni
+ * leader's pgbackrest.conf.
  */
 
 import { chownSync, writeFileSync } from 'node:fs';
@@ -23,13 +25,15 @@ import { renderShippedPgbackrestConfig } from './pgbackrest-config.js';
 import { databaseOsUser, type Stanza } from './pgbackrest.js';
 import { parseRecoveryTarget, type RecoveryTarget } from './recovery-target.js';
 import { restoreCluster } from './restore.js';
+import { clusterStanza } from './running-cluster.js';
 
 const USAGE = `usage:
   backup   [--type full|diff|incr] [--timeout SECONDS] [where]
   restore  --to TIME|latest [--into DIR] [--port N] [--user NAME] [--database NAME] [--timeout SECONDS] [--json] [where]
   config   --pg-data DIR --repo DIR [--stanza NAME] [--pg-port N] [--pg-socket DIR] [--log-path DIR] [--lock-path DIR] [--out FILE]
   settings [--config FILE] [--stanza NAME] [--archive-timeout SECONDS] [--json]
-where: [--config FILE] [--stanza NAME] [--pg-data DIR] [--pg-port N] [--pg-socket DIR] [--repo DIR] [--os-user NAME]`;
+where: [--config FILE] [--stanza NAME] [--pg-data DIR] [--pg-port N] [--pg-socket DIR] [--repo DIR] [--os-user NAME]
+       or --cluster: the deployment \`npm run cluster\` runs (through its current leader)`;
 
 /** Bounds: a backup of a large cluster takes hours; a restore beyond the RTO promise is a failure worth hearing about. */
 const DEFAULT_BACKUP_TIMEOUT_S = 6 * 3600;
@@ -57,6 +61,7 @@ const OPTIONS = {
   'lock-path': { type: 'string' },
   out: { type: 'string' },
   'archive-timeout': { type: 'string' },
+  cluster: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -99,10 +104,17 @@ function where(values: Values): Stanza {
   };
 }
 
+/** --cluster, or the options and environment. */
+async function source(values: Values): Promise<Stanza> {
+  if (values.cluster !== true) return where(values);
+  if (values.config !== undefined || values['pg-data'] !== undefined || values.repo !== undefined) throw new UsageError('--cluster names the repository and cluster itself: leave out --config, --pg-data and --repo');
+  return clusterStanza();
+}
+
 async function runBackup(values: Values): Promise<void> {
   const type = (values.type ?? 'incr') as BackupType;
   if (!BACKUP_TYPES.includes(type)) throw new UsageError(`--type must be one of ${BACKUP_TYPES.join(', ')}, got "${type}"`);
-  const target = where(values);
+  const target = await source(values);
   const timeoutS = positiveInteger('timeout', values.timeout) ?? DEFAULT_BACKUP_TIMEOUT_S;
   console.log(`backup of stanza ${target.stanza} (config ${target.configPath ?? "pgBackRest's default"})`);
   const result = await takeBackup(target, {
@@ -127,7 +139,7 @@ async function runRestore(values: Values): Promise<void> {
   const timeoutS = positiveInteger('timeout', values.timeout) ?? DEFAULT_RESTORE_TIMEOUT_S;
   // With --json, stdout carries the one JSON line; progress goes to stderr either way.
   const restored = await restoreCluster({
-    source: where(values),
+    source: await source(values),
     target,
     into: values.into,
     port: positiveInteger('port', values.port),

@@ -15,16 +15,14 @@
  */
 
 import { spawn } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { readState, stateFileOf, stillRunning, stopDeployment, type DeploymentState } from './deployment-state.js';
+import { CLUSTER_HOME as HOME, CURRENT_POINTER as POINTER, pointedStateFile, readPointer, readState, stateFileOf, stillRunning, stopDeployment } from './deployment-state.js';
 import { DEFAULT_BASE_PORT, startTopology, topologyBinariesMissing, type TopologyEndpoints, type TopologyOptions } from './topology.js';
 
-const HOME = path.join(tmpdir(), 'llmchat-cluster');
-const POINTER = path.join(HOME, 'current.json');
 const SUPERVISOR_LOG = path.join(HOME, 'cluster.log');
 const DETACHED_START_TIMEOUT_MS = 10 * 60_000;
 
@@ -45,20 +43,6 @@ Agents come from AGENTS_CONFIG_PATH when it is set; otherwise the deployment's m
 
 /** Messages from a detached deployment's process to the command that started it. */
 type SupervisorMessage = { type: 'progress'; line: string } | { type: 'ready'; endpoints: TopologyEndpoints } | { type: 'failed'; message: string };
-
-function pointedStateFile(): string | undefined {
-  try {
-    return (JSON.parse(readFileSync(POINTER, 'utf8')) as { stateFile?: string }).stateFile;
-  } catch {
-    return undefined;
-  }
-}
-
-/** The current deployment's state, if the pointer names one whose state file is still there. */
-function readPointer(): DeploymentState | undefined {
-  const stateFile = pointedStateFile();
-  return stateFile !== undefined && existsSync(stateFile) ? readState(stateFile) : undefined;
-}
 
 function writePointer(dataDir: string): void {
   mkdirSync(HOME, { recursive: true });

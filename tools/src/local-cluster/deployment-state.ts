@@ -5,6 +5,7 @@
  */
 
 import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { alive, commandLineMentions, killTree, processesWithEnvironment, signal, startTime, waitForExit } from './process-table.js';
 
@@ -34,6 +35,25 @@ export interface DeploymentState {
   processes: RecordedProcess[];
   /** What `--json` printed, once the deployment was ready. */
   endpoints?: unknown;
+}
+
+/** Where `npm run cluster` keeps what is not a deployment's own: the pointer to the current one, a detached start's log. */
+export const CLUSTER_HOME = path.join(tmpdir(), 'llmchat-cluster');
+/** Names the state file of the deployment `npm run cluster` started last (while it runs). */
+export const CURRENT_POINTER = path.join(CLUSTER_HOME, 'current.json');
+
+export function pointedStateFile(): string | undefined {
+  try {
+    return (JSON.parse(readFileSync(CURRENT_POINTER, 'utf8')) as { stateFile?: string }).stateFile;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The current deployment's state, if the pointer names one whose state file is still there. */
+export function readPointer(): DeploymentState | undefined {
+  const stateFile = pointedStateFile();
+  return stateFile !== undefined && existsSync(stateFile) ? readState(stateFile) : undefined;
 }
 
 export function stateFileOf(dataDir: string): string {

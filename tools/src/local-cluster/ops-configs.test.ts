@@ -4,6 +4,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { etcdPath, startEtcdCluster, type EtcdMember } from './etcd.js';
 import { checkHaproxyConfig, haproxyPath, renderHaproxyConfig } from './haproxy.js';
+import { archiveSettings, restoreCommand } from '../backup/archive-settings.js';
 import { patroniNode, patroniPath, validatePatroniConfig } from './patroni.js';
 import { portAllocator } from './ports.js';
 import { fieldsOf, redisCommand, redisSentinelPath, startRedisNode, startSentinel } from './redis-sentinel.js';
@@ -78,6 +79,7 @@ describe.skipIf(patroniPath() === undefined || etcdPath() === undefined || postg
       pgBinDir: postgresBinDir() ?? '',
       syncStrict: false,
       secrets: { rest: 'r', superuser: 's', replication: 'p', rewind: 'w' },
+      archive: () => ({ archiveCommand: archiveSettings().archive_command, restoreCommand: restoreCommand() }),
       env: {},
     });
 
@@ -90,6 +92,8 @@ describe.skipIf(patroniPath() === undefined || etcdPath() === undefined || postg
     expect(text).toMatch(/^ {4}retry_timeout: 2$/m);
     expect(text).toMatch(/^ {4}synchronous_mode: true$/m);
     expect(text).toMatch(/^ {4}synchronous_mode_strict: false$/m);
+    expect(text).toMatch(/^ {4}archive_command: 'pgbackrest --stanza=llmchat archive-push %p'$/m);
+    expect(text).toMatch(/^ {8}lc_messages: C$/m);
   });
 
   it('is refused by `patroni --validate-config` with 127.0.0.1 as the connect address (why each node has an address of its own)', async () => {

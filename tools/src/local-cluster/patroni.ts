@@ -41,6 +41,17 @@ export interface PatroniNodeSpec {
   restPort: number;
 }
 
+/** Where a node's PostgreSQL lives, for the commands that archive its WAL and fetch it back. */
+export interface NodeFiles {
+  name: string;
+  dataDir: string;
+  socketDir: string;
+  pgPort: number;
+}
+
+/** A node's archive_command and restore_command (ops/patroni/patroni.yml.template). */
+export type ArchiveCommands = (node: NodeFiles) => { archiveCommand: string; restoreCommand: string };
+
 /** Patroni's GET /patroni, the fields used here. */
 export interface PatroniStatus {
   state: string;
@@ -115,6 +126,7 @@ export function patroniNode(spec: PatroniNodeSpec & {
   pgBinDir: string;
   syncStrict: boolean;
   secrets: PatroniSecrets;
+  archive: ArchiveCommands;
   env: NodeJS.ProcessEnv;
 }): PatroniNode {
   const binary = patroniPath();
@@ -125,6 +137,7 @@ export function patroniNode(spec: PatroniNodeSpec & {
   mkdirSync(spec.nodeDir, { mode: 0o700 });
   const dataDir = path.join(spec.nodeDir, 'data');
   const configFile = path.join(spec.nodeDir, 'patroni.yml');
+  const archive = spec.archive({ name: spec.name, dataDir, socketDir: spec.nodeDir, pgPort: spec.pgPort });
   writeFileSync(
     configFile,
     renderOpsTemplate('patroni/patroni.yml.template', {
@@ -143,6 +156,8 @@ export function patroniNode(spec: PatroniNodeSpec & {
       SUPERUSER_PASSWORD: spec.secrets.superuser,
       REPLICATION_PASSWORD: spec.secrets.replication,
       REWIND_PASSWORD: spec.secrets.rewind,
+      ARCHIVE_COMMAND: archive.archiveCommand,
+      RESTORE_COMMAND: archive.restoreCommand,
     }),
     { mode: 0o600 },
   );
@@ -347,6 +362,7 @@ export async function startPatroniCluster(spec: {
   pgBinDir: string;
   syncStrict: boolean;
   secrets: PatroniSecrets;
+  archive: ArchiveCommands;
   env: NodeJS.ProcessEnv;
   wholeTimeoutMs: number;
 }): Promise<PatroniCluster> {

@@ -2,7 +2,7 @@
  * A production-shaped LLMChat deployment on one machine, from real
  * processes on loopback ports below 32768, all under one directory:
  *
- *   etcd (3 members) ← Patroni (3 PostgreSQL 15 nodes, synchronous) ← HAProxy (write / read ports)
+ *   etcd (3 members) ← Patroni (3 PostgreSQL 15 nodes, synchronous, archiving to pgBackRest) ← HAProxy (write / read ports)
  *   Redis master + replica ← 3 Sentinels
  *   N instances (DATABASE_URL / DATABASE_READ_URL on HAProxy, REDIS_URL on the Sentinels) ← nginx
  *
@@ -12,6 +12,8 @@
  */
 
 import { randomBytes } from 'node:crypto';
+import { clusterRepository } from '../backup/cluster-repository.js';
+import { pgbackrestPath } from '../backup/pgbackrest.js';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -73,6 +75,8 @@ export interface TopologyEndpoints {
   patroni: { name: string; rest: string; host: string; pgPort: number; dataDir: string; patroniPid: number | undefined; postmasterPid: number | undefined }[];
   redis: { url: string; sentinels: string[]; masterName: string; nodes: { name: string; port: number; pid: number | undefined }[] };
   etcd: string[];
+  /** The pgBackRest repository every node archives into, and each node's pgbackrest.conf (back up with the leader's). */
+  backup: { stanza: string; repo: string; configs: Record<string, string> };
   /** The mock upstreams behind the drill's agents (absent with AGENTS_CONFIG_PATH). */
   upstreams?: { primary: string; fallback: string };
   agentsConfigPath?: string;
@@ -118,6 +122,7 @@ export function topologyBinariesMissing(): string[] {
     patroni: patroniPath(),
     'etcd-server': etcdPath(),
     haproxy: haproxyPath(),
+    pgbackrest: pgbackrestPath(),
     'redis-server': redisServerPath(),
     'redis-sentinel': redisSentinelPath(),
     nginx: nginxPath(),
@@ -201,7 +206,8 @@ export async function startTopology(options: TopologyOptions = {}): Promise<Topo
     void Promise.allSettled(background);
     const etcd = (await startEtcdCluster({ members: etcdPorts, token: `llmchat-${secret()}`, dir: path.join(dataDir, 'etcd'), logDir, env })).map(track);
 
-    log('Patroni (3 PostgreSQL nodes) and HAProxy');
+    log('Patroni (3 PostgreSQL nodes, archiving to pgBackRest) and HAProxy');
+    const backupRepository = clusterRepository(path.join(dataDir, 'backup'));
     const patroni = track(
       await startPatroniCluster({
         nodes: nodeSpecs,
@@ -212,6 +218,7 @@ export async function startTopology(options: TopologyOptions = {}): Promise<Topo
         pgBinDir,
         syncStrict: options.syncStrict ?? false,
         secrets,
+        archive: (node) => backupRepository.archive(node),
         env,
         wholeTimeoutMs: PATRONI_WHOLE_TIMEOUT_MS,
       }),
@@ -226,6 +233,9 @@ export async function startTopology(options: TopologyOptions = {}): Promise<Topo
     await waitUntil('HAProxy sending writes to the leader', () => routedToLeader(patroni, superuser), WHOLE_TIMEOUT_MS);
     await waitUntil(`the ${APP_ROLE} role and database`, () => createAppDatabase(superuser, appPassword), WHOLE_TIMEOUT_MS);
     await waitUntil('HAProxy sending reads to a replica', () => routedToReplica(database.read), WHOLE_TIMEOUT_MS);
+    const archivingLeader = await patroni.leader();
+    if (archivingLeader === undefined) throw new Error('no Patroni leader to create the backup stanza on');
+    await backupRepository.createStanza(archivingLeader.name, WHOLE_TIMEOUT_MS);
     const redis = await redisStarted;
     const [primary, fallback] = await mocksStarted;
 
@@ -282,6 +292,7 @@ export async function startTopology(options: TopologyOptions = {}): Promise<Topo
       patroni: patroni.nodes.map((n) => ({ name: n.name, rest: n.restUrl, host: n.host, pgPort: n.pgPort, dataDir: n.dataDir, patroniPid: n.patroniPid, postmasterPid: n.postmasterPid() })),
       redis: { url: redis.url, sentinels: redis.sentinels.map((s) => `127.0.0.1:${s.port}`), masterName: redis.masterName, nodes: redis.nodes.map((n) => ({ name: n.name, port: n.port, pid: n.pid })) },
       etcd: etcd.map((m) => m.url),
+      backup: { stanza: backupRepository.stanza, repo: backupRepository.repoPath, configs: { ...backupRepository.configs } },
       ...(mocks === undefined ? {} : { upstreams: { primary: mocks.primary.url, fallback: mocks.fallback.url } }),
       ...(options.agentsConfigPath === undefined ? {} : { agentsConfigPath: path.resolve(options.agentsConfigPath) }),
       logs: logDir,
