@@ -89,6 +89,32 @@ describe('the drill client', () => {
     expect(s.seen[1]?.key).toBe(s.seen[0]?.key);
   });
 
+  it('a non-streaming turn: retried with the same key after a refusal and a dropped request, then complete with the whole answer', async () => {
+    const answer = { data: { messageId: M, status: 'complete', choices: [{ message: { content: 'the whole answer' } }] } };
+    const s = await scripted([
+      (_req, res) => res.writeHead(503, { 'retry-after': '0', 'content-type': 'application/json' }).end(JSON.stringify({ error: { code: 'DATABASE_UNAVAILABLE' } })),
+      // The instance dies while the answer runs: the connection goes with no response.
+      (_req, res) => res.destroy(),
+      (_req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(answer)),
+    ]);
+    open = s.server;
+    const trace = await runTurn({ origin: s.origin, token: 't', agentId: 'a', question: 'q', deadlineMs: 10_000, stream: false });
+    expect(trace).toMatchObject({ stream: false, outcome: 'complete', messageId: M, text: 'the whole answer', refused: [{ status: 503, code: 'DATABASE_UNAVAILABLE' }, { status: 0 }] });
+    expect(trace.acknowledgedAt).toBeGreaterThanOrEqual(trace.refused[1]?.at ?? Infinity);
+    expect(new Set(s.seen.map((r) => r.key)).size).toBe(1);
+    expect(s.seen.map((r) => r.method)).toEqual(['POST', 'POST', 'POST']);
+  });
+
+  it('a non-streaming turn whose answer failed ends in that error and is not sent again', async () => {
+    const s = await scripted([
+      (_req, res) => res.writeHead(502, { 'content-type': 'application/json' }).end(JSON.stringify({ error: { code: 'UPSTREAM_INTERRUPTED', details: { messageId: M, chatId: 'c' } } })),
+    ]);
+    open = s.server;
+    const trace = await runTurn({ origin: s.origin, token: 't', agentId: 'a', question: 'q', deadlineMs: 10_000, stream: false });
+    expect(trace).toMatchObject({ outcome: 'error', errorCode: 'UPSTREAM_INTERRUPTED', refused: [] });
+    expect(s.seen).toHaveLength(1);
+  });
+
   it('gives up at the deadline: the turn counts as lost', async () => {
     const s = await scripted(Array.from({ length: 100 }, () => (_req: IncomingMessage, res: ServerResponse) => res.writeHead(503, { 'retry-after': '0' }).end()));
     open = s.server;

@@ -4,7 +4,9 @@
  * SSE stream, reconnects with Last-Event-ID when the stream drops (to
  * whichever instance the proxy picks), honours `reset`, and retries a
  * refused request (502/503/504, or no connection) after Retry-After. The
- * trace says whether any event was lost or came twice.
+ * trace says whether any event was lost or came twice. A non-streaming turn
+ * (`stream: false`) waits for the whole answer in one JSON body and, when the
+ * request fails on the way, sends it again with the same key.
  */
 
 import { randomUUID } from 'node:crypto';
@@ -23,6 +25,8 @@ export interface TurnRequest {
   /** Give up (the turn counts as lost) after this long. */
   deadlineMs: number;
   signal?: AbortSignal;
+  /** false: one JSON answer instead of an event stream (default true). */
+  stream?: boolean;
 }
 
 export type TurnOutcome = 'complete' | 'stopped' | 'error' | 'lost';
@@ -30,6 +34,7 @@ export type TurnOutcome = 'complete' | 'stopped' | 'error' | 'lost';
 export interface TurnTrace {
   agentId: string;
   question: string;
+  stream: boolean;
   idempotencyKey: string;
   messageId: string | undefined;
   outcome: TurnOutcome;
@@ -40,9 +45,11 @@ export interface TurnTrace {
   /** Date.now() stamps. */
   startedAt: number;
   firstChunkAt: number | undefined;
+  /** When the client learnt its turn was stored: the `start` event, or the answer of a non-streaming turn. */
+  acknowledgedAt: number | undefined;
   endedAt: number;
-  /** Requests answered 5xx (or not at all) that the client then retried. */
-  refused: { status: number; code: string | undefined }[];
+  /** Requests answered 5xx (or not at all) that the client then retried, and when. */
+  refused: { status: number; code: string | undefined; at: number }[];
   /** Streams that dropped without `end` and were reconnected. */
   reconnects: number;
   /** `reset` events and their reasons (`takeover`, `upstream_failed`). */
@@ -94,21 +101,34 @@ function retryAfterMs(headers: Headers): number {
   return Number.isFinite(value) && value > 0 ? Math.min(value * 1000, RETRY_AFTER_CAP_MS) : REFUSED_PAUSE_MS;
 }
 
-async function errorCodeOf(response: Response): Promise<string | undefined> {
+/**
+ * What a non-200 answer means: a refusal to try again shortly (the instance
+ * or the database is away, or the same key is still being handled), or the
+ * turn's own outcome (an error body naming its message) or a plain error.
+ */
+async function classify(response: Response): Promise<{ refusal: TurnTrace['refused'][number] } | { code: string | undefined }> {
   const text = await response.text().catch(() => '');
+  let code: string | undefined;
+  let turnEnded = false;
   try {
-    const body = JSON.parse(text) as { error?: { code?: unknown }; code?: unknown };
-    const code = body.error?.code ?? body.code;
-    return typeof code === 'string' ? code : undefined;
+    const body = JSON.parse(text) as { error?: { code?: unknown; details?: { messageId?: unknown } }; code?: unknown };
+    const value = body.error?.code ?? body.code;
+    code = typeof value === 'string' ? value : undefined;
+    turnEnded = typeof body.error?.details?.messageId === 'string';
   } catch {
-    return undefined;
+    // Not ours (a proxy's page): the status says it all.
   }
+  if (!turnEnded && (response.status === 502 || response.status === 503 || response.status === 504 || code === 'IDEMPOTENCY_KEY_IN_PROGRESS')) {
+    return { refusal: { status: response.status, code, at: Date.now() } };
+  }
+  return { code };
 }
 
 export async function runTurn(request: TurnRequest): Promise<TurnTrace> {
   const trace: TurnTrace = {
     agentId: request.agentId,
     question: request.question,
+    stream: request.stream !== false,
     idempotencyKey: randomUUID(),
     messageId: undefined,
     outcome: 'lost',
@@ -116,6 +136,7 @@ export async function runTurn(request: TurnRequest): Promise<TurnTrace> {
     text: '',
     startedAt: Date.now(),
     firstChunkAt: undefined,
+    acknowledgedAt: undefined,
     endedAt: 0,
     refused: [],
     reconnects: 0,
@@ -124,6 +145,7 @@ export async function runTurn(request: TurnRequest): Promise<TurnTrace> {
     duplicateEvents: 0,
     longestGapMs: 0,
   };
+  if (!trace.stream) return runBlockingTurn(request, trace);
   const deadline = trace.startedAt + request.deadlineMs;
   const headers = { authorization: `Bearer ${request.token}` };
   const body = JSON.stringify({ agentId: request.agentId, stream: true, messages: [{ role: 'user', content: request.question }] });
@@ -155,6 +177,7 @@ export async function runTurn(request: TurnRequest): Promise<TurnTrace> {
     switch (event.event) {
       case 'start':
         if (typeof json().messageId === 'string') trace.messageId = json().messageId as string;
+        trace.acknowledgedAt ??= now;
         break;
       case 'chunk':
         trace.firstChunkAt ??= now;
@@ -189,19 +212,18 @@ export async function runTurn(request: TurnRequest): Promise<TurnTrace> {
         : await fetch(url, { method: 'POST', headers: { ...headers, 'content-type': 'application/json', 'idempotency-key': trace.idempotencyKey }, body, signal: request.signal });
     } catch {
       // No connection at all (the proxy itself is unreachable): the same as a refusal.
-      trace.refused.push({ status: 0, code: undefined });
+      trace.refused.push({ status: 0, code: undefined, at: Date.now() });
       await sleep(REFUSED_PAUSE_MS);
       continue;
     }
     if (response.status !== 200 || response.body === null) {
-      const code = await errorCodeOf(response);
-      // "Try again shortly": the instance or the database is away, or the same key is still being handled.
-      if (response.status === 502 || response.status === 503 || response.status === 504 || code === 'IDEMPOTENCY_KEY_IN_PROGRESS') {
-        trace.refused.push({ status: response.status, code });
+      const answer = await classify(response);
+      if ('refusal' in answer) {
+        trace.refused.push(answer.refusal);
         await sleep(retryAfterMs(response.headers));
         continue;
       }
-      trace.errorCode = code ?? `HTTP ${response.status}`;
+      trace.errorCode = answer.code ?? `HTTP ${response.status}`;
       trace.outcome = 'error';
       break;
     }
@@ -220,6 +242,56 @@ export async function runTurn(request: TurnRequest): Promise<TurnTrace> {
       droppedAt ??= Date.now();
       await sleep(100);
     }
+  }
+  trace.endedAt = Date.now();
+  return trace;
+}
+
+/**
+ * A non-streaming turn: one POST whose answer is the whole completion. A
+ * request that fails on the way (no connection, a refusal, the connection
+ * dropped while the answer ran) is sent again with the same Idempotency-Key,
+ * which returns the same turn's answer once it is stored.
+ */
+async function runBlockingTurn(request: TurnRequest, trace: TurnTrace): Promise<TurnTrace> {
+  const deadline = trace.startedAt + request.deadlineMs;
+  const body = JSON.stringify({ agentId: request.agentId, stream: false, messages: [{ role: 'user', content: request.question }] });
+  while (Date.now() < deadline && !request.signal?.aborted) {
+    let response: Response;
+    let text: string;
+    try {
+      response = await fetch(`${request.origin}/api/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${request.token}`, 'content-type': 'application/json', 'idempotency-key': trace.idempotencyKey },
+        body,
+        signal: request.signal,
+      });
+      if (response.status !== 200) {
+        const answer = await classify(response);
+        if ('refusal' in answer) {
+          trace.refused.push(answer.refusal);
+          await sleep(retryAfterMs(response.headers));
+          continue;
+        }
+        trace.errorCode = answer.code ?? `HTTP ${response.status}`;
+        trace.outcome = 'error';
+        break;
+      }
+      text = await response.text();
+    } catch {
+      // No connection, or it broke before the answer was whole: ask again with the same key.
+      trace.refused.push({ status: 0, code: undefined, at: Date.now() });
+      await sleep(REFUSED_PAUSE_MS);
+      continue;
+    }
+    const answer = (JSON.parse(text) as { data?: { messageId?: unknown; status?: unknown; choices?: { message?: { content?: unknown } }[] } }).data;
+    const now = Date.now();
+    trace.messageId = typeof answer?.messageId === 'string' ? answer.messageId : undefined;
+    trace.acknowledgedAt = now;
+    trace.firstChunkAt = now;
+    trace.text = stringOf(answer?.choices?.[0]?.message?.content);
+    trace.outcome = answer?.status === 'complete' ? 'complete' : answer?.status === 'stopped' ? 'stopped' : 'error';
+    break;
   }
   trace.endedAt = Date.now();
   return trace;
