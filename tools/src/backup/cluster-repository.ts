@@ -8,7 +8,7 @@
 
 import { chownSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { archiveSettings, DEFAULT_STANZA, restoreCommand } from './archive-settings.js';
+import { archiveSettings, DEFAULT_STANZA } from './archive-settings.js';
 import { renderShippedPgbackrestConfig } from './pgbackrest-config.js';
 import { databaseOsUser, runPgbackrest, type Stanza } from './pgbackrest.js';
 
@@ -25,8 +25,8 @@ export interface ClusterRepository {
   readonly repoPath: string;
   /** Every node's pgbackrest.conf written so far, by node name. */
   readonly configs: Readonly<Record<string, string>>;
-  /** Writes the node's pgbackrest.conf and returns its archive_command and restore_command. */
-  archive(node: NodeLocation): { archiveCommand: string; restoreCommand: string };
+  /** Writes the node's pgbackrest.conf and returns its archive_command. */
+  archive(node: NodeLocation): { archiveCommand: string };
   /** The stanza as seen from one node (its config; as `postgres` when this runs as root). */
   target(nodeName: string): Stanza;
   /** stanza-create through the leader's config: archive-push refuses segments until the stanza exists. */
@@ -65,7 +65,7 @@ export function clusterRepository(dir: string, stanza = DEFAULT_STANZA): Cluster
       writeFileSync(configPath, text, { mode: 0o640 });
       if (owner) chownSync(configPath, owner.uid, owner.gid);
       configs[node.name] = configPath;
-      return { archiveCommand: archiveSettings({ stanza, configPath }).archive_command, restoreCommand: restoreCommand({ stanza, configPath }) };
+      return { archiveCommand: archiveSettings({ stanza, configPath }).archive_command };
     },
     target,
     async createStanza(leaderName, timeoutMs) {

@@ -19,6 +19,8 @@ export interface LoadSpec {
   turnDeadlineMs: number;
   /** Text that marks this load's questions, so its rows can be found in the database. */
   tag: string;
+  /** false: non-streaming turns (one JSON answer each; default true). */
+  stream?: boolean;
 }
 
 export interface RunningLoad {
@@ -41,7 +43,7 @@ export function startLoad(spec: LoadSpec): RunningLoad {
     while (more()) {
       started++;
       const question = `${spec.tag} worker ${index} turn ${randomUUID()}`;
-      traces.push(await runTurn({ origin: spec.origin, token: spec.token, agentId: spec.agentId, question, deadlineMs: spec.turnDeadlineMs, signal: abort.signal }));
+      traces.push(await runTurn({ origin: spec.origin, token: spec.token, agentId: spec.agentId, question, deadlineMs: spec.turnDeadlineMs, signal: abort.signal, stream: spec.stream !== false }));
     }
   };
   const workers = Promise.all(Array.from({ length: spec.concurrency }, (_, i) => worker(i)));
@@ -56,6 +58,47 @@ export function startLoad(spec: LoadSpec): RunningLoad {
     async stop() {
       stopping = true;
       await workers;
+      clearTimeout(cap);
+      return traces;
+    },
+  };
+}
+
+/**
+ * Open-loop turns: one new turn every `intervalMs` whatever the others do
+ * (the closed-loop load above starts a turn only when one ends, so while
+ * all its clients wait on answers it writes nothing, failure or not), each
+ * run to its end with the careful client; at most `maxInFlight` at once.
+ * Their acknowledgements show when turns could be written.
+ */
+export function startArrivals(spec: Omit<LoadSpec, 'concurrency'> & { intervalMs: number; maxInFlight: number }): RunningLoad {
+  const traces: TurnTrace[] = [];
+  const abort = new AbortController();
+  const startedAt = Date.now();
+  const running = new Set<Promise<void>>();
+  let started = 0;
+  let n = 0;
+  const timer = setInterval(() => {
+    if (started >= spec.maxTurns || Date.now() - startedAt >= spec.maxMs) return;
+    if (running.size >= spec.maxInFlight) return;
+    started++;
+    const question = `${spec.tag} arrival ${++n} ${randomUUID()}`;
+    const turn = runTurn({ origin: spec.origin, token: spec.token, agentId: spec.agentId, question, deadlineMs: spec.turnDeadlineMs, signal: abort.signal, stream: spec.stream !== false }).then((trace) => {
+      traces.push(trace);
+      running.delete(turn);
+    });
+    running.add(turn);
+  }, spec.intervalMs);
+  const cap = setTimeout(() => abort.abort(), spec.maxMs + spec.turnDeadlineMs);
+  cap.unref();
+  return {
+    traces,
+    get started() {
+      return started;
+    },
+    async stop() {
+      clearInterval(timer);
+      await Promise.all([...running]);
       clearTimeout(cap);
       return traces;
     },

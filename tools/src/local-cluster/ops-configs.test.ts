@@ -4,7 +4,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { etcdPath, startEtcdCluster, type EtcdMember } from './etcd.js';
 import { checkHaproxyConfig, haproxyPath, renderHaproxyConfig } from './haproxy.js';
-import { archiveSettings, restoreCommand } from '../backup/archive-settings.js';
+import { archiveSettings } from '../backup/archive-settings.js';
 import { patroniNode, patroniPath, validatePatroniConfig } from './patroni.js';
 import { portAllocator } from './ports.js';
 import { fieldsOf, redisCommand, redisSentinelPath, startRedisNode, startSentinel } from './redis-sentinel.js';
@@ -79,7 +79,7 @@ describe.skipIf(patroniPath() === undefined || etcdPath() === undefined || postg
       pgBinDir: postgresBinDir() ?? '',
       syncStrict: false,
       secrets: { rest: 'r', superuser: 's', replication: 'p', rewind: 'w' },
-      archive: () => ({ archiveCommand: archiveSettings().archive_command, restoreCommand: restoreCommand() }),
+      archive: () => ({ archiveCommand: archiveSettings().archive_command }),
       env: {},
     });
 

@@ -49,8 +49,8 @@ export interface NodeFiles {
   pgPort: number;
 }
 
-/** A node's archive_command and restore_command (ops/patroni/patroni.yml.template). */
-export type ArchiveCommands = (node: NodeFiles) => { archiveCommand: string; restoreCommand: string };
+/** A node's archive_command (ops/patroni/patroni.yml.template). */
+export type ArchiveCommands = (node: NodeFiles) => { archiveCommand: string };
 
 /** Patroni's GET /patroni, the fields used here. */
 export interface PatroniStatus {
@@ -157,7 +157,6 @@ export function patroniNode(spec: PatroniNodeSpec & {
       REPLICATION_PASSWORD: spec.secrets.replication,
       REWIND_PASSWORD: spec.secrets.rewind,
       ARCHIVE_COMMAND: archive.archiveCommand,
-      RESTORE_COMMAND: archive.restoreCommand,
     }),
     { mode: 0o600 },
   );

@@ -14,7 +14,7 @@
 import { randomBytes } from 'node:crypto';
 import { clusterRepository } from '../backup/cluster-repository.js';
 import { pgbackrestPath } from '../backup/pgbackrest.js';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { DEPLOYMENT_MARK, recorded, stateFileOf, writeState, type DeploymentState, type RecordedProcess } from './deployment-state.js';
@@ -111,6 +111,8 @@ export interface Topology {
    */
   whole(): Promise<true | string>;
   waitUntilWhole(timeoutMs?: number): Promise<void>;
+  /** Copies the logs as they are now beside the directory (`<dataDir>-logs`, which dispose() leaves), for a failure worth reading about. */
+  keepLogs(): string;
   /** kill -9 everything and delete the directory. */
   dispose(): Promise<void>;
 }
@@ -329,6 +331,11 @@ export async function startTopology(options: TopologyOptions = {}): Promise<Topo
       endpoints,
       whole,
       waitUntilWhole: (timeoutMs = WHOLE_TIMEOUT_MS) => waitUntil('the deployment whole', whole, timeoutMs),
+      keepLogs() {
+        const kept = `${dataDir}-logs`;
+        cpSync(logDir, kept, { recursive: true });
+        return kept;
+      },
       dispose,
     };
   } catch (err) {
