@@ -125,7 +125,7 @@ describe('the drill client', () => {
 });
 
 describe('the drill verdict', () => {
-  const base = { agentId: 'a', idempotencyKey: 'k', messageId: M, errorCode: undefined, startedAt: 0, firstChunkAt: 1, endedAt: 2, refused: [], reconnects: 0, resets: [], lostEvents: 0, duplicateEvents: 0, longestGapMs: 0 };
+  const base = { agentId: 'a', stream: true, idempotencyKey: 'k', messageId: M, errorCode: undefined, startedAt: 0, firstChunkAt: 1, acknowledgedAt: 1, endedAt: 2, refused: [], reconnects: 0, resets: [], lostEvents: 0, duplicateEvents: 0, longestGapMs: 0 };
   const stored = (question: string, over: Partial<StoredTurn>): [string, StoredTurn] => [question, { question, copies: 1, messageId: M, status: 'complete', content: expectedAnswer(question, 3), ...over }];
 
   it('a complete turn is good only when the client and the database both hold the upstream\'s whole answer, once', () => {
@@ -141,7 +141,7 @@ describe('the drill verdict', () => {
   });
 
   it('an error ending is counted as an error, not a loss, and refusals are counted by code', () => {
-    const failed = { ...base, question: 'failed', outcome: 'error' as const, errorCode: 'UPSTREAM_ERROR', text: '', refused: [{ status: 503, code: 'DATABASE_UNAVAILABLE' }, { status: 0, code: undefined }] };
+    const failed = { ...base, question: 'failed', outcome: 'error' as const, errorCode: 'UPSTREAM_ERROR', text: '', refused: [{ status: 503, code: 'DATABASE_UNAVAILABLE', at: 1 }, { status: 0, code: undefined, at: 1 }] };
     const verdict = verify([failed], new Map([stored('failed', { status: 'error', content: '' })]), 3);
     expect(verdict).toMatchObject({ errors: 1, errorCodes: { UPSTREAM_ERROR: 1 }, lost: 0, refusals: 2, refusalCodes: { '503 DATABASE_UNAVAILABLE': 1, 'no connection': 1 } });
   });
