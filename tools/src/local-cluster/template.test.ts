@@ -15,7 +15,7 @@ describe('renderTemplate', () => {
 
   it('finds every shipped template under ops/, each with placeholders', () => {
     const templates = readdirSync(OPS_DIR, { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.template'));
-    expect(templates.sort()).toEqual(['haproxy/haproxy.cfg.template', 'nginx/llmchat.conf.template', 'patroni/patroni.yml.template', 'redis/redis.conf.template', 'redis/sentinel.conf.template']);
+    expect(templates.sort()).toEqual(['haproxy/haproxy.cfg.template', 'nginx/llmchat.conf.template', 'patroni/patroni.yml.template', 'pgbackrest/pgbackrest.conf.template', 'redis/redis.conf.template', 'redis/sentinel.conf.template']);
     for (const file of templates) expect(readFileSync(path.join(OPS_DIR, file), 'utf8'), file).toMatch(/\$\{LLMCHAT_[A-Z0-9_]+\}/);
   });
 });
