@@ -109,7 +109,13 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
   await migrateToLatest(database.db);
   lifecycle.migrated = true;
   const state = options.state ?? createSharedState({ url: config.redisUrl, prefix: config.redisKeyPrefix, logger });
-  const providers = createProviderRegistry({ connections: config.upstreamConnections, defaultTimeouts: upstreamTimeouts(config) });
+  const providers = createProviderRegistry({
+    connections: config.upstreamConnections,
+    defaultTimeouts: upstreamTimeouts(config),
+    queueTimeoutMs: config.upstreamQueueTimeoutMs,
+    http2: config.upstreamHttp2,
+    extraCa: config.upstreamExtraCa,
+  });
 
   // Services.
   const audit = createAuditLog({ db: database.db, logger });

@@ -97,7 +97,7 @@ describe('the README', () => {
     const fs = await import('node:fs');
     const readme = fs.readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
     for (const line of configTable().split('\n').slice(2)) {
-      const name = /^\| `([A-Z_]+)`/.exec(line)?.[1];
+      const name = /^\| `([A-Z0-9_]+)`/.exec(line)?.[1];
       expect(name, line).toBeDefined();
       expect(readme).toContain(`| \`${name}\` |`);
     }

@@ -44,6 +44,10 @@ export interface Config {
   checkpointIntervalMs: number;
   eventBufferTtlSeconds: number;
   upstreamConnections: number;
+  upstreamQueueTimeoutMs: number;
+  upstreamHttp2: boolean;
+  /** PEM text of UPSTREAM_CA_FILE. */
+  upstreamExtraCa: string | undefined;
   /** Seconds after its last heartbeat an instance is taken for dead and its answers are taken over. */
   instanceHeartbeatTtlSeconds: number;
   /** How often each instance looks for answers left by dead ones. */
@@ -313,7 +317,33 @@ const specs: { [K in keyof Config]: VariableSpec<K> }[keyof Config][] = [
   { name: 'DAILY_TOKEN_QUOTA', key: 'dailyTokenQuota', defaultText: '0', description: 'Default tokens per user per UTC day (0 = unlimited); a user\'s own quota overrides it.', parse: integer(0, 2_000_000_000, 0) },
   { name: 'CHECKPOINT_INTERVAL_MS', key: 'checkpointIntervalMs', defaultText: '1000', description: 'How often partial answer text is saved to PostgreSQL while it streams.', parse: integer(100, 60_000, 1000) },
   { name: 'EVENT_BUFFER_TTL_SECONDS', key: 'eventBufferTtlSeconds', defaultText: '900', description: 'How long a turn\'s events stay in the shared buffer for reconnecting clients.', parse: integer(10, 86_400, 900) },
-  { name: 'UPSTREAM_CONNECTIONS', key: 'upstreamConnections', defaultText: '256', description: 'Keep-alive connections per upstream origin.', parse: integer(1, 10_000, 256) },
+  {
+    name: 'UPSTREAM_CONNECTIONS', key: 'upstreamConnections', defaultText: '10000',
+    description: 'Requests in flight at once from this instance to one upstream origin: over HTTP/1.1 one connection each, over HTTP/2 multiplexed on few. Size it by the answers one instance carries at once (each also holds a client connection: see "File descriptors"). Beyond it calls wait in a local queue.',
+    parse: integer(1, 100_000, 10_000),
+  },
+  {
+    name: 'UPSTREAM_QUEUE_TIMEOUT_MS', key: 'upstreamQueueTimeoutMs', defaultText: '5000',
+    description: 'Longest wait in the local queue for a slot to an upstream origin. A new turn that waits longer is refused, before anything is written, with 503 `UPSTREAM_BUSY` and `Retry-After`. The wait counts against none of the upstream\'s deadlines and is never an upstream failure.',
+    parse: integer(0, 600_000, 5_000),
+  },
+  { name: 'UPSTREAM_HTTP2', key: 'upstreamHttp2', defaultText: 'true', description: 'Speak HTTP/2 to upstreams that offer it over TLS (ALPN); many streams then share a few connections. `false` keeps HTTP/1.1.', parse: boolean(true) },
+  {
+    name: 'UPSTREAM_CA_FILE', key: 'upstreamExtraCa', defaultText: '(unset)',
+    description: 'A PEM file of certificates trusted for upstream TLS besides the built-in roots (an on-premises FastGPT or Dify behind an internal CA).',
+    parse: (raw) => {
+      const file = optionalString(raw);
+      if (file === undefined) return undefined;
+      let pem: string;
+      try {
+        pem = fs.readFileSync(file, 'utf8');
+      } catch (err) {
+        throw new BadValue(`cannot read ${file}: ${(err as Error).message}`);
+      }
+      if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw new BadValue(`${file} holds no PEM certificate`);
+      return pem;
+    },
+  },
   {
     name: 'INSTANCE_HEARTBEAT_TTL_SECONDS', key: 'instanceHeartbeatTtlSeconds', defaultText: '5',
     description: 'Each instance renews a heartbeat in shared state every third of this; an instance silent for this long is taken for dead and another one finishes its running answers.',

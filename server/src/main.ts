@@ -4,6 +4,7 @@ import { buildApp } from './app.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { createLifecycle } from './lifecycle.js';
 import { createLogger } from './logger.js';
+import { descriptorWarning, readDescriptors } from './modules/health/descriptors.js';
 
 /** Process entry: config, optional simulated upstream, listen, signals, graceful shutdown. */
 
@@ -138,6 +139,13 @@ async function serve(config: Config, logger: Logger): Promise<void> {
     // A deep accept queue: a burst of connections must wait, not be dropped into SYN retries.
     const address = await app.listen({ host: config.host, port: config.port, backlog: 4096 });
     logger.info({ address, database: app.deps.database.kind, sharedState: app.deps.state.kind }, 'LLMChat is listening');
+    const short = descriptorWarning(readDescriptors(), config.upstreamConnections);
+    if (short) {
+      logger.warn(
+        { ...short, upstreamConnections: config.upstreamConnections },
+        'the open-file limit is below what UPSTREAM_CONNECTIONS answers at once need over HTTP/1.1 (a client and an upstream socket each); raise it (systemd LimitNOFILE=, ulimit -n, docker --ulimit nofile=) or lower UPSTREAM_CONNECTIONS',
+      );
+    }
   } catch (err) {
     logger.fatal({ err }, 'could not listen');
     process.exit(1);

@@ -14,7 +14,8 @@ const FASTIFY_CODES: Record<string, ErrorCode> = {
 /**
  * The one error handler: every error leaves as
  * `{ error: { code, message, requestId } }`. 4xx messages say what to fix;
- * 5xx never carry internals and are logged at error level.
+ * 5xx never carry internals and are logged at error level (503s, refusals
+ * to retry, at warn level without a stack).
  */
 /** Answers an unknown route with a page instead of a 404 (the web app's client routes); undefined when it does not. */
 export type PageFallback = (request: FastifyRequest, reply: FastifyReply) => FastifyReply | undefined;
@@ -23,7 +24,9 @@ export function registerErrorHandler(app: FastifyInstance, options: { pageFallba
   app.setErrorHandler((err: FastifyError | AppError | Error, request, reply) => {
     const requestId = String(request.id);
     if (err instanceof AppError) {
-      if (err.statusCode >= 500) request.log.error({ err }, err.message);
+      // 503s are refusals the caller may retry (busy, draining, a dependency away): expected under load, so no stack.
+      if (err.statusCode === 503) request.log.warn({ code: err.code }, err.message);
+      else if (err.statusCode >= 500) request.log.error({ err }, err.message);
       if (err.headers) void reply.headers(err.headers);
       const body: ErrorBody = { error: { code: err.code, message: err.message, requestId } };
       if (err.details !== undefined) body.error.details = err.details;

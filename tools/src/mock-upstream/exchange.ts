@@ -4,6 +4,7 @@
  */
 
 import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import { constants, type ServerHttp2Stream } from 'node:http2';
 
 export interface ExchangeObserver {
   onClose(exchange: Exchange, aborted: boolean): void;
@@ -89,9 +90,15 @@ export class Exchange {
     this.res.end(chunk);
   }
 
-  /** Drops the connection without finishing the response. */
+  /**
+   * Drops the connection without finishing the response. Over HTTP/2 the
+   * stream is reset with INTERNAL_ERROR (other streams on the connection go
+   * on), as a failing server or proxy resets it.
+   */
   destroy(): void {
     this.cancelTimer();
-    this.res.destroy();
+    const stream = (this.res as unknown as { stream?: ServerHttp2Stream }).stream;
+    if (stream !== undefined) stream.close(constants.NGHTTP2_INTERNAL_ERROR);
+    else this.res.destroy();
   }
 }

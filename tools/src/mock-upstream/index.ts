@@ -23,6 +23,8 @@ export interface MockUpstreamOptions {
   defaultIntervalMs?: number;
   /** How many recent requests `requests` keeps; default 200, 0 records nothing. */
   maxRecordedRequests?: number;
+  /** Serve HTTPS with this key and certificate (PEM), offering HTTP/2 and HTTP/1.1; the URL is then `https://`. */
+  tls?: { key: string; cert: string };
 }
 
 export interface MockUpstream {
@@ -51,6 +53,7 @@ export async function createMockUpstream(options: MockUpstreamOptions = {}): Pro
     chunks: nonNegativeInteger('defaultChunks', options.defaultChunks, 12),
     intervalMs: nonNegativeInteger('defaultIntervalMs', options.defaultIntervalMs, 30),
     maxRecordedRequests: nonNegativeInteger('maxRecordedRequests', options.maxRecordedRequests, 200),
+    tls: options.tls,
   });
   const { server } = mock;
   await new Promise<void>((resolve, reject) => {
@@ -65,7 +68,7 @@ export async function createMockUpstream(options: MockUpstreamOptions = {}): Pro
   const urlHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   let closing: Promise<void> | undefined;
   return {
-    url: `http://${urlHost}:${address.port}`,
+    url: `${options.tls ? 'https' : 'http'}://${urlHost}:${address.port}`,
     port: address.port,
     get requests() {
       return mock.requests();
@@ -76,7 +79,7 @@ export async function createMockUpstream(options: MockUpstreamOptions = {}): Pro
       closing ??= new Promise<void>((resolve, reject) => {
         server.close((error) => (error === undefined ? resolve() : reject(error)));
         mock.dropAll();
-        server.closeAllConnections();
+        mock.closeConnections();
       });
       return closing;
     },

@@ -5,6 +5,10 @@
 
 import type { IncomingHttpHeaders, IncomingMessage, Server, ServerResponse } from 'node:http';
 import { createServer } from 'node:http';
+import type { Http2SecureServer } from 'node:http2';
+import { createSecureServer } from 'node:http2';
+import type { Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import type { AnswerDefaults } from './answer.js';
 import { createAnthropicProvider } from './anthropic.js';
 import { createDifyProvider } from './dify.js';
@@ -45,19 +49,27 @@ export interface MockUpstreamStats {
   aborted: number;
   /** Requests per provider route. */
   byProvider: Record<ProviderName, number>;
+  /** Connections open now (TCP, or TLS: over HTTP/2 many requests share one). */
+  connections: number;
+  /** Requests per HTTP version (`1.1`, `2.0`). */
+  byHttpVersion: Record<string, number>;
 }
 
 export interface MockServerSettings extends AnswerDefaults {
   maxRecordedRequests: number;
+  /** Serve TLS with this key and certificate (PEM), offering HTTP/2 and HTTP/1.1 (ALPN); plain HTTP/1.1 without. */
+  tls?: { key: string; cert: string } | undefined;
 }
 
 export interface MockServer {
-  server: Server;
+  server: Server | Http2SecureServer;
   requests(): RecordedRequest[];
   clearRequests(): void;
   stats(): MockUpstreamStats;
   /** Ends every open response (streams included) so the server can close at once. */
   dropAll(): void;
+  /** Closes every connection, idle ones included (HTTP/2 sessions too). */
+  closeConnections(): void;
 }
 
 const MAX_BODY_BYTES = 8 * 1024 * 1024;
@@ -182,7 +194,9 @@ export function createMockServer(settings: MockServerSettings): MockServer {
       else counters.completed++;
     },
   };
-  const stats = (): MockUpstreamStats => ({ ...counters, inFlight: open.size, byProvider: { ...byProvider } });
+  const byHttpVersion: Record<string, number> = {};
+  let connections = 0;
+  const stats = (): MockUpstreamStats => ({ ...counters, inFlight: open.size, byProvider: { ...byProvider }, connections, byHttpVersion: { ...byHttpVersion } });
 
   const record = (entry: RecordedRequest): void => {
     if (settings.maxRecordedRequests <= 0) return;
@@ -198,6 +212,7 @@ export function createMockServer(settings: MockServerSettings): MockServer {
 
   const handle = (req: IncomingMessage, res: ServerResponse): void => {
     counters.requests++;
+    byHttpVersion[req.httpVersion] = (byHttpVersion[req.httpVersion] ?? 0) + 1;
     const exchange = new Exchange(res, observer);
     open.add(exchange);
     const method = req.method ?? 'GET';
@@ -276,13 +291,35 @@ export function createMockServer(settings: MockServerSettings): MockServer {
     });
   };
 
-  const server = createServer({ keepAlive: true, noDelay: true }, handle);
-  // Longer than the usual 60 s client pools, so the mock is never the side that drops a warm connection.
-  server.keepAliveTimeout = 65_000;
-  server.headersTimeout = 66_000;
-  // Stalled streams must be able to stay open as long as a test wants.
-  server.requestTimeout = 0;
-  server.timeout = 0;
+  let server: Server | Http2SecureServer;
+  const tlsSockets = new Set<TLSSocket>();
+  if (settings.tls) {
+    // The compatibility API gives HTTP/2 streams the same request/response shape as node:http.
+    server = createSecureServer({ ...settings.tls, allowHTTP1: true, settings: { maxConcurrentStreams: 1000 } }, handle as unknown as Parameters<typeof createSecureServer>[1]);
+    // Stalled streams must be able to stay open as long as a test wants.
+    server.setTimeout(0);
+    server.on('secureConnection', (socket: TLSSocket) => {
+      tlsSockets.add(socket);
+      connections++;
+      socket.once('close', () => {
+        tlsSockets.delete(socket);
+        connections--;
+      });
+    });
+  } else {
+    const plain = createServer({ keepAlive: true, noDelay: true }, handle);
+    // Longer than the usual 60 s client pools, so the mock is never the side that drops a warm connection.
+    plain.keepAliveTimeout = 65_000;
+    plain.headersTimeout = 66_000;
+    // Stalled streams must be able to stay open as long as a test wants.
+    plain.requestTimeout = 0;
+    plain.timeout = 0;
+    plain.on('connection', (socket: Socket) => {
+      connections++;
+      socket.once('close', () => connections--);
+    });
+    server = plain;
+  }
 
   return {
     server,
@@ -293,6 +330,10 @@ export function createMockServer(settings: MockServerSettings): MockServer {
     stats,
     dropAll: () => {
       for (const exchange of open) exchange.destroy();
+    },
+    closeConnections: () => {
+      if ('closeAllConnections' in server) server.closeAllConnections();
+      for (const socket of tlsSockets) socket.destroy();
     },
   };
 }

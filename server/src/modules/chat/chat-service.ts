@@ -11,6 +11,8 @@ import type { AgentsService } from '../agents/agents-service.js';
 import type { ResolvedAgent } from '../agents/types.js';
 import type { ProviderRegistry } from '../providers/registry.js';
 import type { ChatContentPart, ChatMessage, ResolvedEndpoint } from '../providers/types.js';
+import { UpstreamError } from '../providers/upstream-error.js';
+import type { Admission } from '../providers/upstream-slots.js';
 import { abortableSleep, type ResilienceDeps } from '../resilience/attempt-loop.js';
 import type { BreakerService } from '../resilience/breakers.js';
 import type { FailureLog } from '../resilience/failure-log.js';
@@ -194,8 +196,8 @@ export function createChatService(deps: ChatServiceDeps) {
   /** When the acknowledgement write last failed (ms since epoch); early starts pause for EARLY_START_PAUSE_MS after it. */
   let writeFailedAt = 0;
 
-  function launch(plan: GenerationPlan): Generation {
-    const generation = new Generation(plan, generationDeps);
+  function launch(plan: GenerationPlan, admission?: Admission): Generation {
+    const generation = new Generation(plan, generationDeps, admission);
     running.set(plan.turnId, generation);
     generation.start();
     return generation;
@@ -208,6 +210,27 @@ export function createChatService(deps: ChatServiceDeps) {
     if (!sessionId || keepsUpstreamContext || given.length > 1) return given;
     const context = await repo.contextMessages(sessionId, userId, excludeIds, CONTEXT_MESSAGES);
     return [...context.map((m) => ({ role: m.role, content: m.content })), ...given];
+  }
+
+  /**
+   * A slot to the agent's first upstream, taken before the turn is written:
+   * when every slot stays taken for UPSTREAM_QUEUE_TIMEOUT_MS the turn is
+   * refused with 503 UPSTREAM_BUSY and nothing is written, rather than
+   * acknowledged and then failed for our own queue.
+   */
+  async function admit(resolved: ResolvedAgent): Promise<Admission | undefined> {
+    const first = resolved.endpoints[0];
+    if (first === undefined) return undefined;
+    try {
+      return await providers.admit(first);
+    } catch (err) {
+      if (err instanceof UpstreamError && err.kind === 'busy') {
+        const retryAfter = String(Math.max(1, Math.ceil(config.upstreamQueueTimeoutMs / 1000)));
+        throw new AppError('UPSTREAM_BUSY', 'Too many answers are streaming from this agent\'s model provider on this server; try again shortly', undefined, { 'retry-after': retryAfter });
+      }
+      // An endpoint URL that does not parse fails its call, with the provider's error, like before.
+      return undefined;
+    }
   }
 
   function refuseWhileDraining(): void {
@@ -235,6 +258,24 @@ export function createChatService(deps: ChatServiceDeps) {
   ): Promise<Generation> {
     const { agent } = resolved;
     await enforceLimits(principal, agent.id, agent.rateLimit?.requestsPerMinute);
+    const admission = await admit(resolved);
+    try {
+      return await writeAndLaunch(principal, resolved, input, write, admission);
+    } catch (err) {
+      admission?.release();
+      throw err;
+    }
+  }
+
+  /** beginTurn once the turn holds its upstream slot: writes the turn and starts its generation. */
+  async function writeAndLaunch(
+    principal: Principal,
+    resolved: ResolvedAgent,
+    input: TurnInput,
+    write: Parameters<typeof beginTurn>[3],
+    admission: Admission | undefined,
+  ): Promise<Generation> {
+    const { agent } = resolved;
     const turnId = write.turnId ?? crypto.randomUUID();
     const options = { temperature: input.temperature, maxTokens: input.maxTokens, variables: input.variables, detail: input.detail };
     const newSessionId = write.sessionId === undefined ? crypto.randomUUID() : undefined;
@@ -246,7 +287,7 @@ export function createChatService(deps: ChatServiceDeps) {
       const turn = { turnId, sessionId: newSessionId, contextSessionId: undefined, userId: principal.userId, userMessageId: write.userMessageId, providerChatId: null };
       // Should planning fail, the write still settles; its outcome is not this error's concern.
       void writing.catch(() => undefined);
-      early = new Generation(await planFor(resolved, input, turn), generationDeps);
+      early = new Generation(await planFor(resolved, input, turn), generationDeps, admission);
       early.startEarly();
     }
     let created: Awaited<typeof writing>;
@@ -276,6 +317,7 @@ export function createChatService(deps: ChatServiceDeps) {
         userMessageId: write.userMessageId,
         providerChatId: created.providerChatId,
       }),
+      admission,
     );
   }
 

@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import type { TurnEvent } from '../../shared-state/shared-state.js';
 import type { ProviderRegistry } from '../providers/registry.js';
 import type { ProviderEvent, ProviderRequest, ResolvedEndpoint, Usage } from '../providers/types.js';
+import type { Admission } from '../providers/upstream-slots.js';
 import { runAttempts, type AttemptHost, type ResilienceDeps, type RetrySettings } from '../resilience/attempt-loop.js';
 import { clientErrorFor } from '../resilience/failure-policy.js';
 import { UnconfirmedCommitError } from '../../db/commit-guard.js';
@@ -125,9 +126,12 @@ export class Generation {
   constructor(
     readonly plan: GenerationPlan,
     private readonly deps: GenerationDeps,
+    /** The turn's upstream slot, taken before it was acknowledged; held until it settles. */
+    private readonly admission?: Admission,
   ) {
     this.done = new Promise((resolve) => (this.resolveDone = resolve));
     this.nextEventId = plan.takeover?.firstEventId ?? 1;
+    admission?.bind(this.abort.signal);
   }
 
   /** Id of the first event this generation emits (1, or where a takeover continues the turn's events). */
@@ -368,6 +372,8 @@ export class Generation {
 
   private async settle(status: TurnOutcome['status'], error: { code: string; message: string } | undefined): Promise<void> {
     if (this.checkpointTimer) clearInterval(this.checkpointTimer);
+    // No upstream call is left: the slot goes to the next turn while this one is stored.
+    this.admission?.release();
     // An early start ends only once its turn is written, or not at all if it never is.
     if (this.written && !(await this.written)) {
       this.settled = true;

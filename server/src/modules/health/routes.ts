@@ -6,6 +6,7 @@ import { AppError } from '../../errors.js';
 import { addressMatcher } from '../../http/cidr.js';
 import { hostOf } from '../agents/agent-views.js';
 import { endpointHealth } from '../resilience/endpoint-health.js';
+import { readDescriptors } from './descriptors.js';
 import { readiness } from './readiness.js';
 
 const CHECK_TIMEOUT_MS = 2_000;
@@ -118,6 +119,9 @@ export async function healthRoutes(app: FastifyInstance, { deps, guards }: Route
         heapUsedPercent: deps.pressure.last.heapUsedPercent,
         shedding: deps.pressure.overloadedBecause ?? null,
         rssBytes: memory.rss,
+        heapUsedBytes: memory.heapUsed,
+        fileDescriptors: readDescriptors() ?? null,
+        upstreamSlots: deps.providers.load(),
       },
       breakers: endpoints.map((e, i) => ({
         agentId: e.agentId,

@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createMockUpstream, type MockUpstream } from '../../../../tools/src/mock-upstream/index.js';
 import type { Dispatcher } from 'undici';
+import { eventually } from '../../test/sse.js';
 import { UpstreamBody, UpstreamHttp, networkError } from './http.js';
 import { OpenAIAdapter } from './openai-adapter.js';
 import type { ProviderRequest } from './types.js';
@@ -176,6 +177,69 @@ describe('UpstreamHttp', () => {
       expect(bytes).toBe(piece.length * pieces);
     } finally {
       await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  });
+});
+
+describe('local queueing for upstream slots', () => {
+  const drain = async (adapter: OpenAIAdapter, req: ProviderRequest, signal = new AbortController().signal) => {
+    for await (const _event of adapter.stream(req, signal)) {
+      // read to the end
+    }
+  };
+
+  it('a call waiting for a slot is not on the upstream\'s clock: its headers deadline starts once it has one', async () => {
+    const one = new UpstreamHttp({ connections: 1, queueTimeoutMs: 60_000 });
+    try {
+      const adapter = new OpenAIAdapter(one);
+      const holder = drain(adapter, request('long [[mock chunks=8 interval=150]]'));
+      await eventually(async () => one.load()[0]?.used === 1, 'the first call to hold the only slot');
+      const waiting = request('short');
+      // A headers deadline far shorter than the queue wait: it must not run while the call waits.
+      waiting.endpoint.timeouts = { connectMs: 200 };
+      const queued = drain(adapter, waiting);
+      await eventually(async () => one.load()[0]?.waiting === 1, 'the second call to queue');
+      await holder;
+      await expect(queued).resolves.toBeUndefined();
+      expect(one.load()).toEqual([{ origin: new URL(mock.url).origin, capacity: 1, used: 0, waiting: 0 }]);
+    } finally {
+      await one.close();
+    }
+  });
+
+  it('a call that waits past UPSTREAM_QUEUE_TIMEOUT_MS fails `busy` and never reaches the upstream', async () => {
+    const one = new UpstreamHttp({ connections: 1, queueTimeoutMs: 100 });
+    try {
+      const adapter = new OpenAIAdapter(one);
+      const abort = new AbortController();
+      const holder = drain(adapter, request('long [[mock chunks=100 interval=100]]'), abort.signal).catch(() => undefined);
+      await eventually(async () => mock.stats().inFlight === 1, 'the first call to hold the only slot, streaming');
+      const before = mock.stats().requests;
+      await expect(drain(adapter, request('refused'))).rejects.toMatchObject({ kind: 'busy', category: 'busy' });
+      expect(mock.stats().requests).toBe(before);
+      abort.abort();
+      await holder;
+    } finally {
+      await one.close();
+    }
+  });
+
+  it("a turn's admitted slot serves its calls one after another without queueing, and is the origin's until released", async () => {
+    const one = new UpstreamHttp({ connections: 1, queueTimeoutMs: 50 });
+    try {
+      const adapter = new OpenAIAdapter(one);
+      const admission = await one.admit(`${mock.url}/v1`);
+      const turn = new AbortController();
+      admission.bind(turn.signal);
+      // Two calls in a row (a retry), each in the turn's slot, while the origin has no other.
+      await drain(adapter, request('first'), turn.signal);
+      await drain(adapter, request('second'), turn.signal);
+      await expect(drain(adapter, request('someone else'))).rejects.toMatchObject({ kind: 'busy' });
+      await expect(one.admit(`${mock.url}/v1`)).rejects.toMatchObject({ kind: 'busy' });
+      admission.release();
+      await drain(adapter, request('someone else'));
+    } finally {
+      await one.close();
     }
   });
 });

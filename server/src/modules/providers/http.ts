@@ -1,7 +1,9 @@
 import type { IncomingHttpHeaders } from 'node:http';
+import { rootCertificates } from 'node:tls';
 import { Pool, type Dispatcher } from 'undici';
 import type { EndpointTimeouts } from '../../db/schema.js';
 import { UpstreamError, isNonRetryableCode, parseRetryAfter } from './upstream-error.js';
+import { Admission, OriginSlots } from './upstream-slots.js';
 import { excerpt, inStreamError, providerErrorFromBody, providerErrorFromObject, redact } from './wire.js';
 
 /** Deadlines applied when neither the endpoint nor the configuration (UPSTREAM_*_TIMEOUT_MS) sets its own. */
@@ -11,6 +13,9 @@ export const DEFAULT_TIMEOUTS: Required<EndpointTimeouts> = {
   idleMs: 30_000,
   totalMs: 600_000,
 };
+
+/** Streams one HTTP/2 connection carries at once (undici's default is 100); the pool opens more connections beyond. */
+const H2_STREAMS_PER_CONNECTION = 100;
 
 /** Error bodies are read up to this many characters; the rest is dropped. */
 const ERROR_BODY_LIMIT = 64 * 1024;
@@ -169,6 +174,8 @@ export class UpstreamCall {
   constructor(
     readonly request: UpstreamRequest,
     defaults: Required<EndpointTimeouts> = DEFAULT_TIMEOUTS,
+    /** Gives back the call's slot (upstream-slots.ts) once it is closed. */
+    private readonly onClose?: () => void,
   ) {
     const t = request.timeouts;
     this.limits = {
@@ -358,6 +365,7 @@ export class UpstreamCall {
     this.totalTimer = undefined;
     this.request.signal.removeEventListener('abort', this.onCallerAbort);
     this.body?.destroy();
+    this.onClose?.();
   }
 
   private armIdle(): void {
@@ -471,24 +479,49 @@ function safeHost(url: string): string {
 }
 
 export interface UpstreamHttpOptions {
-  /** Most connections kept per upstream origin; streams beyond it queue. */
+  /** Requests in flight at once per upstream origin (UPSTREAM_CONNECTIONS); over HTTP/1.1 one connection each. */
   connections: number;
   /** Deadlines for endpoints that set none (the UPSTREAM_*_TIMEOUT_MS configuration). */
   defaultTimeouts?: Required<EndpointTimeouts> | undefined;
+  /** Longest wait for a slot to an origin (UPSTREAM_QUEUE_TIMEOUT_MS); then the call is `busy`. */
+  queueTimeoutMs?: number | undefined;
+  /** Negotiate HTTP/2 over TLS where the upstream offers it (UPSTREAM_HTTP2); default on. */
+  http2?: boolean | undefined;
+  /** Certificates (PEM) trusted for upstream TLS besides the built-in roots (UPSTREAM_CA_FILE). */
+  extraCa?: string | undefined;
+}
+
+/** UPSTREAM_QUEUE_TIMEOUT_MS's default. */
+export const DEFAULT_QUEUE_TIMEOUT_MS = 5_000;
+
+/** Slot use of one origin, for /health/detailed. */
+export interface OriginLoad {
+  origin: string;
+  capacity: number;
+  used: number;
+  waiting: number;
 }
 
 /**
- * Keep-alive connection pools, one per upstream origin, and the request entry
- * point every adapter uses.
+ * Keep-alive connection pools, one per upstream origin, the slots that
+ * queue calls to each (upstream-slots.ts), and the request entry point
+ * every adapter uses.
  */
 export class UpstreamHttp {
   private readonly pools = new Map<string, Pool>();
+  private readonly slotsByOrigin = new Map<string, OriginSlots>();
+  /** The admitted turns' slots, by the signal their calls carry. */
+  private readonly admissions = new WeakMap<AbortSignal, Admission>();
   private closing = false;
 
   private readonly defaults: Required<EndpointTimeouts>;
+  private readonly queueTimeoutMs: number;
+  private readonly ca: string[] | undefined;
 
   constructor(private readonly options: UpstreamHttpOptions) {
     this.defaults = options.defaultTimeouts ?? DEFAULT_TIMEOUTS;
+    this.queueTimeoutMs = options.queueTimeoutMs ?? DEFAULT_QUEUE_TIMEOUT_MS;
+    this.ca = options.extraCa === undefined ? undefined : [...rootCertificates, options.extraCa];
   }
 
   pool(origin: string): Pool {
@@ -496,37 +529,89 @@ export class UpstreamHttp {
     if (!pool) {
       if (this.closing) throw new UpstreamError('aborted', 'provider registry is closed', { retryable: false });
       pool = new Pool(origin, {
+        // At most one request per slot is ever dispatched, so the pool never queues: our slots do.
         connections: Math.max(1, this.options.connections),
         pipelining: 1,
         // Our own deadlines (UpstreamCall) replace undici's headers/body timeouts.
         headersTimeout: 0,
         bodyTimeout: 0,
-        connect: { timeout: this.defaults.connectMs },
-        // undici 8 negotiates HTTP/2 over TLS by default. Every upstream path (deadlines, cuts, stalls,
-        // pause past 1 MiB) is tested over HTTP/1.1, and UPSTREAM_CONNECTIONS counts HTTP/1.1 connections
-        // (one stream each); HTTP/2 would multiplex streams over them. Kept off until it is tested.
-        allowH2: false,
+        connect: { timeout: this.defaults.connectMs, ...(this.ca ? { ca: this.ca } : {}) },
+        // HTTP/2 where the upstream offers it over TLS (ALPN): many streams share a few connections.
+        allowH2: this.options.http2 ?? true,
+        maxConcurrentStreams: H2_STREAMS_PER_CONNECTION,
       });
       this.pools.set(origin, pool);
     }
     return pool;
   }
 
+  private slots(origin: string): OriginSlots {
+    let slots = this.slotsByOrigin.get(origin);
+    if (!slots) {
+      slots = new OriginSlots(origin, Math.max(1, this.options.connections));
+      this.slotsByOrigin.set(origin, slots);
+    }
+    return slots;
+  }
+
+  /**
+   * A turn's slot on the origin of `url`, taken before the turn is
+   * acknowledged: waits up to the queue's bound, then fails with `busy`
+   * (the turn is refused with UPSTREAM_BUSY). `bind` it to the signal the
+   * turn's calls carry; `release` it when the turn settles.
+   */
+  async admit(url: string): Promise<Admission> {
+    let origin: string;
+    try {
+      origin = new URL(url).origin;
+    } catch (err) {
+      throw new UpstreamError('protocol', 'invalid upstream URL', { retryable: false, cause: err });
+    }
+    const slots = this.slots(origin);
+    if (!slots.tryTake()) await slots.take(this.queueTimeoutMs, undefined);
+    return new Admission(slots, this.admissions);
+  }
+
+  /** Slot use per origin. */
+  load(): OriginLoad[] {
+    return [...this.slotsByOrigin.values()].map((s) => ({ origin: s.origin, capacity: s.capacity, used: s.used, waiting: s.waiting }));
+  }
+
+  /** The slot a call to `origin` runs in: its turn's admission when that is free, else one from the queue. */
+  private async slotFor(origin: string, signal: AbortSignal): Promise<() => void> {
+    const admission = this.admissions.get(signal);
+    if (admission !== undefined && admission.active && !admission.inCall && admission.origin === origin) {
+      admission.inCall = true;
+      return () => (admission.inCall = false);
+    }
+    const slots = this.slots(origin);
+    if (!slots.tryTake()) await slots.take(this.queueTimeoutMs, signal);
+    let given = false;
+    return () => {
+      if (given) return;
+      given = true;
+      slots.give();
+    };
+  }
+
   /**
    * Sends the request and waits for the headers. Resolves with a call whose
    * status is 2xx and whose body is unread; the caller must `close()` it.
-   * Throws UpstreamError for everything else.
+   * Throws UpstreamError for everything else. Waiting for a slot comes
+   * first and counts against no deadline of the upstream.
    */
   async open(request: UpstreamRequest, provider: string): Promise<UpstreamCall> {
-    const call = new UpstreamCall(request, this.defaults);
+    let url: URL;
+    try {
+      url = new URL(request.url);
+    } catch (err) {
+      throw new UpstreamError('protocol', `invalid upstream URL for ${provider}`, { retryable: false, cause: err });
+    }
+    if (this.closing) throw new UpstreamError('aborted', 'provider registry is closed', { retryable: false });
+    const release = await this.slotFor(url.origin, request.signal);
+    const call = new UpstreamCall(request, this.defaults, release);
     call.begin();
     try {
-      let url: URL;
-      try {
-        url = new URL(request.url);
-      } catch (err) {
-        throw new UpstreamError('protocol', `invalid upstream URL for ${provider}`, { retryable: false, cause: err });
-      }
       const { handler, headers } = call.handler();
       if (!call.failed) this.pool(url.origin).dispatch(
         { origin: url.origin, method: request.method, path: url.pathname + url.search, headers: request.headers, body: request.body ?? null },
@@ -564,6 +649,7 @@ export class UpstreamHttp {
 
   async close(): Promise<void> {
     this.closing = true;
+    for (const slots of this.slotsByOrigin.values()) slots.failAll(new UpstreamError('aborted', 'provider registry is closed', { retryable: false }));
     const pools = [...this.pools.values()];
     this.pools.clear();
     await Promise.all(pools.map((p) => p.close()));

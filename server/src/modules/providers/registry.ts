@@ -2,16 +2,23 @@ import type { EndpointTimeouts, ProviderKind } from '../../db/schema.js';
 import { AnthropicAdapter } from './anthropic-adapter.js';
 import { DifyAdapter } from './dify-adapter.js';
 import { FastGPTAdapter } from './fastgpt-adapter.js';
-import { UpstreamHttp } from './http.js';
+import { UpstreamHttp, type OriginLoad } from './http.js';
 import { OpenAIAdapter } from './openai-adapter.js';
 import type { ProviderAdapter, ResolvedEndpoint, ValidationResult } from './types.js';
 import { UpstreamError } from './upstream-error.js';
+import type { Admission } from './upstream-slots.js';
 
 export interface ProviderRegistryOptions {
-  /** Most keep-alive connections per upstream origin (concurrent streams beyond it queue). */
+  /** Requests in flight at once per upstream origin (calls beyond it queue, up to `queueTimeoutMs`). */
   connections: number;
   /** Deadlines for endpoints that set none. */
   defaultTimeouts?: Required<EndpointTimeouts> | undefined;
+  /** Longest wait for a free slot to an upstream origin. */
+  queueTimeoutMs?: number | undefined;
+  /** Negotiate HTTP/2 over TLS where the upstream offers it. */
+  http2?: boolean | undefined;
+  /** Extra trusted certificates (PEM) for upstream TLS. */
+  extraCa?: string | undefined;
 }
 
 export interface ProviderRegistry {
@@ -20,6 +27,14 @@ export interface ProviderRegistry {
   validate(endpoint: ResolvedEndpoint, signal?: AbortSignal): Promise<ValidationResult>;
   /** The app's opening text (FastGPT chat init, Dify parameters); undefined for providers without one. Throws UpstreamError. */
   welcomeText(endpoint: ResolvedEndpoint, signal?: AbortSignal): Promise<string | undefined>;
+  /**
+   * Takes a slot to the endpoint's upstream for a turn about to be
+   * acknowledged, waiting up to the queue's bound; throws UpstreamError
+   * `busy` when none frees up. See upstream-slots.ts.
+   */
+  admit(endpoint: ResolvedEndpoint): Promise<Admission>;
+  /** Slot use per upstream origin. */
+  load(): OriginLoad[];
   /** Closes every upstream connection pool. */
   close(): Promise<void>;
 }
@@ -32,7 +47,7 @@ const VALIDATE_MAX_TOKENS = 5;
 
 /** One set of adapters sharing one set of keep-alive pools. */
 export function createProviderRegistry(options: ProviderRegistryOptions): ProviderRegistry {
-  const http = new UpstreamHttp({ connections: options.connections, defaultTimeouts: options.defaultTimeouts });
+  const http = new UpstreamHttp(options);
   const adapters: { [K in ProviderKind]: ProviderAdapter } = {
     openai: new OpenAIAdapter(http),
     fastgpt: new FastGPTAdapter(http),
@@ -68,6 +83,14 @@ export function createProviderRegistry(options: ProviderRegistryOptions): Provid
       const adapter = adapters[endpoint.provider];
       if (!adapter.welcomeText) return undefined;
       return adapter.welcomeText(sideCallEndpoint(endpoint), signal ?? NEVER);
+    },
+
+    admit(endpoint) {
+      return http.admit(endpoint.url);
+    },
+
+    load() {
+      return http.load();
     },
 
     close() {

@@ -8,7 +8,8 @@ export type UpstreamErrorKind =
   | 'network' // connection refused/reset, DNS, TLS
   | 'timeout' // a deadline passed (connect/headers, first token, idle, total)
   | 'protocol' // malformed chunk, unexpected body
-  | 'aborted'; // we cancelled it
+  | 'aborted' // we cancelled it
+  | 'busy'; // it never left: every slot to the origin stayed taken (our own queue, upstream-slots.ts)
 
 /**
  * What a failure means for the next step, whatever the provider: see
@@ -27,7 +28,8 @@ export type UpstreamFailureCategory =
   | 'timeout' // one of our deadlines
   | 'network' // no connection, reset, cut stream
   | 'protocol' // malformed answer
-  | 'aborted'; // we cancelled it (stop, shutdown)
+  | 'aborted' // we cancelled it (stop, shutdown)
+  | 'busy'; // our own queue to the upstream was full: says nothing about the upstream
 
 const AUTH_CODES = new Set(['invalid_api_key', 'authentication_error', 'permission_error', 'permission_denied', 'unauthorized', 'forbidden', 'unAuthApiKey', 'unAuthorization']);
 const CONTENT_POLICY_CODES = new Set(['content_policy_violation', 'content_filter', 'content_filtered', 'safety']);
@@ -82,6 +84,8 @@ export class UpstreamError extends Error {
         return 'protocol';
       case 'aborted':
         return 'aborted';
+      case 'busy':
+        return 'busy';
       case 'http':
         break;
     }
@@ -107,6 +111,7 @@ export class UpstreamError extends Error {
       case 'protocol':
         return true;
       case 'aborted':
+      case 'busy':
         return false;
       case 'http': {
         const s = this.options.status ?? 0;

@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { MemoryState } from '../../shared-state/memory-state.js';
 import type { ResolvedEndpoint } from '../providers/types.js';
 import { UpstreamError } from '../providers/upstream-error.js';
+import { upstreamBusyError } from '../providers/upstream-slots.js';
 import { runAttempts, type AttemptHost, type ResilienceDeps } from './attempt-loop.js';
 import { createBreakerService } from './breakers.js';
 import type { FailedAttempt, FailureLog } from './failure-log.js';
@@ -168,5 +169,21 @@ describe('the attempt loop', () => {
     s.abort.abort();
     expect(await runAttempts([endpoint(0), endpoint(1)], s.host, s.deps)).toEqual({ status: 'stopped' });
     expect(s.calls).toEqual([]);
+  });
+
+  it('a call that found every slot to its upstream taken is no upstream failure: no failed attempt, no breaker count; the next endpoint answers', async () => {
+    const s = setup([{ fail: upstreamBusyError('http://e0', 5_000) }, 'ok'], { threshold: 1 });
+    expect(await runAttempts([endpoint(0), endpoint(1)], s.host, s.deps)).toEqual({ status: 'complete' });
+    expect(s.calls).toEqual([0, 1]);
+    expect(s.sleeps).toEqual([]);
+    expect(s.failed).toEqual([]);
+    expect((await s.breakers.snapshots([endpoint(0).id])).map((b) => b.state)).toEqual(['closed']);
+  });
+
+  it('a turn whose only endpoint stayed busy ends with UPSTREAM_BUSY, with nothing counted against the upstream', async () => {
+    const s = setup([{ fail: upstreamBusyError('http://e0', 5_000) }], { threshold: 1 });
+    expect(await runAttempts([endpoint(0)], s.host, s.deps)).toMatchObject({ status: 'error', error: { code: 'UPSTREAM_BUSY' } });
+    expect(s.failed).toEqual([]);
+    expect((await s.breakers.snapshots([endpoint(0).id])).map((b) => b.state)).toEqual(['closed']);
   });
 });

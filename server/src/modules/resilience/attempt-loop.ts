@@ -78,7 +78,10 @@ function probeLeaseMs(endpoint: ResolvedEndpoint): number {
  *   attempt's first event, so a partial answer is never presented as
  *   complete; with nothing left to try the turn ends as an error;
  * - every failed call is recorded as a failed attempt and reported to the
- *   endpoint's breaker; the served call's success closes a probing breaker.
+ *   endpoint's breaker; the served call's success closes a probing breaker;
+ * - a call that found every slot to its upstream taken for longer than the
+ *   queue's bound (`busy`, upstream-slots.ts) never left: it is neither a
+ *   failed attempt nor a breaker failure; the next endpoint is tried.
  */
 export async function runAttempts(endpoints: readonly ResolvedEndpoint[], host: AttemptHost, deps: ResilienceDeps): Promise<LoopOutcome> {
   let lastClientError: ClientError | undefined;
@@ -127,6 +130,11 @@ export async function runAttempts(endpoints: readonly ResolvedEndpoint[], host: 
         lastClientError = clientError;
         // Awaited (failures are rare): the next call on this instance must see a breaker this failure opened.
         await deps.breakers.record(endpoint.id, policy.countsForBreaker ? 'failure' : 'release', probe && !successRecorded);
+        if (category === 'busy') {
+          // Our own queue to the upstream was full: no call left this instance, so nothing failed upstream.
+          deps.logger.info({ turnId: host.turnId, agentId: host.agentId, endpoint: endpoint.position }, 'upstream slots all taken; endpoint skipped');
+          break;
+        }
         deps.failures.record({
           agentId: host.agentId,
           endpointId: endpoint.id,

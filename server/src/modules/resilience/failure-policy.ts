@@ -13,7 +13,8 @@ import { UpstreamError, type UpstreamFailureCategory } from '../providers/upstre
  * - Transient ones (rate limit, 5xx, timeouts, network, malformed chunks)
  *   may be retried on the same endpoint, with backoff, and may fall back.
  * - Only failures that say the endpoint is unwell count for its breaker; a
- *   caller's bad request does not.
+ *   caller's bad request does not, nor does our own queue being full
+ *   (`busy`), which is not an upstream failure at all.
  */
 export interface FailurePolicy {
   retrySameEndpoint: boolean;
@@ -39,6 +40,9 @@ export function failurePolicy(category: UpstreamFailureCategory): FailurePolicy 
       return { retrySameEndpoint: true, fallBack: 'any', countsForBreaker: true };
     case 'aborted':
       return { retrySameEndpoint: false, fallBack: 'none', countsForBreaker: false };
+    case 'busy':
+      // Our own queue was full: the endpoint did nothing wrong; another one (another origin) may have room.
+      return { retrySameEndpoint: false, fallBack: 'any', countsForBreaker: false };
   }
 }
 
@@ -85,6 +89,8 @@ export function clientErrorFor(err: unknown): ClientError {
       return { code: 'UPSTREAM_ERROR', message: 'The model provider sent a malformed answer' };
     case 'aborted':
       return { code: 'UPSTREAM_ERROR', message: 'The request to the model provider was cancelled' };
+    case 'busy':
+      return { code: 'UPSTREAM_BUSY', message: 'Too many answers are streaming from this model provider on this server; try again shortly' };
   }
 }
 
