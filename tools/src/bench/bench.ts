@@ -8,10 +8,11 @@
  *
  *   node tools/dist/bench/bench.js [--levels 100,1000] [--duration 15] [--warmup 3]
  *     [--drain 30] [--chunks 20] [--interval 5] [--embedded] [--strict] [--workers 1] [--profile-server DIR]
- *     [--no-floor]
+ *     [--no-floor] [--server-env KEY=VALUE]…
+ *   node tools/dist/bench/bench.js --long [1000,5000,10000] [--ramp 10] [--burst N] [--open-loop [1000]] …
+ *     (long answers and the open-loop level: long-bench.ts; --help lists every flag)
  */
 
-import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -22,12 +23,16 @@ import { Client } from 'undici';
 import type { ManagedProcess, ProblemReport } from './processes.js';
 import { cpuSeconds, cpuSecondsByCommand, describeExit, machineCpuTicks, rssMiB, startProcess, sumOverChildren } from './processes.js';
 import type { Backends } from './stack.js';
+import type { LongBenchOptions } from './long-bench.js';
+import { runLongBench } from './long-bench.js';
+import { LONG_OPTIONS, LONG_USAGE, parseLongCli, parseServerEnv, withOptionalValues } from './long-cli.js';
+import { banner, describeMachine } from './machine.js';
 import { BENCH_ADMIN, chooseBackends, createAgent, login, releaseBackends, startMock, startServer } from './stack.js';
 import type { ExpectedAnswer, LoadResult, LoadTarget } from './sse-load.js';
 import { runLoad, runTurn } from './sse-load.js';
 import type { Distribution } from './stats.js';
 import { compareLevel, type LevelComparison, type RunFigures } from './compare.js';
-import { distribution, formatGiB, formatMs, formatPercent, formatRate, formatTable } from './stats.js';
+import { distribution, formatMs, formatPercent, formatRate, formatTable } from './stats.js';
 
 const MIN_OPEN_FILES = 8192;
 /** On top of the stack's server environment for the short levels: a pool sized for the 1000 level's streams. */
@@ -54,6 +59,10 @@ interface CliOptions {
   repeat: number;
   /** Also run the floor (a bare streaming proxy) each round, for scale. */
   floor: boolean;
+  /** `--server-env KEY=VALUE`: on top of the bench's server environment, in every mode. */
+  serverEnv: Record<string, string>;
+  /** `--long` / `--open-loop`: run those levels instead of the short ones. */
+  long: LongBenchOptions | undefined;
 }
 
 /** The figures of one target at one level. */
@@ -103,6 +112,7 @@ function usage(): string {
     '  --profile-server D  write a V8 CPU profile of the server into directory D (open it in Chrome DevTools)',
     '  --repeat 1          rounds per level (direct, floor, then LLMChat, each round); targets are checked on the median',
     '  --no-floor          skip the floor (a bare streaming proxy without auth or storage, run for scale)',
+    ...LONG_USAGE,
   ].join('\n');
 }
 
@@ -116,10 +126,10 @@ function positiveNumber(name: string, raw: string, integer: boolean): number {
 
 function parseCli(argv: string[]): CliOptions | undefined {
   const { values } = parseArgs({
-    args: argv,
+    args: withOptionalValues(argv),
     allowNegative: true,
     options: {
-      levels: { type: 'string', default: '100,1000' },
+      levels: { type: 'string' },
       duration: { type: 'string', default: '15' },
       warmup: { type: 'string', default: '3' },
       drain: { type: 'string', default: '30' },
@@ -132,13 +142,18 @@ function parseCli(argv: string[]): CliOptions | undefined {
       repeat: { type: 'string', default: '1' },
       floor: { type: 'boolean', default: true },
       help: { type: 'boolean', short: 'h', default: false },
+      ...LONG_OPTIONS,
     },
   });
   if (values.help) {
     console.log(usage());
     return undefined;
   }
-  const levels = values.levels.split(',').map((s) => positiveNumber('levels', s, true));
+  const serverEnv = parseServerEnv(values['server-env']);
+  const workers = positiveNumber('workers', values.workers, true);
+  const long = parseLongCli(values, { embedded: values.embedded, workers, serverEnv });
+  if (long !== undefined && values.levels !== undefined) throw new Error('--levels runs the short levels; run them apart from --long and --open-loop');
+  const levels = (values.levels ?? '100,1000').split(',').map((s) => positiveNumber('levels', s, true));
   if (levels.length === 0 || levels.some((l) => l < 1 || l > 20_000)) throw new Error('--levels must be integers within 1..20000');
   const options: CliOptions = {
     levels,
@@ -149,10 +164,12 @@ function parseCli(argv: string[]): CliOptions | undefined {
     intervalMs: positiveNumber('interval', values.interval, true),
     embedded: values.embedded,
     strict: values.strict,
-    workers: positiveNumber('workers', values.workers, true),
+    workers,
     profileServer: values['profile-server'] === undefined ? undefined : path.resolve(values['profile-server']),
     repeat: positiveNumber('repeat', values.repeat, true),
     floor: values.floor,
+    serverEnv,
+    long,
   };
   if (options.durationS <= 0 || options.durationS > 3600) throw new Error('--duration must be within (0, 3600] seconds');
   if (options.warmupS > 600 || options.drainS > 600) throw new Error('--warmup and --drain must be at most 600 seconds');
@@ -161,44 +178,6 @@ function parseCli(argv: string[]): CliOptions | undefined {
   if (options.repeat < 1 || options.repeat > 20) throw new Error('--repeat must be within 1..20');
   if (options.workers > 1 && options.embedded) throw new Error('--workers above 1 needs PostgreSQL and Redis, not --embedded');
   return options;
-}
-
-function banner(lines: string[]): void {
-  const width = Math.max(...lines.map((l) => l.length));
-  console.log(`\n${'!'.repeat(width + 4)}`);
-  for (const line of lines) console.log(`! ${line.padEnd(width)} !`);
-  console.log(`${'!'.repeat(width + 4)}\n`);
-}
-
-// ---------------------------------------------------------------- machine
-
-interface Machine {
-  cores: number;
-  cpuModel: string;
-  memory: string;
-  node: string;
-  platform: string;
-  openFiles: { soft: string; hard: string };
-  /** 1, 5 and 15 minute load averages when the bench started. */
-  loadAverage: number[];
-}
-
-function shellLimit(flag: string): string {
-  const result = spawnSync('/bin/sh', ['-c', `ulimit ${flag} -n`], { encoding: 'utf8' });
-  return result.status === 0 ? result.stdout.trim() : 'unknown';
-}
-
-function describeMachine(): Machine {
-  const cpus = os.cpus();
-  return {
-    cores: cpus.length,
-    cpuModel: cpus[0]?.model.trim() ?? 'unknown',
-    memory: formatGiB(os.totalmem()),
-    node: process.version,
-    platform: `${os.platform()} ${os.release()} ${os.arch()}`,
-    openFiles: { soft: shellLimit('-S'), hard: shellLimit('-H') },
-    loadAverage: os.loadavg().map((v) => Math.round(v * 100) / 100),
-  };
 }
 
 // ---------------------------------------------------------------- measuring
@@ -337,6 +316,7 @@ async function main(): Promise<number> {
   const root = fileURLToPath(new URL('../../../', import.meta.url));
   const startedAt = new Date();
   const machine = describeMachine();
+  if (options.long !== undefined) return runLongBench(options.long, root, machine, startedAt);
 
   console.log('LLMChat benchmark');
   console.log(`  machine: ${machine.cores} cores, ${machine.cpuModel}, ${machine.memory} RAM, ${machine.platform}, node ${machine.node}`);
@@ -346,6 +326,9 @@ async function main(): Promise<number> {
       `answers of ${options.chunks} chunks ${options.intervalMs} ms apart`,
   );
   console.log(`  load average: ${machine.loadAverage.join(' / ')} (1 / 5 / 15 min)`);
+  if (Object.keys(options.serverEnv).length > 0) {
+    console.log(`  server environment (--server-env): ${Object.entries(options.serverEnv).map(([k, v]) => `${k}=${v}`).join(' ')}`);
+  }
   if ((machine.loadAverage[0] ?? 0) > machine.cores * 0.5) {
     banner([
       `WARNING: the machine is already busy (load ${machine.loadAverage[0]} on ${machine.cores} cores).`,
@@ -408,7 +391,7 @@ async function main(): Promise<number> {
       backends,
       dataDir,
       workers: options.workers,
-      env: SHORT_LEVEL_SERVER_ENV,
+      env: { ...SHORT_LEVEL_SERVER_ENV, ...options.serverEnv },
       nodeArgs: options.profileServer === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${options.profileServer}`],
     });
     server = running.process;
