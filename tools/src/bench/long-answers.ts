@@ -66,25 +66,35 @@ export function peakConcurrency(turns: readonly PlannedTurn[]): number {
   return peak;
 }
 
+const RAISE_ADVICE = 'Raise it first: `ulimit -Hn` as root, LimitNOFILE= under systemd, or run where CAP_SYS_RESOURCE lets `prlimit` raise it.';
+
 /**
- * Whether a child can be started with `want` open files: within this
- * process's hard limit it always can; above it only where `prlimit` may
- * raise a hard limit (CAP_SYS_RESOURCE). Returns the limit to ask for, or
- * undefined to leave the inherited one, and a note when that falls short.
+ * Whether a child can be started with `want` open files. Node raises its
+ * own soft limit to the hard one at start, so within this process's hard
+ * limit nothing is needed; above it the child is started through `prlimit`
+ * where that may raise a hard limit (CAP_SYS_RESOURCE), and otherwise a
+ * note says the level may run out of descriptors.
  */
 export function openFilesFor(want: number, what: string): { openFiles: number | undefined; note: string | undefined } {
   const limit = openFilesLimit('self');
-  if (limit === undefined || want <= limit.soft) return { openFiles: undefined, note: undefined };
-  if (want <= limit.hard) return { openFiles: want, note: undefined };
+  if (limit === undefined || want <= limit.hard) return { openFiles: undefined, note: undefined };
   const probe = spawnSync('prlimit', [`--nofile=${want}:${want}`, '--', 'true'], { encoding: 'utf8' });
   if (probe.status === 0) return { openFiles: want, note: undefined };
   return {
-    openFiles: limit.hard,
+    openFiles: undefined,
     note:
-      `${what} may need about ${want} open files but the hard limit is ${limit.hard} and it cannot be raised here ` +
-      `(${(probe.stderr || probe.error?.message || 'prlimit failed').trim()}); expect EMFILE failures at this level. ` +
-      'Raise it first: as root with CAP_SYS_RESOURCE, `ulimit -Hn` in the shell, or LimitNOFILE= in a systemd unit.',
+      `${what} may need about ${want} open files but the hard limit is ${limit.hard} and cannot be raised here ` +
+      `(${(probe.stderr || probe.error?.message || 'prlimit failed').trim()}): expect EMFILE failures at this level. ${RAISE_ADVICE}`,
   };
+}
+
+/** Raises this process's own open-files limit to `want` where `prlimit` may; a note when it stays short. */
+export function raiseOwnOpenFiles(want: number): string | undefined {
+  const limit = openFilesLimit('self');
+  if (limit === undefined || want <= limit.soft) return undefined;
+  const raised = spawnSync('prlimit', ['--pid', String(process.pid), `--nofile=${want}:${want}`], { encoding: 'utf8' });
+  if (raised.status === 0) return undefined;
+  return `the load generator may need about ${want} open files (one per stream) but its limit is ${limit.soft} (${(raised.stderr || raised.error?.message || 'prlimit failed').trim()}). ${RAISE_ADVICE}`;
 }
 
 /** Runs one level on a fresh server and database; throws only when the set-up itself fails. */
@@ -95,10 +105,8 @@ export async function runLevel(setting: LevelSetting, plan: LevelPlan): Promise<
   const concurrency = peakConcurrency(plan.turns);
   const serverFiles = openFilesFor(SERVER_FILES_PER_STREAM * concurrency + FILES_HEADROOM, 'the server');
   if (serverFiles.note !== undefined) notes.push(serverFiles.note);
-  const ownLimit = openFilesLimit('self');
-  if (ownLimit !== undefined && concurrency + FILES_HEADROOM > ownLimit.soft) {
-    notes.push(`the load generator holds one socket per stream: ${concurrency} streams against its open-files limit of ${ownLimit.soft}`);
-  }
+  const ownNote = raiseOwnOpenFiles(concurrency + FILES_HEADROOM);
+  if (ownNote !== undefined) notes.push(ownNote);
 
   const backends = await chooseBackends(setting.embedded);
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'llmchat-bench-long-'));
