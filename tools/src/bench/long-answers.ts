@@ -210,6 +210,7 @@ export async function runLevel(setting: LevelSetting, plan: LevelPlan): Promise<
         serverCpuMsPerTurn: serverCpuSeconds === undefined ? undefined : (serverCpuSeconds * 1000) / plan.turns.length,
         benchCpuSeconds: (benchUsage.user + benchUsage.system) / 1e6,
       },
+      timeline: { samples: peaks.samples, health: peaks.health },
       wallSeconds,
       server: { exit, problems: server.process.problems().kinds },
       notes,

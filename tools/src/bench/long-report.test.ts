@@ -92,6 +92,7 @@ describe('longLevelsTable', () => {
         serverCpuMsPerTurn: 30,
         benchCpuSeconds: 5,
       },
+      timeline: { samples: [], health: [] },
       wallSeconds: 75,
       server: { exit: 'code 0', problems: [] },
       notes: [],

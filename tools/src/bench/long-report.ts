@@ -57,6 +57,8 @@ export interface LevelReport {
     serverCpuMsPerTurn: number | undefined;
     benchCpuSeconds: number;
   };
+  /** Every /proc and health sample of the level, for the results file (not printed). */
+  timeline: Pick<ResourcePeaks, 'samples' | 'health'>;
   wallSeconds: number;
   server: { exit: string; problems: { kind: string; count: number }[] };
   notes: string[];
