@@ -8,33 +8,35 @@
  *
  *   node tools/dist/bench/bench.js [--levels 100,1000] [--duration 15] [--warmup 3]
  *     [--drain 30] [--chunks 20] [--interval 5] [--embedded] [--strict] [--workers 1] [--profile-server DIR]
- *     [--no-floor]
+ *     [--no-floor] [--server-env KEY=VALUE]…
+ *   node tools/dist/bench/bench.js --long [1000,5000,10000] [--ramp 10] [--burst N] [--open-loop [1000]] …
+ *     (long answers and the open-loop level: long-bench.ts; --help lists every flag)
  */
 
-import { randomBytes } from 'node:crypto';
-import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
-import pg from 'pg';
-import { Client, request } from 'undici';
+import { Client } from 'undici';
 import type { ManagedProcess, ProblemReport } from './processes.js';
-import { cpuSeconds, cpuSecondsByCommand, describeExit, freePort, machineCpuTicks, rssMiB, startProcess, sumOverChildren, waitForReady } from './processes.js';
+import { cpuSeconds, cpuSecondsByCommand, describeExit, machineCpuTicks, rssMiB, startProcess, sumOverChildren } from './processes.js';
+import type { Backends } from './stack.js';
+import type { LongBenchOptions } from './long-bench.js';
+import { runLongBench } from './long-bench.js';
+import { LONG_OPTIONS, LONG_USAGE, parseLongCli, parseServerEnv, withOptionalValues } from './long-cli.js';
+import { banner, describeMachine } from './machine.js';
+import { BENCH_ADMIN, chooseBackends, createAgent, login, releaseBackends, startMock, startServer } from './stack.js';
 import type { ExpectedAnswer, LoadResult, LoadTarget } from './sse-load.js';
 import { runLoad, runTurn } from './sse-load.js';
 import type { Distribution } from './stats.js';
 import { compareLevel, type LevelComparison, type RunFigures } from './compare.js';
-import { distribution, formatGiB, formatMs, formatPercent, formatRate, formatTable } from './stats.js';
+import { distribution, formatMs, formatPercent, formatRate, formatTable } from './stats.js';
 
-const POSTGRES_ADMIN_URL = 'postgres://postgres@127.0.0.1:5432/postgres';
-const REDIS_HOST = '127.0.0.1';
-const REDIS_PORT = 6379;
 const MIN_OPEN_FILES = 8192;
-const READY_TIMEOUT_MS = 90_000;
+/** On top of the stack's server environment for the short levels: a pool sized for the 1000 level's streams. */
+const SHORT_LEVEL_SERVER_ENV: Record<string, string> = { DATABASE_POOL_MAX: '20', UPSTREAM_CONNECTIONS: '1200' };
 const CHILD_STOP_GRACE_MS = 35_000;
 const SETTLE_MS = 1_000;
 const ERROR_EXAMPLES = 5;
@@ -57,6 +59,10 @@ interface CliOptions {
   repeat: number;
   /** Also run the floor (a bare streaming proxy) each round, for scale. */
   floor: boolean;
+  /** `--server-env KEY=VALUE`: on top of the bench's server environment, in every mode. */
+  serverEnv: Record<string, string>;
+  /** `--long` / `--open-loop`: run those levels instead of the short ones. */
+  long: LongBenchOptions | undefined;
 }
 
 /** The figures of one target at one level. */
@@ -91,15 +97,6 @@ export interface RunSummary {
   serverRssMiB: number | undefined;
 }
 
-interface Backends {
-  kind: 'postgres+redis' | 'embedded' | 'postgres+embedded-state' | 'embedded-db+redis';
-  databaseUrl: string | undefined;
-  databaseName: string | undefined;
-  redisUrl: string | undefined;
-  redisPrefix: string;
-  notes: string[];
-}
-
 function usage(): string {
   return [
     'usage: node tools/dist/bench/bench.js [options]',
@@ -115,6 +112,7 @@ function usage(): string {
     '  --profile-server D  write a V8 CPU profile of the server into directory D (open it in Chrome DevTools)',
     '  --repeat 1          rounds per level (direct, floor, then LLMChat, each round); targets are checked on the median',
     '  --no-floor          skip the floor (a bare streaming proxy without auth or storage, run for scale)',
+    ...LONG_USAGE,
   ].join('\n');
 }
 
@@ -128,10 +126,10 @@ function positiveNumber(name: string, raw: string, integer: boolean): number {
 
 function parseCli(argv: string[]): CliOptions | undefined {
   const { values } = parseArgs({
-    args: argv,
+    args: withOptionalValues(argv),
     allowNegative: true,
     options: {
-      levels: { type: 'string', default: '100,1000' },
+      levels: { type: 'string' },
       duration: { type: 'string', default: '15' },
       warmup: { type: 'string', default: '3' },
       drain: { type: 'string', default: '30' },
@@ -144,13 +142,18 @@ function parseCli(argv: string[]): CliOptions | undefined {
       repeat: { type: 'string', default: '1' },
       floor: { type: 'boolean', default: true },
       help: { type: 'boolean', short: 'h', default: false },
+      ...LONG_OPTIONS,
     },
   });
   if (values.help) {
     console.log(usage());
     return undefined;
   }
-  const levels = values.levels.split(',').map((s) => positiveNumber('levels', s, true));
+  const serverEnv = parseServerEnv(values['server-env']);
+  const workers = positiveNumber('workers', values.workers, true);
+  const long = parseLongCli(values, { embedded: values.embedded, workers, serverEnv });
+  if (long !== undefined && values.levels !== undefined) throw new Error('--levels runs the short levels; run them apart from --long and --open-loop');
+  const levels = (values.levels ?? '100,1000').split(',').map((s) => positiveNumber('levels', s, true));
   if (levels.length === 0 || levels.some((l) => l < 1 || l > 20_000)) throw new Error('--levels must be integers within 1..20000');
   const options: CliOptions = {
     levels,
@@ -161,10 +164,12 @@ function parseCli(argv: string[]): CliOptions | undefined {
     intervalMs: positiveNumber('interval', values.interval, true),
     embedded: values.embedded,
     strict: values.strict,
-    workers: positiveNumber('workers', values.workers, true),
+    workers,
     profileServer: values['profile-server'] === undefined ? undefined : path.resolve(values['profile-server']),
     repeat: positiveNumber('repeat', values.repeat, true),
     floor: values.floor,
+    serverEnv,
+    long,
   };
   if (options.durationS <= 0 || options.durationS > 3600) throw new Error('--duration must be within (0, 3600] seconds');
   if (options.warmupS > 600 || options.drainS > 600) throw new Error('--warmup and --drain must be at most 600 seconds');
@@ -173,202 +178,6 @@ function parseCli(argv: string[]): CliOptions | undefined {
   if (options.repeat < 1 || options.repeat > 20) throw new Error('--repeat must be within 1..20');
   if (options.workers > 1 && options.embedded) throw new Error('--workers above 1 needs PostgreSQL and Redis, not --embedded');
   return options;
-}
-
-function randomToken(chars: number): string {
-  return randomBytes(chars).toString('base64url').slice(0, chars);
-}
-
-function banner(lines: string[]): void {
-  const width = Math.max(...lines.map((l) => l.length));
-  console.log(`\n${'!'.repeat(width + 4)}`);
-  for (const line of lines) console.log(`! ${line.padEnd(width)} !`);
-  console.log(`${'!'.repeat(width + 4)}\n`);
-}
-
-// ---------------------------------------------------------------- machine
-
-interface Machine {
-  cores: number;
-  cpuModel: string;
-  memory: string;
-  node: string;
-  platform: string;
-  openFiles: { soft: string; hard: string };
-  /** 1, 5 and 15 minute load averages when the bench started. */
-  loadAverage: number[];
-}
-
-function shellLimit(flag: string): string {
-  const result = spawnSync('/bin/sh', ['-c', `ulimit ${flag} -n`], { encoding: 'utf8' });
-  return result.status === 0 ? result.stdout.trim() : 'unknown';
-}
-
-function describeMachine(): Machine {
-  const cpus = os.cpus();
-  return {
-    cores: cpus.length,
-    cpuModel: cpus[0]?.model.trim() ?? 'unknown',
-    memory: formatGiB(os.totalmem()),
-    node: process.version,
-    platform: `${os.platform()} ${os.release()} ${os.arch()}`,
-    openFiles: { soft: shellLimit('-S'), hard: shellLimit('-H') },
-    loadAverage: os.loadavg().map((v) => Math.round(v * 100) / 100),
-  };
-}
-
-// ---------------------------------------------------------------- backends
-
-/** One Redis command over a raw socket (RESP), returning the first reply line; enough for PING and EVAL. */
-function redisCommand(args: string[], timeoutMs: number): Promise<string> {
-  return new Promise<string>((resolve, reject) => {
-    const socket = connect({ host: REDIS_HOST, port: REDIS_PORT });
-    let reply = '';
-    const timer = setTimeout(() => {
-      socket.destroy();
-      reject(new Error(`no answer from Redis within ${timeoutMs} ms`));
-    }, timeoutMs);
-    socket.setEncoding('utf8');
-    socket.on('connect', () => {
-      socket.write(`*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join('')}`);
-    });
-    socket.on('data', (data: string) => {
-      reply += data;
-      const end = reply.indexOf('\r\n');
-      if (end === -1) return;
-      clearTimeout(timer);
-      socket.end();
-      resolve(reply.slice(0, end));
-    });
-    socket.on('error', (error) => {
-      clearTimeout(timer);
-      reject(error);
-    });
-  });
-}
-
-const DELETE_BY_PREFIX_SCRIPT =
-  "local n = 0 for _, k in ipairs(redis.call('KEYS', ARGV[1])) do redis.call('DEL', k) n = n + 1 end return n";
-
-async function chooseBackends(forceEmbedded: boolean): Promise<Backends> {
-  const suffix = randomBytes(4).toString('hex');
-  const redisPrefix = `llmchat-bench-${suffix}:`;
-  const notes: string[] = [];
-  if (forceEmbedded) {
-    notes.push('--embedded: using embedded PGlite and in-process state');
-    return { kind: 'embedded', databaseUrl: undefined, databaseName: undefined, redisUrl: undefined, redisPrefix, notes };
-  }
-  let databaseUrl: string | undefined;
-  let databaseName: string | undefined;
-  const admin = new pg.Client({ connectionString: POSTGRES_ADMIN_URL, connectionTimeoutMillis: 3_000 });
-  try {
-    await admin.connect();
-    databaseName = `llmchat_bench_${suffix}`;
-    await admin.query(`CREATE DATABASE "${databaseName}"`);
-    const url = new URL(POSTGRES_ADMIN_URL);
-    url.pathname = `/${databaseName}`;
-    databaseUrl = url.toString();
-  } catch (error) {
-    databaseName = undefined;
-    notes.push(`PostgreSQL at ${POSTGRES_ADMIN_URL} unusable (${error instanceof Error ? error.message : String(error)}): embedded PGlite instead`);
-  } finally {
-    await admin.end().catch(() => undefined);
-  }
-  let redisUrl: string | undefined;
-  try {
-    const pong = await redisCommand(['PING'], 2_000);
-    if (pong !== '+PONG') throw new Error(`PING answered ${pong}`);
-    redisUrl = `redis://${REDIS_HOST}:${REDIS_PORT}`;
-  } catch (error) {
-    notes.push(`Redis at redis://${REDIS_HOST}:${REDIS_PORT} unusable (${error instanceof Error ? error.message : String(error)}): in-process state instead`);
-  }
-  const kind: Backends['kind'] =
-    databaseUrl !== undefined && redisUrl !== undefined ? 'postgres+redis'
-    : databaseUrl !== undefined ? 'postgres+embedded-state'
-    : redisUrl !== undefined ? 'embedded-db+redis'
-    : 'embedded';
-  return { kind, databaseUrl, databaseName, redisUrl, redisPrefix, notes };
-}
-
-async function dropDatabase(name: string): Promise<void> {
-  const admin = new pg.Client({ connectionString: POSTGRES_ADMIN_URL, connectionTimeoutMillis: 3_000 });
-  await admin.connect();
-  try {
-    try {
-      await admin.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
-    } catch {
-      // Before PostgreSQL 13 there is no FORCE: end the sessions first.
-      await admin.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()', [name]);
-      await admin.query(`DROP DATABASE IF EXISTS "${name}"`);
-    }
-  } finally {
-    await admin.end().catch(() => undefined);
-  }
-}
-
-// ---------------------------------------------------------------- API setup
-
-async function callJson(method: 'GET' | 'POST', url: string, token: string | undefined, body?: unknown): Promise<{ status: number; body: unknown }> {
-  const headers: Record<string, string> = {};
-  if (token !== undefined) headers.authorization = `Bearer ${token}`;
-  if (body !== undefined) headers['content-type'] = 'application/json';
-  const response = await request(url, {
-    method,
-    headers,
-    body: body === undefined ? undefined : JSON.stringify(body),
-    headersTimeout: 30_000,
-    bodyTimeout: 30_000,
-  });
-  const text = await response.body.text();
-  let parsed: unknown = text;
-  try {
-    parsed = JSON.parse(text) as unknown;
-  } catch {
-    // keep the text
-  }
-  return { status: response.statusCode, body: parsed };
-}
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
-function excerpt(value: unknown): string {
-  const text = typeof value === 'string' ? value : JSON.stringify(value);
-  return text.length > 400 ? `${text.slice(0, 400)}…` : text;
-}
-
-async function login(base: string, username: string, password: string): Promise<string> {
-  const response = await callJson('POST', `${base}/api/auth/login`, undefined, { username, password });
-  const body = response.body;
-  const token =
-    isRecord(body) && typeof body.token === 'string' ? body.token
-    : isRecord(body) && isRecord(body.data) && typeof body.data.token === 'string' ? body.data.token
-    : undefined;
-  if (response.status !== 200 || token === undefined) throw new Error(`login failed: HTTP ${response.status} ${excerpt(body)}`);
-  return token;
-}
-
-/** Creates the `bench` agent; on a validation error, retries once with only the essential fields. */
-async function createAgent(base: string, token: string, mockUrl: string): Promise<string[]> {
-  const essential = {
-    id: 'bench',
-    name: 'Bench',
-    provider: 'openai',
-    endpoint: `${mockUrl}/v1/chat/completions`,
-    apiKey: 'bench-key',
-    model: 'mock-model',
-    isActive: true,
-  };
-  const full = { ...essential, description: 'benchmark agent', capabilities: [], features: { supportsStream: true } };
-  const first = await callJson('POST', `${base}/api/agents`, token, full);
-  if (first.status === 200 || first.status === 201) return [];
-  if (first.status !== 400 && first.status !== 422) throw new Error(`creating the bench agent failed: HTTP ${first.status} ${excerpt(first.body)}`);
-  const second = await callJson('POST', `${base}/api/agents`, token, essential);
-  if (second.status === 200 || second.status === 201) {
-    return [`the agents API rejected the full body (HTTP ${first.status} ${excerpt(first.body)}); created with the essential fields only`];
-  }
-  throw new Error(`creating the bench agent failed: HTTP ${first.status} ${excerpt(first.body)}; minimal body: HTTP ${second.status} ${excerpt(second.body)}`);
 }
 
 // ---------------------------------------------------------------- measuring
@@ -507,6 +316,7 @@ async function main(): Promise<number> {
   const root = fileURLToPath(new URL('../../../', import.meta.url));
   const startedAt = new Date();
   const machine = describeMachine();
+  if (options.long !== undefined) return runLongBench(options.long, root, machine, startedAt);
 
   console.log('LLMChat benchmark');
   console.log(`  machine: ${machine.cores} cores, ${machine.cpuModel}, ${machine.memory} RAM, ${machine.platform}, node ${machine.node}`);
@@ -516,6 +326,9 @@ async function main(): Promise<number> {
       `answers of ${options.chunks} chunks ${options.intervalMs} ms apart`,
   );
   console.log(`  load average: ${machine.loadAverage.join(' / ')} (1 / 5 / 15 min)`);
+  if (Object.keys(options.serverEnv).length > 0) {
+    console.log(`  server environment (--server-env): ${Object.entries(options.serverEnv).map(([k, v]) => `${k}=${v}`).join(' ')}`);
+  }
   if ((machine.loadAverage[0] ?? 0) > machine.cores * 0.5) {
     banner([
       `WARNING: the machine is already busy (load ${machine.loadAverage[0]} on ${machine.cores} cores).`,
@@ -562,13 +375,9 @@ async function main(): Promise<number> {
     }
 
     const node = process.execPath;
-    mock = startProcess(
-      'mock',
-      node,
-      [path.join(root, 'tools/dist/mock-upstream/cli.js'), '--port', '0', '--host', '127.0.0.1', '--chunks', String(options.chunks), '--interval', String(options.intervalMs)],
-      { env: process.env, cwd: root },
-    );
-    const mockUrl = (await mock.waitForLine(/^http:\/\/127\.0\.0\.1:\d+/, 15_000)).trim();
+    const started = await startMock(root, { chunks: options.chunks, intervalMs: options.intervalMs });
+    mock = started.mock;
+    const mockUrl = started.url;
     console.log(`  mock upstream: ${mockUrl} (pid ${mock.pid})`);
     let floorUrl: string | undefined;
     if (options.floor) {
@@ -577,42 +386,17 @@ async function main(): Promise<number> {
       console.log(`  floor (bare streaming proxy, for scale): ${floorUrl} (pid ${floor.pid})`);
     }
 
-    const port = await freePort();
-    const adminPassword = randomToken(24);
-    const env: NodeJS.ProcessEnv = {
-      ...process.env,
-      NODE_ENV: 'production',
-      PORT: String(port),
-      HOST: '127.0.0.1',
-      DATA_DIR: dataDir,
-      REDIS_KEY_PREFIX: backends.redisPrefix,
-      JWT_SECRET: randomToken(48),
-      SECRETS_KEY: randomToken(48),
-      ADMIN_USERNAME: 'bench-admin',
-      ADMIN_PASSWORD: adminPassword,
-      MOCK_UPSTREAM: 'false',
-      LOG_LEVEL: 'warn',
-      WORKERS: String(options.workers),
-      // Long runs outlive the default 15-minute access token.
-      ACCESS_TOKEN_TTL: '86400',
-      CHAT_RATE_LIMIT_PER_MINUTE: '0',
-      LOGIN_RATE_LIMIT_PER_MINUTE: '0',
-      DATABASE_POOL_MAX: '20',
-      UPSTREAM_CONNECTIONS: '1200',
-    };
-    for (const name of ['DATABASE_URL', 'DATABASE_READ_URL', 'REDIS_URL', 'AGENTS_CONFIG_PATH']) delete env[name];
-    if (backends.databaseUrl !== undefined) env.DATABASE_URL = backends.databaseUrl;
-    if (backends.redisUrl !== undefined) env.REDIS_URL = backends.redisUrl;
-
-    const base = `http://127.0.0.1:${port}`;
-    const profileArgs = options.profileServer === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${options.profileServer}`];
-    server = startProcess('server', node, [...profileArgs, path.join(root, 'server/dist/main.js')], { env, cwd: root });
+    const running = await startServer({
+      root,
+      backends,
+      dataDir,
+      workers: options.workers,
+      env: { ...SHORT_LEVEL_SERVER_ENV, ...options.serverEnv },
+      nodeArgs: options.profileServer === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${options.profileServer}`],
+    });
+    server = running.process;
     const serverProcess = server;
-    try {
-      await waitForReady(`${base}/health/ready`, READY_TIMEOUT_MS, server);
-    } catch (error) {
-      throw new Error(`${error instanceof Error ? error.message : String(error)}\n--- server output ---\n${server.tail().join('\n')}`, { cause: error });
-    }
+    const { base, adminPassword } = running;
     console.log(`  server: ${base} (pid ${server.pid})`);
     void server.exited.then((info) => {
       if (stopping) return;
@@ -628,7 +412,7 @@ async function main(): Promise<number> {
       interrupt.abort();
     });
 
-    const token = await login(base, 'bench-admin', adminPassword);
+    const token = await login(base, BENCH_ADMIN, adminPassword);
     setupNotes.push(...(await createAgent(base, token, mockUrl)));
     for (const note of setupNotes) console.log(`  note: ${note}`);
 
@@ -719,16 +503,7 @@ async function main(): Promise<number> {
       childExits[child.name] = describeExit(info);
       childProblems[child.name] = child.problems();
     }
-    if (backends?.databaseName !== undefined) {
-      await dropDatabase(backends.databaseName).catch((error: unknown) =>
-        console.log(`  could not drop database ${backends?.databaseName}: ${error instanceof Error ? error.message : String(error)}`),
-      );
-    }
-    if (backends?.redisUrl !== undefined) {
-      await redisCommand(['EVAL', DELETE_BY_PREFIX_SCRIPT, '0', `${backends.redisPrefix}*`], 10_000).catch((error: unknown) =>
-        console.log(`  could not delete Redis keys ${backends?.redisPrefix}*: ${error instanceof Error ? error.message : String(error)}`),
-      );
-    }
+    if (backends !== undefined) await releaseBackends(backends, (line) => console.log(`  ${line}`));
     rmSync(dataDir, { recursive: true, force: true });
     process.removeListener('SIGINT', onSignal);
     process.removeListener('SIGTERM', onSignal);

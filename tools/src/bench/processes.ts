@@ -372,3 +372,25 @@ export function machineCpuTicks(): { busy: number; total: number } | undefined {
     return undefined;
   }
 }
+
+/** Open file descriptors of a process (entries of /proc/<pid>/fd); undefined where that is not readable. */
+export function openFiles(pid: number | undefined): number | undefined {
+  if (pid === undefined) return undefined;
+  try {
+    return readdirSync(`/proc/${pid}/fd`).length;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The soft and hard open-files limits of a process, from /proc/<pid>/limits; `Infinity` for unlimited. */
+export function openFilesLimit(pid: number | 'self'): { soft: number; hard: number } | undefined {
+  try {
+    const line = /^Max open files\s+(\S+)\s+(\S+)/m.exec(readFileSync(`/proc/${pid}/limits`, 'utf8'));
+    if (line === null) return undefined;
+    const value = (v: string | undefined): number => (v === 'unlimited' ? Number.POSITIVE_INFINITY : Number(v));
+    return { soft: value(line[1]), hard: value(line[2]) };
+  } catch {
+    return undefined;
+  }
+}
