@@ -152,3 +152,21 @@ describe('Generation started before its turn is written', () => {
     expect(t.settled).toEqual([]);
   });
 });
+
+describe('a subscriber that joins a running generation late', () => {
+  it('gets every event after its id exactly as live subscribers got it (ids, names, data, payloads), from the compact store', async () => {
+    const t = setup();
+    t.generation.start();
+    t.listen();
+    t.upstream.push({ type: 'reasoning', delta: 'think "quoted"' }, ...Array.from({ length: 50 }, (_, i) => ({ type: 'text' as const, delta: `w${i} \n` })), { type: 'usage', usage: { promptTokens: 3, completionTokens: 50, totalTokens: 53 } }, 'end');
+    await t.generation.done;
+    const strip = (events: GenerationEvent[]) => events.map((e) => ({ id: e.id, event: e.event, data: e.data, payload: e.payload }));
+    const late: GenerationEvent[] = [];
+    t.generation.subscribe(0, (e) => void late.push(e));
+    expect(strip(late)).toEqual(strip(t.heard));
+    const after: GenerationEvent[] = [];
+    t.generation.subscribe(40, (e) => void after.push(e));
+    expect(strip(after)).toEqual(strip(t.heard.filter((e) => e.id > 40)));
+    expect(t.heard.map((e) => e.event).slice(-2)).toEqual(['usage', 'end']);
+  });
+});

@@ -88,7 +88,15 @@ function definedOnly<T extends object>(value: T): Partial<T> {
  */
 export class Generation {
   readonly startedAt = performance.now();
-  private readonly events: GenerationEvent[] = [];
+  /**
+   * Every event emitted, for subscribers that join late (a reconnect to this
+   * instance): by index, id − firstEventId (ids are consecutive). A text or
+   * reasoning chunk keeps only its delta, a string the answer's text already
+   * holds, and its data is rebuilt on replay; so an answer's events cost two
+   * pointers each beyond its own text, however long it streams.
+   */
+  private readonly eventNames: PlatformEventName[] = [];
+  private readonly eventData: string[] = [];
   private nextEventId: number;
   private readonly listeners = new Set<GenerationListener>();
   private readonly leaveListeners = new Set<() => void>();
@@ -149,7 +157,7 @@ export class Generation {
 
   /** Replays events after `afterId`, then follows live ones. Returns the unsubscribe function. */
   subscribe(afterId: number, listener: GenerationListener): () => void {
-    for (const event of this.events) if (event.id > afterId) listener(event);
+    for (let i = Math.max(0, afterId - this.firstEventId + 1); i < this.eventNames.length; i++) listener(this.eventAt(i));
     if (this.settled) return () => undefined;
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
@@ -234,9 +242,22 @@ export class Generation {
       return;
     }
     const generationEvent: GenerationEvent = { id: this.nextEventId++, event, data: JSON.stringify(payload), payload };
-    this.events.push(generationEvent);
+    this.eventNames.push(event);
+    this.eventData.push(event === 'chunk' || event === 'reasoning' ? (payload as { content: string }).content : generationEvent.data);
     for (const listener of this.listeners) listener(generationEvent);
     this.deps.events.append(this.plan.turnId, generationEvent);
+  }
+
+  /** The emitted event at `index`, as it was sent. */
+  private eventAt(index: number): GenerationEvent {
+    const event = this.eventNames[index] as PlatformEventName;
+    const stored = this.eventData[index] as string;
+    const id = this.firstEventId + index;
+    if (event === 'chunk' || event === 'reasoning') {
+      const payload = { content: stored };
+      return { id, event, data: JSON.stringify(payload), payload };
+    }
+    return { id, event, data: stored, payload: JSON.parse(stored) as unknown };
   }
 
   private onProviderEvent(event: ProviderEvent): void {
