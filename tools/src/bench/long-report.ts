@@ -194,7 +194,7 @@ export function levelDetails(r: LevelReport): string[] {
     );
     for (const example of r.stored.wrongTextExamples) lines.push(`    e.g. ${example}`);
   }
-  lines.push(`  client: ${r.client.complete} complete, ${r.client.failed} failed`);
+  lines.push(`  client: ${r.client.complete} complete, ${r.client.failed} failed; ${r.firstTokenOverheadMs.count} of ${r.turns} turns saw a first token (the overhead figures are over those)`);
   for (const [reason, n] of Object.entries(r.client.byReason).sort((a, b) => b[1] - a[1])) lines.push(`    ${String(n).padStart(6)} × ${reason}`);
   for (const example of r.client.examples) lines.push(`    e.g. ${example}`);
   const res = r.resources;
