@@ -8,8 +8,10 @@
  * used.
  */
 
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
+import { selfSignedCertificate } from '../mock-upstream/self-signed.js';
 import type { LevelPlan } from './long-answers.js';
 import { openFilesFor, peakConcurrency, runLevel } from './long-answers.js';
 import type { LevelReport } from './long-report.js';
@@ -46,6 +48,8 @@ export interface LongBenchOptions {
   embedded: boolean;
   workers: number;
   serverEnv: Record<string, string>;
+  /** Serve the mock over HTTPS (HTTP/2), its certificate trusted by the server through UPSTREAM_CA_FILE. */
+  upstreamTls?: boolean | undefined;
 }
 
 const MOCK_STOP_GRACE_MS = 10_000;
@@ -143,10 +147,21 @@ export async function runLongBench(options: LongBenchOptions, root: string, mach
   let broken: string | undefined;
   let mock: ManagedProcess | undefined;
   let mockExit: string | undefined;
+  let serverEnv = options.serverEnv;
+  let tlsDir: string | undefined;
   try {
     const mockFiles = openFilesFor(peak + 2_048, 'the mock upstream');
     if (mockFiles.note !== undefined) console.log(`  note: ${mockFiles.note}`);
-    const started = await startMock(root, { chunks: 20, intervalMs: 5 }, mockFiles.openFiles);
+    let tls: { keyFile: string; certFile: string } | undefined;
+    if (options.upstreamTls === true) {
+      tlsDir = mkdtempSync(path.join(os.tmpdir(), 'llmchat-bench-tls-'));
+      const certificate = selfSignedCertificate();
+      tls = { keyFile: path.join(tlsDir, 'key.pem'), certFile: path.join(tlsDir, 'cert.pem') };
+      writeFileSync(tls.keyFile, certificate.key, { mode: 0o600 });
+      writeFileSync(tls.certFile, certificate.cert);
+      serverEnv = { UPSTREAM_CA_FILE: tls.certFile, ...serverEnv };
+    }
+    const started = await startMock(root, { chunks: 20, intervalMs: 5 }, mockFiles.openFiles, tls);
     mock = started.mock;
     console.log(`  mock upstream: ${started.url} (pid ${mock.pid})\n`);
     const mockProcess = mock;
@@ -158,7 +173,7 @@ export async function runLongBench(options: LongBenchOptions, root: string, mach
     for (const plan of plans) {
       if (interrupt.signal.aborted) break;
       const report = await runLevel(
-        { root, mockUrl: started.url, embedded: options.embedded, workers: options.workers, serverEnv: options.serverEnv, log: (line) => console.log(line), signal: interrupt.signal },
+        { root, mockUrl: started.url, embedded: options.embedded, workers: options.workers, serverEnv, log: (line) => console.log(line), signal: interrupt.signal },
         plan,
       );
       reports.push(report);
@@ -173,6 +188,7 @@ export async function runLongBench(options: LongBenchOptions, root: string, mach
       mockExit = 'stopping';
       mockExit = describeExit(await mock.stop(MOCK_STOP_GRACE_MS));
     }
+    if (tlsDir !== undefined) rmSync(tlsDir, { recursive: true, force: true });
     process.removeListener('SIGINT', onSignal);
     process.removeListener('SIGTERM', onSignal);
   }

@@ -43,6 +43,11 @@ describe('parseLongCli', () => {
     });
   });
 
+  it('--upstream-tls asks for the mock over HTTPS (HTTP/2); plain HTTP/1.1 without it', () => {
+    expect(parse(['--long', '2000', '--upstream-tls'])?.upstreamTls).toBe(true);
+    expect(parse(['--long', '2000'])?.upstreamTls).toBe(false);
+  });
+
   it('--burst 0 runs no burst; --burst N runs it at N', () => {
     expect(parse(['--long', '5000', '--burst', '0'])?.burst).toBeUndefined();
     expect(parse(['--long', '1000', '--burst', '5000'])?.burst).toBe(5000);

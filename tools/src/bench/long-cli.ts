@@ -19,6 +19,7 @@ export const LONG_OPTIONS = {
   'answer-range': { type: 'string', default: '10-30' },
   'open-loop-chunks': { type: 'string', default: '20' },
   seed: { type: 'string', default: '1' },
+  'upstream-tls': { type: 'boolean', default: false },
   'server-env': { type: 'string', multiple: true },
 } as const;
 
@@ -36,6 +37,9 @@ export const LONG_USAGE = [
   '  --answer-range 10-30      seconds an open-loop answer lasts (uniform)',
   '  --open-loop-chunks 20     chunks per open-loop answer',
   '  --seed 1                  seed of the open-loop schedule (same seed, same arrivals)',
+  '  --upstream-tls            serve the mock over HTTPS (HTTP/2 by ALPN, a self-signed certificate the server trusts',
+  '                            through UPSTREAM_CA_FILE), as hosted providers are reached: a few upstream sockets',
+  '                            instead of one per stream',
   'any mode:',
   '  --server-env KEY=VALUE    set a server environment variable (repeatable), e.g. UPSTREAM_CONNECTIONS=2000',
 ];
@@ -85,6 +89,7 @@ export type LongCliValues = {
   'answer-range': string;
   'open-loop-chunks': string;
   seed: string;
+  'upstream-tls'?: boolean | undefined;
 };
 
 /** The long-answer run the flags ask for; undefined when neither `--long` nor `--open-loop` is given. */
@@ -115,6 +120,7 @@ export function parseLongCli(values: LongCliValues, common: Pick<LongBenchOption
           seed: number('seed', values.seed, { integer: true, min: 0, max: 2 ** 32 - 1 }),
         }
       ),
+    upstreamTls: values['upstream-tls'] === true,
     ...common,
   };
 }

@@ -165,15 +165,21 @@ export async function startMock(
   root: string,
   defaults: { chunks: number; intervalMs: number },
   openFiles?: number,
+  /** Serve HTTPS (HTTP/2 and HTTP/1.1) with these PEM files. */
+  tls?: { keyFile: string; certFile: string },
 ): Promise<{ mock: ManagedProcess; url: string }> {
   const [command, args] = withOpenFiles(
     process.execPath,
-    [path.join(root, 'tools/dist/mock-upstream/cli.js'), '--port', '0', '--host', '127.0.0.1', '--chunks', String(defaults.chunks), '--interval', String(defaults.intervalMs)],
+    [
+      path.join(root, 'tools/dist/mock-upstream/cli.js'),
+      '--port', '0', '--host', '127.0.0.1', '--chunks', String(defaults.chunks), '--interval', String(defaults.intervalMs),
+      ...(tls ? ['--tls-key', tls.keyFile, '--tls-cert', tls.certFile] : []),
+    ],
     openFiles,
   );
   const mock = startProcess('mock', command, args, { env: process.env, cwd: root });
   try {
-    const url = (await mock.waitForLine(/^http:\/\/127\.0\.0\.1:\d+/, 15_000)).trim();
+    const url = (await mock.waitForLine(/^https?:\/\/127\.0\.0\.1:\d+/, 15_000)).trim();
     return { mock, url };
   } catch (error) {
     await mock.stop(5_000);

@@ -103,6 +103,8 @@ export class Generation {
   private readonly abort = new AbortController();
   private checkpointTimer: NodeJS.Timeout | undefined;
   private checkpointedLength = 0;
+  /** A checkpoint of this answer is queued or being written. */
+  private checkpointing = false;
   private stopRequested = false;
   private handedOver = false;
   private content = '';
@@ -335,13 +337,18 @@ export class Generation {
 
   private async checkpoint(): Promise<void> {
     const length = this.content.length + this.reasoning.length;
-    // Not before the turn is written: there is no row yet.
-    if (length === this.checkpointedLength || this.settled || this.held !== undefined) return;
+    // Not before the turn is written: there is no row yet. Not while the last one is still queued or being
+    // written: a database that falls behind then gets fewer checkpoints, not a queue of stale ones (each holding
+    // a copy of the text) ahead of the turns it must acknowledge.
+    if (length === this.checkpointedLength || this.settled || this.held !== undefined || this.checkpointing) return;
     this.checkpointedLength = length;
+    this.checkpointing = true;
     try {
       await this.deps.repo.checkpoint(this.plan.turnId, this.content, this.reasoning || null);
     } catch (err) {
       this.deps.logger.warn({ err: (err as Error).message, turnId: this.plan.turnId }, 'checkpoint failed');
+    } finally {
+      this.checkpointing = false;
     }
   }
 

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createMockUpstream, type MockUpstream } from '../../../../tools/src/mock-upstream/index.js';
-import { selfSignedCertificate } from '../../test/tls.js';
+import { selfSignedCertificate } from '../../../../tools/src/mock-upstream/self-signed.js';
 import { eventually } from '../../test/sse.js';
 import { UpstreamHttp } from './http.js';
 import { OpenAIAdapter } from './openai-adapter.js';

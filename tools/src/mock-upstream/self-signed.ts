@@ -5,7 +5,8 @@ import path from 'node:path';
 
 /**
  * A throwaway self-signed certificate for 127.0.0.1 and localhost, made with
- * the openssl command (tests only: the test trusts it explicitly).
+ * the openssl command, for serving the mock over HTTPS in tests and the
+ * bench (whoever calls it trusts it explicitly).
  */
 export function selfSignedCertificate(): { key: string; cert: string } {
   const dir = mkdtempSync(path.join(tmpdir(), 'llmchat-tls-'));
