@@ -36,6 +36,8 @@ export interface LevelReport {
   storedStreamingLeft: number | undefined;
   /** Client time to first text chunk minus the mock's own delay to its first chunk, over turns that got one. */
   firstTokenOverheadMs: Distribution;
+  /** First-token overhead by the second each turn started in (where in a ramp the cost falls); results file only. */
+  overheadByStartSecond: { second: number; turns: number; p50: number; max: number }[];
   /** Over complete turns: request to `end`. */
   endToEndMs: Distribution;
   /** Over complete turns: end-to-end minus the mock's own answer time. */
@@ -77,6 +79,7 @@ export function failureReason(record: TurnRecord): string | undefined {
 export interface ClientFigures {
   client: LevelReport['client'];
   firstTokenOverheadMs: Distribution;
+  overheadByStartSecond: LevelReport['overheadByStartSecond'];
   endToEndMs: Distribution;
   endToEndOverheadMs: Distribution;
 }
@@ -87,11 +90,19 @@ export function clientFigures(records: readonly TurnRecord[]): ClientFigures {
   const httpErrors: Record<string, number> = {};
   const examples: string[] = [];
   const overhead: number[] = [];
+  const bySecond = new Map<number, number[]>();
   const endToEnd: number[] = [];
   const endToEndOverhead: number[] = [];
   let complete = 0;
   for (const record of records) {
-    if (record.ttftMs !== undefined) overhead.push(record.ttftMs - record.mockFirstTokenMs);
+    if (record.ttftMs !== undefined) {
+      const value = record.ttftMs - record.mockFirstTokenMs;
+      overhead.push(value);
+      const second = Math.floor(record.startMs / 1000);
+      const bucket = bySecond.get(second);
+      if (bucket === undefined) bySecond.set(second, [value]);
+      else bucket.push(value);
+    }
     const reason = failureReason(record);
     if (reason === undefined) {
       complete++;
@@ -106,6 +117,12 @@ export function clientFigures(records: readonly TurnRecord[]): ClientFigures {
   return {
     client: { complete, failed: records.length - complete, byReason, httpErrors, examples },
     firstTokenOverheadMs: distribution(overhead),
+    overheadByStartSecond: [...bySecond]
+      .sort((a, b) => a[0] - b[0])
+      .map(([second, values]) => {
+        const d = distribution(values);
+        return { second, turns: d.count, p50: d.p50, max: d.max };
+      }),
     endToEndMs: distribution(endToEnd),
     endToEndOverheadMs: distribution(endToEndOverhead),
   };
