@@ -87,6 +87,8 @@ describe('longLevelsTable', () => {
         heapUsedPercentPeak: 3.2,
         eventLoopDelayPeakMs: 20,
         runningGenerationsPeak: 1000,
+        upstreamSlotsUsedPeak: undefined,
+        upstreamSlotsWaitingPeak: undefined,
         healthFailures: 0,
         peakInFlight: 1000,
         serverCpuSeconds: 30,

@@ -53,6 +53,9 @@ export interface LevelReport {
     heapUsedPercentPeak: number | undefined;
     eventLoopDelayPeakMs: number | undefined;
     runningGenerationsPeak: number | undefined;
+    /** From `load.upstreamSlots` where the server reports it: calls to upstreams at once, and waiting in its own queue. */
+    upstreamSlotsUsedPeak: number | undefined;
+    upstreamSlotsWaitingPeak: number | undefined;
     healthFailures: number;
     peakInFlight: number;
     serverCpuSeconds: number | undefined;
@@ -220,6 +223,9 @@ export function levelDetails(r: LevelReport): string[] {
       `event-loop delay peak ${figure(res.eventLoopDelayPeakMs)} ms, fds ${figure(res.idleOpenFiles)}→${figure(res.openFilesPeak)} (limit ${figure(res.openFilesLimit)}), ` +
       `load generator CPU ${res.benchCpuSeconds.toFixed(1)} s${res.healthFailures > 0 ? `, ${res.healthFailures} health polls unanswered` : ''}; level took ${r.wallSeconds.toFixed(0)} s`,
   );
+  if (res.upstreamSlotsUsedPeak !== undefined) {
+    lines.push(`  upstream slots (health): peak ${figure(res.upstreamSlotsUsedPeak)} in use, peak ${figure(res.upstreamSlotsWaitingPeak)} waiting in the server's own queue`);
+  }
   if (r.server.exit !== 'code 0') lines.push(`  server stopped with ${r.server.exit} (expected code 0 after SIGTERM)`);
   for (const { kind, count } of r.server.problems.slice(0, 8)) lines.push(`  server log: ${String(count).padStart(6)} × ${kind}`);
   for (const note of r.notes) lines.push(`  note: ${note}`);
