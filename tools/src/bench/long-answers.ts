@@ -204,6 +204,8 @@ export async function runLevel(setting: LevelSetting, plan: LevelPlan): Promise<
         heapUsedPercentPeak: peaks.heapUsedPercentPeak,
         eventLoopDelayPeakMs: peaks.eventLoopDelayPeakMs,
         runningGenerationsPeak: peaks.runningGenerationsPeak,
+        upstreamSlotsUsedPeak: peaks.upstreamSlotsUsedPeak,
+        upstreamSlotsWaitingPeak: peaks.upstreamSlotsWaitingPeak,
         healthFailures: peaks.healthFailures,
         peakInFlight,
         serverCpuSeconds,

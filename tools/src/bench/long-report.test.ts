@@ -47,6 +47,7 @@ describe('clientFigures', () => {
     expect(figures.firstTokenOverheadMs.count).toBe(3);
     expect(figures.firstTokenOverheadMs.min).toBeCloseTo(5);
     expect(figures.firstTokenOverheadMs.max).toBeCloseTo(100);
+    expect(figures.overheadByStartSecond).toEqual([{ second: 0, turns: 3, p50: expect.closeTo(50) as number, max: expect.closeTo(100) as number }]);
     expect(figures.client).toMatchObject({ complete: 2, failed: 2, httpErrors: { 'HTTP 503 OVERLOADED': 1 } });
     expect(figures.client.byReason).toEqual({ 'HTTP 503 OVERLOADED': 1, 'end status error UPSTREAM_TIMEOUT': 1 });
     // End to end over complete turns only, and against the mock's own answer time.
@@ -86,6 +87,8 @@ describe('longLevelsTable', () => {
         heapUsedPercentPeak: 3.2,
         eventLoopDelayPeakMs: 20,
         runningGenerationsPeak: 1000,
+        upstreamSlotsUsedPeak: undefined,
+        upstreamSlotsWaitingPeak: undefined,
         healthFailures: 0,
         peakInFlight: 1000,
         serverCpuSeconds: 30,

@@ -36,6 +36,8 @@ export interface LevelReport {
   storedStreamingLeft: number | undefined;
   /** Client time to first text chunk minus the mock's own delay to its first chunk, over turns that got one. */
   firstTokenOverheadMs: Distribution;
+  /** First-token overhead by the second each turn started in (where in a ramp the cost falls); results file only. */
+  overheadByStartSecond: { second: number; turns: number; p50: number; max: number }[];
   /** Over complete turns: request to `end`. */
   endToEndMs: Distribution;
   /** Over complete turns: end-to-end minus the mock's own answer time. */
@@ -51,6 +53,9 @@ export interface LevelReport {
     heapUsedPercentPeak: number | undefined;
     eventLoopDelayPeakMs: number | undefined;
     runningGenerationsPeak: number | undefined;
+    /** From `load.upstreamSlots` where the server reports it: calls to upstreams at once, and waiting in its own queue. */
+    upstreamSlotsUsedPeak: number | undefined;
+    upstreamSlotsWaitingPeak: number | undefined;
     healthFailures: number;
     peakInFlight: number;
     serverCpuSeconds: number | undefined;
@@ -77,6 +82,7 @@ export function failureReason(record: TurnRecord): string | undefined {
 export interface ClientFigures {
   client: LevelReport['client'];
   firstTokenOverheadMs: Distribution;
+  overheadByStartSecond: LevelReport['overheadByStartSecond'];
   endToEndMs: Distribution;
   endToEndOverheadMs: Distribution;
 }
@@ -87,11 +93,19 @@ export function clientFigures(records: readonly TurnRecord[]): ClientFigures {
   const httpErrors: Record<string, number> = {};
   const examples: string[] = [];
   const overhead: number[] = [];
+  const bySecond = new Map<number, number[]>();
   const endToEnd: number[] = [];
   const endToEndOverhead: number[] = [];
   let complete = 0;
   for (const record of records) {
-    if (record.ttftMs !== undefined) overhead.push(record.ttftMs - record.mockFirstTokenMs);
+    if (record.ttftMs !== undefined) {
+      const value = record.ttftMs - record.mockFirstTokenMs;
+      overhead.push(value);
+      const second = Math.floor(record.startMs / 1000);
+      const bucket = bySecond.get(second);
+      if (bucket === undefined) bySecond.set(second, [value]);
+      else bucket.push(value);
+    }
     const reason = failureReason(record);
     if (reason === undefined) {
       complete++;
@@ -106,6 +120,12 @@ export function clientFigures(records: readonly TurnRecord[]): ClientFigures {
   return {
     client: { complete, failed: records.length - complete, byReason, httpErrors, examples },
     firstTokenOverheadMs: distribution(overhead),
+    overheadByStartSecond: [...bySecond]
+      .sort((a, b) => a[0] - b[0])
+      .map(([second, values]) => {
+        const d = distribution(values);
+        return { second, turns: d.count, p50: d.p50, max: d.max };
+      }),
     endToEndMs: distribution(endToEnd),
     endToEndOverheadMs: distribution(endToEndOverhead),
   };
@@ -203,6 +223,9 @@ export function levelDetails(r: LevelReport): string[] {
       `event-loop delay peak ${figure(res.eventLoopDelayPeakMs)} ms, fds ${figure(res.idleOpenFiles)}→${figure(res.openFilesPeak)} (limit ${figure(res.openFilesLimit)}), ` +
       `load generator CPU ${res.benchCpuSeconds.toFixed(1)} s${res.healthFailures > 0 ? `, ${res.healthFailures} health polls unanswered` : ''}; level took ${r.wallSeconds.toFixed(0)} s`,
   );
+  if (res.upstreamSlotsUsedPeak !== undefined) {
+    lines.push(`  upstream slots (health): peak ${figure(res.upstreamSlotsUsedPeak)} in use, peak ${figure(res.upstreamSlotsWaitingPeak)} waiting in the server's own queue`);
+  }
   if (r.server.exit !== 'code 0') lines.push(`  server stopped with ${r.server.exit} (expected code 0 after SIGTERM)`);
   for (const { kind, count } of r.server.problems.slice(0, 8)) lines.push(`  server log: ${String(count).padStart(6)} × ${kind}`);
   for (const note of r.notes) lines.push(`  note: ${note}`);

@@ -26,6 +26,9 @@ export interface HealthSample {
   eventLoopDelayMs: number | undefined;
   runningGenerations: number | undefined;
   shedding: string | undefined;
+  /** Upstream calls holding a slot and waiting for one, summed over origins (servers that report `load.upstreamSlots`). */
+  upstreamSlotsUsed: number | undefined;
+  upstreamSlotsWaiting: number | undefined;
 }
 
 export interface ResourcePeaks {
@@ -37,6 +40,8 @@ export interface ResourcePeaks {
   heapUsedPercentPeak: number | undefined;
   eventLoopDelayPeakMs: number | undefined;
   runningGenerationsPeak: number | undefined;
+  upstreamSlotsUsedPeak: number | undefined;
+  upstreamSlotsWaitingPeak: number | undefined;
   /** Health polls that failed or timed out (a server too busy to answer is worth knowing). */
   healthFailures: number;
 }
@@ -60,6 +65,13 @@ function numberAt(value: unknown, key: string): number | undefined {
   return typeof field === 'number' && Number.isFinite(field) ? field : undefined;
 }
 
+/** Sum of one field over the origins of `load.upstreamSlots`; undefined when the server does not report them. */
+function slotSum(load: unknown, key: 'used' | 'waiting'): number | undefined {
+  const slots = typeof load === 'object' && load !== null ? (load as Record<string, unknown>).upstreamSlots : undefined;
+  if (!Array.isArray(slots)) return undefined;
+  return slots.reduce((sum: number, origin: unknown) => sum + (numberAt(origin, key) ?? 0), 0);
+}
+
 async function pollHealth(base: string, atMs: number): Promise<HealthSample | undefined> {
   try {
     const response = await request(`${base}/health/detailed`, { headersTimeout: HEALTH_TIMEOUT_MS, bodyTimeout: HEALTH_TIMEOUT_MS });
@@ -74,6 +86,8 @@ async function pollHealth(base: string, atMs: number): Promise<HealthSample | un
       eventLoopDelayMs: numberAt(load, 'eventLoopDelayMs'),
       runningGenerations: numberAt(load, 'runningGenerations'),
       shedding: typeof shedding === 'string' ? shedding : undefined,
+      upstreamSlotsUsed: slotSum(load, 'used'),
+      upstreamSlotsWaiting: slotSum(load, 'waiting'),
     };
   } catch {
     return undefined;
@@ -134,6 +148,8 @@ export function startResourceSampler(options: ResourceSamplerOptions): { stop():
         heapUsedPercentPeak: peak(health.map((h) => h.heapUsedPercent)),
         eventLoopDelayPeakMs: peak(health.map((h) => h.eventLoopDelayMs)),
         runningGenerationsPeak: peak(health.map((h) => h.runningGenerations)),
+        upstreamSlotsUsedPeak: peak(health.map((h) => h.upstreamSlotsUsed)),
+        upstreamSlotsWaitingPeak: peak(health.map((h) => h.upstreamSlotsWaiting)),
         healthFailures,
       };
     },
