@@ -26,7 +26,7 @@ import type { Backends } from './stack.js';
 import type { LongBenchOptions } from './long-bench.js';
 import { runLongBench } from './long-bench.js';
 import { LONG_OPTIONS, LONG_USAGE, parseLongCli, parseServerEnv, withOptionalValues } from './long-cli.js';
-import { banner, describeMachine } from './machine.js';
+import { banner, describeMachine, interruptOnSignals } from './machine.js';
 import { BENCH_ADMIN, chooseBackends, createAgent, login, releaseBackends, startMock, startServer } from './stack.js';
 import type { ExpectedAnswer, LoadResult, LoadTarget } from './sse-load.js';
 import { runLoad, runTurn } from './sse-load.js';
@@ -345,13 +345,7 @@ async function main(): Promise<number> {
     ]);
   }
 
-  const interrupt = new AbortController();
-  const onSignal = (signal: NodeJS.Signals): void => {
-    console.log(`\n${signal}: stopping the load and cleaning up…`);
-    interrupt.abort();
-  };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  const interrupt = interruptOnSignals();
 
   const runs: RunSummary[] = [];
   const comparisons: LevelComparison[] = [];
@@ -505,8 +499,7 @@ async function main(): Promise<number> {
     }
     if (backends !== undefined) await releaseBackends(backends, (line) => console.log(`  ${line}`));
     rmSync(dataDir, { recursive: true, force: true });
-    process.removeListener('SIGINT', onSignal);
-    process.removeListener('SIGTERM', onSignal);
+    interrupt.release();
   }
 
   // ---------------------------------------------------------------- report

@@ -17,7 +17,7 @@ import { openFilesFor, peakConcurrency, runLevel } from './long-answers.js';
 import type { LevelReport } from './long-report.js';
 import { levelDetails, longLevelsTable, openLoopTable } from './long-report.js';
 import type { Machine } from './machine.js';
-import { banner } from './machine.js';
+import { banner, interruptOnSignals } from './machine.js';
 import type { ManagedProcess } from './processes.js';
 import { describeExit } from './processes.js';
 import { startMock } from './stack.js';
@@ -135,13 +135,7 @@ export async function runLongBench(options: LongBenchOptions, root: string, mach
     banner([`WARNING: the machine is already busy (load ${machine.loadAverage[0]} on ${machine.cores} cores): expect pessimistic figures.`]);
   }
 
-  const interrupt = new AbortController();
-  const onSignal = (signal: NodeJS.Signals): void => {
-    console.log(`\n${signal}: stopping the load and cleaning up…`);
-    interrupt.abort();
-  };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  const interrupt = interruptOnSignals();
 
   const reports: LevelReport[] = [];
   let broken: string | undefined;
@@ -189,8 +183,7 @@ export async function runLongBench(options: LongBenchOptions, root: string, mach
       mockExit = describeExit(await mock.stop(MOCK_STOP_GRACE_MS));
     }
     if (tlsDir !== undefined) rmSync(tlsDir, { recursive: true, force: true });
-    process.removeListener('SIGINT', onSignal);
-    process.removeListener('SIGTERM', onSignal);
+    interrupt.release();
   }
 
   if (reports.length > 0) printReports(reports);

@@ -39,3 +39,26 @@ export function describeMachine(): Machine {
     loadAverage: os.loadavg().map((v) => Math.round(v * 100) / 100),
   };
 }
+
+/**
+ * An abort signal for SIGINT and SIGTERM: a run stops its load and cleans
+ * up rather than dying with children and databases left behind; `abort()`
+ * stops it the same way from within. `release()` takes the handlers off.
+ */
+export function interruptOnSignals(): { signal: AbortSignal; abort: () => void; release: () => void } {
+  const interrupt = new AbortController();
+  const onSignal = (signal: NodeJS.Signals): void => {
+    console.log(`\n${signal}: stopping the load and cleaning up…`);
+    interrupt.abort();
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  return {
+    signal: interrupt.signal,
+    abort: () => interrupt.abort(),
+    release: () => {
+      process.removeListener('SIGINT', onSignal);
+      process.removeListener('SIGTERM', onSignal);
+    },
+  };
+}

@@ -9,6 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { extractDirectives } from '../mock-upstream/faults.js';
 import { expectedAnswerText } from './turn-schedule.js';
+import { queryRows } from '../local-cluster/sql.js';
 
 export interface StoredCount {
   /** User messages of this level found. */
@@ -31,15 +32,9 @@ interface Row {
 
 const QUERY_TIMEOUT_MS = 60_000;
 
-async function query<T extends pg.QueryResultRow>(databaseUrl: string, text: string, values: unknown[]): Promise<T[]> {
-  const client = new pg.Client({ connectionString: databaseUrl, connectionTimeoutMillis: 10_000, query_timeout: QUERY_TIMEOUT_MS });
-  client.on('error', () => undefined);
-  await client.connect();
-  try {
-    return (await client.query<T>(text, values)).rows;
-  } finally {
-    await client.end().catch(() => undefined);
-  }
+/** A query on its own connection, bounded by QUERY_TIMEOUT_MS (connect and query). */
+function query<T extends pg.QueryResultRow>(databaseUrl: string, text: string, values: unknown[]): Promise<T[]> {
+  return queryRows<T>(databaseUrl, text, values, QUERY_TIMEOUT_MS);
 }
 
 const likeTag = (tag: string): string => `${tag.replace(/[\\%_]/g, (c) => `\\${c}`)} %`;
