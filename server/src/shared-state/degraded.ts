@@ -1,9 +1,10 @@
 import type { Logger } from 'pino';
 
 /**
- * Logs a feature's loss of shared state once when it starts and once when it
- * ends, instead of once per request: with Redis down under load, per-request
- * warnings would flood the log.
+ * Logs a feature's loss of a dependency (shared state unless named) once
+ * when it starts and once when it ends, instead of once per request: with
+ * Redis or PostgreSQL down under load, per-request warnings would flood the
+ * log.
  */
 export class DegradedNotice {
   private degradedSince: number | undefined;
@@ -15,6 +16,8 @@ export class DegradedNotice {
     private readonly feature: string,
     /** Milliseconds since the epoch (tests hand in a fake clock). */
     private readonly now: () => number = Date.now,
+    /** What failed, as the log says it. */
+    private readonly dependency = 'shared state',
   ) {}
 
   get degraded(): boolean {
@@ -28,12 +31,12 @@ export class DegradedNotice {
     }
     this.degradedSince = this.now();
     this.suppressed = 0;
-    this.logger.warn({ err: err instanceof Error ? err.message : String(err) }, `shared state unavailable: ${this.feature} degraded until it returns`);
+    this.logger.warn({ err: err instanceof Error ? err.message : String(err) }, `${this.dependency} unavailable: ${this.feature} degraded until it returns`);
   }
 
   succeeded(): void {
     if (this.degradedSince === undefined) return;
-    this.logger.info({ degradedMs: this.now() - this.degradedSince, failuresSinceFirst: this.suppressed }, `shared state back: ${this.feature} restored`);
+    this.logger.info({ degradedMs: this.now() - this.degradedSince, failuresSinceFirst: this.suppressed }, `${this.dependency} back: ${this.feature} restored`);
     this.degradedSince = undefined;
   }
 }

@@ -146,6 +146,7 @@ export function createChatService(deps: ChatServiceDeps) {
     providers,
     logger,
     checkpointIntervalMs: config.checkpointIntervalMs,
+    checkpointNotice: new DegradedNotice(logger, 'saving partial answers while they stream (checkpoints)', Date.now, 'the database'),
     resilience: resilienceFrom(deps),
     onSettled: (generation: Generation, result: GenerationResult) => {
       running.delete(generation.turnId);

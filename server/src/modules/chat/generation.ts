@@ -6,6 +6,7 @@ import type { Admission } from '../providers/upstream-slots.js';
 import { runAttempts, type AttemptHost, type ResilienceDeps, type RetrySettings } from '../resilience/attempt-loop.js';
 import { clientErrorFor } from '../resilience/failure-policy.js';
 import { UnconfirmedCommitError } from '../../db/commit-guard.js';
+import type { DegradedNotice } from '../../shared-state/degraded.js';
 import type { ChatRepository, TurnOutcome } from './chat-repository.js';
 import type { TurnEventBuffer } from './event-buffer.js';
 
@@ -63,6 +64,8 @@ export interface GenerationDeps {
   providers: ProviderRegistry;
   logger: Logger;
   checkpointIntervalMs: number;
+  /** Failed checkpoints, logged once per outage rather than once per answer and interval. */
+  checkpointNotice?: DegradedNotice | undefined;
   /** Retries, breakers, deadlines and failed-attempt accounting for the upstream calls. */
   resilience: ResilienceDeps;
   /** Called once the turn is stored and its last event sent. */
@@ -345,8 +348,10 @@ export class Generation {
     this.checkpointing = true;
     try {
       await this.deps.repo.checkpoint(this.plan.turnId, this.content, this.reasoning || null);
+      this.deps.checkpointNotice?.succeeded();
     } catch (err) {
-      this.deps.logger.warn({ err: (err as Error).message, turnId: this.plan.turnId }, 'checkpoint failed');
+      if (this.deps.checkpointNotice) this.deps.checkpointNotice.failed(err);
+      else this.deps.logger.warn({ err: (err as Error).message, turnId: this.plan.turnId }, 'checkpoint failed');
     } finally {
       this.checkpointing = false;
     }
