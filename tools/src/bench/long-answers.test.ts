@@ -14,7 +14,9 @@ import { rampedArrivals } from './turn-schedule.js';
  * a 20 s answer (10 chunks 2 s apart), arrivals ramped over 10 s. What is
  * checked is what was stored, never how fast: every turn `complete` in the
  * database with the mock's whole answer, and no request refused. Runs the
- * built server and mock (npm test builds first).
+ * built server and mock (npm test builds first), on its own after the rest
+ * of the tools suite (package.json's `test`): its load would starve the
+ * topology tests' one-second Sentinel and Patroni timeouts running beside it.
  */
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const built = existsSync(path.join(ROOT, 'server/dist/main.js')) && existsSync(path.join(ROOT, 'tools/dist/mock-upstream/cli.js'));

@@ -185,6 +185,9 @@ export function redisSentinelSet(spec: { masterName: string; password: string; n
   const { masterName, nodes, sentinels } = spec;
   const running = <T extends DisposableService>(list: readonly T[]): T[] => list.filter((s) => s.running);
   const ask = (sentinel: Sentinel, ...command: string[]): Promise<unknown> => redisCommand(sentinel.port, command);
+  /** A planned failover is asked for at most this often, each time given this long to finish (3 × the failover-timeout). */
+  const FAILOVER_ATTEMPTS = 3;
+  const FAILOVER_ATTEMPT_MS = 15_000;
 
   const master = async (): Promise<RedisNode | undefined> => {
     const answers = await Promise.all(
@@ -237,19 +240,25 @@ export function redisSentinelSet(spec: { masterName: string; password: string; n
     async failover() {
       const before = await master();
       if (before === undefined) throw new Error('Sentinel failover: the Sentinels do not agree on a master');
-      const sentinel = running(sentinels)[0];
-      if (sentinel === undefined) throw new Error('Sentinel failover: no Sentinel runs');
-      const reply = await ask(sentinel, 'SENTINEL', 'FAILOVER', masterName);
-      if (reply !== 'OK') throw new Error(`SENTINEL FAILOVER ${masterName}: ${String(reply)}`);
       let after: RedisNode | undefined;
-      await waitUntil(
-        `the Sentinels to name a master other than ${before.name}`,
-        async () => {
-          after = await master();
-          return after !== undefined && after !== before && (await after.role()) === 'master' ? true : `master: ${after?.name ?? 'no agreement'}`;
-        },
-        30_000,
-      );
+      const promoted = async (): Promise<true | string> => {
+        after = await master();
+        return after !== undefined && after !== before && (await after.role()) === 'master' ? true : `master: ${after?.name ?? 'no agreement'}`;
+      };
+      // A Sentinel aborts a failover it cannot finish within its failover-timeout (5 s): a replica it does not
+      // yet count as good, on a loaded machine. Then the master stays, and the failover is asked for again.
+      for (let attempt = 1; ; attempt++) {
+        const sentinel = running(sentinels)[0];
+        if (sentinel === undefined) throw new Error('Sentinel failover: no Sentinel runs');
+        const reply = await ask(sentinel, 'SENTINEL', 'FAILOVER', masterName).catch((err: unknown) => (err instanceof Error ? err.message : String(err)));
+        if (reply !== 'OK' && !String(reply).includes('INPROG') && !String(reply).includes('NOGOODSLAVE')) throw new Error(`SENTINEL FAILOVER ${masterName}: ${String(reply)}`);
+        try {
+          await waitUntil(`the Sentinels to name a master other than ${before.name}`, promoted, FAILOVER_ATTEMPT_MS);
+          break;
+        } catch (err) {
+          if (attempt >= FAILOVER_ATTEMPTS) throw err;
+        }
+      }
       if (after === undefined) throw new Error('unreachable: the wait ended without a master');
       return after;
     },
