@@ -577,21 +577,26 @@ export class UpstreamHttp {
     return [...this.slotsByOrigin.values()].map((s) => ({ origin: s.origin, capacity: s.capacity, used: s.used, waiting: s.waiting }));
   }
 
-  /** The slot a call to `origin` runs in: its turn's admission when that is free, else one from the queue. */
-  private async slotFor(origin: string, signal: AbortSignal): Promise<() => void> {
+  /**
+   * The slot a call to `origin` runs in, as the function that gives it back
+   * (UpstreamCall.close calls it once): its turn's admission when that is
+   * free, else a free slot of the origin; undefined when it must queue.
+   */
+  private takeSlot(origin: string, signal: AbortSignal): (() => void) | undefined {
     const admission = this.admissions.get(signal);
     if (admission !== undefined && admission.active && !admission.inCall && admission.origin === origin) {
       admission.inCall = true;
       return () => (admission.inCall = false);
     }
     const slots = this.slots(origin);
-    if (!slots.tryTake()) await slots.take(this.queueTimeoutMs, signal);
-    let given = false;
-    return () => {
-      if (given) return;
-      given = true;
-      slots.give();
-    };
+    return slots.tryTake() ? () => slots.give() : undefined;
+  }
+
+  /** Queues for a slot of `origin` (up to the queue's bound); resolves with the function that gives it back. */
+  private async queueForSlot(origin: string, signal: AbortSignal): Promise<() => void> {
+    const slots = this.slots(origin);
+    await slots.take(this.queueTimeoutMs, signal);
+    return () => slots.give();
   }
 
   /**
@@ -608,7 +613,8 @@ export class UpstreamHttp {
       throw new UpstreamError('protocol', `invalid upstream URL for ${provider}`, { retryable: false, cause: err });
     }
     if (this.closing) throw new UpstreamError('aborted', 'provider registry is closed', { retryable: false });
-    const release = await this.slotFor(url.origin, request.signal);
+    // Hot path: a free slot is taken without a promise; only a full origin queues.
+    const release = this.takeSlot(url.origin, request.signal) ?? (await this.queueForSlot(url.origin, request.signal));
     const call = new UpstreamCall(request, this.defaults, release);
     call.begin();
     try {
