@@ -202,6 +202,8 @@ export async function runLevel(setting: LevelSetting, plan: LevelPlan): Promise<
         openFilesPeak: peaks.openFilesPeak,
         openFilesLimit: serverLimit,
         heapUsedPercentPeak: peaks.heapUsedPercentPeak,
+        heapTotalPeakMiB: peaks.heapTotalPeakMiB,
+        externalPeakMiB: peaks.externalPeakMiB,
         eventLoopDelayPeakMs: peaks.eventLoopDelayPeakMs,
         runningGenerationsPeak: peaks.runningGenerationsPeak,
         upstreamSlotsUsedPeak: peaks.upstreamSlotsUsedPeak,

@@ -110,7 +110,7 @@ function printReports(reports: readonly LevelReport[]): void {
     console.log(
       '\nLong answers (stored = assistant rows in PostgreSQL; HTTP errors = answers other than 200, refused before acknowledgement; ' +
         "overhead = client time to first token minus the mock's own delay to its first chunk; KiB/stream = (peak − idle RSS) / peak turns in flight; " +
-        'heap% from /health/detailed; fds = /proc/<pid>/fd; srv CPU = server CPU seconds over the level, ms/turn over turns sent)\n',
+        'V8 heap = heapTotal, external = memory outside it (buffers), peaks from /health/detailed; fds = /proc/<pid>/fd; srv CPU = server CPU seconds over the level, ms/turn over turns sent)\n',
     );
     console.log(longLevelsTable(long));
   }

@@ -85,6 +85,8 @@ describe('longLevelsTable', () => {
         openFilesPeak: 2100,
         openFilesLimit: 20_000,
         heapUsedPercentPeak: 3.2,
+        heapTotalPeakMiB: 210,
+        externalPeakMiB: 30,
         eventLoopDelayPeakMs: 20,
         runningGenerationsPeak: 1000,
         upstreamSlotsUsedPeak: undefined,

@@ -51,6 +51,9 @@ export interface LevelReport {
     openFilesPeak: number | undefined;
     openFilesLimit: number | undefined;
     heapUsedPercentPeak: number | undefined;
+    /** V8's heap in all (live objects, garbage not yet collected, the young generation) and memory outside it, at their peaks. */
+    heapTotalPeakMiB: number | undefined;
+    externalPeakMiB: number | undefined;
     eventLoopDelayPeakMs: number | undefined;
     runningGenerationsPeak: number | undefined;
     /** From `load.upstreamSlots` where the server reports it: calls to upstreams at once, and waiting in its own queue. */
@@ -159,7 +162,7 @@ function sumValues(record: Record<string, number>): number {
 /** One row per long-answer level (ramped or burst). */
 export function longLevelsTable(reports: readonly LevelReport[]): string {
   const rows: string[][] = [
-    ['level', 'arrivals', 'stored complete', 'stored other', 'HTTP errors', 'overhead p50 / p95 / p99 ms', 'RSS idle→peak MiB', 'KiB/stream', 'heap% peak', 'fds peak', 'srv CPU s', 'ms/turn'],
+    ['level', 'arrivals', 'stored complete', 'stored other', 'HTTP errors', 'overhead p50 / p95 / p99 ms', 'RSS idle→peak MiB', 'KiB/stream', 'V8 heap / external peak MiB', 'fds peak', 'srv CPU s', 'ms/turn'],
   ];
   for (const r of reports) {
     rows.push([
@@ -171,7 +174,7 @@ export function longLevelsTable(reports: readonly LevelReport[]): string {
       triple(r.firstTokenOverheadMs),
       `${figure(r.resources.idleRssMiB)}→${figure(r.resources.rssPeakMiB)}`,
       figure(r.resources.kibPerStream),
-      figure(r.resources.heapUsedPercentPeak, 1),
+      `${figure(r.resources.heapTotalPeakMiB)} / ${figure(r.resources.externalPeakMiB)}`,
       figure(r.resources.openFilesPeak),
       figure(r.resources.serverCpuSeconds, 1),
       figure(r.resources.serverCpuMsPerTurn, 2),

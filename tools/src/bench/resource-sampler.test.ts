@@ -17,6 +17,9 @@ describe('startResourceSampler', () => {
             runningGenerations: 10 * polls,
             eventLoopDelayMs: 12.5,
             heapUsedPercent: 3.4,
+            heapUsedBytes: 50 * 1048576,
+            heapTotalBytes: 80 * 1048576,
+            externalBytes: 12.25 * 1048576,
             shedding: null,
             upstreamSlots: [
               { origin: 'http://a', capacity: 100, used: 40, waiting: 2 },
@@ -42,6 +45,9 @@ describe('startResourceSampler', () => {
     expect(peaks.openFilesPeak).toBeGreaterThan(0);
     expect(peaks.inFlightPeak).toBe(7);
     expect(peaks.heapUsedPercentPeak).toBe(3.4);
+    expect(peaks.health[0]?.heapUsedMiB).toBe(50);
+    expect(peaks.heapTotalPeakMiB).toBe(80);
+    expect(peaks.externalPeakMiB).toBe(12.3);
     expect(peaks.eventLoopDelayPeakMs).toBe(12.5);
     expect(peaks.runningGenerationsPeak).toBe(10 * peaks.health.length);
     // Summed over origins.
@@ -56,6 +62,7 @@ describe('startResourceSampler', () => {
     const peaks = await sampler.stop();
     expect(peaks.healthFailures).toBeGreaterThan(0);
     expect(peaks.heapUsedPercentPeak).toBeUndefined();
+    expect(peaks.heapTotalPeakMiB).toBeUndefined();
     expect(peaks.upstreamSlotsUsedPeak).toBeUndefined();
   });
 });

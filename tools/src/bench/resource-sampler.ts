@@ -23,6 +23,10 @@ export interface ResourceSample {
 export interface HealthSample {
   atMs: number;
   heapUsedPercent: number | undefined;
+  /** V8 heap in use, V8 heap in all, and memory outside the heap, from servers that report them. */
+  heapUsedMiB: number | undefined;
+  heapTotalMiB: number | undefined;
+  externalMiB: number | undefined;
   eventLoopDelayMs: number | undefined;
   runningGenerations: number | undefined;
   shedding: string | undefined;
@@ -38,6 +42,8 @@ export interface ResourcePeaks {
   openFilesPeak: number | undefined;
   inFlightPeak: number;
   heapUsedPercentPeak: number | undefined;
+  heapTotalPeakMiB: number | undefined;
+  externalPeakMiB: number | undefined;
   eventLoopDelayPeakMs: number | undefined;
   runningGenerationsPeak: number | undefined;
   upstreamSlotsUsedPeak: number | undefined;
@@ -65,6 +71,10 @@ function numberAt(value: unknown, key: string): number | undefined {
   return typeof field === 'number' && Number.isFinite(field) ? field : undefined;
 }
 
+function mib(bytes: number | undefined): number | undefined {
+  return bytes === undefined ? undefined : Math.round((bytes / 1048576) * 10) / 10;
+}
+
 /** Sum of one field over the origins of `load.upstreamSlots`; undefined when the server does not report them. */
 function slotSum(load: unknown, key: 'used' | 'waiting'): number | undefined {
   const slots = typeof load === 'object' && load !== null ? (load as Record<string, unknown>).upstreamSlots : undefined;
@@ -83,6 +93,9 @@ async function pollHealth(base: string, atMs: number): Promise<HealthSample | un
     return {
       atMs,
       heapUsedPercent: numberAt(load, 'heapUsedPercent'),
+      heapUsedMiB: mib(numberAt(load, 'heapUsedBytes')),
+      heapTotalMiB: mib(numberAt(load, 'heapTotalBytes')),
+      externalMiB: mib(numberAt(load, 'externalBytes')),
       eventLoopDelayMs: numberAt(load, 'eventLoopDelayMs'),
       runningGenerations: numberAt(load, 'runningGenerations'),
       shedding: typeof shedding === 'string' ? shedding : undefined,
@@ -146,6 +159,8 @@ export function startResourceSampler(options: ResourceSamplerOptions): { stop():
         openFilesPeak: peak(samples.map((s) => s.openFiles)),
         inFlightPeak: peak(samples.map((s) => s.inFlight)) ?? 0,
         heapUsedPercentPeak: peak(health.map((h) => h.heapUsedPercent)),
+        heapTotalPeakMiB: peak(health.map((h) => h.heapTotalMiB)),
+        externalPeakMiB: peak(health.map((h) => h.externalMiB)),
         eventLoopDelayPeakMs: peak(health.map((h) => h.eventLoopDelayMs)),
         runningGenerationsPeak: peak(health.map((h) => h.runningGenerations)),
         upstreamSlotsUsedPeak: peak(health.map((h) => h.upstreamSlotsUsed)),

@@ -22,7 +22,7 @@ import { postgresBinDir, redisServerPath } from '../local-cluster/services.js';
 import { startTopology, topologyBinariesMissing } from '../local-cluster/topology.js';
 import { singleDeployment, topologyDeployment, type DrillDeployment } from './deployment.js';
 import { startArrivals, startLoad } from './load.js';
-import { longestGapMs, startRedisProbe, turnWrites, type RedisProbe } from './outage.js';
+import { longestGap, startRedisProbe, turnWrites, type RedisProbe } from './outage.js';
 import { SCENARIOS, SHORT_TOPOLOGY_ROWS, type Scenario } from './scenarios.js';
 import { runTurn, type TurnTrace } from './turn-client.js';
 import { storedTurns, streamingLeft, verify, type Verdict } from './verify.js';
@@ -55,6 +55,8 @@ interface Row {
   turnWriteGapMs: number;
   /** The longest time a Redis client configured as the instances' could not write. */
   redisWriteGapMs: number;
+  /** Where the two outages fall, as wall-clock times (`between`). */
+  outages: { turnWrites: string; redisWrites: string };
   takeoverMs: number | undefined;
   recoveryMs: number | undefined;
   problems: string[];
@@ -104,8 +106,10 @@ async function runScenario(deployment: DrillDeployment, scenario: Scenario, opti
 
   const stored = await storedTurns(deployment.databaseUrl, tag);
   const verdict = verify(traces, stored, options.chunks);
-  const turnWriteGapMs = longestGapMs(turnWrites(arrivals.traces), window.faultAt, measuredUntil);
-  const redisWriteGapMs = longestGapMs(options.probe.successes, window.faultAt, measuredUntil);
+  const turnWriteGap = longestGap(turnWrites(arrivals.traces), window.faultAt, measuredUntil);
+  const redisWriteGap = longestGap(options.probe.successes, window.faultAt, measuredUntil);
+  const turnWriteGapMs = turnWriteGap.ms;
+  const redisWriteGapMs = redisWriteGap.ms;
   const problems: string[] = [];
   if (verdict.errors > 0) problems.push(`${verdict.errors} turns ended in an error (${JSON.stringify(verdict.errorCodes)})`);
   if (verdict.lost > 0) problems.push(`${verdict.lost} turns lost: ${verdict.lostDetails.join('; ')}`);
@@ -135,7 +139,13 @@ async function runScenario(deployment: DrillDeployment, scenario: Scenario, opti
       if (recoveryMs > options.recoveryBoundMs) problems.push(`recovery took ${recoveryMs} ms (bound ${options.recoveryBoundMs})`);
     }
   }
-  return { scenario, verdict, moved, turnWriteGapMs, redisWriteGapMs, takeoverMs, recoveryMs, problems };
+  return { scenario, verdict, moved, turnWriteGapMs, redisWriteGapMs, outages: { turnWrites: between(turnWriteGap), redisWrites: between(redisWriteGap) }, takeoverMs, recoveryMs, problems };
+}
+
+/** A gap's bounds as wall-clock times, to line up with the engines' logs (UTC, as PostgreSQL and Patroni log). */
+function between(gap: { after: number; until: number }): string {
+  const clock = (ms: number): string => new Date(ms).toISOString().slice(11, 23);
+  return `from ${clock(gap.after)} to ${clock(gap.until)} UTC`;
 }
 
 function seconds(ms: number | undefined): string {
@@ -180,6 +190,7 @@ async function main(): Promise<number> {
       concurrency: { type: 'string' },
       blocking: { type: 'string' },
       hold: { type: 'string', default: '5' },
+      'keep-logs': { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -187,7 +198,7 @@ async function main(): Promise<number> {
   const profile = PROFILES[kind];
   const rows = SCENARIOS.filter((s) => s.on.includes(kind));
   if (values.help === true) {
-    console.log('usage: drill [--topology [--short]] [--only name,name] [--concurrency N] [--blocking N] [--hold 5]\nrows:');
+    console.log('usage: drill [--topology [--short] [--keep-logs]] [--only name,name] [--concurrency N] [--blocking N] [--hold 5]\nrows:');
     for (const s of rows) console.log(`  ${s.name}: ${s.what}`);
     return 0;
   }
@@ -237,6 +248,8 @@ async function main(): Promise<number> {
       results.push(row);
       console.log(`${row.problems.length === 0 ? 'ok' : 'BROKEN'} (${seconds(Date.now() - started)})`);
       for (const problem of row.problems) console.log(`    ${problem}`);
+      // To line the outages up with the engines' logs (kept with --keep-logs, or when a row breaks).
+      console.log(`    write outage ${seconds(row.turnWriteGapMs)} ${row.outages.turnWrites}; Redis write outage ${seconds(row.redisWriteGapMs)} ${row.outages.redisWrites}`);
       const whole = await deployment.whole();
       if (whole !== true) {
         console.log(`    the deployment is not whole after this row (${whole}); stopping here`);
@@ -249,7 +262,7 @@ async function main(): Promise<number> {
       if (kinds.length > 0 && results.some((r) => r.problems.length > 0)) console.log(`\n${instance.name} warnings/errors: ${kinds.slice(0, 8).map((k) => `${k.count}× ${k.kind}`).join('; ')}`);
     }
     await probe.stop();
-    if (results.some((r) => r.problems.length > 0) && deployment.topology !== undefined) console.log(`\nthe deployment's logs are kept in ${deployment.topology.keepLogs()}`);
+    if ((values['keep-logs'] === true || results.some((r) => r.problems.length > 0)) && deployment.topology !== undefined) console.log(`\nthe deployment's logs are kept in ${deployment.topology.keepLogs()}`);
     await deployment.dispose();
   }
   console.log(`\n${formatTable(results)}\n`);

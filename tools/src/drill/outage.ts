@@ -17,14 +17,19 @@ import type { TurnTrace } from './turn-client.js';
  * closing success: the row's recovery check catches that.)
  */
 export function longestGapMs(successes: readonly number[], from: number, to: number): number {
+  return longestGap(successes, from, to).ms;
+}
+
+/** The longest gap as `longestGapMs` measures it, with the two successes around it (epoch ms; 0 when none). */
+export function longestGap(successes: readonly number[], from: number, to: number): { ms: number; after: number; until: number } {
   const times = [...successes].sort((a, b) => a - b);
-  let longest = 0;
+  let gap = { ms: 0, after: 0, until: 0 };
   for (let i = 1; i < times.length; i++) {
     const previous = times[i - 1] ?? 0;
     const at = times[i] ?? 0;
-    if (at >= from && previous <= to) longest = Math.max(longest, at - previous);
+    if (at >= from && previous <= to && at - previous > gap.ms) gap = { ms: at - previous, after: previous, until: at };
   }
-  return longest;
+  return gap;
 }
 
 /** When each turn of the load was written (acknowledged to its client). */

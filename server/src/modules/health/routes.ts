@@ -120,6 +120,10 @@ export async function healthRoutes(app: FastifyInstance, { deps, guards }: Route
         shedding: deps.pressure.overloadedBecause ?? null,
         rssBytes: memory.rss,
         heapUsedBytes: memory.heapUsed,
+        // V8's whole heap (used plus what it keeps for garbage and the young generation) and memory outside it
+        // (buffers, ArrayBuffers): with rssBytes, where an instance's memory goes.
+        heapTotalBytes: memory.heapTotal,
+        externalBytes: memory.external,
         fileDescriptors: readDescriptors() ?? null,
         upstreamSlots: deps.providers.load(),
       },
