@@ -16,6 +16,8 @@ export interface Config {
   nodeEnv: 'development' | 'production' | 'test';
   host: string;
   port: number;
+  /** Listening sockets on PORT (SO_REUSEPORT); each accepts one connection per event-loop turn. */
+  listenSockets: number;
   logLevel: LogLevel;
   trustProxy: boolean | number;
   dataDir: string;
@@ -200,6 +202,12 @@ const specs: { [K in keyof Config]: VariableSpec<K> }[keyof Config][] = [
     parse: (raw) => optionalString(raw) ?? '0.0.0.0',
   },
   { name: 'PORT', key: 'port', defaultText: '3000', description: 'HTTP port.', parse: integer(0, 65535, 3000) },
+  {
+    name: 'LISTEN_SOCKETS', key: 'listenSockets', defaultText: '8',
+    description:
+      'Listening sockets this process opens on `PORT` (SO_REUSEPORT; the kernel spreads new connections over them). Node accepts one connection per listening socket per event-loop turn, and a turn of an instance carrying thousands of streams takes milliseconds: with one socket, a crowd arriving at once waits in the accept queue for seconds. 1 = a plain single listener. Cluster workers (`WORKERS` > 1) share one socket instead.',
+    parse: integer(1, 64, 8),
+  },
   {
     name: 'LOG_LEVEL', key: 'logLevel', defaultText: 'info',
     description: 'pino log level: fatal, error, warn, info, debug, trace or silent.',

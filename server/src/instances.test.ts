@@ -31,7 +31,8 @@ describe.skipIf(!fs.existsSync(mainJs) || !withServices)('several server process
   let token = '';
 
   function startInstance(name: string, extraEnv: Record<string, string> = {}): Instance {
-    const port = 20_000 + Math.floor(Math.random() * 20_000);
+    // Below 32768: ports from there up are the kernel's for outgoing connections, and one in use there fails the listen.
+    const port = 20_000 + Math.floor(Math.random() * 12_000);
     let output = '';
     const child = spawn(process.execPath, [mainJs], {
       env: {
@@ -62,7 +63,10 @@ describe.skipIf(!fs.existsSync(mainJs) || !withServices)('several server process
   }
 
   const ready = (instance: Instance) =>
-    eventually(async () => (await fetch(`${instance.base}/health/ready`).catch(() => undefined))?.ok, `${instance.name} to be ready`, 60_000);
+    eventually(async () => {
+      if (instance.child.exitCode !== null) throw new Error(`${instance.name} exited with ${instance.child.exitCode}: ${instance.output()}`);
+      return (await fetch(`${instance.base}/health/ready`).catch(() => undefined))?.ok;
+    }, `${instance.name} to be ready`, 60_000);
 
   beforeAll(async () => {
     backend = await createBackend('postgres+redis');

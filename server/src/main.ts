@@ -1,6 +1,7 @@
 import cluster from 'node:cluster';
 import type { Logger } from 'pino';
 import { buildApp } from './app.js';
+import { addAcceptors, assertPortFree } from './http/acceptors.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { createLifecycle } from './lifecycle.js';
 import { createLogger } from './logger.js';
@@ -137,7 +138,13 @@ async function serve(config: Config, logger: Logger): Promise<void> {
 
   try {
     // A deep accept queue: a burst of connections must wait, not be dropped into SYN retries.
-    const address = await app.listen({ host: config.host, port: config.port, backlog: 4096 });
+    const backlog = 4096;
+    // Several listening sockets, so a loaded instance accepts a crowd as fast as it arrives (http/acceptors.ts).
+    // Cluster workers share the primary's socket instead.
+    const sockets = cluster.isWorker ? 1 : config.listenSockets;
+    if (sockets > 1) await assertPortFree(config.host, config.port);
+    const address = await app.listen({ host: config.host, port: config.port, backlog, ...(sockets > 1 ? { reusePort: true } : {}) });
+    await addAcceptors(app.server, sockets - 1, backlog);
     logger.info({ address, database: app.deps.database.kind, sharedState: app.deps.state.kind }, 'LLMChat is listening');
     const short = descriptorWarning(readDescriptors(), config.upstreamConnections);
     if (short) {

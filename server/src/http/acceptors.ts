@@ -16,7 +16,10 @@ import { createServer, type Server } from 'node:net';
  * accepted socket is handed to the one HTTP server, which treats it like its
  * own (timeouts, keep-alive, connection tracking, close).
  *
- * The server itself must listen with `reusePort: true` first.
+ * The server itself must listen with `reusePort: true` first. SO_REUSEPORT
+ * would also let a second process of the same user bind the port and
+ * silently take half the connections: `assertPortFree` first keeps a port
+ * in use an error at start, as it is with a single listener.
  */
 export async function addAcceptors(server: HttpServer, count: number, backlog: number): Promise<Server[]> {
   const address = server.address();
@@ -40,4 +43,15 @@ export async function addAcceptors(server: HttpServer, count: number, backlog: n
     return close(callback);
   }) as HttpServer['close'];
   return extra;
+}
+
+/** Fails with EADDRINUSE, as a plain listen would, when something already listens on the port. */
+export async function assertPortFree(host: string, port: number): Promise<void> {
+  if (port === 0) return;
+  const probe = createServer();
+  await new Promise<void>((resolve, reject) => {
+    probe.once('error', reject);
+    probe.listen({ host, port, exclusive: true }, () => resolve());
+  });
+  await new Promise<void>((resolve) => probe.close(() => resolve()));
 }
