@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import { buildApp } from './app.js';
 import { addAcceptors, assertPortFree } from './http/acceptors.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
+import { applyHeapGrowingPercent } from './heap-growth.js';
 import { createLifecycle } from './lifecycle.js';
 import { createLogger } from './logger.js';
 import { descriptorWarning, readDescriptors } from './modules/health/descriptors.js';
@@ -22,6 +23,7 @@ function readConfig(): Config {
 }
 
 const config = readConfig();
+applyHeapGrowingPercent(config.heapGrowingPercent);
 const logger = createLogger(config);
 
 if (config.workers > 1 && cluster.isPrimary) {
