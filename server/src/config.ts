@@ -207,7 +207,7 @@ const specs: { [K in keyof Config]: VariableSpec<K> }[keyof Config][] = [
   {
     name: 'LISTEN_SOCKETS', key: 'listenSockets', defaultText: '8',
     description:
-      'Listening sockets this process opens on `PORT` (SO_REUSEPORT; the kernel spreads new connections over them). Node accepts one connection per listening socket per event-loop turn, and a turn of an instance carrying thousands of streams takes milliseconds: with one socket, a crowd arriving at once waits in the accept queue for seconds. 1 = a plain single listener. Cluster workers (`WORKERS` > 1) share one socket instead.',
+      'Listening sockets this process opens on `PORT` (SO_REUSEPORT; the kernel spreads new connections over them). Node accepts one connection per listening socket per event-loop turn, and a turn of an instance carrying thousands of streams takes milliseconds: with one socket, a crowd arriving at once waits in the accept queue for seconds. 1 = a plain single listener. Cluster workers (`WORKERS` > 1) share one socket instead, and so does a platform without SO_REUSEPORT in Node (macOS, Windows).',
     parse: integer(1, 64, 8),
   },
   {

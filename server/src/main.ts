@@ -1,7 +1,7 @@
 import cluster from 'node:cluster';
 import type { Logger } from 'pino';
 import { buildApp } from './app.js';
-import { addAcceptors, assertPortFree } from './http/acceptors.js';
+import { addAcceptors, assertPortFree, reusePortSupported } from './http/acceptors.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { applyHeapGrowingPercent } from './heap-growth.js';
 import { createLifecycle } from './lifecycle.js';
@@ -143,7 +143,7 @@ async function serve(config: Config, logger: Logger): Promise<void> {
     const backlog = 4096;
     // Several listening sockets, so a loaded instance accepts a crowd as fast as it arrives (http/acceptors.ts).
     // Cluster workers share the primary's socket instead.
-    const sockets = cluster.isWorker ? 1 : config.listenSockets;
+    const sockets = cluster.isWorker || !reusePortSupported() ? 1 : config.listenSockets;
     if (sockets > 1) await assertPortFree(config.host, config.port);
     const address = await app.listen({ host: config.host, port: config.port, backlog, ...(sockets > 1 ? { reusePort: true } : {}) });
     await addAcceptors(app.server, sockets - 1, backlog);

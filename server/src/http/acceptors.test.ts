@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
 import { connect, createServer as createTcpServer, type AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { addAcceptors, assertPortFree } from './acceptors.js';
+import { addAcceptors, assertPortFree, reusePortSupported } from './acceptors.js';
 
 function listen(server: Server | ReturnType<typeof createTcpServer>, options: { port: number; reusePort?: boolean }): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -90,5 +90,13 @@ describe('assertPortFree', () => {
     // Free again: the check passes and leaves nothing listening.
     await assertPortFree('127.0.0.1', port);
     expect(listeningSockets(port) ?? 0).toBe(0);
+  });
+});
+
+describe('reusePortSupported', () => {
+  it('is on where Node supports reusePort and off on macOS and Windows', () => {
+    expect(reusePortSupported('linux')).toBe(true);
+    expect(reusePortSupported('darwin')).toBe(false);
+    expect(reusePortSupported('win32')).toBe(false);
   });
 });

@@ -55,3 +55,8 @@ export async function assertPortFree(host: string, port: number): Promise<void> 
   });
   await new Promise<void>((resolve) => probe.close(() => resolve()));
 }
+
+/** Where Node's `reusePort` works (elsewhere, macOS and Windows among them, listen refuses it): one socket there. */
+export function reusePortSupported(platform: NodeJS.Platform = process.platform): boolean {
+  return platform === 'linux' || platform === 'freebsd' || platform === 'sunos' || platform === 'aix';
+}
