@@ -38,10 +38,10 @@ export async function addAcceptors(server: HttpServer, count: number, backlog: n
   }
   // When the server stops listening, so do they (close() on the server stops new connections at once).
   const close = server.close.bind(server);
-  server.close = ((callback?: (err?: Error) => void) => {
+  server.close = (callback?: (err?: Error) => void) => {
     for (const acceptor of extra) acceptor.close();
     return close(callback);
-  }) as HttpServer['close'];
+  };
   return extra;
 }
 
