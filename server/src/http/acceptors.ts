@@ -51,7 +51,8 @@ export async function assertPortFree(host: string, port: number): Promise<void> 
   const probe = createServer();
   await new Promise<void>((resolve, reject) => {
     probe.once('error', reject);
-    probe.listen({ host, port, exclusive: true }, () => resolve());
+    // A plain bind, without SO_REUSEPORT: refused while anything listens there.
+    probe.listen({ host, port }, () => resolve());
   });
   await new Promise<void>((resolve) => probe.close(() => resolve()));
 }

@@ -1,6 +1,7 @@
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import { MemoryState } from '../../shared-state/memory-state.js';
+import { DegradedNotice } from '../../shared-state/degraded.js';
 import type { ProviderRegistry } from '../providers/registry.js';
 import type { ProviderAdapter, ProviderEvent, ResolvedEndpoint } from '../providers/types.js';
 import { createBreakerService } from '../resilience/breakers.js';
@@ -80,6 +81,7 @@ function setup() {
     providers,
     logger,
     checkpointIntervalMs: 60_000,
+    checkpointNotice: new DegradedNotice(logger, 'checkpoints', Date.now, 'the database'),
     resilience: {
       breakers,
       failures,

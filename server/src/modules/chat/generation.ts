@@ -65,7 +65,7 @@ export interface GenerationDeps {
   logger: Logger;
   checkpointIntervalMs: number;
   /** Failed checkpoints, logged once per outage rather than once per answer and interval. */
-  checkpointNotice?: DegradedNotice | undefined;
+  checkpointNotice: DegradedNotice;
   /** Retries, breakers, deadlines and failed-attempt accounting for the upstream calls. */
   resilience: ResilienceDeps;
   /** Called once the turn is stored and its last event sent. */
@@ -348,10 +348,9 @@ export class Generation {
     this.checkpointing = true;
     try {
       await this.deps.repo.checkpoint(this.plan.turnId, this.content, this.reasoning || null);
-      this.deps.checkpointNotice?.succeeded();
+      this.deps.checkpointNotice.succeeded();
     } catch (err) {
-      if (this.deps.checkpointNotice) this.deps.checkpointNotice.failed(err);
-      else this.deps.logger.warn({ err: (err as Error).message, turnId: this.plan.turnId }, 'checkpoint failed');
+      this.deps.checkpointNotice.failed(err);
     } finally {
       this.checkpointing = false;
     }
