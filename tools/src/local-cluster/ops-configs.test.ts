@@ -47,10 +47,11 @@ describe.skipIf(haproxyPath() === undefined)('ops/haproxy/haproxy.cfg.template',
     await expect(checkHaproxyConfig(file)).rejects.toThrow(/fall/);
   });
 
-  it('sends writes to the Patroni primary only and drops the sessions of a node taken out', () => {
+  it('sends writes to the Patroni primary only, drops the sessions of a node taken out and retries a refused connection on another node', () => {
     expect(rendered).toMatch(/listen postgres_write[\s\S]*?http-check send meth OPTIONS uri \/primary/);
     expect(rendered).toMatch(/backend postgres_replicas[\s\S]*?http-check send meth OPTIONS uri \/replica\?lag=16MB/);
     expect(rendered).toMatch(/^\s*default-server inter 1s fastinter 250ms downinter 500ms fall 3 rise 1 on-marked-down shutdown-sessions$/m);
+    expect(rendered).toMatch(/^\s*option redispatch 1$/m);
     expect(rendered).toContain('server pg2 127.0.0.12:5432 check port 8008');
   });
 });
