@@ -11,6 +11,8 @@ import { connect } from 'node:net';
 import path from 'node:path';
 import pg from 'pg';
 import { request } from 'undici';
+import type { AutovacuumStandIn } from './autovacuum.js';
+import { autovacuumOn, startAutovacuumStandIn } from './autovacuum.js';
 import type { ManagedProcess } from './processes.js';
 import { freePort, startProcess, waitForReady } from './processes.js';
 
@@ -28,6 +30,8 @@ export interface Backends {
   redisUrl: string | undefined;
   redisPrefix: string;
   notes: string[];
+  /** Autovacuum's rules applied to the run's database, when the server's autovacuum is off (autovacuum.ts). */
+  autovacuum?: AutovacuumStandIn | undefined;
 }
 
 export function randomToken(chars: number): string {
@@ -108,6 +112,11 @@ export async function chooseBackends(forceEmbedded: boolean): Promise<Backends> 
   } finally {
     await admin.end().catch(() => undefined);
   }
+  let autovacuum: AutovacuumStandIn | undefined;
+  if (databaseUrl !== undefined && !(await autovacuumOn(databaseUrl).catch(() => true))) {
+    autovacuum = await startAutovacuumStandIn(databaseUrl);
+    notes.push('PostgreSQL runs with autovacuum off: the bench applies autovacuum\'s default rules to its own database once a second (tools/src/bench/autovacuum.ts)');
+  }
   let redisUrl: string | undefined;
   try {
     const pong = await redisCommand(['PING'], 2_000);
@@ -121,7 +130,7 @@ export async function chooseBackends(forceEmbedded: boolean): Promise<Backends> 
     : databaseUrl !== undefined ? 'postgres+embedded-state'
     : redisUrl !== undefined ? 'embedded-db+redis'
     : 'embedded';
-  return { kind, databaseUrl, databaseName, redisUrl, redisPrefix, notes };
+  return { kind, databaseUrl, databaseName, redisUrl, redisPrefix, notes, autovacuum };
 }
 
 async function dropDatabase(name: string): Promise<void> {
@@ -142,6 +151,11 @@ async function dropDatabase(name: string): Promise<void> {
 
 /** Drops the run's database and deletes its Redis keys; reports what could not be cleaned instead of throwing. */
 export async function releaseBackends(backends: Backends, report: (line: string) => void): Promise<void> {
+  if (backends.autovacuum !== undefined) {
+    await backends.autovacuum.stop();
+    const { vacuums, analyzes } = backends.autovacuum.counts();
+    report(`autovacuum stand-in: ${vacuums} VACUUM ANALYZE, ${analyzes} ANALYZE`);
+  }
   if (backends.databaseName !== undefined) {
     const name = backends.databaseName;
     await dropDatabase(name).catch((error: unknown) => report(`could not drop database ${name}: ${error instanceof Error ? error.message : String(error)}`));
