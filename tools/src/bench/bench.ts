@@ -9,7 +9,9 @@
  *
  *   node tools/dist/bench/bench.js [--levels 100,1000] [--duration 15] [--warmup 3]
  *     [--drain 30] [--chunks 20] [--interval 5] [--embedded] [--strict] [--workers 1] [--profile-server DIR]
- *     [--no-floor] [--server-env KEY=VALUE]…
+ *     [--no-floor] [--server-env KEY=VALUE]… [--compare SAVED.json]
+ *   node tools/dist/bench/bench.js --compare OLD.json --against NEW.json
+ *     (two saved results side by side, no measurement: compare-runs.ts)
  *   node tools/dist/bench/bench.js --long [1000,5000,10000] [--ramp 10] [--burst N] [--open-loop [1000]] …
  *     (long answers and the open-loop level: long-bench.ts; --help lists every flag)
  */
@@ -33,6 +35,8 @@ import type { ExpectedAnswer, LoadResult, LoadTarget } from './sse-load.js';
 import { runLoad, runTurn } from './sse-load.js';
 import type { Distribution } from './stats.js';
 import { compareLevel, describeLevel, serverCpuMsPerTurn, type LevelComparison, type RunFigures } from './compare.js';
+import type { BenchResult } from './compare-runs.js';
+import { compareResults, formatResultsComparison, readBenchResult } from './compare-runs.js';
 import { distribution, formatMs, formatRate, formatTable } from './stats.js';
 
 const MIN_OPEN_FILES = 8192;
@@ -64,6 +68,10 @@ interface CliOptions {
   serverEnv: Record<string, string>;
   /** `--long` / `--open-loop`: run those levels instead of the short ones. */
   long: LongBenchOptions | undefined;
+  /** `--compare FILE`: a saved short-level result to print this run's figures beside. */
+  compare: string | undefined;
+  /** `--against FILE`: with --compare, compare two saved results and measure nothing. */
+  against: string | undefined;
 }
 
 /** The figures of one target at one level. */
@@ -114,6 +122,9 @@ function usage(): string {
     '  --repeat 1          rounds per level (direct, floor, then LLMChat, each round); targets are checked on the median',
     '  --no-floor          skip the floor (a bare streaming proxy without auth or storage); the targets relative to it',
     '                      are then reported as not checked',
+    '  --compare FILE      after the run, print its figures beside those of a saved result (bench-results/bench-*.json)',
+    '                      and the change; a report only, never a verdict',
+    '  --against FILE      with --compare: compare two saved results (--compare OLD --against NEW) and measure nothing',
     'targets, on the median round: at 100 streams throughput >= 95% of the floor, TTFT p99 <= 25 ms over direct,',
     '  server CPU per turn <= 1.3x the floor\'s; at 1000 throughput >= 70% of the floor, CPU per turn <= 1.5x the',
     '  floor\'s, zero errors, server RSS <= 300 MiB',
@@ -146,6 +157,8 @@ function parseCli(argv: string[]): CliOptions | undefined {
       'profile-server': { type: 'string' },
       repeat: { type: 'string', default: '1' },
       floor: { type: 'boolean', default: true },
+      compare: { type: 'string' },
+      against: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
       ...LONG_OPTIONS,
     },
@@ -158,6 +171,8 @@ function parseCli(argv: string[]): CliOptions | undefined {
   const workers = positiveNumber('workers', values.workers, true);
   const long = parseLongCli(values, { embedded: values.embedded, workers, serverEnv });
   if (long !== undefined && values.levels !== undefined) throw new Error('--levels runs the short levels; run them apart from --long and --open-loop');
+  if (values.against !== undefined && values.compare === undefined) throw new Error('--against NEW.json needs --compare OLD.json');
+  if (long !== undefined && values.compare !== undefined) throw new Error('--compare reads the short levels\' results; run it apart from --long and --open-loop');
   const levels = (values.levels ?? '100,1000').split(',').map((s) => positiveNumber('levels', s, true));
   if (levels.length === 0 || levels.some((l) => l < 1 || l > 20_000)) throw new Error('--levels must be integers within 1..20000');
   const options: CliOptions = {
@@ -175,6 +190,8 @@ function parseCli(argv: string[]): CliOptions | undefined {
     floor: values.floor,
     serverEnv,
     long,
+    compare: values.compare,
+    against: values.against,
   };
   if (options.durationS <= 0 || options.durationS > 3600) throw new Error('--duration must be within (0, 3600] seconds');
   if (options.warmupS > 600 || options.drainS > 600) throw new Error('--warmup and --drain must be at most 600 seconds');
@@ -312,6 +329,12 @@ function printRun(run: RunSummary): void {
 async function main(): Promise<number> {
   const options = parseCli(process.argv.slice(2));
   if (options === undefined) return 0;
+  // Read the saved result first: a wrong file should not cost a whole run.
+  const saved: BenchResult | undefined = options.compare === undefined ? undefined : readBenchResult(options.compare);
+  if (saved !== undefined && options.against !== undefined) {
+    console.log(formatResultsComparison(compareResults(saved, readBenchResult(options.against))));
+    return 0;
+  }
   const root = fileURLToPath(new URL('../../../', import.meta.url));
   const startedAt = new Date();
   const machine = describeMachine();
@@ -559,7 +582,9 @@ async function main(): Promise<number> {
       2,
     )}\n`,
   );
-  console.log(`\nresults written to ${path.relative(process.cwd(), file) || file}`);
+  const written = path.relative(process.cwd(), file) || file;
+  console.log(`\nresults written to ${written}`);
+  if (saved !== undefined) console.log(`\n${formatResultsComparison(compareResults(saved, readBenchResult(written)))}`);
 
   if (broken !== undefined) {
     console.log(`\nBENCH BROKEN: ${broken}`);
