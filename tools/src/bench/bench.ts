@@ -1,14 +1,17 @@
 /**
  * `npm run bench`: streams chat turns at fixed concurrency levels, once to
  * the mock upstream directly, once through the floor (a bare streaming proxy,
- * floor-proxy.ts, for scale) and once through LLMChat (each calling the same
- * mock), and prints throughput, time to first token and total time of each,
- * with the overhead LLMChat adds. The mock, the floor and the server run as
- * separate child processes; the load generator runs here.
+ * floor-proxy.ts) and once through LLMChat (each calling the same mock), and
+ * prints throughput, time to first token, total time and server CPU of each,
+ * then checks LLMChat against the floor and direct (compare.ts has the
+ * targets). The mock, the floor and the server run as separate child
+ * processes; the load generator runs here.
  *
  *   node tools/dist/bench/bench.js [--levels 100,1000] [--duration 15] [--warmup 3]
  *     [--drain 30] [--chunks 20] [--interval 5] [--embedded] [--strict] [--workers 1] [--profile-server DIR]
- *     [--no-floor] [--server-env KEY=VALUE]…
+ *     [--no-floor] [--server-env KEY=VALUE]… [--compare SAVED.json]
+ *   node tools/dist/bench/bench.js --compare OLD.json --against NEW.json
+ *     (two saved results side by side, no measurement: compare-runs.ts)
  *   node tools/dist/bench/bench.js --long [1000,5000,10000] [--ramp 10] [--burst N] [--open-loop [1000]] …
  *     (long answers and the open-loop level: long-bench.ts; --help lists every flag)
  */
@@ -31,8 +34,10 @@ import { BENCH_ADMIN, chooseBackends, createAgent, login, releaseBackends, start
 import type { ExpectedAnswer, LoadResult, LoadTarget } from './sse-load.js';
 import { runLoad, runTurn } from './sse-load.js';
 import type { Distribution } from './stats.js';
-import { compareLevel, type LevelComparison, type RunFigures } from './compare.js';
-import { distribution, formatMs, formatPercent, formatRate, formatTable } from './stats.js';
+import { compareLevel, describeLevel, serverCpuMsPerTurn, type LevelComparison, type RunFigures } from './compare.js';
+import type { BenchResult } from './compare-runs.js';
+import { compareResults, formatResultsComparison, readBenchResult } from './compare-runs.js';
+import { distribution, formatMs, formatRate, formatTable } from './stats.js';
 
 const MIN_OPEN_FILES = 8192;
 /** On top of the stack's server environment for the short levels: a pool sized for the 1000 level's streams. */
@@ -63,6 +68,10 @@ interface CliOptions {
   serverEnv: Record<string, string>;
   /** `--long` / `--open-loop`: run those levels instead of the short ones. */
   long: LongBenchOptions | undefined;
+  /** `--compare FILE`: a saved short-level result to print this run's figures beside. */
+  compare: string | undefined;
+  /** `--against FILE`: with --compare, compare two saved results and measure nothing. */
+  against: string | undefined;
 }
 
 /** The figures of one target at one level. */
@@ -107,11 +116,18 @@ function usage(): string {
     '  --chunks 20         text chunks per answer (mock default)',
     '  --interval 5        ms between chunks (mock default)',
     '  --embedded          use embedded PGlite and in-process state even if PostgreSQL/Redis are reachable',
-    '  --strict            exit 1 when a target is missed (default: report only)',
+    '  --strict            exit 1 when a target is missed (default: report only; a target not checked is not missed)',
     '  --workers 1         server processes sharing the port (the server\'s WORKERS; above 1 needs PostgreSQL and Redis)',
     '  --profile-server D  write a V8 CPU profile of the server into directory D (open it in Chrome DevTools)',
     '  --repeat 1          rounds per level (direct, floor, then LLMChat, each round); targets are checked on the median',
-    '  --no-floor          skip the floor (a bare streaming proxy without auth or storage, run for scale)',
+    '  --no-floor          skip the floor (a bare streaming proxy without auth or storage); the targets relative to it',
+    '                      are then reported as not checked',
+    '  --compare FILE      after the run, print its figures beside those of a saved result (bench-results/bench-*.json)',
+    '                      and the change; a report only, never a verdict',
+    '  --against FILE      with --compare: compare two saved results (--compare OLD --against NEW) and measure nothing',
+    'targets, on the median round: at 100 streams throughput >= 95% of the floor, TTFT p99 <= 25 ms over direct,',
+    '  server CPU per turn <= 1.3x the floor\'s; at 1000 throughput >= 70% of the floor, CPU per turn <= 1.5x the',
+    '  floor\'s, zero errors, server RSS <= 300 MiB',
     ...LONG_USAGE,
   ].join('\n');
 }
@@ -141,6 +157,8 @@ function parseCli(argv: string[]): CliOptions | undefined {
       'profile-server': { type: 'string' },
       repeat: { type: 'string', default: '1' },
       floor: { type: 'boolean', default: true },
+      compare: { type: 'string' },
+      against: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
       ...LONG_OPTIONS,
     },
@@ -153,6 +171,8 @@ function parseCli(argv: string[]): CliOptions | undefined {
   const workers = positiveNumber('workers', values.workers, true);
   const long = parseLongCli(values, { embedded: values.embedded, workers, serverEnv });
   if (long !== undefined && values.levels !== undefined) throw new Error('--levels runs the short levels; run them apart from --long and --open-loop');
+  if (values.against !== undefined && values.compare === undefined) throw new Error('--against NEW.json needs --compare OLD.json');
+  if (long !== undefined && values.compare !== undefined) throw new Error('--compare reads the short levels\' results; run it apart from --long and --open-loop');
   const levels = (values.levels ?? '100,1000').split(',').map((s) => positiveNumber('levels', s, true));
   if (levels.length === 0 || levels.some((l) => l < 1 || l > 20_000)) throw new Error('--levels must be integers within 1..20000');
   const options: CliOptions = {
@@ -170,6 +190,8 @@ function parseCli(argv: string[]): CliOptions | undefined {
     floor: values.floor,
     serverEnv,
     long,
+    compare: values.compare,
+    against: values.against,
   };
   if (options.durationS <= 0 || options.durationS > 3600) throw new Error('--duration must be within (0, 3600] seconds');
   if (options.warmupS > 600 || options.drainS > 600) throw new Error('--warmup and --drain must be at most 600 seconds');
@@ -265,12 +287,6 @@ function formatCpu(cpu: RunSummary['cpuPercent']): string {
   return `${part(cpu.bench)}/${part(cpu.server)}/${part(cpu.mock)}/${part(cpu.database)}/${part(cpu.redis)}  ${part(cpu.machine)}`;
 }
 
-/** Server (or floor proxy) CPU per turn in ms, from its CPU share over warm-up + window and the window's rate. */
-function serverMsPerTurn(r: RunSummary): string {
-  if (r.target === 'direct' || r.cpuPercent.server === undefined || !(r.turnsPerS > 0)) return '-';
-  return ((r.cpuPercent.server / 100 / r.turnsPerS) * 1000).toFixed(2);
-}
-
 function resultsTable(runs: readonly RunSummary[]): string {
   const rows: string[][] = [
     ['level', 'target', 'turns/s', 'ok', 'errors', 'ttft p50', 'p95', 'p99', 'total p50', 'p95', 'p99', 'cpu% gen/srv/mock/pg/redis  all', 'srv ms/turn', 'srv MiB'],
@@ -289,7 +305,7 @@ function resultsTable(runs: readonly RunSummary[]): string {
       formatMs(r.totalMs.p95),
       formatMs(r.totalMs.p99),
       formatCpu(r.cpuPercent),
-      serverMsPerTurn(r),
+      serverCpuMsPerTurn(r)?.toFixed(2) ?? '-',
       r.serverRssMiB === undefined ? '-' : r.serverRssMiB.toFixed(0),
     ]);
   }
@@ -313,6 +329,12 @@ function printRun(run: RunSummary): void {
 async function main(): Promise<number> {
   const options = parseCli(process.argv.slice(2));
   if (options === undefined) return 0;
+  // Read the saved result first: a wrong file should not cost a whole run.
+  const saved: BenchResult | undefined = options.compare === undefined ? undefined : readBenchResult(options.compare);
+  if (saved !== undefined && options.against !== undefined) {
+    console.log(formatResultsComparison(compareResults(saved, readBenchResult(options.against))));
+    return 0;
+  }
   const root = fileURLToPath(new URL('../../../', import.meta.url));
   const startedAt = new Date();
   const machine = describeMachine();
@@ -456,7 +478,15 @@ async function main(): Promise<number> {
         `llmchat ttft ${formatMs(check.ttftMs ?? Number.NaN)} ms / total ${formatMs(check.totalMs)} ms\n`,
     );
 
-    const figures = (r: RunSummary): RunFigures => ({ turnsPerS: r.turnsPerS, ttftP99Ms: r.ttftMs.p99, ok: r.ok, errors: r.errors, turns: r.turns });
+    const figures = (r: RunSummary): RunFigures => ({
+      turnsPerS: r.turnsPerS,
+      ttftP99Ms: r.ttftMs.p99,
+      ok: r.ok,
+      errors: r.errors,
+      turns: r.turns,
+      serverCpuMsPerTurn: serverCpuMsPerTurn(r),
+      serverRssMiB: r.serverRssMiB,
+    });
     for (const level of options.levels) {
       const rounds: { direct: RunFigures; llmchat: RunFigures; floor?: RunFigures }[] = [];
       for (let round = 1; round <= options.repeat; round++) {
@@ -507,28 +537,12 @@ async function main(): Promise<number> {
     console.log(`\nResults (${backends?.kind ?? 'unknown backends'}; ttft and total in ms over good turns; cpu%: load generator/server (the floor proxy on floor rows)/mock/all PostgreSQL processes/all Redis processes, each of one core, all = machine busy of all cores, during warm-up + window; server (or floor proxy) RSS after the run)\n`);
     console.log(resultsTable(runs));
   }
-  let missed = 0;
+  const checks = comparisons.flatMap((c) => c.checks);
+  const missed = checks.filter((k) => k.verdict === 'fail').length;
+  const unchecked = checks.filter((k) => k.verdict === 'not checked').length;
   if (comparisons.length > 0) {
-    console.log('\nLLMChat against the mock called directly');
-    for (const c of comparisons) {
-      const median = c.rounds.length > 1 ? ` (median of ${c.rounds.length} rounds)` : '';
-      console.log(`  level ${c.level}: throughput ${formatPercent(c.throughputRatio)} of direct, TTFT p99 overhead ${formatMs(c.ttftP99OverheadMs)} ms${median}`);
-      if (c.rounds.length > 1) {
-        console.log(`    rounds: ${c.rounds.map((r) => `${formatPercent(r.throughputRatio)} / +${formatMs(r.ttftP99OverheadMs)} ms`).join(', ')}`);
-      }
-      if (c.floor !== undefined) {
-        console.log(
-          `    floor (bare proxy: no auth, storage or event buffer): ${formatPercent(c.floor.throughputRatio)} of direct, ` +
-            `TTFT p99 overhead ${formatMs(c.floor.ttftP99OverheadMs)} ms; LLMChat reaches ${formatPercent(c.throughputRatio / c.floor.throughputRatio)} of the floor`,
-        );
-      }
-      for (const check of c.checks) {
-        if (!check.pass) missed++;
-        console.log(`    ${check.pass ? 'PASS' : 'FAIL'}  ${check.name} (${check.actual})`);
-      }
-      if (c.checks.length === 0) console.log('    (no targets for this level)');
-      for (const note of c.notes) console.log(`    note: ${note}`);
-    }
+    console.log('\nLLMChat against the floor and the mock called directly');
+    for (const c of comparisons) for (const line of describeLevel(c)) console.log(line);
   }
   for (const [name, problems] of Object.entries(childProblems)) {
     if (problems.count === 0) continue;
@@ -568,17 +582,21 @@ async function main(): Promise<number> {
       2,
     )}\n`,
   );
-  console.log(`\nresults written to ${path.relative(process.cwd(), file) || file}`);
+  const written = path.relative(process.cwd(), file) || file;
+  console.log(`\nresults written to ${written}`);
+  if (saved !== undefined) console.log(`\n${formatResultsComparison(compareResults(saved, readBenchResult(written)))}`);
 
   if (broken !== undefined) {
     console.log(`\nBENCH BROKEN: ${broken}`);
     return 1;
   }
+  const notChecked = unchecked > 0 ? `; ${unchecked} not checked` : '';
   if (missed > 0) {
-    console.log(`\n${missed} target(s) missed${options.strict ? ' (--strict: exit 1)' : ' (report only; --strict makes this exit 1)'}`);
+    console.log(`\n${missed} target(s) missed${notChecked}${options.strict ? ' (--strict: exit 1)' : ' (report only; --strict makes this exit 1)'}`);
     return options.strict ? 1 : 0;
   }
-  if (comparisons.some((c) => c.checks.length > 0)) console.log('\nall targets met');
+  if (checks.length > unchecked) console.log(`\nall ${unchecked > 0 ? 'checked ' : ''}targets met${notChecked}`);
+  else if (unchecked > 0) console.log(`\nno target checked (${unchecked} not checked)`);
   return 0;
 }
 
