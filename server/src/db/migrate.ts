@@ -6,6 +6,7 @@ import * as m0002 from './migrations/0002-resilience.js';
 import * as m0003 from './migrations/0003-usage-index.js';
 import * as m0004 from './migrations/0004-turn-owner.js';
 import * as m0005 from './migrations/0005-upstream-failures-at.js';
+import * as m0006 from './migrations/0006-fts-finished-answers.js';
 
 /** Every migration, in order. Add new ones at the end; never edit old ones. */
 const migrations: Record<string, Migration> = {
@@ -14,6 +15,7 @@ const migrations: Record<string, Migration> = {
   '0003-usage-index': m0003,
   '0004-turn-owner': m0004,
   '0005-upstream-failures-at': m0005,
+  '0006-fts-finished-answers': m0006,
 };
 
 const provider: MigrationProvider = { getMigrations: () => Promise.resolve(migrations) };

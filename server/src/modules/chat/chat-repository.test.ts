@@ -158,6 +158,31 @@ describe.each(await backendNames())('turn writes on %s', (name) => {
     expect(await other.claimTurn(t.assistantMessageId, 'instance-1')).toBeUndefined();
   });
 
+  it('checkpoints send only what follows the stored text, checked by its UTF-8 length; a wrong base or an ended turn does not land', async () => {
+    const t = turn(alice, undefined, 'delta');
+    await repo.createTurn(t);
+    const id = t.assistantMessageId;
+    const stored = () => backend.database.db.selectFrom('messages').select(['content', 'reasoning']).where('id', '=', id).executeTakeFirstOrThrow();
+    expect(await repo.checkpoint(id, '你好 é', null)).toBe(true);
+    const base = { contentBytes: Buffer.byteLength('你好 é'), reasoningBytes: 0 };
+    expect(await repo.checkpoint(id, ', wörld', '', base)).toBe(true);
+    expect(await stored()).toEqual({ content: '你好 é, wörld', reasoning: null });
+    // The base no longer matches (counted in characters, not bytes): nothing changes, and the caller sends the whole text.
+    expect(await repo.checkpoint(id, '!', '', { contentBytes: '你好 é, wörld'.length, reasoningBytes: 0 })).toBe(false);
+    expect(await stored()).toEqual({ content: '你好 é, wörld', reasoning: null });
+    const next = { contentBytes: Buffer.byteLength('你好 é, wörld'), reasoningBytes: 0 };
+    expect(await repo.checkpoint(id, '!', '想', next)).toBe(true);
+    expect(await repo.checkpoint(id, '', '一想', { contentBytes: next.contentBytes + 1, reasoningBytes: Buffer.byteLength('想') })).toBe(true);
+    expect(await stored()).toEqual({ content: '你好 é, wörld!', reasoning: '想一想' });
+    // The whole text again replaces it.
+    expect(await repo.checkpoint(id, 'again', null)).toBe(true);
+    expect(await stored()).toEqual({ content: 'again', reasoning: null });
+    expect(await repo.finishTurn(id, '', { status: 'complete', content: 'final', reasoning: null })).toBe(true);
+    expect(await repo.checkpoint(id, ' more', '', { contentBytes: 5, reasoningBytes: 0 })).toBe(false);
+    expect(await repo.checkpoint(id, 'late', null)).toBe(false);
+    expect(await stored()).toEqual({ content: 'final', reasoning: null });
+  });
+
   it('checkpoints many streaming answers at once, keeping the newest text of each and leaving ended ones alone', async () => {
     const turns = Array.from({ length: 12 }, (_, i) => turn(alice, undefined, `cp${i}`));
     await Promise.all(turns.map((t) => repo.createTurn(t)));

@@ -267,12 +267,28 @@ function columnsOf(rows: unknown[][], width: number): unknown[][] {
 /**
  * Saves the partial text of many streaming answers in one statement (group
  * commit, as for the writes above): with many long answers running, one
- * statement per answer per interval was most of the database's work.
+ * statement per answer per interval was most of the database's work. An
+ * answer whose text this instance stored before sends only what follows it
+ * (`*_base` = the stored text's UTF-8 length, which must still match): a
+ * long answer's text is not sent again at every interval. A base of -1
+ * replaces the text.
  */
 const CHECKPOINT_TURNS = `
-UPDATE messages AS m SET content = v.content, reasoning = v.reasoning, updated_at = now()
-FROM unnest($1::uuid[], $2::text[], $3::text[]) AS v(id, content, reasoning)
-WHERE m.id = v.id AND m.status = 'streaming' AND (m.owner_instance IS NULL OR m.owner_instance = $4)`;
+UPDATE messages AS m SET
+  content = CASE WHEN v.content_base < 0 THEN v.content ELSE m.content || v.content END,
+  reasoning = CASE WHEN v.reasoning_base < 0 THEN v.reasoning WHEN coalesce(v.reasoning, '') = '' THEN m.reasoning ELSE coalesce(m.reasoning, '') || v.reasoning END,
+  updated_at = now()
+FROM unnest($1::uuid[], $2::text[], $3::int[], $4::text[], $5::int[]) AS v(id, content, content_base, reasoning, reasoning_base)
+WHERE m.id = v.id AND m.status = 'streaming' AND (m.owner_instance IS NULL OR m.owner_instance = $6)
+  AND (v.content_base < 0 OR octet_length(m.content) = v.content_base)
+  AND (v.reasoning_base < 0 OR octet_length(coalesce(m.reasoning, '')) = v.reasoning_base)
+RETURNING m.id`;
+
+/** The stored text a checkpoint continues: UTF-8 lengths of the content and the reasoning (a null reasoning is 0). */
+export interface StoredTextLength {
+  contentBytes: number;
+  reasoningBytes: number;
+}
 
 interface CreatedRow {
   assistant_id: string;
@@ -358,12 +374,22 @@ export function createChatRepository(database: DatabaseHandle, instanceId: strin
     return written.kind === 'finish' && written.finished;
   }
 
-  const checkpoints = createGroupWriter(async (items: { messageId: string; content: string; reasoning: string | null }[]) => {
-    // One row per answer: an UPDATE joined to two rows for the same answer would keep either; the later one is newer.
+  type Checkpoint = { messageId: string; content: string; reasoning: string | null; after: StoredTextLength | undefined };
+  const checkpoints = createGroupWriter(async (items: Checkpoint[]): Promise<boolean[]> => {
+    // One row per answer: an UPDATE joined to two rows for the same answer would keep either; the later one is
+    // newer. The earlier one does not land (and a later part whose base was the earlier one fails its check).
     const latest = new Map(items.map((c) => [c.messageId, c]));
     const rows = [...latest.values()];
-    await database.prepared('llmchat_checkpoint_turns', CHECKPOINT_TURNS, [rows.map((c) => c.messageId), rows.map((c) => c.content), rows.map((c) => c.reasoning), instanceId]);
-    return items.map(() => undefined);
+    const result = await database.prepared<{ id: string }>('llmchat_checkpoint_turns', CHECKPOINT_TURNS, [
+      rows.map((c) => c.messageId),
+      rows.map((c) => c.content),
+      rows.map((c) => c.after?.contentBytes ?? -1),
+      rows.map((c) => c.reasoning),
+      rows.map((c) => c.after?.reasoningBytes ?? -1),
+      instanceId,
+    ]);
+    const landed = new Set(result.rows.map((r) => r.id));
+    return items.map((c) => latest.get(c.messageId) === c && landed.has(c.messageId));
   }, BATCH_MAX);
   /** Regenerate: the old answer is deleted and a new `streaming` one written, in one transaction. */
   async function replaceAnswer(turn: NewTurn): Promise<CreatedTurn | undefined> {
@@ -413,9 +439,15 @@ export function createChatRepository(database: DatabaseHandle, instanceId: strin
       return create(turn);
     },
 
-    /** Saves partial text while the answer streams; a no-op once the turn has ended. */
-    async checkpoint(messageId: string, content: string, reasoning: string | null): Promise<void> {
-      await checkpoints({ messageId, content, reasoning });
+    /**
+     * Saves partial text while the answer streams: the whole text, or with
+     * `after` what follows the text stored at that length (`reasoning` then
+     * a part too; '' adds nothing). True when it landed; false once the turn
+     * has ended, when another instance owns it, or when the stored text is
+     * not `after` long (then send the whole text).
+     */
+    async checkpoint(messageId: string, content: string, reasoning: string | null, after?: StoredTextLength): Promise<boolean> {
+      return checkpoints({ messageId, content, reasoning, after });
     },
 
     /** Answers still `streaming` and untouched for `quietMs`, oldest first: candidates for a takeover. */
@@ -601,7 +633,7 @@ export function createChatRepository(database: DatabaseHandle, instanceId: strin
       return Number(result.numDeletedRows);
     },
 
-    /** Full-text search over the user's session titles and message text, newest first, with a snippet. */
+    /** Full-text search over the user's session titles and message text (answers once they end), newest first, with a snippet. */
     async search(userId: string, q: string, limit: number): Promise<SearchHit[]> {
       const needle = q.trim();
       const cjk = CJK.test(needle);
@@ -634,6 +666,8 @@ export function createChatRepository(database: DatabaseHandle, instanceId: strin
         ])
         .where('messages.user_id', '=', userId)
         .where('chat_sessions.user_id', '=', userId)
+        // An answer is searchable once it ends (the full-text index leaves out streaming ones: migration 0006).
+        .where('messages.status', '<>', 'streaming')
         .where((eb) =>
           cjk
             ? eb.or([sql<boolean>`to_tsvector('simple', messages.content) @@ ${tsq}`, eb('messages.content', 'ilike', like)])

@@ -1,12 +1,15 @@
 import pino from 'pino';
-import { describe, expect, it } from 'vitest';
+import crypto from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { migrateToLatest } from '../../db/migrate.js';
+import { backendNames, createBackend, type Backend } from '../../test/backends.js';
 import { MemoryState } from '../../shared-state/memory-state.js';
 import { DegradedNotice } from '../../shared-state/degraded.js';
 import type { ProviderRegistry } from '../providers/registry.js';
 import type { ProviderAdapter, ProviderEvent, ResolvedEndpoint } from '../providers/types.js';
 import { createBreakerService } from '../resilience/breakers.js';
 import type { FailureLog } from '../resilience/failure-log.js';
-import type { ChatRepository, TurnOutcome } from './chat-repository.js';
+import { createChatRepository, type ChatRepository, type TurnOutcome } from './chat-repository.js';
 import type { TurnEventBuffer } from './event-buffer.js';
 import { Generation, type GenerationEvent, type GenerationPlan } from './generation.js';
 
@@ -48,26 +51,28 @@ function scriptedAdapter() {
   };
 }
 
-function setup() {
+function setup(options: { repo?: ChatRepository; checkpointIntervalMs?: number; turnId?: string; sessionId?: string } = {}) {
   const upstream = scriptedAdapter();
   const stored: { turnId: string; outcome: TurnOutcome }[] = [];
   const buffered: GenerationEvent[] = [];
   const settled: string[] = [];
-  const repo = {
-    finishTurn: (turnId: string, _sessionId: string, outcome: TurnOutcome) => {
-      stored.push({ turnId, outcome });
-      return Promise.resolve(true);
-    },
-    checkpoint: () => Promise.resolve(),
-  } as unknown as ChatRepository;
+  const repo =
+    options.repo ??
+    ({
+      finishTurn: (turnId: string, _sessionId: string, outcome: TurnOutcome) => {
+        stored.push({ turnId, outcome });
+        return Promise.resolve(true);
+      },
+      checkpoint: () => Promise.resolve(true),
+    } as unknown as ChatRepository);
   const events = { append: (_turnId: string, event: GenerationEvent) => void buffered.push(event), finish: () => Promise.resolve() } as unknown as TurnEventBuffer;
   const providers = { adapter: () => upstream.adapter } as unknown as ProviderRegistry;
   const failures: FailureLog = { record: () => undefined, countsSince: () => Promise.resolve([]), deleteBefore: () => Promise.resolve(0), settled: () => Promise.resolve() };
   const breakers = createBreakerService({ state: new MemoryState(), settings: { threshold: 100, windowMs: 60_000, cooldownMs: 10_000 }, logger, now: Date.now, cacheMs: 0 });
-  const endpoint: ResolvedEndpoint = { id: 'e1', agentId: 'a', position: 0, provider: 'openai', url: 'http://upstream', apiKey: 'k', appId: undefined, model: 'm', timeouts: {} };
+  const endpoint: ResolvedEndpoint = { id: '00000000-0000-4000-8000-0000000000e1', agentId: 'a', position: 0, provider: 'openai', url: 'http://upstream', apiKey: 'k', appId: undefined, model: 'm', timeouts: {} };
   const plan: GenerationPlan = {
-    turnId: 't1',
-    sessionId: 's1',
+    turnId: options.turnId ?? 't1',
+    sessionId: options.sessionId ?? 's1',
     userId: 'u1',
     userMessageId: 'q1',
     agentId: 'a',
@@ -80,7 +85,7 @@ function setup() {
     events,
     providers,
     logger,
-    checkpointIntervalMs: 60_000,
+    checkpointIntervalMs: options.checkpointIntervalMs ?? 60_000,
     checkpointNotice: new DegradedNotice(logger, 'checkpoints', Date.now, 'the database'),
     resilience: {
       breakers,
@@ -170,5 +175,64 @@ describe('a subscriber that joins a running generation late', () => {
     t.generation.subscribe(40, (e) => void after.push(e));
     expect(strip(after)).toEqual(strip(t.heard.filter((e) => e.id > 40)));
     expect(t.heard.map((e) => e.event).slice(-2)).toEqual(['usage', 'end']);
+  });
+});
+
+describe.each(await backendNames())('Generation checkpoints on %s', (name) => {
+  let backend: Backend;
+  beforeAll(async () => {
+    backend = await createBackend(name);
+    await migrateToLatest(backend.database.db);
+  });
+  afterAll(async () => {
+    await backend.dispose();
+  });
+
+  it('stores the text as it grows, sending only the new part, and the whole text again after a checkpoint failed', async () => {
+    const [user] = await backend.database.db
+      .insertInto('users')
+      .values({ username: 'cp', password_hash: 'x', updated_at: new Date(), password_changed_at: new Date() })
+      .returning('id')
+      .execute();
+    const real = createChatRepository(backend.database, 'instance-1');
+    const turnId = crypto.randomUUID();
+    const created = await real.createTurn({ userId: user?.id ?? '', agentId: 'a', sessionId: undefined, userMessageId: crypto.randomUUID(), assistantMessageId: turnId, userContent: 'q', title: 'q' });
+    const sent: { content: string; reasoning: string | null; after: unknown }[] = [];
+    let failNext = false;
+    const repo = Object.create(real) as ChatRepository;
+    repo.checkpoint = (id, content, reasoning, after) => {
+      sent.push({ content, reasoning, after });
+      if (failNext) {
+        failNext = false;
+        return Promise.reject(new Error('database down'));
+      }
+      return real.checkpoint(id, content, reasoning, after);
+    };
+    const t = setup({ repo, checkpointIntervalMs: 15, turnId, sessionId: created?.sessionId ?? '' });
+    const text = async () => (await backend.database.db.selectFrom('messages').select(['content', 'reasoning']).where('id', '=', turnId).executeTakeFirstOrThrow());
+    const checkpointed = async (expected: { content: string; reasoning: string | null }) => {
+      for (let i = 0; i < 200 && JSON.stringify(await text()) !== JSON.stringify(expected); i++) await tick();
+      expect(await text()).toEqual(expected);
+    };
+    t.generation.start();
+    t.upstream.push({ type: 'reasoning', delta: '想' }, { type: 'text', delta: '你好' });
+    await checkpointed({ content: '你好', reasoning: '想' });
+    t.upstream.push({ type: 'text', delta: ', wörld' });
+    await checkpointed({ content: '你好, wörld', reasoning: '想' });
+    failNext = true;
+    t.upstream.push({ type: 'text', delta: '!' });
+    await checkpointed({ content: '你好, wörld!', reasoning: '想' });
+    t.upstream.push({ type: 'reasoning', delta: '一想' }, { type: 'text', delta: ' 再见' });
+    await checkpointed({ content: '你好, wörld! 再见', reasoning: '想一想' });
+    t.upstream.push('end');
+    expect((await t.generation.done).status).toBe('complete');
+    // First the whole text, then parts; after the failure the whole text again, then parts.
+    const failedAt = sent.findIndex((c) => c.content === '!' || c.content === '你好, wörld!');
+    expect(sent[0]).toEqual({ content: '你好', reasoning: '想', after: undefined });
+    expect(sent.slice(1, failedAt).every((c) => c.after !== undefined && !c.content.startsWith('你好'))).toBe(true);
+    expect(sent[failedAt]?.after).toBeDefined();
+    expect(sent[failedAt + 1]).toMatchObject({ content: '你好, wörld!', after: undefined });
+    expect(sent.slice(failedAt + 2).every((c) => c.after !== undefined)).toBe(true);
+    expect(await text()).toEqual({ content: '你好, wörld! 再见', reasoning: '想一想' });
   });
 });

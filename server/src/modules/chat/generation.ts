@@ -7,7 +7,7 @@ import { runAttempts, type AttemptHost, type ResilienceDeps, type RetrySettings 
 import { clientErrorFor } from '../resilience/failure-policy.js';
 import { UnconfirmedCommitError } from '../../db/commit-guard.js';
 import type { DegradedNotice } from '../../shared-state/degraded.js';
-import type { ChatRepository, TurnOutcome } from './chat-repository.js';
+import type { ChatRepository, StoredTextLength, TurnOutcome } from './chat-repository.js';
 import type { TurnEventBuffer } from './event-buffer.js';
 
 /** Event names the front end consumes (DESIGN.md, "Events"). */
@@ -106,6 +106,12 @@ export class Generation {
   private readonly abort = new AbortController();
   private checkpointTimer: NodeJS.Timeout | undefined;
   private checkpointedLength = 0;
+  /**
+   * The text the last checkpoint stored, when it landed (lengths in UTF-16
+   * units here, UTF-8 bytes there): the next one sends only what follows.
+   * Undefined: send the whole text.
+   */
+  private stored: { contentChars: number; reasoningChars: number; bytes: StoredTextLength } | undefined;
   /** A checkpoint of this answer is queued or being written. */
   private checkpointing = false;
   private stopRequested = false;
@@ -336,6 +342,7 @@ export class Generation {
     this.providerMessageId = undefined;
     this.firstTokenMs = undefined;
     this.checkpointedLength = -1;
+    this.stored = undefined;
   }
 
   private async checkpoint(): Promise<void> {
@@ -346,10 +353,33 @@ export class Generation {
     if (length === this.checkpointedLength || this.settled || this.held !== undefined || this.checkpointing) return;
     this.checkpointedLength = length;
     this.checkpointing = true;
+    const { content, reasoning } = this;
+    const base = this.stored;
+    const attempt = this.attempts;
+    const contentPart = base ? content.slice(base.contentChars) : content;
+    const reasoningPart = base ? reasoning.slice(base.reasoningChars) : reasoning || null;
     try {
-      await this.deps.repo.checkpoint(this.plan.turnId, this.content, this.reasoning || null);
+      const landed = await this.deps.repo.checkpoint(this.plan.turnId, contentPart, reasoningPart, base?.bytes);
+      // A new attempt meanwhile started its text over: what landed is not its base.
+      if (attempt === this.attempts) {
+        // A part that did not land (its base was not the stored text): the whole text goes at the next interval.
+        if (!landed && base) this.checkpointedLength = -1;
+        this.stored = landed
+          ? {
+              contentChars: content.length,
+              reasoningChars: reasoning.length,
+              bytes: {
+                contentBytes: (base?.bytes.contentBytes ?? 0) + Buffer.byteLength(contentPart),
+                reasoningBytes: (base?.bytes.reasoningBytes ?? 0) + Buffer.byteLength(reasoningPart ?? ''),
+              },
+            }
+          : undefined;
+      }
       this.deps.checkpointNotice.succeeded();
     } catch (err) {
+      // Tried again at the next interval, with the whole text, even if no text came meanwhile.
+      this.stored = undefined;
+      this.checkpointedLength = -1;
       this.deps.checkpointNotice.failed(err);
     } finally {
       this.checkpointing = false;
