@@ -325,7 +325,7 @@ const specs: { [K in keyof Config]: VariableSpec<K> }[keyof Config][] = [
     },
   },
   { name: 'DAILY_TOKEN_QUOTA', key: 'dailyTokenQuota', defaultText: '0', description: 'Default tokens per user per UTC day (0 = unlimited); a user\'s own quota overrides it.', parse: integer(0, 2_000_000_000, 0) },
-  { name: 'CHECKPOINT_INTERVAL_MS', key: 'checkpointIntervalMs', defaultText: '5000', description: 'How often partial answer text is saved to PostgreSQL while it streams (each save writes the text so far; a save still queued or being written skips the next).', parse: integer(100, 60_000, 5000) },
+  { name: 'CHECKPOINT_INTERVAL_MS', key: 'checkpointIntervalMs', defaultText: '5000', description: 'How often partial answer text is saved to PostgreSQL while it streams (each save sends the text added since the last one that landed; a save still queued or being written skips the next).', parse: integer(100, 60_000, 5000) },
   { name: 'EVENT_BUFFER_TTL_SECONDS', key: 'eventBufferTtlSeconds', defaultText: '900', description: 'How long a turn\'s events stay in the shared buffer for reconnecting clients.', parse: integer(10, 86_400, 900) },
   {
     name: 'UPSTREAM_CONNECTIONS', key: 'upstreamConnections', defaultText: '10000',
