@@ -246,6 +246,8 @@ describe.each(backends)('agents service on %s', (backendName) => {
         expect(moved.hasApiKey, endpoint).toBe(false);
         expect(agents.getActive('moved').endpoints[0]?.apiKey, endpoint).toBeUndefined();
       }
+      // The audit trail says why the key is gone.
+      expect(audits.filter((e) => e.action === 'agent.update' && (e.detail as { apiKeysDropped?: number[] } | undefined)?.apiKeysDropped?.[0] === 0)).toHaveLength(3);
       await agents.update('moved', { endpoint: 'https://elsewhere.example.com/v1', apiKey: 'sk-for-elsewhere' }, ADMIN);
       expect(agents.getActive('moved').endpoints[0]?.apiKey).toBe('sk-for-elsewhere');
     });

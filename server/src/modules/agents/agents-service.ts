@@ -634,6 +634,7 @@ export function createAgentsService(deps: AgentsServiceDeps): AgentsService {
     async update(id, patch, actor) {
       if (patch.id !== undefined && patch.id !== id) throw validationFailed([{ path: 'id', message: `cannot be changed (the agent is "${id}")` }]);
       const fields = Object.keys(patch).filter((k) => k !== 'id' && k !== 'createdAt' && k !== 'updatedAt');
+      let keysDropped: number[] = [];
       await db.transaction().execute(async (trx) => {
         const current = await repo.findAgent(trx, id, { forUpdate: true });
         if (!current) throw notFound('AGENT_NOT_FOUND', `Agent "${clip(id)}"`);
@@ -644,10 +645,13 @@ export function createAgentsService(deps: AgentsServiceDeps): AgentsService {
         const primary = current.endpoints[0];
         // The demo agent stops being "simulated" once it points somewhere else.
         const movedAway = next.endpoints[0]?.provider !== primary?.provider || next.endpoints[0]?.url !== primary?.url;
-        await repo.replaceAgent(trx, current, next, sealEndpoints(next.endpoints, current.endpoints), current.row.simulated && !movedAway);
+        const sealed = sealEndpoints(next.endpoints, current.endpoints);
+        // Endpoints whose stored key was dropped because they moved to another host without a new one.
+        keysDropped = sealed.flatMap((e, position) => (e.apiKeyEncrypted === null && next.endpoints[position]?.apiKey === undefined && current.endpoints.some((c) => c.api_key_encrypted !== null && c.position === position) ? [position] : []));
+        await repo.replaceAgent(trx, current, next, sealed, current.row.simulated && !movedAway);
       });
       await announce(id);
-      await record('agent.update', actor, id, { fields, apiKeyChanged: patch.apiKey !== undefined });
+      await record('agent.update', actor, id, { fields, apiKeyChanged: patch.apiKey !== undefined, ...(keysDropped.length > 0 ? { apiKeysDropped: keysDropped } : {}) });
       return fresh(id);
     },
 
