@@ -24,16 +24,26 @@ export interface PlainAddress {
   family: 'ipv4' | 'ipv6';
 }
 
+/** An address as 16-bit words: 2 for IPv4, 8 for IPv6. */
+interface Words {
+  family: 'ipv4' | 'ipv6';
+  words: number[];
+}
+
+function ipv4Words(text: string): number[] {
+  const b = text.split('.').map(Number);
+  return [((b[0] ?? 0) << 8) | (b[1] ?? 0), ((b[2] ?? 0) << 8) | (b[3] ?? 0)];
+}
+
 /** The eight 16-bit words of a valid IPv6 address (zone id dropped, a dotted IPv4 tail folded in). */
 function ipv6Words(text: string): number[] {
   const zone = text.indexOf('%');
   let head = zone === -1 ? text : text.slice(0, zone);
-  const tail: number[] = [];
+  let tail: number[] = [];
   const lastColon = head.lastIndexOf(':');
   const last = head.slice(lastColon + 1);
   if (last.includes('.')) {
-    const b = last.split('.').map(Number);
-    tail.push(((b[0] ?? 0) << 8) | (b[1] ?? 0), ((b[2] ?? 0) << 8) | (b[3] ?? 0));
+    tail = ipv4Words(last);
     head = head.slice(0, lastColon);
     if (head.endsWith(':')) head += ':';
   }
@@ -46,20 +56,30 @@ function ipv6Words(text: string): number[] {
 }
 
 /**
- * The IPv4 address an IPv6 address carries, for the forms that reach it:
+ * The IPv4 words an IPv6 address carries, for the forms that reach it:
  * IPv4-mapped (`::ffff:a.b.c.d`), IPv4-translated (`::ffff:0:a.b.c.d`),
  * IPv4-compatible (`::a.b.c.d`, not `::` or `::1`) and NAT64 (`64:ff9b::a.b.c.d`).
  */
-function embeddedIpv4(words: readonly number[]): string | undefined {
-  const zero = (from: number, to: number) => words.slice(from, to).every((w) => w === 0);
-  const w6 = words[6] ?? 0;
-  const w7 = words[7] ?? 0;
-  const mapped = zero(0, 5) && words[5] === 0xffff;
-  const translated = zero(0, 4) && words[4] === 0xffff && words[5] === 0;
-  const compatible = zero(0, 6) && w6 !== 0;
-  const nat64 = words[0] === 0x64 && words[1] === 0xff9b && zero(2, 6);
-  if (!mapped && !translated && !compatible && !nat64) return undefined;
-  return `${w6 >> 8}.${w6 & 0xff}.${w7 >> 8}.${w7 & 0xff}`;
+function embeddedIpv4(w: readonly number[]): number[] | undefined {
+  const zero = (from: number, to: number) => {
+    for (let i = from; i < to; i++) if (w[i] !== 0) return false;
+    return true;
+  };
+  const mapped = zero(0, 5) && w[5] === 0xffff;
+  const translated = zero(0, 4) && w[4] === 0xffff && w[5] === 0;
+  const compatible = zero(0, 6) && w[6] !== 0;
+  const nat64 = w[0] === 0x64 && w[1] === 0xff9b && zero(2, 6);
+  return mapped || translated || compatible || nat64 ? [w[6] ?? 0, w[7] ?? 0] : undefined;
+}
+
+/** The address as words in the family it is checked in (IPv4 inside IPv6 counts as IPv4); undefined when no IP address. */
+function wordsOf(address: string): Words | undefined {
+  const version = net.isIP(address);
+  if (version === 4) return { family: 'ipv4', words: ipv4Words(address) };
+  if (version !== 6) return undefined;
+  const words = ipv6Words(address);
+  const v4 = embeddedIpv4(words);
+  return v4 ? { family: 'ipv4', words: v4 } : { family: 'ipv6', words };
 }
 
 /**
@@ -68,28 +88,42 @@ function embeddedIpv4(words: readonly number[]): string | undefined {
  * address. Undefined when `address` is no IP address.
  */
 export function plainAddress(address: string): PlainAddress | undefined {
-  const version = net.isIP(address);
-  if (version === 4) return { address, family: 'ipv4' };
-  if (version !== 6) return undefined;
-  const v4 = embeddedIpv4(ipv6Words(address));
-  if (v4 !== undefined) return { address: v4, family: 'ipv4' };
+  const parsed = wordsOf(address);
+  if (!parsed) return undefined;
+  if (parsed.family === 'ipv4') {
+    const [hi = 0, lo = 0] = parsed.words;
+    return { family: 'ipv4', address: `${hi >> 8}.${hi & 0xff}.${lo >> 8}.${lo & 0xff}` };
+  }
   const zone = address.indexOf('%');
-  return { address: zone === -1 ? address : address.slice(0, zone), family: 'ipv6' };
+  return { family: 'ipv6', address: zone === -1 ? address : address.slice(0, zone) };
+}
+
+/** Whether the first `prefix` bits of two same-family word lists agree. */
+function samePrefix(a: readonly number[], b: readonly number[], prefix: number): boolean {
+  let bits = prefix;
+  for (let i = 0; bits > 0; i++, bits -= 16) {
+    const mask = bits >= 16 ? 0xffff : (0xffff << (16 - bits)) & 0xffff;
+    if (((a[i] ?? 0) & mask) !== ((b[i] ?? 0) & mask)) return false;
+  }
+  return true;
 }
 
 /**
  * Matches addresses against a list of blocks, each address in its plain
  * form: an IPv6 address that embeds an IPv4 one counts as that IPv4 address.
+ * Plain arithmetic on 16-bit words: a few hundred nanoseconds a check.
  */
 export function addressMatcher(blocks: readonly string[]): (address: string | undefined) => boolean {
-  const list = new net.BlockList();
-  for (const block of blocks) {
+  const list = blocks.map((block) => {
     const c = parseCidr(block);
-    list.addSubnet(c.address, c.prefix, c.family);
-  }
+    const words = c.family === 'ipv4' ? ipv4Words(c.address) : ipv6Words(c.address);
+    return { family: c.family, words, prefix: c.prefix };
+  });
   return (address) => {
     if (!address) return false;
-    const plain = plainAddress(address);
-    return plain !== undefined && list.check(plain.address, plain.family);
+    const parsed = wordsOf(address);
+    if (!parsed) return false;
+    for (const block of list) if (block.family === parsed.family && samePrefix(parsed.words, block.words, block.prefix)) return true;
+    return false;
   };
 }
