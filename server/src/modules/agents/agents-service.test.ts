@@ -339,6 +339,14 @@ describe.each(backends)('agents service on %s', (backendName) => {
       expect(JSON.stringify(audits)).not.toContain(KEY);
     });
 
+    it('refuses a document with an endpoint on a refused IP address, importing none of it', async () => {
+      const agents = await startedService();
+      const err = await rejectionOf(agents.importDocument({ agents: [agentInput('fine'), agentInput('metadata', { fallbacks: [{ provider: 'openai', endpoint: 'http://[::ffff:169.254.169.254]/v1' }] })] }, ADMIN));
+      expect(err.code).toBe('UPSTREAM_ADDRESS_FORBIDDEN');
+      expect((err.details as { path: string }[]).map((p) => p.path)).toEqual(['agents[1].fallbacks[0].endpoint']);
+      expect(await repo.countAgents(backend.database.db)).toBe(0);
+    });
+
     it('imports a document all or nothing', async () => {
       const agents = await startedService();
       await agents.create(agentInput('existing', { name: 'Before import' }), ADMIN);
