@@ -50,6 +50,8 @@ export interface Config {
   upstreamHttp2: boolean;
   /** PEM text of UPSTREAM_CA_FILE. */
   upstreamExtraCa: string | undefined;
+  /** Address blocks upstream calls may reach besides public addresses (outbound-policy.ts). */
+  upstreamAllowedCidrs: string[];
   /** Seconds after its last heartbeat an instance is taken for dead and its answers are taken over. */
   instanceHeartbeatTtlSeconds: number;
   /** How often each instance looks for answers left by dead ones. */
@@ -353,6 +355,12 @@ const specs: { [K in keyof Config]: VariableSpec<K> }[keyof Config][] = [
       if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw new BadValue(`${file} holds no PEM certificate`);
       return pem;
     },
+  },
+  {
+    name: 'UPSTREAM_ALLOWED_CIDRS', key: 'upstreamAllowedCidrs', defaultText: '(unset: public addresses only)',
+    description:
+      'Address blocks (comma-separated CIDR list) agent endpoints may reach besides public addresses. By default every upstream connection to loopback, private (10/8, 172.16/12, 192.168/16), link-local (169.254/16, the cloud metadata service), carrier-grade NAT (100.64/10), 0/8, `::1`, `fc00::/7`, `fe80::/10` or an IPv4-mapped form of these is refused at connect time, after our own DNS lookup. List an on-premises FastGPT or Dify here, e.g. `10.20.0.0/16`. The built-in simulated upstream (`MOCK_UPSTREAM`) is always allowed, on its own address and port only.',
+    parse: (raw) => cidrList(raw ?? ''),
   },
   {
     name: 'INSTANCE_HEARTBEAT_TTL_SECONDS', key: 'instanceHeartbeatTtlSeconds', defaultText: '5',

@@ -169,7 +169,7 @@ describe('the admin console', () => {
     await signIn(page, 'admin', ADMIN_PASSWORD);
     await page.goto('/admin/agents');
     const input = page.locator('[data-testid=import-agents]');
-    await input.setInputFiles({ name: 'agents.json', mimeType: 'application/json', buffer: Buffer.from(JSON.stringify({ agents: [{ id: 'imported', name: 'Imported agent', provider: 'openai', endpoint: 'http://127.0.0.1:9/v1/chat/completions', model: 'm' }] })) });
+    await input.setInputFiles({ name: 'agents.json', mimeType: 'application/json', buffer: Buffer.from(JSON.stringify({ agents: [{ id: 'imported', name: 'Imported agent', provider: 'openai', endpoint: 'https://llm.example.com/v1/chat/completions', model: 'm' }] })) });
     await page.getByRole('status').getByText('Imported 1 agents (1 new, 0 updated).').waitFor();
     await page.locator('[data-testid=admin-agents] tr[data-agent=imported]').waitFor();
     await input.setInputFiles({ name: 'agents.json', mimeType: 'application/json', buffer: Buffer.from('{ not json') });

@@ -200,7 +200,8 @@ describe.each(await backendNames())('chat on %s', (backendName) => {
       expect(res.statusCode).toBe(200);
       const error = events.find((e) => e.event === 'error');
       expect((error?.json as { code: string }).code).toBe('UPSTREAM_CONTEXT_LENGTH_EXCEEDED');
-      expect((error?.json as { message: string }).message).toContain('context_length_exceeded');
+      // A user gets the code's generic sentence; the provider's reason is for admins (issue 14, finding 3).
+      expect((error?.json as { message: string }).message).toBe('The conversation is too long for the model; start a new chat or shorten the message');
       expect((events.at(-1)?.json as { status: string }).status).toBe('error');
       const start = events[0]?.json as { sessionId: string };
       const stored = await c.t.app.inject({ method: 'GET', url: `/api/chat-sessions/${start.sessionId}`, headers: bearer(c.alice) });
