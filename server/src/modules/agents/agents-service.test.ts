@@ -15,7 +15,7 @@ import type { AgentInput } from './schema.js';
 import type { Actor } from './types.js';
 
 const SECRETS_KEY = 'service-test-secrets-key-that-is-long-enough-0123';
-const ADMIN: Actor = { userId: '00000000-0000-4000-8000-000000000001', username: 'root', role: 'admin', via: 'token', ip: '10.0.0.1' };
+const ADMIN: Actor = { userId: '00000000-0000-4000-8000-000000000001', username: 'root', role: 'admin', via: 'token', scopes: ['chat', 'admin', 'keys'], ip: '10.0.0.1' };
 const KEY = 'sk-service-test-primary-key-4f1c';
 
 function agentInput(id: string, extra: Partial<AgentInput> = {}): AgentInput {
