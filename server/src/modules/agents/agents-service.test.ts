@@ -215,11 +215,11 @@ describe.each(backends)('agents service on %s', (backendName) => {
   });
 
   describe('keys at rest', () => {
-    it('stores only v1 ciphertext, never the key', async () => {
+    it('stores only v2 ciphertext (with its key id), never the key', async () => {
       const agents = await startedService();
       await agents.create(agentInput('sealed'), ADMIN);
       const rows = await backend.database.db.selectFrom('agent_endpoints').select('api_key_encrypted').where('agent_id', '=', 'sealed').execute();
-      expect(rows[0]?.api_key_encrypted).toMatch(/^v1:[\w-]+:[\w-]+:[\w-]+$/);
+      expect(rows[0]?.api_key_encrypted).toMatch(/^v2:[\w-]+:[\w-]+:[\w-]+:[\w-]+$/);
       expect(JSON.stringify(rows)).not.toContain(KEY);
     });
 
