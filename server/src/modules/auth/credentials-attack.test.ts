@@ -345,6 +345,22 @@ describe.each(await backendNames())('credentials after a compromise, on %s', (ba
       expect(codeOf(bogus)).toBe('VALIDATION_FAILED');
     });
 
+    it("shows an agent's configuration (endpoint) to an admin's key only with the admin scope", async () => {
+      const agent = await t.app.inject({
+        method: 'POST',
+        url: '/api/agents',
+        headers: bearer(adminToken),
+        payload: { id: 'scoped-view', name: 'Scoped', provider: 'openai', endpoint: 'https://llm.example.com/v1/chat/completions', model: 'm' },
+      });
+      expect(agent.statusCode, agent.body).toBe(201);
+      const view = async (credential: string) => (await t.app.inject({ method: 'GET', url: '/api/agents/scoped-view', headers: bearer(credential) })).json<{ data: Record<string, unknown> }>().data;
+      expect(await view(adminToken)).toHaveProperty('endpoint');
+      expect(await view(await newKey(adminToken, { scopes: ['chat', 'admin'] }))).toHaveProperty('endpoint');
+      const chatView = await view(await newKey(adminToken));
+      expect(chatView).toMatchObject({ id: 'scoped-view' });
+      expect(chatView).not.toHaveProperty('endpoint');
+    });
+
     it('an admin scope does not outlive a demotion', async () => {
       const admin2 = await newUser('admin');
       const key = await newKey(admin2.token, { scopes: ['chat', 'admin'] });
