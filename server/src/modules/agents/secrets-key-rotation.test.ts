@@ -159,6 +159,11 @@ describe.each(await backendNames())('rotating SECRETS_KEY on %s', (backendName) 
     const after = await instance({ SECRETS_KEY: NEW_KEY });
     await validates(after, 'rotating', UPSTREAM_KEY);
     await validates(after, 'legacy', LEGACY_KEY);
+    // A user's chat turn too.
+    const from = upstream.seen.length;
+    const turn = await after.inject({ method: 'POST', url: '/api/chat/completions', headers: bearer(await login(after)), payload: { agentId: 'rotating', stream: false, messages: [{ role: 'user', content: 'after the rotation' }] } });
+    expect(turn.statusCode, turn.body).toBe(200);
+    expect(upstream.seen.slice(from)).toEqual([`Bearer ${UPSTREAM_KEY}`]);
     // And an instance left on the old key alone can no longer read them: the old key is really out of use.
     const stale = await instance({ SECRETS_KEY: OLD_KEY });
     const res = await stale.inject({ method: 'POST', url: '/api/agents/rotating/validate', headers: bearer(await login(stale)) });
