@@ -128,8 +128,8 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
   // Services.
   const audit = createAuditLog({ db: database.db, logger });
   const users = createUsersService({ db: database.db, state, audit, config, logger });
-  const auth = createAuthService({ db: database.db, state, audit, users, config, secrets, logger });
-  const apiKeys = createApiKeysService({ db: database.db, audit });
+  const apiKeys = createApiKeysService({ db: database.db, audit, defaultExpiryDays: config.apiKeyDefaultExpiryDays });
+  const auth = createAuthService({ db: database.db, state, audit, users, config, secrets, logger, apiKeys });
   const agents = createAgentsService({ database, state, providers, outbound, audit, config, secrets, logger });
   const breakers = createBreakerService({
     state,

@@ -16,7 +16,7 @@ import type { Actor } from './types.js';
 import { loopbackAllowed } from '../../test/providers.js';
 
 const SECRETS_KEY = 'service-test-secrets-key-that-is-long-enough-0123';
-const ADMIN: Actor = { userId: '00000000-0000-4000-8000-000000000001', username: 'root', role: 'admin', via: 'token', ip: '10.0.0.1' };
+const ADMIN: Actor = { userId: '00000000-0000-4000-8000-000000000001', username: 'root', role: 'admin', via: 'token', scopes: ['chat', 'admin', 'keys'], ip: '10.0.0.1' };
 const KEY = 'sk-service-test-primary-key-4f1c';
 
 function agentInput(id: string, extra: Partial<AgentInput> = {}): AgentInput {
@@ -217,11 +217,11 @@ describe.each(backends)('agents service on %s', (backendName) => {
   });
 
   describe('keys at rest', () => {
-    it('stores only v1 ciphertext, never the key', async () => {
+    it('stores only v2 ciphertext (with its key id), never the key', async () => {
       const agents = await startedService();
       await agents.create(agentInput('sealed'), ADMIN);
       const rows = await backend.database.db.selectFrom('agent_endpoints').select('api_key_encrypted').where('agent_id', '=', 'sealed').execute();
-      expect(rows[0]?.api_key_encrypted).toMatch(/^v1:[\w-]+:[\w-]+:[\w-]+$/);
+      expect(rows[0]?.api_key_encrypted).toMatch(/^v2:[\w-]+:[\w-]+:[\w-]+:[\w-]+$/);
       expect(JSON.stringify(rows)).not.toContain(KEY);
     });
 

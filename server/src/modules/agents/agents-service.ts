@@ -35,7 +35,7 @@ export interface AgentsServiceDeps {
   outbound: Pick<OutboundPolicy, 'literalRefusal'>;
   audit: Pick<AuditLog, 'record'>;
   config: Pick<Config, 'agentsConfigPath'>;
-  secrets: Pick<Secrets, 'secretsKey'>;
+  secrets: Pick<Secrets, 'secretsKey' | 'secretsKeyPrevious'>;
   logger: Logger;
   /** Environment for `${NAME}` placeholders in agents.json (default: process.env). */
   env?: Readonly<Record<string, string | undefined>>;
@@ -218,7 +218,7 @@ export function createAgentsService(deps: AgentsServiceDeps): AgentsService {
   const { database, state, providers, outbound, audit, config, logger } = deps;
   const db = database.db;
   const log = logger.child({ module: 'agents' });
-  const box: SecretBox = createSecretBox(deps.secrets.secretsKey);
+  const box: SecretBox = createSecretBox(deps.secrets.secretsKey, deps.secrets.secretsKeyPrevious);
   const env = deps.env ?? process.env;
   const reloadIntervalMs = deps.reloadIntervalMs ?? DEFAULT_RELOAD_MS;
 

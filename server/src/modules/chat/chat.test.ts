@@ -519,7 +519,8 @@ describe.each(await backendNames())('chat on %s', (backendName) => {
       const { SignJWT } = await import('jose');
       const claims = JSON.parse(Buffer.from(p ?? '', 'base64url').toString()) as Record<string, unknown>;
       const expired = await new SignJWT({ ...claims, exp: Math.floor(Date.now() / 1000) - 60 })
-        .setProtectedHeader({ alg: 'HS256' })
+        // The genuine header: its kid names the secret, so only the expiry is wrong.
+        .setProtectedHeader(JSON.parse(Buffer.from(h ?? '', 'base64url').toString()) as { alg: 'HS256'; kid: string })
         .sign(new TextEncoder().encode(c.t.config.jwtSecret));
       const res = await c.t.app.inject({ method: 'POST', url: '/api/chat/completions', headers: bearer(expired), payload });
       expect(res.statusCode).toBe(401);
