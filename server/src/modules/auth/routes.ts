@@ -5,6 +5,7 @@ import type { RouteOptions } from '../../app.js';
 import { AppError } from '../../errors.js';
 import { Envelope, ok } from '../../http/response.js';
 import { principalOf } from '../../plugins/authenticate.js';
+import { requireSameOrigin } from '../../plugins/same-origin.js';
 import type { Session } from './auth-service.js';
 import { actorOf, clientOf } from './request-context.js';
 import {
@@ -58,7 +59,7 @@ export const authRoutes: FastifyPluginAsyncTypebox<RouteOptions> = (app, { deps,
     return sessionBody(session);
   });
 
-  app.post('/refresh', { schema: { response: { 200: SessionResponse, ...Errors } } }, async (request, reply) => {
+  app.post('/refresh', { onRequest: requireSameOrigin, schema: { response: { 200: SessionResponse, ...Errors } } }, async (request, reply) => {
     const token = request.cookies[REFRESH_COOKIE];
     if (!token) throw new AppError('REFRESH_TOKEN_INVALID', 'No session cookie: sign in again');
     try {
@@ -71,7 +72,7 @@ export const authRoutes: FastifyPluginAsyncTypebox<RouteOptions> = (app, { deps,
     }
   });
 
-  app.post('/logout', { schema: { response: { 200: Done, ...Errors } } }, async (request, reply) => {
+  app.post('/logout', { onRequest: requireSameOrigin, schema: { response: { 200: Done, ...Errors } } }, async (request, reply) => {
     await auth.logout(request.cookies[REFRESH_COOKIE], clientOf(request));
     clearRefreshCookie(reply);
     return ok({ done: true as const });
