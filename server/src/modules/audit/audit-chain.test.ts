@@ -111,8 +111,9 @@ describe.each(await backendNames())('the audit chain on %s', (backendName) => {
     });
 
     it('never forks the chain: 60 concurrent entries take 60 consecutive positions', async () => {
-      const instances = [createAuditLog({ db: backend.database.db, logger: quiet }), createAuditLog({ db: (second ?? backend.database).db, logger: quiet })];
-      await Promise.all(Array.from({ length: 60 }, (_, i) => instances[i % 2]?.record({ action: 'test.concurrent', detail: { i, text: '中文 ✓' } })));
+      const one = createAuditLog({ db: backend.database.db, logger: quiet });
+      const other = createAuditLog({ db: (second ?? backend.database).db, logger: quiet });
+      await Promise.all(Array.from({ length: 60 }, (_, i) => (i % 2 === 0 ? one : other).record({ action: 'test.concurrent', detail: { i, text: '中文 ✓' } })));
       const report = await verifyAuditChain(backend.database.db);
       expect(report.problems).toEqual([]);
       expect(report.entries).toBe(60);
@@ -163,7 +164,7 @@ describe.each(await backendNames())('the audit chain on %s', (backendName) => {
 
     it('finds a deleted entry and says between which entries it was', async () => {
       await freshChain();
-      await tamper(backend.database, sql`DELETE FROM audit_log WHERE id = ${entryIds[2] as number}`);
+      await tamper(backend.database, sql`DELETE FROM audit_log WHERE id = ${entryIds[2]}`);
       const report = await verifyAuditChain(backend.database.db);
       expect(report.problems).toEqual([expect.objectContaining({ kind: 'deleted', id: entryIds[3], seq: 4 })]);
       expect(report.problems[0]?.message).toBe(`entry 3 is missing (deleted) between id ${entryIds[1]} and id ${entryIds[3]}`);
@@ -171,7 +172,7 @@ describe.each(await backendNames())('the audit chain on %s', (backendName) => {
 
     it('finds entries cut from the end, against the head', async () => {
       await freshChain();
-      await tamper(backend.database, sql`DELETE FROM audit_log WHERE id >= ${entryIds[6] as number}`);
+      await tamper(backend.database, sql`DELETE FROM audit_log WHERE id >= ${entryIds[6]}`);
       const report = await verifyAuditChain(backend.database.db);
       expect(report.problems).toEqual([expect.objectContaining({ kind: 'truncated', seq: 7 })]);
       expect(report.problems[0]?.message).toContain('entries 7–8 are missing');
