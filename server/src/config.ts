@@ -193,7 +193,7 @@ function secret(raw: string | undefined, env: Record<string, string | undefined>
 const specs: { [K in keyof Config]: VariableSpec<K> }[keyof Config][] = [
   {
     name: 'NODE_ENV', key: 'nodeEnv', defaultText: 'development',
-    description: '`development`, `production` or `test`. `production` makes the refresh cookie `Secure` by default.',
+    description: '`development`, `production` or `test`. `production` makes the refresh cookie `Secure` by default (see COOKIE_SECURE) and sends HSTS.',
     parse: (raw) => {
       const v = optionalString(raw) ?? 'development';
       if (v !== 'development' && v !== 'production' && v !== 'test') throw new BadValue(`must be development, production or test, got "${v}"`);
