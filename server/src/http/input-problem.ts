@@ -9,13 +9,20 @@ export const MAX_INPUT_DEPTH = 64;
 const NUL = 'must not contain the NUL character (U+0000)';
 const LONE_SURROGATE = 'must be well-formed Unicode (a lone UTF-16 surrogate such as \\ud83d is not a character)';
 
-/** With the u flag a paired surrogate is one code point, so only a lone one matches. */
-const LONE_SURROGATE_RE = /\p{Cs}/u;
+/**
+ * ES2024's String.prototype.isWellFormed (Node 20 and later; the project's
+ * TypeScript lib is ES2023): false when the string holds a lone surrogate.
+ * Native, and free on one-byte strings; a /\p{Cs}/u test costs about 6× as
+ * much on text with CJK characters, and every chat message passes here.
+ */
+function wellFormed(value: string): boolean {
+  return (value as string & { isWellFormed(): boolean }).isWellFormed();
+}
 
 /** Why PostgreSQL could not store a string (in text or jsonb), or undefined when it can. */
 function textProblem(value: string): string | undefined {
   if (value.includes('\u0000')) return NUL;
-  if (LONE_SURROGATE_RE.test(value)) return LONE_SURROGATE;
+  if (!wellFormed(value)) return LONE_SURROGATE;
   return undefined;
 }
 
