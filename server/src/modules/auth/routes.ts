@@ -30,10 +30,7 @@ const COOKIE_PATH = '/api/auth';
 /** /api/auth: sign-in, sessions, the caller's profile and their personal API keys. */
 export const authRoutes: FastifyPluginAsyncTypebox<RouteOptions> = (app, { deps, guards }) => {
   const { auth, apiKeys, config } = deps;
-  // Tokens, keys and profiles must not sit in shared or browser caches.
-  app.addHook('onSend', async (_request, reply) => {
-    void reply.header('cache-control', 'no-store');
-  });
+  // Tokens, keys and profiles must not sit in shared or browser caches: every answer already says no-store (http/security-headers.ts).
 
   function setRefreshCookie(reply: FastifyReply, session: Session): void {
     void reply.setCookie(REFRESH_COOKIE, session.refreshToken, {
