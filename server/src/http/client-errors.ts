@@ -76,8 +76,13 @@ function refusal(code: string | undefined): { status: number; code: ErrorCode; m
  */
 export function clientErrorHandler(headerLines: string): (err: NodeJS.ErrnoException, socket: Socket) => void {
   return (err, socket) => {
-    // A reset connection is gone; a socket already answered (the parser may fail again on what follows) needs nothing more.
-    if (err.code === 'ECONNRESET' || socket.destroyed || !socket.writable || lingering.has(socket)) return;
+    // A socket already answered (the parser may fail again on what follows) closes on its own, soon.
+    if (lingering.has(socket)) return;
+    // A reset connection, or one that can take no answer, is only closed: the handler owns the socket.
+    if (err.code === 'ECONNRESET' || socket.destroyed || !socket.writable) {
+      socket.destroy();
+      return;
+    }
     lingering.add(socket);
     const { status, code, message } = refusal(err.code);
     const body = JSON.stringify({ error: { code, message, requestId: crypto.randomUUID() } } satisfies ErrorBody);
