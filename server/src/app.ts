@@ -5,7 +5,8 @@ import { upstreamTimeouts, type Config } from './config.js';
 import { createDatabase, type DatabaseHandle } from './db/database.js';
 import { migrateToLatest } from './db/migrate.js';
 import type { ErrorBody } from './errors.js';
-import { registerSecurityHeaders } from './http/security-headers.js';
+import { clientErrorHandler } from './http/client-errors.js';
+import { headerLines, registerSecurityHeaders, responseHeaders } from './http/security-headers.js';
 import { createLogger } from './logger.js';
 import { createAgentsService, type AgentsService } from './modules/agents/agents-service.js';
 import { agentRoutes } from './modules/agents/routes.js';
@@ -163,6 +164,7 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
 
   // HTTP.
   const httpLogger: FastifyBaseLogger = options.logRequests === false ? logger.child({}, { level: 'warn' }) : logger;
+  const headers = responseHeaders({ production: config.nodeEnv === 'production' });
   const app: FastifyInstance = Fastify({
     loggerInstance: httpLogger,
     bodyLimit: config.bodyLimitBytes,
@@ -171,6 +173,8 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
     genReqId: () => crypto.randomUUID(),
     requestIdHeader: 'x-request-id',
     forceCloseConnections: 'idle',
+    // What Node's HTTP parser refuses (a byte over 0x7f in the request line, …) gets our envelope and `Connection: close` too.
+    clientErrorHandler: clientErrorHandler(headerLines(headers)),
     // A malformed URL or a path parameter longer than the router takes (maxParamLength, 100) is refused by
     // the router before any route runs; answer it in our envelope too, not Fastify's.
     frameworkErrors: (error, request, reply) => {
@@ -186,7 +190,7 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
   registerErrorHandler(app, { pageFallback: (request, reply) => pageFallback?.(request, reply) });
   registerLoadShedding(app, pressure, config.shedRetryAfterSeconds);
   if (!options.pressureSource) pressure.start();
-  registerSecurityHeaders(app, { contentSecurityPolicy: false, crossOriginEmbedderPolicy: false });
+  registerSecurityHeaders(app, headers);
   await app.register(cookie);
   app.addHook('onSend', async (request, reply) => {
     reply.header('x-request-id', request.id);

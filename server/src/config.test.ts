@@ -99,6 +99,14 @@ describe('config', () => {
     expect(() => loadConfig({ ...real, WORKERS: '2', MOCK_UPSTREAM: 'perhaps' })).toThrow(/^(?![\s\S]*WORKERS)[\s\S]*MOCK_UPSTREAM must be true or false/);
   });
 
+  it('refuses COOKIE_SECURE=false in production unless COOKIE_INSECURE_FORCE says so', () => {
+    expect(loadConfig({ NODE_ENV: 'production' }).cookieSecure).toBe(true);
+    expect(() => loadConfig({ NODE_ENV: 'production', COOKIE_SECURE: 'false' })).toThrow(/COOKIE_SECURE is false with NODE_ENV=production[\s\S]*COOKIE_INSECURE_FORCE=true/);
+    expect(loadConfig({ NODE_ENV: 'production', COOKIE_SECURE: 'false', COOKIE_INSECURE_FORCE: 'true' }).cookieSecure).toBe(false);
+    expect(loadConfig({ NODE_ENV: 'development', COOKIE_SECURE: 'false' }).cookieSecure).toBe(false);
+    expect(() => loadConfig({ COOKIE_INSECURE_FORCE: 'maybe' })).toThrow(/COOKIE_INSECURE_FORCE must be true or false/);
+  });
+
   it('documents every variable in the README table', () => {
     const table = configTable();
     for (const name of ['PORT', 'DATABASE_URL', 'DATABASE_READ_URL', 'REDIS_URL', 'JWT_SECRET', 'ADMIN_USERNAME', 'ADMIN_PASSWORD', 'AGENTS_CONFIG_PATH', 'OPEN_REGISTRATION']) {

@@ -44,6 +44,8 @@ export interface Config {
   apiKeyDefaultExpiryDays: number;
   refreshTokenTtlSeconds: number;
   cookieSecure: boolean;
+  /** COOKIE_SECURE=false was forced in production. */
+  cookieInsecureForced: boolean;
   adminUsername: string | undefined;
   adminPassword: string | undefined;
   agentsConfigPath: string | undefined;
@@ -204,7 +206,7 @@ function secret(raw: string | undefined, env: Record<string, string | undefined>
 const specs: { [K in keyof Config]: VariableSpec<K> }[keyof Config][] = [
   {
     name: 'NODE_ENV', key: 'nodeEnv', defaultText: 'development',
-    description: '`development`, `production` or `test`. `production` makes the refresh cookie `Secure` by default.',
+    description: '`development`, `production` or `test`. `production` makes the refresh cookie `Secure` by default (see COOKIE_SECURE) and sends HSTS.',
     parse: (raw) => {
       const v = optionalString(raw) ?? 'development';
       if (v !== 'development' && v !== 'production' && v !== 'test') throw new BadValue(`must be development, production or test, got "${v}"`);
@@ -348,8 +350,20 @@ const specs: { [K in keyof Config]: VariableSpec<K> }[keyof Config][] = [
   { name: 'REFRESH_TOKEN_TTL', key: 'refreshTokenTtlSeconds', defaultText: '2592000', description: 'Refresh-token lifetime in seconds (30 days).', parse: integer(300, 31_536_000, 2_592_000) },
   {
     name: 'COOKIE_SECURE', key: 'cookieSecure', defaultText: 'true in production, else false',
-    description: 'Mark the refresh cookie `Secure` (HTTPS only).',
-    parse: (raw, env) => boolean(optionalString(env.NODE_ENV) === 'production')(raw),
+    description: 'Mark the refresh cookie `Secure` (HTTPS only). `false` with `NODE_ENV=production` stops the server at start unless `COOKIE_INSECURE_FORCE=true`.',
+    parse: (raw, env) => {
+      const production = optionalString(env.NODE_ENV) === 'production';
+      const secure = boolean(production)(raw);
+      if (production && !secure && !isTrue(env.COOKIE_INSECURE_FORCE)) {
+        throw new BadValue('is false with NODE_ENV=production: the refresh cookie would travel over plain HTTP. Serve HTTPS, or set COOKIE_INSECURE_FORCE=true if this deployment must run without it');
+      }
+      return secure;
+    },
+  },
+  {
+    name: 'COOKIE_INSECURE_FORCE', key: 'cookieInsecureForced', defaultText: 'false',
+    description: 'Allow `COOKIE_SECURE=false` with `NODE_ENV=production` (a plain-HTTP deployment; the refresh cookie can then be read on the network). Logged as a warning at start.',
+    parse: (raw) => boolean(false)(raw),
   },
   {
     name: 'ADMIN_USERNAME', key: 'adminUsername', defaultText: 'admin',

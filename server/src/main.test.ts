@@ -89,6 +89,18 @@ describe('a bad configuration', () => {
     expect(code).toBe(78);
     expect(stderr).toContain('PORT must be an integer');
   });
+
+  it.skipIf(!fs.existsSync(mainJs))('refuses to start in production with an insecure refresh cookie unless forced', async () => {
+    const child = spawn(process.execPath, [mainJs], {
+      env: { PATH: process.env.PATH, NODE_ENV: 'production', COOKIE_SECURE: 'false', DATA_DIR: os.tmpdir(), PORT: '0' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+    expect(code).toBe(78);
+    expect(stderr).toContain('COOKIE_SECURE is false with NODE_ENV=production');
+  });
 });
 
 /** Pids of a process's direct children, from /proc (Linux). */

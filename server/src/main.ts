@@ -148,6 +148,9 @@ async function serve(config: Config, logger: Logger): Promise<void> {
     const address = await app.listen({ host: config.host, port: config.port, backlog, ...(sockets > 1 ? { reusePort: true } : {}) });
     await addAcceptors(app.server, sockets - 1, backlog);
     logger.info({ address, database: app.deps.database.kind, sharedState: app.deps.state.kind }, 'LLMChat is listening');
+    if (config.nodeEnv === 'production' && !config.cookieSecure) {
+      logger.warn('COOKIE_SECURE=false was forced in production (COOKIE_INSECURE_FORCE=true): the refresh cookie travels over plain HTTP');
+    }
     const short = descriptorWarning(readDescriptors(), config.upstreamConnections);
     if (short) {
       logger.warn(

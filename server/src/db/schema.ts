@@ -182,6 +182,17 @@ export interface AuditLogTable {
   success: Generated<boolean>;
   ip: string | null;
   detail: NullableJson<Record<string, unknown>>;
+  /** Position in the hash chain (modules/audit/audit-chain.ts): 1, 2, 3, … without gaps. Written only by the chained insert. */
+  chain_seq: ColumnType<number, never, never>;
+  prev_hash: ColumnType<string, never, never>;
+  hash: ColumnType<string, never, never>;
+}
+
+/** The last entry of the audit chain: one row, id 1. */
+export interface AuditChainHeadTable {
+  id: number;
+  seq: number;
+  hash: string;
 }
 
 export interface UpstreamFailuresTable {
@@ -221,6 +232,7 @@ export interface Database {
   messages: MessagesTable;
   feedback: FeedbackTable;
   audit_log: AuditLogTable;
+  audit_chain_head: AuditChainHeadTable;
   upstream_failures: UpstreamFailuresTable;
   idempotency_keys: IdempotencyKeysTable;
 }

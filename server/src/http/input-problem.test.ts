@@ -11,6 +11,14 @@ describe('inputProblem', () => {
     expect(inputProblem('\u0000')).toEqual({ pointer: '', message: nul });
   });
 
+  it('finds lone UTF-16 surrogates in strings and keys, which PostgreSQL cannot store, and keeps paired ones', () => {
+    const lone = 'must be well-formed Unicode (a lone UTF-16 surrogate such as \\ud83d is not a character)';
+    expect(inputProblem({ variables: { name: 'a\ud83d' } })).toEqual({ pointer: '/variables/name', message: lone });
+    expect(inputProblem({ capabilities: ['ok', '\ude00'] })).toEqual({ pointer: '/capabilities/1', message: lone });
+    expect(inputProblem({ v: { 'k\ud800': 1 } })).toEqual({ pointer: '/v/k\ud800', message: lone });
+    expect(inputProblem({ emoji: '\ud83d\ude00 中文' })).toBeUndefined();
+  });
+
   it('refuses nesting past the limit without recursing, however deep', () => {
     const deep = JSON.parse(`{"v":${'['.repeat(200_000)}${']'.repeat(200_000)}}`) as unknown;
     expect(inputProblem(deep)?.message).toBe(`must not nest more than ${MAX_INPUT_DEPTH} levels deep`);

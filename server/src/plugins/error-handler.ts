@@ -1,6 +1,7 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { isDatabaseUnavailable } from '../db/unavailable.js';
 import { AppError, type ErrorBody, type ErrorCode } from '../errors.js';
+import { lingerOnClose } from '../http/client-errors.js';
 
 /** Maps Fastify's own error codes to ours. */
 const FASTIFY_CODES: Record<string, ErrorCode> = {
@@ -45,6 +46,11 @@ export function registerErrorHandler(app: FastifyInstance, options: { pageFallba
     const mapped = fastifyErr.code ? FASTIFY_CODES[fastifyErr.code] : undefined;
     if (mapped) {
       const status = fastifyErr.statusCode ?? 400;
+      if (mapped === 'PAYLOAD_TOO_LARGE') {
+        // The client may still be sending the body: close without a reset that could destroy this answer unread.
+        void reply.header('connection', 'close');
+        lingerOnClose(request.raw.socket);
+      }
       return reply.status(status).send({ error: { code: mapped, message: fastifyErr.message, requestId } } satisfies ErrorBody);
     }
     if (fastifyErr.statusCode && fastifyErr.statusCode >= 400 && fastifyErr.statusCode < 500) {

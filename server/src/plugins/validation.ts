@@ -34,7 +34,35 @@ function declaresDefaults(schema: unknown): boolean {
   return Object.entries(schema).some(([key, value]) => key === 'default' || declaresDefaults(value));
 }
 
-export const validatorCompiler: FastifySchemaCompiler<TSchema> = ({ schema, httpPart }) => {
+/**
+ * Where a request schema declares a number without both bounds, as JSON
+ * pointers into the schema. Unbounded, a query string such as
+ * `before=100000000000000000000000` converts to 1e23, passes as an
+ * integer and reaches the database out of range; every number the API
+ * takes states its range instead.
+ */
+export function unboundedNumbers(schema: unknown, at = ''): string[] {
+  if (Array.isArray(schema)) return schema.flatMap((s, i) => unboundedNumbers(s, `${at}/${i}`));
+  if (typeof schema !== 'object' || schema === null) return [];
+  const node = schema as Record<string, unknown>;
+  const found: string[] = [];
+  if (node.type === 'integer' || node.type === 'number') {
+    const low = typeof node.minimum === 'number' || typeof node.exclusiveMinimum === 'number';
+    const high = typeof node.maximum === 'number' || typeof node.exclusiveMaximum === 'number';
+    if (!low || !high) found.push(at || '/');
+  }
+  for (const [key, value] of Object.entries(node)) {
+    if (typeof value === 'object' && value !== null) found.push(...unboundedNumbers(value, `${at}/${key}`));
+  }
+  return found;
+}
+
+export const validatorCompiler: FastifySchemaCompiler<TSchema> = ({ schema, httpPart, method, url }) => {
+  const unbounded = unboundedNumbers(schema);
+  if (unbounded.length > 0) {
+    // At start, not per request: a route that takes an unbounded number does not boot.
+    throw new Error(`${method} ${url}: the ${httpPart ?? 'request'} schema declares a number without minimum and maximum at ${unbounded.join(', ')}`);
+  }
   const check = TypeCompiler.Compile(schema);
   const convert = httpPart !== 'body';
   const defaults = declaresDefaults(schema);

@@ -47,9 +47,6 @@ export const agentRoutes: FastifyPluginAsyncTypebox<RouteOptions> = (app, { deps
   const { agents } = deps;
   const user = { onRequest: guards.requireUser };
   const admin = { onRequest: guards.requireAdmin };
-  app.addHook('onSend', async (_request, reply) => {
-    void reply.header('cache-control', 'no-store');
-  });
 
   // ---- signed-in users ----
 

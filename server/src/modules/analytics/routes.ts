@@ -40,9 +40,6 @@ async function probe(kind: string, ping: () => Promise<number>): Promise<{ ok: b
 /** /api/admin/usage and /api/admin/system: figures for the admin console, admins only. */
 export const analyticsRoutes: FastifyPluginAsyncTypebox<RouteOptions> = (app, { deps, guards }) => {
   app.addHook('onRequest', guards.requireAdmin);
-  app.addHook('onSend', async (_request, reply) => {
-    void reply.header('cache-control', 'no-store');
-  });
 
   app.get('/usage', { schema: { querystring: UsageQuery, response: { 200: Envelope(UsageReport), ...Errors } } }, async (request) => {
     const bucket = request.query.bucket ?? 'day';

@@ -1,6 +1,7 @@
 import pino from 'pino';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { migrateToLatest } from '../../db/migrate.js';
+import { emptyAuditLog } from '../../test/audit-reset.js';
 import { backendNames, createBackend, type Backend } from '../../test/backends.js';
 import { createAuditLog, scrubDetail, type AuditLog } from './audit-log.js';
 
@@ -46,7 +47,7 @@ describe.each(await backendNames())('audit log on %s', (backendName) => {
     await backend.dispose();
   });
   beforeEach(async () => {
-    await backend.database.db.deleteFrom('audit_log').execute();
+    await emptyAuditLog(backend.database.db);
     warnings.length = 0;
   });
 

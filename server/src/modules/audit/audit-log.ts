@@ -1,6 +1,7 @@
 import { sql, type Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import type { AuditLogRow, Database } from '../../db/schema.js';
+import { appendEntry } from './audit-chain.js';
 
 /** Who did something, as recorded in the audit log. */
 export interface Actor {
@@ -134,19 +135,17 @@ export function createAuditLog({ db, logger }: { db: Kysely<Database>; logger: L
     async record(entry) {
       try {
         const detail = entry.detail ? (scrubDetail(entry.detail) as Record<string, unknown>) : null;
-        await db
-          .insertInto('audit_log')
-          .values({
-            actor_id: entry.actorId && UUID.test(entry.actorId) ? entry.actorId : null,
-            actor_username: clip(entry.actorUsername),
-            action: entry.action,
-            target_type: clip(entry.targetType),
-            target_id: clip(entry.targetId),
-            success: entry.success ?? true,
-            ip: clip(entry.ip, 100),
-            detail: detail ? JSON.stringify(detail) : null,
-          })
-          .execute();
+        // Appended to the hash chain, never inserted beside it (audit-chain.ts).
+        await appendEntry(db, {
+          actorId: entry.actorId && UUID.test(entry.actorId) ? entry.actorId : null,
+          actorUsername: clip(entry.actorUsername),
+          action: entry.action,
+          targetType: clip(entry.targetType),
+          targetId: clip(entry.targetId),
+          success: entry.success ?? true,
+          ip: clip(entry.ip, 100),
+          detail: detail ? JSON.stringify(detail) : null,
+        });
       } catch (err) {
         logger.warn({ err: err instanceof Error ? err.message : String(err), action: entry.action }, 'audit log write failed');
       }

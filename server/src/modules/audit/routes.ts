@@ -23,9 +23,6 @@ function filterOf(query: { action?: string | undefined; actor?: string | undefin
 export const auditRoutes: FastifyPluginAsyncTypebox<RouteOptions> = (app, { deps, guards }) => {
   const { audit } = deps;
   app.addHook('onRequest', guards.requireAdmin);
-  app.addHook('onSend', async (_request, reply) => {
-    void reply.header('cache-control', 'no-store');
-  });
 
   app.get('/', { schema: { querystring: AuditListQuery, response: { 200: Envelope(AuditPageSchema), ...Errors } } }, async (request) => {
     const { limit, before } = request.query;

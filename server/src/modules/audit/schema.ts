@@ -1,4 +1,5 @@
 import { Type } from '@sinclair/typebox';
+import { MAX_ROW_ID } from '../../http/bounds.js';
 
 /** Request and response schemas of /api/admin/audit. */
 
@@ -13,7 +14,7 @@ export const AuditListQuery = Type.Object(
   {
     ...filters,
     limit: Type.Integer({ minimum: 1, maximum: 200, default: 50 }),
-    before: Type.Optional(Type.Integer({ minimum: 1, description: 'Cursor: nextCursor of the previous page' })),
+    before: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_ROW_ID, description: 'Cursor: nextCursor of the previous page' })),
   },
   { additionalProperties: false },
 );

@@ -5,6 +5,7 @@ import type { RouteOptions } from '../../app.js';
 import { AppError } from '../../errors.js';
 import { Envelope, ok } from '../../http/response.js';
 import { principalOf } from '../../plugins/authenticate.js';
+import { requireSameOrigin } from '../../plugins/same-origin.js';
 import type { Session } from './auth-service.js';
 import { actorOf, clientOf } from './request-context.js';
 import {
@@ -30,10 +31,7 @@ const COOKIE_PATH = '/api/auth';
 /** /api/auth: sign-in, sessions, the caller's profile and their personal API keys. */
 export const authRoutes: FastifyPluginAsyncTypebox<RouteOptions> = (app, { deps, guards }) => {
   const { auth, apiKeys, config } = deps;
-  // Tokens, keys and profiles must not sit in shared or browser caches.
-  app.addHook('onSend', async (_request, reply) => {
-    void reply.header('cache-control', 'no-store');
-  });
+  // Tokens, keys and profiles must not sit in shared or browser caches: every answer already says no-store (http/security-headers.ts).
 
   function setRefreshCookie(reply: FastifyReply, session: Session): void {
     void reply.setCookie(REFRESH_COOKIE, session.refreshToken, {
@@ -59,7 +57,7 @@ export const authRoutes: FastifyPluginAsyncTypebox<RouteOptions> = (app, { deps,
     return sessionBody(session);
   });
 
-  app.post('/refresh', { schema: { response: { 200: SessionResponse, ...Errors } } }, async (request, reply) => {
+  app.post('/refresh', { onRequest: requireSameOrigin, schema: { response: { 200: SessionResponse, ...Errors } } }, async (request, reply) => {
     const token = request.cookies[REFRESH_COOKIE];
     if (!token) throw new AppError('REFRESH_TOKEN_INVALID', 'No session cookie: sign in again');
     try {
@@ -72,7 +70,7 @@ export const authRoutes: FastifyPluginAsyncTypebox<RouteOptions> = (app, { deps,
     }
   });
 
-  app.post('/logout', { schema: { response: { 200: Done, ...Errors } } }, async (request, reply) => {
+  app.post('/logout', { onRequest: requireSameOrigin, schema: { response: { 200: Done, ...Errors } } }, async (request, reply) => {
     await auth.logout(request.cookies[REFRESH_COOKIE], clientOf(request));
     clearRefreshCookie(reply);
     return ok({ done: true as const });

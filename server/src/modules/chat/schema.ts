@@ -1,4 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox';
+import { MAX_EPOCH_MS, MAX_EVENT_ID, MAX_ROW_ID } from '../../http/bounds.js';
 
 /** Request and response schemas of the chat routes. Limits live here, once. */
 
@@ -24,7 +25,7 @@ export const ChatMessageInput = Type.Object(
     role: Type.Union([Type.Literal('user'), Type.Literal('assistant'), Type.Literal('system')]),
     content: Type.Union([Type.String({ minLength: 1, maxLength: LIMITS.messageChars }), Type.Array(ContentPart, { minItems: 1, maxItems: 50 })]),
     id: Type.Optional(Type.String({ maxLength: 128 })),
-    timestamp: Type.Optional(Type.Union([Type.String({ maxLength: 64 }), Type.Number()])),
+    timestamp: Type.Optional(Type.Union([Type.String({ maxLength: 64 }), Type.Number({ minimum: -MAX_EPOCH_MS, maximum: MAX_EPOCH_MS })])),
     metadata: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
   },
   { additionalProperties: false },
@@ -127,7 +128,7 @@ export const SessionParams = Type.Object({ id: Uuid }, { additionalProperties: f
 export const SessionMessagesQuery = Type.Object(
   {
     limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500 })),
-    before: Type.Optional(Type.Integer({ minimum: 1, description: 'Page backwards: messages with seq below this' })),
+    before: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_ROW_ID, description: 'Page backwards: messages with seq below this' })),
   },
   { additionalProperties: false },
 );
@@ -139,4 +140,4 @@ export const SearchQuery = Type.Object(
   { additionalProperties: false },
 );
 
-export const ResumeQuery = Type.Object({ messageId: Uuid, lastEventId: Type.Optional(Type.Integer({ minimum: 0 })) }, { additionalProperties: false });
+export const ResumeQuery = Type.Object({ messageId: Uuid, lastEventId: Type.Optional(Type.Integer({ minimum: 0, maximum: MAX_EVENT_ID, description: 'Replay the events after this id' })) }, { additionalProperties: false });

@@ -1,5 +1,7 @@
 import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { FastifyReply } from 'fastify';
+import { AppError } from '../../errors.js';
+import { MAX_EVENT_ID } from '../../http/bounds.js';
 import type { TurnEvent } from '../../shared-state/shared-state.js';
 import type { Generation, GenerationEvent } from './generation.js';
 
@@ -50,12 +52,21 @@ export function formatEvent(turnId: string, event: TurnEvent): string {
   return `id: ${turnId}:${event.id}\nevent: ${event.event}\ndata: ${event.data}\n\n`;
 }
 
-/** Parses a `Last-Event-ID` of the form `<turnId>:<n>`. */
+/**
+ * Parses a `Last-Event-ID` of the form `<turnId>:<n>`; undefined when there
+ * is none. Anything else is refused rather than ignored, and so is an event
+ * id past MAX_EVENT_ID: above 2^53 a JavaScript number rounds, and a
+ * replay positioned there would never send `end`.
+ */
 export function parseLastEventId(value: string | undefined): { turnId: string; afterId: number } | undefined {
-  if (!value) return undefined;
-  const m = /^([0-9a-f-]{36}):(\d{1,9})$/i.exec(value.trim());
-  if (!m?.[1] || !m[2]) return undefined;
-  return { turnId: m[1].toLowerCase(), afterId: Number(m[2]) };
+  const text = value?.trim();
+  if (!text) return undefined;
+  const m = /^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}):(\d{1,10})$/i.exec(text);
+  const afterId = Number(m?.[2]);
+  if (!m?.[1] || !(afterId <= MAX_EVENT_ID)) {
+    throw new AppError('VALIDATION_FAILED', `Last-Event-ID must be <message id>:<event id>, with an event id from 0 to ${MAX_EVENT_ID}`, [{ path: '/last-event-id', message: `must be <message id>:<0..${MAX_EVENT_ID}>` }]);
+  }
+  return { turnId: m[1].toLowerCase(), afterId };
 }
 
 /**

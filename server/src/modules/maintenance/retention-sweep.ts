@@ -29,7 +29,11 @@ const DAY_MS = 86_400_000;
 /**
  * The retention tasks of this server: idempotency keys past their TTL (a
  * repeat after it starts a new turn anyway) and failed upstream attempts
- * older than the retention period (0 keeps them for ever).
+ * older than the retention period (0 keeps them for ever). The audit log is
+ * not swept: it is an append-only hash chain whose table refuses DELETE
+ * (modules/audit/audit-chain.ts). Trimming it would need a checkpoint row
+ * holding the last removed entry's position and hash, written in the same
+ * transaction, for verification to start from.
  */
 export function retentionTasks(deps: {
   idempotencyKeys: Pick<IdempotencyStore, 'deleteExpired'>;

@@ -12,9 +12,6 @@ const UserResponse = { 200: Envelope(UserViewSchema), ...Errors };
 export const userAdminRoutes: FastifyPluginAsyncTypebox<RouteOptions> = (app, { deps, guards }) => {
   const { users } = deps;
   app.addHook('onRequest', guards.requireAdmin);
-  app.addHook('onSend', async (_request, reply) => {
-    void reply.header('cache-control', 'no-store');
-  });
 
   app.get('/', { schema: { querystring: ListUsersQuery, response: { 200: Envelope(UserPageSchema), ...Errors } } }, async (request) => {
     return ok(await users.list(request.query));

@@ -10,6 +10,7 @@ import { backendNames, createBackend, type Backend } from '../../test/backends.j
 import { createAuditLog } from '../audit/audit-log.js';
 import { verifyPassword } from '../auth/password.js';
 import { createUsersService, INITIAL_ADMIN_PASSWORD_FILE, type UsersService } from './users-service.js';
+import { emptyAuditLog } from '../../test/audit-reset.js';
 
 const actor = { id: '00000000-0000-4000-8000-000000000001', username: 'test-admin' };
 
@@ -48,7 +49,7 @@ describe.each(await backendNames())('users service on %s', (backendName) => {
   // Every test starts from an empty account table and an empty data directory.
   beforeEach(async () => {
     await backend.database.db.deleteFrom('users').execute();
-    await backend.database.db.deleteFrom('audit_log').execute();
+    await emptyAuditLog(backend.database.db);
     dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'llmchat-users-'));
   });
   afterEach(() => {
