@@ -240,6 +240,12 @@ describe('the admin console', () => {
     await budget.getByText('Unlimited').waitFor();
     await expectNoSeriousViolations(own, 'profile with token budget');
     await screenshot(own, 'profile-token-budget');
+
+    // In the chat, the refusal says what it is, not an error code.
+    await own.goto('/');
+    await own.locator('#chat-input').fill('one more');
+    await own.keyboard.press('Enter');
+    await own.getByRole('alert').getByText('Your token budget is used up. Your profile shows when it starts again.').waitFor();
   });
 
   it('filters the audit log and exports it as CSV, in both themes without serious axe violations', async () => {

@@ -95,6 +95,7 @@ export const en = {
   'chat.interactiveForm': 'Fill in the form',
   'chat.codeCopy': 'Copy code',
   'chat.errorIn': 'The answer failed: {message}',
+  'chat.quotaExceeded': 'Your token budget is used up. Your profile shows when it starts again.',
   'chat.emptyAnswer': '(empty answer)',
 
   'shortcuts.title': 'Keyboard shortcuts',

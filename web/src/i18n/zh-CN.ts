@@ -97,6 +97,7 @@ export const zhCN: Record<MessageKey, string> = {
   'chat.interactiveForm': '请填写表单',
   'chat.codeCopy': '复制代码',
   'chat.errorIn': '回答失败：{message}',
+  'chat.quotaExceeded': '你的 Token 额度已用完。个人资料页显示额度何时重置。',
   'chat.emptyAnswer': '（空回答）',
 
   'shortcuts.title': '键盘快捷键',
