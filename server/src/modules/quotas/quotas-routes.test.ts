@@ -104,6 +104,15 @@ describe.each(await backendNames())('token quotas and budgets on %s', (backendNa
       expect(res.headers['x-ratelimit-remaining']).toBe('0');
       expect(Number(res.headers['x-ratelimit-reset'])).toBe(Math.ceil(Date.UTC(new Date(after).getUTCFullYear(), new Date(after).getUTCMonth(), new Date(after).getUTCDate() + 1) / 1000));
     }
+    // Neither regenerating the answer nor a personal API key gets around it.
+    const chatId = first.json<{ data: { chatId: string } }>().data.chatId;
+    const regenerate = await t.app.inject({ method: 'POST', url: `/api/chat/history/${chatId}/retry`, headers: bearer(token), payload: {} });
+    expect(regenerate.statusCode, regenerate.body).toBe(429);
+    expect(regenerate.json<{ error: { code: string } }>().error.code).toBe('QUOTA_EXCEEDED');
+    const key = await t.app.inject({ method: 'POST', url: '/api/auth/api-keys', headers: bearer(token), payload: { name: 'script' } });
+    expect(key.statusCode, key.body).toBe(201);
+    const viaKey = await t.app.inject({ method: 'POST', url: '/v1/chat/completions', headers: bearer(key.json<{ data: { key: string } }>().data.key), payload: { model: 'plain', messages: [{ role: 'user', content: 'by key' }] } });
+    expect(viaKey.statusCode, viaKey.body).toBe(429);
     // Refused before the turn is acknowledged: no question, no answer, no upstream call.
     expect(await messagesOf(userId)).toEqual(afterFirst);
     // The counter holds what the one answer used, as stored.
