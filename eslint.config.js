@@ -26,7 +26,7 @@ export default defineConfig(
     },
   },
   {
-    files: ['tools/src/**/*.ts', 'server/src/db/migrate-cli.ts'],
+    files: ['tools/src/**/*.ts', 'server/src/db/migrate-cli.ts', 'server/src/rotate-secrets-key-cli.ts'],
     rules: { 'no-console': 'off' },
   },
   {

@@ -23,6 +23,7 @@ import { openaiCompatRoutes } from './modules/chat/openai-compat-routes.js';
 import { sessionRoutes } from './modules/chat/session-routes.js';
 import { healthRoutes } from './modules/health/routes.js';
 import { RetentionSweep, retentionTasks } from './modules/maintenance/retention-sweep.js';
+import { OutboundPolicy } from './modules/providers/outbound-policy.js';
 import { createProviderRegistry, type ProviderRegistry } from './modules/providers/registry.js';
 import { createBreakerService, type BreakerService } from './modules/resilience/breakers.js';
 import { createFailureLog, type FailureLog } from './modules/resilience/failure-log.js';
@@ -79,6 +80,8 @@ export interface BuildOptions {
   lifecycle?: Lifecycle;
   /** This instance's name as the owner of the answers it runs; random per process unless a test fixes it. */
   instanceId?: string;
+  /** The embedded demo's simulated upstream (main.ts starts it on loopback): upstream calls may reach exactly its origin. */
+  simulatedUpstreamUrl?: string | undefined;
 }
 
 declare module 'fastify' {
@@ -112,20 +115,25 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
   await migrateToLatest(database.db);
   lifecycle.migrated = true;
   const state = options.state ?? createSharedState({ url: config.redisUrl, prefix: config.redisKeyPrefix, logger });
+  const outbound = new OutboundPolicy({
+    allowedCidrs: config.upstreamAllowedCidrs,
+    trustedOrigins: options.simulatedUpstreamUrl === undefined ? [] : [options.simulatedUpstreamUrl],
+  });
   const providers = createProviderRegistry({
     connections: config.upstreamConnections,
     defaultTimeouts: upstreamTimeouts(config),
     queueTimeoutMs: config.upstreamQueueTimeoutMs,
     http2: config.upstreamHttp2,
     extraCa: config.upstreamExtraCa,
+    outbound,
   });
 
   // Services.
   const audit = createAuditLog({ db: database.db, logger });
   const users = createUsersService({ db: database.db, state, audit, config, logger });
-  const auth = createAuthService({ db: database.db, state, audit, users, config, secrets, logger });
-  const apiKeys = createApiKeysService({ db: database.db, audit });
-  const agents = createAgentsService({ database, state, providers, audit, config, secrets, logger });
+  const apiKeys = createApiKeysService({ db: database.db, audit, defaultExpiryDays: config.apiKeyDefaultExpiryDays });
+  const auth = createAuthService({ db: database.db, state, audit, users, config, secrets, logger, apiKeys });
+  const agents = createAgentsService({ database, state, providers, outbound, audit, config, secrets, logger });
   const breakers = createBreakerService({
     state,
     settings: { threshold: config.breakerFailureThreshold, windowMs: config.breakerWindowMs, cooldownMs: config.breakerCooldownMs },

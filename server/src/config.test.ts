@@ -64,6 +64,21 @@ describe('config', () => {
     expect(config.mockUpstream).toBe(false);
   });
 
+  it('takes a previous JWT secret only with the end of its grace period, and a maximum token age no shorter than the TTL', () => {
+    const previous = 'p'.repeat(40);
+    expect(() => loadConfig({ JWT_SECRET_PREVIOUS: previous })).toThrow(/JWT_SECRET_PREVIOUS_UNTIL is required when JWT_SECRET_PREVIOUS is set/);
+    expect(() => loadConfig({ JWT_SECRET_PREVIOUS: previous, JWT_SECRET_PREVIOUS_UNTIL: 'tomorrow' })).toThrow(/JWT_SECRET_PREVIOUS_UNTIL must be an ISO 8601/);
+    expect(() => loadConfig({ JWT_SECRET_PREVIOUS: previous, JWT_SECRET_PREVIOUS_UNTIL: '2026-12-06T12:00:00' })).toThrow(/with a zone/);
+    expect(() => loadConfig({ JWT_SECRET_PREVIOUS_UNTIL: '2026-12-06T12:00:00Z' })).toThrow(/needs JWT_SECRET_PREVIOUS/);
+    expect(() => loadConfig({ JWT_SECRET_PREVIOUS: 'short', JWT_SECRET_PREVIOUS_UNTIL: '2026-12-06T12:00:00Z' })).toThrow(/JWT_SECRET_PREVIOUS must be at least 32/);
+    expect(() => loadConfig({ SECRETS_KEY_PREVIOUS: 'short' })).toThrow(/SECRETS_KEY_PREVIOUS must be at least 32/);
+    const config = loadConfig({ JWT_SECRET_PREVIOUS: previous, JWT_SECRET_PREVIOUS_UNTIL: '2026-12-06T12:00:00Z' });
+    expect(config.jwtSecretPreviousUntil?.toISOString()).toBe('2026-12-06T12:00:00.000Z');
+    expect(loadConfig({ ACCESS_TOKEN_TTL: '600' }).accessTokenMaxAgeSeconds).toBe(600);
+    expect(() => loadConfig({ ACCESS_TOKEN_TTL: '600', ACCESS_TOKEN_MAX_AGE: '300' })).toThrow(/ACCESS_TOKEN_MAX_AGE must be at least ACCESS_TOKEN_TTL \(600\)/);
+    expect(loadConfig({}).apiKeyDefaultExpiryDays).toBe(90);
+  });
+
   it('accepts the Sentinel form of REDIS_URL and refuses a read URL without a writer', () => {
     expect(loadConfig({ REDIS_URL: 'redis-sentinel://:pw@10.0.0.1:26379,10.0.0.2:26379/mymaster' }).redisUrl).toContain('sentinel');
     expect(() => loadConfig({ REDIS_URL: 'redis-sentinel://10.0.0.1:26379' })).toThrow(/REDIS_URL/);

@@ -29,8 +29,19 @@ export interface Config {
   redisUrl: string | undefined;
   redisKeyPrefix: string;
   jwtSecret: string | undefined;
+  /** The JWT secret before the last rotation; its tokens are accepted until jwtSecretPreviousUntil. */
+  jwtSecretPrevious: string | undefined;
+  jwtSecretPreviousUntil: Date | undefined;
   secretsKey: string | undefined;
+  /** The secrets key before the last rotation: stored values sealed with it stay readable until re-encrypted. */
+  secretsKeyPrevious: string | undefined;
   accessTokenTtlSeconds: number;
+  /** Age (from iat) past which an access token is refused whatever its exp says. */
+  accessTokenMaxAgeSeconds: number;
+  /** How long an instance trusts its cached account status and token "valid after" time without hearing of a change. */
+  authCacheTtlMs: number;
+  /** Days a new personal API key lasts when the request names none; 0 = no expiry. */
+  apiKeyDefaultExpiryDays: number;
   refreshTokenTtlSeconds: number;
   cookieSecure: boolean;
   adminUsername: string | undefined;
@@ -52,6 +63,8 @@ export interface Config {
   upstreamHttp2: boolean;
   /** PEM text of UPSTREAM_CA_FILE. */
   upstreamExtraCa: string | undefined;
+  /** Address blocks upstream calls may reach besides public addresses (outbound-policy.ts). */
+  upstreamAllowedCidrs: string[];
   /** Seconds after its last heartbeat an instance is taken for dead and its answers are taken over. */
   instanceHeartbeatTtlSeconds: number;
   /** How often each instance looks for answers left by dead ones. */
@@ -273,7 +286,67 @@ const specs: { [K in keyof Config]: VariableSpec<K> }[keyof Config][] = [
     description: 'Key that encrypts upstream API keys at rest (AES-256-GCM), at least 32 characters. Same on every instance.',
     parse: secret,
   },
+  {
+    name: 'JWT_SECRET_PREVIOUS', key: 'jwtSecretPrevious', defaultText: '(unset)',
+    description: 'The `JWT_SECRET` before a rotation. Access tokens it signed (recognised by their `kid`) are still accepted until `JWT_SECRET_PREVIOUS_UNTIL`, so a rotation signs nobody out; new tokens are signed with `JWT_SECRET`.',
+    parse: (raw) => {
+      const v = optionalString(raw);
+      if (v !== undefined && v.length < 32) throw new BadValue('must be at least 32 characters long');
+      return v;
+    },
+  },
+  {
+    name: 'JWT_SECRET_PREVIOUS_UNTIL', key: 'jwtSecretPreviousUntil', defaultText: '(unset)',
+    description: 'End of the grace period of `JWT_SECRET_PREVIOUS` (ISO 8601, e.g. `2026-12-06T12:00:00Z`); required with it. After it, tokens signed with the previous secret are refused. `ACCESS_TOKEN_MAX_AGE` after the rotation is enough.',
+    parse: (raw, env) => {
+      const v = optionalString(raw);
+      const hasPrevious = optionalString(env.JWT_SECRET_PREVIOUS) !== undefined;
+      if (v === undefined) {
+        if (hasPrevious) throw new BadValue('is required when JWT_SECRET_PREVIOUS is set: when its grace period ends (ISO 8601)');
+        return undefined;
+      }
+      if (!/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/.test(v) || Number.isNaN(Date.parse(v))) {
+        throw new BadValue(`must be an ISO 8601 date-time with a zone, like 2026-12-06T12:00:00Z, got "${v}"`);
+      }
+      if (!hasPrevious) throw new BadValue('needs JWT_SECRET_PREVIOUS to be set as well');
+      return new Date(v);
+    },
+  },
+  {
+    name: 'SECRETS_KEY_PREVIOUS', key: 'secretsKeyPrevious', defaultText: '(unset)',
+    description: 'The `SECRETS_KEY` before a rotation: stored upstream keys sealed with it stay readable. `npm run rotate-secrets-key` re-encrypts them with `SECRETS_KEY`; then unset this.',
+    parse: (raw) => {
+      const v = optionalString(raw);
+      if (v !== undefined && v.length < 32) throw new BadValue('must be at least 32 characters long');
+      return v;
+    },
+  },
   { name: 'ACCESS_TOKEN_TTL', key: 'accessTokenTtlSeconds', defaultText: '900', description: 'Access-token lifetime in seconds.', parse: integer(30, 86_400, 900) },
+  {
+    name: 'ACCESS_TOKEN_MAX_AGE', key: 'accessTokenMaxAgeSeconds', defaultText: 'ACCESS_TOKEN_TTL',
+    description: 'Seconds after its `iat` an access token is refused whatever its `exp` says (a token minted with a far `exp`, or issued before `ACCESS_TOKEN_TTL` was lowered). At least `ACCESS_TOKEN_TTL`.',
+    parse: (raw, env) => {
+      let ttl: number;
+      try {
+        ttl = integer(30, 86_400, 900)(env.ACCESS_TOKEN_TTL);
+      } catch {
+        ttl = 900; // ACCESS_TOKEN_TTL's own entry reports it.
+      }
+      const v = integer(30, 86_400, ttl)(raw);
+      if (v < ttl) throw new BadValue(`must be at least ACCESS_TOKEN_TTL (${ttl}), got ${v}`);
+      return v;
+    },
+  },
+  {
+    name: 'AUTH_CACHE_TTL_MS', key: 'authCacheTtlMs', defaultText: '5000',
+    description: 'How long an instance trusts its in-memory copy of an account\'s status, role and token "valid after" time. Changes (a password change, reset, disable) evict it on every instance at once through shared state; this bounds how stale it can be when that notice is missed (Redis down).',
+    parse: integer(100, 600_000, 5_000),
+  },
+  {
+    name: 'API_KEY_DEFAULT_EXPIRY_DAYS', key: 'apiKeyDefaultExpiryDays', defaultText: '90',
+    description: 'Days a new personal API key lasts when its creator names no `expiresInDays`; 0 = keys without a stated expiry never expire.',
+    parse: integer(0, 3650, 90),
+  },
   { name: 'REFRESH_TOKEN_TTL', key: 'refreshTokenTtlSeconds', defaultText: '2592000', description: 'Refresh-token lifetime in seconds (30 days).', parse: integer(300, 31_536_000, 2_592_000) },
   {
     name: 'COOKIE_SECURE', key: 'cookieSecure', defaultText: 'true in production, else false',
@@ -357,6 +430,12 @@ const specs: { [K in keyof Config]: VariableSpec<K> }[keyof Config][] = [
       if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw new BadValue(`${file} holds no PEM certificate`);
       return pem;
     },
+  },
+  {
+    name: 'UPSTREAM_ALLOWED_CIDRS', key: 'upstreamAllowedCidrs', defaultText: '(unset: public addresses only)',
+    description:
+      'Address blocks (comma-separated CIDR list) agent endpoints may reach besides public addresses. By default every upstream connection to loopback, private (10/8, 172.16/12, 192.168/16), link-local (169.254/16, the cloud metadata service), carrier-grade NAT (100.64/10), 0/8, `::1`, `fc00::/7`, `fe80::/10` or an IPv4-mapped form of these is refused at connect time, after our own DNS lookup. List an on-premises FastGPT or Dify here, e.g. `10.20.0.0/16`. The built-in simulated upstream (`MOCK_UPSTREAM`) is always allowed, on its own address and port only.',
+    parse: (raw) => cidrList(raw ?? ''),
   },
   {
     name: 'INSTANCE_HEARTBEAT_TTL_SECONDS', key: 'instanceHeartbeatTtlSeconds', defaultText: '5',

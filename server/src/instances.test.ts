@@ -51,6 +51,8 @@ describe.skipIf(!fs.existsSync(mainJs) || !withServices)('several server process
         INSTANCE_HEARTBEAT_TTL_SECONDS: '2',
         TAKEOVER_SCAN_INTERVAL_MS: '300',
         CHECKPOINT_INTERVAL_MS: '200',
+        // The mock upstream listens on loopback, which the outbound policy refuses unless allowed.
+        UPSTREAM_ALLOWED_CIDRS: '127.0.0.0/8',
         ...extraEnv,
       },
       stdio: ['ignore', 'pipe', 'pipe'],

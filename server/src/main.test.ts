@@ -60,6 +60,17 @@ describe.skipIf(!fs.existsSync(mainJs))('the server process on embedded defaults
     expect(events.at(-1)?.event).toBe('end');
     const text = events.filter((e) => e.event === 'chunk').map((e) => (e.json as { content: string }).content).join('');
     expect(text).toContain('Simulated answer to: hello demo');
+
+    // The simulated upstream is allowed on exactly its own origin: any other loopback port is refused.
+    const demo = (await (await fetch(`${base}/api/agents/demo`, { headers: { authorization: `Bearer ${token}` } })).json()) as { data: { endpoint: string } };
+    const mockPort = Number(new URL(demo.data.endpoint).port);
+    const elsewhere = await fetch(`${base}/api/agents`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ id: 'next-door', name: 'next door', provider: 'openai', endpoint: `http://127.0.0.1:${mockPort + 1}/v1`, model: 'm' }),
+    });
+    expect(elsewhere.status).toBe(400);
+    expect(((await elsewhere.json()) as { error: { code: string } }).error.code).toBe('UPSTREAM_ADDRESS_FORBIDDEN');
   });
 
   it('stops cleanly on SIGTERM', async () => {
@@ -133,6 +144,8 @@ describe.skipIf(!fs.existsSync(mainJs) || !withServices || process.platform !== 
         REDIS_URL: backend.redisUrl,
         REDIS_KEY_PREFIX: backend.redisPrefix,
         JWT_SECRET: 'workers-test-jwt-secret-0123456789abcdef',
+        // The mock upstream listens on loopback, which the outbound policy refuses unless allowed.
+        UPSTREAM_ALLOWED_CIDRS: '127.0.0.0/8',
         SECRETS_KEY: 'workers-test-secrets-key-0123456789abcdef',
         ADMIN_USERNAME: 'admin',
         ADMIN_PASSWORD: password,

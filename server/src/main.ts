@@ -103,7 +103,7 @@ async function serve(config: Config, logger: Logger): Promise<void> {
   process.on('SIGINT', startingHandlers.SIGINT);
 
   const lifecycle = createLifecycle();
-  const app = await buildApp({ config, logger, lifecycle });
+  const app = await buildApp({ config, logger, lifecycle, simulatedUpstreamUrl: mockUrl });
   if (mockUrl) await app.deps.agents.seedDemoAgent(mockUrl);
   process.off('SIGTERM', startingHandlers.SIGTERM);
   process.off('SIGINT', startingHandlers.SIGINT);

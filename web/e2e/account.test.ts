@@ -169,7 +169,7 @@ describe('the admin console', () => {
     await signIn(page, 'admin', ADMIN_PASSWORD);
     await page.goto('/admin/agents');
     const input = page.locator('[data-testid=import-agents]');
-    await input.setInputFiles({ name: 'agents.json', mimeType: 'application/json', buffer: Buffer.from(JSON.stringify({ agents: [{ id: 'imported', name: 'Imported agent', provider: 'openai', endpoint: 'http://127.0.0.1:9/v1/chat/completions', model: 'm' }] })) });
+    await input.setInputFiles({ name: 'agents.json', mimeType: 'application/json', buffer: Buffer.from(JSON.stringify({ agents: [{ id: 'imported', name: 'Imported agent', provider: 'openai', endpoint: 'https://llm.example.com/v1/chat/completions', model: 'm' }] })) });
     await page.getByRole('status').getByText('Imported 1 agents (1 new, 0 updated).').waitFor();
     await page.locator('[data-testid=admin-agents] tr[data-agent=imported]').waitFor();
     await input.setInputFiles({ name: 'agents.json', mimeType: 'application/json', buffer: Buffer.from('{ not json') });
@@ -405,9 +405,22 @@ describe('profile', () => {
     await page.locator('#repeat-password').fill('carol-new-password-456');
     await page.getByRole('button', { name: 'Change password' }).click();
     await page.getByRole('alert').getByText('The current password is wrong.').waitFor();
+    // A key made before the change dies with it: the box to revoke keys is ticked by default.
+    const carolToken = await apiLogin(server.url, 'carol', 'carol-password-123');
+    const made = await fetch(`${server.url}/api/auth/api-keys`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${carolToken}` }, body: JSON.stringify({ name: 'before the change' }) });
+    const { key } = ((await made.json()) as { data: { key: string } }).data;
+    expect(await page.locator('#revoke-keys').isChecked()).toBe(true);
     await page.locator('#current-password').fill('carol-password-123');
     await page.getByRole('button', { name: 'Change password' }).click();
     await page.getByRole('status').getByText('Password changed.').waitFor();
+    expect((await fetch(`${server.url}/v1/models`, { headers: { authorization: `Bearer ${key}` } })).status).toBe(401);
+    // The access token the page held before the change is revoked, and so is the one made above.
+    expect((await fetch(`${server.url}/api/auth/profile`, { headers: { authorization: `Bearer ${carolToken}` } })).status).toBe(401);
+    // The page carries on with the token the change handed back.
+    await page.getByRole('button', { name: 'Create key' }).isVisible();
+    await page.locator('#key-name').fill('after the change');
+    await page.getByRole('button', { name: 'Create key' }).click();
+    await page.locator('[data-testid=new-key] code').waitFor();
     const old = await fetch(`${server.url}/api/auth/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'carol', password: 'carol-password-123' }) });
     expect(old.status).toBe(401);
     await apiLogin(server.url, 'carol', 'carol-new-password-456');

@@ -30,6 +30,8 @@ export interface UsersTable {
   updated_at: Timestamp;
   last_login_at: NullableTimestamp;
   password_changed_at: Timestamp;
+  /** Access tokens issued before this are refused (a password change or reset); null: none. */
+  tokens_valid_after: NullableTimestamp;
 }
 
 export interface RefreshTokensTable {
@@ -55,6 +57,8 @@ export interface ApiKeysTable {
   last_used_at: NullableTimestamp;
   expires_at: NullableTimestamp;
   revoked_at: NullableTimestamp;
+  /** Space-separated ApiKeyScope values, always including `chat`. */
+  scopes: ColumnType<string, string | undefined, string>;
 }
 
 export interface AgentFeatures {

@@ -4,6 +4,7 @@ import { createMockUpstream } from '../../../tools/src/mock-upstream/index.js';
 import { ErrorCodes } from '../errors.js';
 import { backendNames } from '../test/backends.js';
 import { bearer, buildTestApp, login, type TestApp } from '../test/app.js';
+import { routesOf, type Route } from '../test/route-table.js';
 
 /**
  * Bad input on every route: generated path parameters, query strings and
@@ -11,27 +12,6 @@ import { bearer, buildTestApp, login, type TestApp } from '../test/app.js';
  * nesting, huge numbers) sent by an admin, who may call every route. No
  * answer may be a 5xx, and every refusal carries a code from errors.ts.
  */
-
-interface Route {
-  method: string;
-  path: string;
-}
-
-/** The routes the app registered, read from Fastify's own route tree. */
-function routesOf(tree: string): Route[] {
-  const routes: Route[] = [];
-  const prefixes: string[] = [];
-  for (const line of tree.split('\n')) {
-    const m = /^([│ ]*)[├└]── (\S*) \(([A-Z, ]+)\)$/.exec(line.trimEnd());
-    if (!m) continue;
-    const depth = (m[1] ?? '').length / 4;
-    const path = `${prefixes[depth - 1] ?? ''}${m[2] ?? ''}`;
-    prefixes[depth] = path;
-    prefixes.length = depth + 1;
-    for (const method of (m[3] ?? '').split(', ')) if (method !== 'HEAD') routes.push({ method, path: path.replace(/\/+/g, '/') });
-  }
-  return routes;
-}
 
 /** Actions that would end the admin's own session mid-run; their bad-input cases are covered by their modules' tests. */
 const SKIPPED = new Set(['POST /api/auth/logout']);

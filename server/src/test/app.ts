@@ -32,6 +32,8 @@ export function testConfig(env: Record<string, string | undefined> = {}): Config
     SHED_HEAP_USED_PERCENT: '0',
     // Tests of the web app's serving name their own build; the rest answer API routes only.
     WEB_DIST_DIR: 'off',
+    // The mock upstreams of app tests listen on loopback, which the outbound policy refuses by default.
+    UPSTREAM_ALLOWED_CIDRS: '127.0.0.0/8,::1/128',
     ...env,
   });
 }

@@ -1,8 +1,18 @@
 import { afterAll, beforeAll } from 'vitest';
 import { createMockUpstream, type MockUpstream } from '../../../tools/src/mock-upstream/index.js';
 import { UpstreamHttp } from '../modules/providers/http.js';
+import { OutboundPolicy } from '../modules/providers/outbound-policy.js';
 import type { ProviderEvent, ProviderRequest, ResolvedEndpoint } from '../modules/providers/types.js';
 import { UpstreamError } from '../modules/providers/upstream-error.js';
+
+/**
+ * The outbound policy of tests that call a mock upstream on loopback: the
+ * default refuses loopback, so these allow it explicitly, as an operator
+ * would with UPSTREAM_ALLOWED_CIDRS.
+ */
+export function loopbackAllowed(): OutboundPolicy {
+  return new OutboundPolicy({ allowedCidrs: ['127.0.0.0/8', '::1/128'] });
+}
 
 /** What an adapter test fixes about its endpoint; the rest has defaults. */
 export type EndpointBase = Pick<ResolvedEndpoint, 'id' | 'provider' | 'url' | 'apiKey' | 'appId' | 'model'>;
@@ -15,7 +25,7 @@ export function useAdapterOnMock<A>(make: (http: UpstreamHttp) => A, base: (mock
   const fx = {} as { mock: MockUpstream; http: UpstreamHttp; adapter: A };
   beforeAll(async () => {
     fx.mock = await createMockUpstream({ port: 0, defaultChunks: 4, defaultIntervalMs: 1 });
-    fx.http = new UpstreamHttp({ connections: 8 });
+    fx.http = new UpstreamHttp({ connections: 8, outbound: loopbackAllowed() });
     fx.adapter = make(fx.http);
   });
   afterAll(async () => {

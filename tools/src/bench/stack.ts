@@ -246,6 +246,8 @@ export function serverEnv(port: number, settings: Pick<ServerSettings, 'backends
     ACCESS_TOKEN_TTL: '86400',
     CHAT_RATE_LIMIT_PER_MINUTE: '0',
     LOGIN_RATE_LIMIT_PER_MINUTE: '0',
+    // The bench's mock upstream listens on loopback, which the outbound policy refuses unless allowed.
+    UPSTREAM_ALLOWED_CIDRS: '127.0.0.0/8',
   };
   for (const name of ['DATABASE_URL', 'DATABASE_READ_URL', 'REDIS_URL', 'AGENTS_CONFIG_PATH']) delete env[name];
   if (settings.backends.databaseUrl !== undefined) env.DATABASE_URL = settings.backends.databaseUrl;

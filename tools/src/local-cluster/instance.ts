@@ -46,6 +46,8 @@ export function serverEnvironment(spec: {
     LOGIN_RATE_LIMIT_PER_MINUTE: '0',
     // Behind nginx on the same host.
     TRUST_PROXY: '1',
+    // The cluster's mock upstreams listen on loopback, which the outbound policy refuses unless allowed.
+    UPSTREAM_ALLOWED_CIDRS: '127.0.0.0/8',
     ...spec.extra,
   };
 }

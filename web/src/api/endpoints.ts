@@ -1,5 +1,5 @@
 import { api, apiFetch, session } from './client';
-import type { Agent, ApiKey, ChatInit, CreatedApiKey, Profile, SearchHit, SessionDetail, SessionList, SessionSummary, SignedIn } from './types';
+import type { Agent, ApiKey, ApiKeyScope, ChatInit, CreatedApiKey, Profile, SearchHit, SessionDetail, SessionList, SessionSummary, SignedIn } from './types';
 
 /** Every server call the web app makes, typed, in one place. */
 
@@ -23,9 +23,11 @@ export const authApi = {
     }
   },
   profile: () => api<Profile>('/api/auth/profile'),
-  changePassword: (currentPassword: string, newPassword: string) => api<{ done: true }>('/api/auth/change-password', { method: 'POST', body: { currentPassword, newPassword } }),
+  /** The answer carries a new access token: the change revoked every earlier one, this session's included. */
+  changePassword: (currentPassword: string, newPassword: string, revokeApiKeys: boolean) =>
+    api<{ done: true; accessToken: string; expiresIn: number; apiKeysRevoked: number }>('/api/auth/change-password', { method: 'POST', body: { currentPassword, newPassword, revokeApiKeys } }),
   apiKeys: () => api<ApiKey[]>('/api/auth/api-keys'),
-  createApiKey: (name: string, expiresInDays?: number) => api<CreatedApiKey>('/api/auth/api-keys', { method: 'POST', body: { name, expiresInDays } }),
+  createApiKey: (name: string, scopes: ApiKeyScope[], expiresInDays?: number) => api<CreatedApiKey>('/api/auth/api-keys', { method: 'POST', body: { name, scopes, expiresInDays } }),
   revokeApiKey: (id: string) => api<ApiKey>(`/api/auth/api-keys/${encodeURIComponent(id)}`, { method: 'DELETE' }),
 };
 

@@ -111,7 +111,10 @@ export interface ApiKey {
   lastUsedAt: string | null;
   expiresAt: string | null;
   revokedAt: string | null;
+  scopes: ApiKeyScope[];
 }
+
+export type ApiKeyScope = 'chat' | 'admin' | 'keys';
 
 export interface CreatedApiKey {
   key: string;

@@ -13,9 +13,10 @@ import { createAgentsService, type AgentsService, type AgentsServiceDeps } from 
 import * as repo from './repository.js';
 import type { AgentInput } from './schema.js';
 import type { Actor } from './types.js';
+import { loopbackAllowed } from '../../test/providers.js';
 
 const SECRETS_KEY = 'service-test-secrets-key-that-is-long-enough-0123';
-const ADMIN: Actor = { userId: '00000000-0000-4000-8000-000000000001', username: 'root', role: 'admin', via: 'token', ip: '10.0.0.1' };
+const ADMIN: Actor = { userId: '00000000-0000-4000-8000-000000000001', username: 'root', role: 'admin', via: 'token', scopes: ['chat', 'admin', 'keys'], ip: '10.0.0.1' };
 const KEY = 'sk-service-test-primary-key-4f1c';
 
 function agentInput(id: string, extra: Partial<AgentInput> = {}): AgentInput {
@@ -80,6 +81,7 @@ describe.each(backends)('agents service on %s', (backendName) => {
           return Promise.resolve();
         },
       },
+      outbound: loopbackAllowed(),
       config: { agentsConfigPath: undefined },
       secrets: { secretsKey: SECRETS_KEY },
       logger: pino({ level: 'silent' }),
@@ -215,24 +217,39 @@ describe.each(backends)('agents service on %s', (backendName) => {
   });
 
   describe('keys at rest', () => {
-    it('stores only v1 ciphertext, never the key', async () => {
+    it('stores only v2 ciphertext (with its key id), never the key', async () => {
       const agents = await startedService();
       await agents.create(agentInput('sealed'), ADMIN);
       const rows = await backend.database.db.selectFrom('agent_endpoints').select('api_key_encrypted').where('agent_id', '=', 'sealed').execute();
-      expect(rows[0]?.api_key_encrypted).toMatch(/^v1:[\w-]+:[\w-]+:[\w-]+$/);
+      expect(rows[0]?.api_key_encrypted).toMatch(/^v2:[\w-]+:[\w-]+:[\w-]+:[\w-]+$/);
       expect(JSON.stringify(rows)).not.toContain(KEY);
     });
 
-    it('keeps the stored key when an update omits apiKey, replaces it when given, and clears it with null', async () => {
+    it('keeps the stored key when an update omits apiKey on the same origin, replaces it when given, and clears it with null', async () => {
       const agents = await startedService();
       await agents.create(agentInput('keys'), ADMIN);
-      await agents.update('keys', { name: 'No key change', endpoint: 'https://moved.example.com/v1' }, ADMIN);
+      await agents.update('keys', { name: 'No key change', endpoint: 'https://primary.example.com/v1' }, ADMIN);
       expect(agents.getActive('keys').endpoints[0]?.apiKey).toBe(KEY);
       await agents.update('keys', { apiKey: 'sk-new' }, ADMIN);
       expect(agents.getActive('keys').endpoints[0]?.apiKey).toBe('sk-new');
       const cleared = await agents.update('keys', { apiKey: null }, ADMIN);
       expect(cleared.hasApiKey).toBe(false);
       expect(agents.getActive('keys').endpoints[0]?.apiKey).toBeUndefined();
+    });
+
+    it('drops the stored key when an update moves the primary to another origin without a key, so it is never sent there', async () => {
+      const agents = await startedService();
+      await agents.create(agentInput('moved'), ADMIN);
+      for (const endpoint of ['https://primary.example.com:8443/v1', 'http://primary.example.com/v1', 'https://attacker.example.com/v1']) {
+        await agents.update('moved', { apiKey: KEY }, ADMIN);
+        const moved = await agents.update('moved', { endpoint }, ADMIN);
+        expect(moved.hasApiKey, endpoint).toBe(false);
+        expect(agents.getActive('moved').endpoints[0]?.apiKey, endpoint).toBeUndefined();
+      }
+      // The audit trail says why the key is gone.
+      expect(audits.filter((e) => e.action === 'agent.update' && (e.detail as { apiKeysDropped?: number[] } | undefined)?.apiKeysDropped?.[0] === 0)).toHaveLength(3);
+      await agents.update('moved', { endpoint: 'https://elsewhere.example.com/v1', apiKey: 'sk-for-elsewhere' }, ADMIN);
+      expect(agents.getActive('moved').endpoints[0]?.apiKey).toBe('sk-for-elsewhere');
     });
 
     it('lets a fallback key follow its URL when fallbacks are reordered, and never to a new URL', async () => {
@@ -320,6 +337,14 @@ describe.each(backends)('agents service on %s', (backendName) => {
       expect(audits[1]?.detail).toEqual({ fields: ['apiKey'], apiKeyChanged: true });
       expect(JSON.stringify(audits)).not.toContain('sk-rotated-secret');
       expect(JSON.stringify(audits)).not.toContain(KEY);
+    });
+
+    it('refuses a document with an endpoint on a refused IP address, importing none of it', async () => {
+      const agents = await startedService();
+      const err = await rejectionOf(agents.importDocument({ agents: [agentInput('fine'), agentInput('metadata', { fallbacks: [{ provider: 'openai', endpoint: 'http://[::ffff:169.254.169.254]/v1' }] })] }, ADMIN));
+      expect(err.code).toBe('UPSTREAM_ADDRESS_FORBIDDEN');
+      expect((err.details as { path: string }[]).map((p) => p.path)).toEqual(['agents[1].fallbacks[0].endpoint']);
+      expect(await repo.countAgents(backend.database.db)).toBe(0);
     });
 
     it('imports a document all or nothing', async () => {

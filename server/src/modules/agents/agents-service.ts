@@ -9,6 +9,7 @@ import { AppError, notFound } from '../../errors.js';
 import type { Secrets } from '../../secrets.js';
 import { Channels, type SharedState, type Unsubscribe } from '../../shared-state/shared-state.js';
 import type { AuditLog } from '../audit/audit-log.js';
+import { ADDRESS_FORBIDDEN_CODE, type OutboundPolicy } from '../providers/outbound-policy.js';
 import type { ProviderRegistry } from '../providers/registry.js';
 import type { ResolvedEndpoint } from '../providers/types.js';
 import { hostOf } from './agent-views.js';
@@ -30,9 +31,11 @@ export interface AgentsServiceDeps {
   database: DatabaseHandle;
   state: SharedState;
   providers: Pick<ProviderRegistry, 'validate'>;
+  /** Refuses endpoints whose host is an IP address upstream calls may not reach, at create and update time. */
+  outbound: Pick<OutboundPolicy, 'literalRefusal'>;
   audit: Pick<AuditLog, 'record'>;
   config: Pick<Config, 'agentsConfigPath'>;
-  secrets: Pick<Secrets, 'secretsKey'>;
+  secrets: Pick<Secrets, 'secretsKey' | 'secretsKeyPrevious'>;
   logger: Logger;
   /** Environment for `${NAME}` placeholders in agents.json (default: process.env). */
   env?: Readonly<Record<string, string | undefined>>;
@@ -195,6 +198,15 @@ function applyPatch(current: AgentDefinition, patch: AgentPatch): AgentDefinitio
   };
 }
 
+/** Whether two endpoint URLs reach the same origin (scheme, host and port): a stored key may stay only then. */
+function sameOrigin(a: string, b: string): boolean {
+  try {
+    return new URL(a).origin === new URL(b).origin;
+  } catch {
+    return false;
+  }
+}
+
 /** Scrubs a key out of an upstream message (some providers echo part of it) and bounds its length. */
 function scrub(message: string, key: string | undefined): string {
   let out = message;
@@ -203,10 +215,10 @@ function scrub(message: string, key: string | undefined): string {
 }
 
 export function createAgentsService(deps: AgentsServiceDeps): AgentsService {
-  const { database, state, providers, audit, config, logger } = deps;
+  const { database, state, providers, outbound, audit, config, logger } = deps;
   const db = database.db;
   const log = logger.child({ module: 'agents' });
-  const box: SecretBox = createSecretBox(deps.secrets.secretsKey);
+  const box: SecretBox = createSecretBox(deps.secrets.secretsKey, deps.secrets.secretsKeyPrevious);
   const env = deps.env ?? process.env;
   const reloadIntervalMs = deps.reloadIntervalMs ?? DEFAULT_RELOAD_MS;
 
@@ -433,17 +445,22 @@ export function createAgentsService(deps: AgentsServiceDeps): AgentsService {
   // ---- writes ----
 
   /**
-   * Seals each endpoint's key. `apiKey` undefined keeps a stored key: the
-   * primary keeps the primary's; a fallback keeps the key of a stored
-   * endpoint with the same provider and URL (same position first), so a key
-   * never follows a reordered list to another host.
+   * Seals each endpoint's key. `apiKey` undefined keeps a stored key, but
+   * never sends it to another host: the primary keeps the primary's only
+   * while its origin (scheme, host, port) stays the same; a fallback keeps
+   * the key of a stored endpoint with the same provider and URL (same
+   * position first), so a key never follows a reordered list either. An
+   * endpoint moved elsewhere without a key in the same request has none.
    */
   function sealEndpoints(endpoints: EndpointDefinition[], stored: AgentEndpointRow[]): repo.EndpointValues[] {
     return endpoints.map((e, position) => {
       let apiKeyEncrypted: string | null;
       if (typeof e.apiKey === 'string') apiKeyEncrypted = box.encrypt(e.apiKey);
       else if (e.apiKey === null) apiKeyEncrypted = null;
-      else if (position === 0) apiKeyEncrypted = stored.find((s) => s.position === 0)?.api_key_encrypted ?? null;
+      else if (position === 0) {
+        const primary = stored.find((s) => s.position === 0);
+        apiKeyEncrypted = primary !== undefined && sameOrigin(primary.url, e.url) ? primary.api_key_encrypted : null;
+      }
       else {
         const same = (s: AgentEndpointRow) => s.provider === e.provider && s.url === e.url && s.api_key_encrypted !== null;
         const match = stored.find((s) => s.position === position && same(s)) ?? stored.find((s) => s.position > 0 && same(s)) ?? stored.find(same);
@@ -451,6 +468,19 @@ export function createAgentsService(deps: AgentsServiceDeps): AgentsService {
       }
       return { provider: e.provider, url: e.url, apiKeyEncrypted, appId: e.appId, model: e.model, timeouts: e.timeouts };
     });
+  }
+
+  /** Throws 400 UPSTREAM_ADDRESS_FORBIDDEN when an endpoint's host is an IP address upstream calls may not reach; names are checked when connecting. */
+  function refuseForbiddenAddresses(definition: AgentDefinition, prefix = ''): void {
+    const problems: { path: string; message: string }[] = [];
+    definition.endpoints.forEach((endpoint, position) => {
+      const refusal = outbound.literalRefusal(endpoint.url);
+      const at = position === 0 ? 'endpoint' : `fallbacks[${position - 1}].endpoint`;
+      if (refusal) problems.push({ path: prefix ? `${prefix}.${at}` : at, message: refusal.message });
+    });
+    if (problems.length > 0) {
+      throw new AppError('UPSTREAM_ADDRESS_FORBIDDEN', `Agent endpoint refused: ${problems.map((p) => `${p.path}: ${p.message}`).join('; ')}`, problems);
+    }
   }
 
   async function record(action: string, actor: Actor | undefined, targetId: string | undefined, detail?: Record<string, unknown>, success = true): Promise<void> {
@@ -483,6 +513,7 @@ export function createAgentsService(deps: AgentsServiceDeps): AgentsService {
   }
 
   async function importDefinitions(definitions: AgentDefinition[], actor: Actor | undefined, source: string): Promise<ImportResult> {
+    definitions.forEach((definition, index) => refuseForbiddenAddresses(definition, `agents[${index}]`));
     let created = 0;
     let updated = 0;
     // Rows are locked in id order so concurrent imports (several instances starting) cannot deadlock.
@@ -592,6 +623,7 @@ export function createAgentsService(deps: AgentsServiceDeps): AgentsService {
 
     async create(input, actor) {
       const definition = checkAgentInput(input);
+      refuseForbiddenAddresses(definition);
       const inserted = await db.transaction().execute((trx) => repo.insertAgent(trx, definition, sealEndpoints(definition.endpoints, [])));
       if (!inserted) throw new AppError('AGENT_EXISTS', `An agent with id "${definition.id}" already exists; pick another id or update it`);
       await announce(definition.id);
@@ -602,19 +634,24 @@ export function createAgentsService(deps: AgentsServiceDeps): AgentsService {
     async update(id, patch, actor) {
       if (patch.id !== undefined && patch.id !== id) throw validationFailed([{ path: 'id', message: `cannot be changed (the agent is "${id}")` }]);
       const fields = Object.keys(patch).filter((k) => k !== 'id' && k !== 'createdAt' && k !== 'updatedAt');
+      let keysDropped: number[] = [];
       await db.transaction().execute(async (trx) => {
         const current = await repo.findAgent(trx, id, { forUpdate: true });
         if (!current) throw notFound('AGENT_NOT_FOUND', `Agent "${clip(id)}"`);
         const next = applyPatch(definitionFromStored(current), patch);
         const problems = definitionProblems(next);
         if (problems.length > 0) throw validationFailed(problems);
+        refuseForbiddenAddresses(next);
         const primary = current.endpoints[0];
         // The demo agent stops being "simulated" once it points somewhere else.
         const movedAway = next.endpoints[0]?.provider !== primary?.provider || next.endpoints[0]?.url !== primary?.url;
-        await repo.replaceAgent(trx, current, next, sealEndpoints(next.endpoints, current.endpoints), current.row.simulated && !movedAway);
+        const sealed = sealEndpoints(next.endpoints, current.endpoints);
+        // Endpoints whose stored key was dropped because they moved to another host without a new one.
+        keysDropped = sealed.flatMap((e, position) => (e.apiKeyEncrypted === null && next.endpoints[position]?.apiKey === undefined && current.endpoints.some((c) => c.api_key_encrypted !== null && c.position === position) ? [position] : []));
+        await repo.replaceAgent(trx, current, next, sealed, current.row.simulated && !movedAway);
       });
       await announce(id);
-      await record('agent.update', actor, id, { fields, apiKeyChanged: patch.apiKey !== undefined });
+      await record('agent.update', actor, id, { fields, apiKeyChanged: patch.apiKey !== undefined, ...(keysDropped.length > 0 ? { apiKeysDropped: keysDropped } : {}) });
       return fresh(id);
     },
 
@@ -680,6 +717,12 @@ export function createAgentsService(deps: AgentsServiceDeps): AgentsService {
       );
       const ok = checks.every((c) => c.ok);
       await record('agent.validate', actor, id, { ok, endpoints: checks.map((c) => ({ position: c.position, ok: c.ok, code: c.error?.code })) });
+      // The address guard refused a connection: nothing was sent, and the agent must be fixed (or the address allowed).
+      const refused = checks.filter((c) => c.error?.code === ADDRESS_FORBIDDEN_CODE);
+      if (refused.length > 0) {
+        const listed = refused.map((c) => `endpoint ${c.position} (${c.host}): ${c.error?.message ?? ''}`).join('; ');
+        throw new AppError('UPSTREAM_ADDRESS_FORBIDDEN', `Agent endpoint refused: ${listed}`, { agentId: id, endpoints: checks });
+      }
       return { agentId: id, ok, endpoints: checks };
     },
 

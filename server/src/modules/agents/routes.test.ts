@@ -170,7 +170,7 @@ describe.each(backends)('agents API on %s', (backendName) => {
       expect(agent).not.toHaveProperty('apiKey');
       expect(t.app.deps.agents.getActive('created').endpoints.map((e) => e.apiKey)).toEqual([SECRET, FALLBACK_SECRET]);
       const rows = await t.backend.database.db.selectFrom('agent_endpoints').select('api_key_encrypted').where('agent_id', '=', 'created').execute();
-      expect(rows.every((r) => r.api_key_encrypted?.startsWith('v1:'))).toBe(true);
+      expect(rows.every((r) => r.api_key_encrypted?.startsWith('v2:'))).toBe(true);
     });
 
     it('audits the change with the admin as actor', async () => {

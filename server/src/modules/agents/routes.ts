@@ -4,7 +4,7 @@ import type { FastifyRequest } from 'fastify';
 import type { RouteOptions } from '../../app.js';
 import { AppError } from '../../errors.js';
 import { Envelope, ErrorResponse, ok } from '../../http/response.js';
-import { principalOf } from '../../plugins/authenticate.js';
+import { actsAsAdmin, principalOf } from '../../plugins/authenticate.js';
 import { endpointHealth } from '../resilience/endpoint-health.js';
 import { agentView, statusView } from './agent-views.js';
 import {
@@ -35,7 +35,7 @@ function actorOf(request: FastifyRequest): Actor {
 }
 
 function isAdmin(request: FastifyRequest): boolean {
-  return request.principal?.role === 'admin';
+  return actsAsAdmin(request.principal);
 }
 
 /**

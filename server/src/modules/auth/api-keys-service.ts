@@ -3,6 +3,7 @@ import type { Kysely, Selectable } from 'kysely';
 import type { ApiKeysTable, Database, Role, UserStatus } from '../../db/schema.js';
 import { AppError, notFound } from '../../errors.js';
 import { AuditActions, type Actor, type AuditLog } from '../audit/audit-log.js';
+import { formatScopes, parseScopes, type ApiKeyScope } from './scopes.js';
 import { sha256 } from './tokens.js';
 
 /** Every personal API key starts with this, so the authenticator can tell it from a JWT. */
@@ -22,6 +23,7 @@ export interface ApiKeyView {
   lastUsedAt: string | null;
   expiresAt: string | null;
   revokedAt: string | null;
+  scopes: ApiKeyScope[];
 }
 
 export interface CreatedApiKey {
@@ -32,8 +34,16 @@ export interface CreatedApiKey {
 
 export interface NewApiKey {
   name: string;
-  /** Days until the key stops working; absent means it never expires. */
+  /** Days until the key stops working; absent means API_KEY_DEFAULT_EXPIRY_DAYS. */
   expiresInDays?: number | undefined;
+  /** What the key may do; absent means `chat` only. `chat` is always included. */
+  scopes?: readonly ApiKeyScope[] | undefined;
+}
+
+/** Who is making a key, and with what credential: a key can only hand on scopes it holds itself. */
+export interface KeyCreator {
+  role: Role;
+  scopes: readonly ApiKeyScope[];
 }
 
 /** The owner of a valid key, as the authenticator needs it. */
@@ -43,11 +53,12 @@ export interface ApiKeyOwner {
   username: string;
   role: Role;
   status: UserStatus;
+  scopes: ApiKeyScope[];
 }
 
 export interface ApiKeysService {
   list(userId: string): Promise<ApiKeyView[]>;
-  create(actor: Actor, input: NewApiKey): Promise<CreatedApiKey>;
+  create(actor: Actor, creator: KeyCreator, input: NewApiKey): Promise<CreatedApiKey>;
   /** Revokes one of the actor's own keys; anyone else's is API_KEY_NOT_FOUND. */
   revoke(actor: Actor, keyId: string): Promise<ApiKeyView>;
   /** The owner of an active key, or null for an unknown, revoked or expired one. */
@@ -69,6 +80,7 @@ function toView(row: Selectable<ApiKeysTable>): ApiKeyView {
     lastUsedAt: iso(row.last_used_at),
     expiresAt: iso(row.expires_at),
     revokedAt: iso(row.revoked_at),
+    scopes: parseScopes(row.scopes),
   };
 }
 
@@ -76,14 +88,25 @@ export function generateApiKey(): string {
   return API_KEY_PREFIX + crypto.randomBytes(32).toString('base64url');
 }
 
-export function createApiKeysService({ db, audit }: { db: Kysely<Database>; audit: AuditLog }): ApiKeysService {
+export interface ApiKeysServiceDeps {
+  db: Kysely<Database>;
+  audit: AuditLog;
+  /** Days a key lasts when its creator names none; 0 = no expiry. */
+  defaultExpiryDays?: number | undefined;
+}
+
+export function createApiKeysService({ db, audit, defaultExpiryDays = 0 }: ApiKeysServiceDeps): ApiKeysService {
   return {
     async list(userId) {
       const rows = await db.selectFrom('api_keys').selectAll().where('user_id', '=', userId).orderBy('created_at', 'desc').orderBy('id', 'desc').execute();
       return rows.map(toView);
     },
 
-    async create(actor, input) {
+    async create(actor, creator, input) {
+      const scopes = parseScopes((input.scopes ?? ['chat']).join(' '));
+      if (scopes.includes('admin') && creator.role !== 'admin') throw new AppError('FORBIDDEN', 'Only an admin can give a key the admin scope');
+      const beyond = scopes.filter((s) => !creator.scopes.includes(s));
+      if (beyond.length > 0) throw new AppError('INSUFFICIENT_SCOPE', `A key can only hand on scopes it holds itself; this one lacks ${beyond.join(', ')}`);
       const now = new Date();
       const active = await db
         .selectFrom('api_keys')
@@ -95,6 +118,7 @@ export function createApiKeysService({ db, audit }: { db: Kysely<Database>; audi
       if (Number(active.n) >= MAX_ACTIVE_KEYS_PER_USER) {
         throw new AppError('API_KEY_LIMIT_REACHED', `You already have ${MAX_ACTIVE_KEYS_PER_USER} active API keys: revoke one first`);
       }
+      const expiryDays = input.expiresInDays ?? defaultExpiryDays;
       const key = generateApiKey();
       const row = await db
         .insertInto('api_keys')
@@ -103,11 +127,12 @@ export function createApiKeysService({ db, audit }: { db: Kysely<Database>; audi
           name: input.name,
           prefix: key.slice(0, DISPLAY_PREFIX_LENGTH),
           key_hash: sha256(key),
-          expires_at: input.expiresInDays === undefined ? null : new Date(now.getTime() + input.expiresInDays * 86_400_000),
+          expires_at: expiryDays > 0 ? new Date(now.getTime() + expiryDays * 86_400_000) : null,
+          scopes: formatScopes(scopes),
         })
         .returningAll()
         .executeTakeFirstOrThrow();
-      await audit.record({ actorId: actor.id, actorUsername: actor.username, ip: actor.ip, action: AuditActions.apiKeyCreate, targetType: 'api_key', targetId: row.id, detail: { name: row.name, prefix: row.prefix } });
+      await audit.record({ actorId: actor.id, actorUsername: actor.username, ip: actor.ip, action: AuditActions.apiKeyCreate, targetType: 'api_key', targetId: row.id, detail: { name: row.name, prefix: row.prefix, scopes: parseScopes(row.scopes) } });
       return { key, apiKey: toView(row) };
     },
 
@@ -137,7 +162,7 @@ export function createApiKeysService({ db, audit }: { db: Kysely<Database>; audi
       const row = await db
         .selectFrom('api_keys')
         .innerJoin('users', 'users.id', 'api_keys.user_id')
-        .select(['api_keys.id as apiKeyId', 'api_keys.last_used_at as lastUsedAt', 'users.id as userId', 'users.username', 'users.role', 'users.status'])
+        .select(['api_keys.id as apiKeyId', 'api_keys.last_used_at as lastUsedAt', 'api_keys.scopes', 'users.id as userId', 'users.username', 'users.role', 'users.status'])
         .where('api_keys.key_hash', '=', sha256(key))
         .where('api_keys.revoked_at', 'is', null)
         .where((eb) => eb.or([eb('api_keys.expires_at', 'is', null), eb('api_keys.expires_at', '>', now)]))
@@ -155,7 +180,7 @@ export function createApiKeysService({ db, audit }: { db: Kysely<Database>; audi
           // Bookkeeping only: a failed write must not fail the caller's request.
         }
       }
-      return { apiKeyId: row.apiKeyId, userId: row.userId, username: row.username, role: row.role, status: row.status };
+      return { apiKeyId: row.apiKeyId, userId: row.userId, username: row.username, role: row.role, status: row.status, scopes: parseScopes(row.scopes) };
     },
   };
 }

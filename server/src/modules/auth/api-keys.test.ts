@@ -59,7 +59,9 @@ describe.each(await backendNames())('personal API keys on %s', (backendName) => 
   it('creates a key, shows it once and stores only its SHA-256', async () => {
     const { key, apiKey } = await createKey(alice.token, { name: 'laptop script' });
     expect(key).toMatch(/^llmc_[A-Za-z0-9_-]{43}$/);
-    expect(apiKey).toMatchObject({ name: 'laptop script', prefix: key.slice(0, 12), lastUsedAt: null, expiresAt: null, revokedAt: null });
+    expect(apiKey).toMatchObject({ name: 'laptop script', prefix: key.slice(0, 12), lastUsedAt: null, revokedAt: null, scopes: ['chat'] });
+    // No expiry asked: API_KEY_DEFAULT_EXPIRY_DAYS (90).
+    expect(Math.round((new Date(apiKey.expiresAt ?? 0).getTime() - new Date(apiKey.createdAt).getTime()) / 86_400_000)).toBe(90);
     const row = await t.backend.database.db.selectFrom('api_keys').selectAll().where('id', '=', apiKey.id).executeTakeFirstOrThrow();
     expect(row.key_hash).toBe(sha256(key));
     expect(row.user_id).toBe(alice.userId);
@@ -81,7 +83,7 @@ describe.each(await backendNames())('personal API keys on %s', (backendName) => 
     const keys = res.json<{ data: KeyView[] }>().data;
     expect(keys.length).toBeGreaterThan(0);
     expect(keys.map((k) => k.name)).not.toContain('bob key');
-    for (const k of keys) expect(Object.keys(k).sort()).toEqual(['createdAt', 'expiresAt', 'id', 'lastUsedAt', 'name', 'prefix', 'revokedAt']);
+    for (const k of keys) expect(Object.keys(k).sort()).toEqual(['createdAt', 'expiresAt', 'id', 'lastUsedAt', 'name', 'prefix', 'revokedAt', 'scopes']);
   });
 
   it('authenticates as its owner and records when it was used', async () => {

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN_PASSWORD, ADMIN_USERNAME, bearer, buildTestApp, createUserAndLogin, login, type TestApp } from '../../test/app.js';
 import { backendNames } from '../../test/backends.js';
 import { REFRESH_COOKIE } from './routes.js';
-import { sha256 } from './tokens.js';
+import { keyIdOf, sha256, TOKEN_AUDIENCE } from './tokens.js';
 
 /** Every password a test uses; no response may ever contain one. */
 const PASSWORDS = new Set<string>([ADMIN_PASSWORD]);
@@ -166,9 +166,10 @@ describe.each(await backendNames())('auth routes on %s', (backendName) => {
 
     async function sign(claims: Record<string, unknown>, options: { exp: number; secret?: string; iss?: string; sub?: string }) {
       return new SignJWT(claims)
-        .setProtectedHeader({ alg: 'HS256' })
+        .setProtectedHeader({ alg: 'HS256', kid: keyIdOf(options.secret ?? t.config.jwtSecret ?? '') })
         .setSubject(options.sub ?? (await adminId()))
         .setIssuer(options.iss ?? 'llmchat')
+        .setAudience(TOKEN_AUDIENCE)
         .setIssuedAt(options.exp - 60)
         .setExpirationTime(options.exp)
         .sign(new TextEncoder().encode(options.secret ?? t.config.jwtSecret));

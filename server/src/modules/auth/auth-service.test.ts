@@ -136,7 +136,7 @@ describe.each(await backendNames())('auth service across instances on %s', (back
     const { token, id } = await userWithToken('cached');
     const before = b.counter.count;
     const first = await b.auth.authenticate(token);
-    expect(first).toEqual({ userId: id, username: 'cached', role: 'user', via: 'token' });
+    expect(first).toEqual({ userId: id, username: 'cached', role: 'user', via: 'token', scopes: ['chat', 'admin', 'keys'] });
     expect(b.counter.count - before).toBe(1);
     for (let i = 0; i < 20; i++) await b.auth.authenticate(token);
     expect(b.counter.count - before).toBe(1);

@@ -10,7 +10,9 @@ import { Channels, type SharedState, type Unsubscribe } from '../../shared-state
 import { AuditActions, type AuditLog } from '../audit/audit-log.js';
 import type { UsersService, UserView } from '../users/users-service.js';
 import { API_KEY_PREFIX, createApiKeysService, type ApiKeysService } from './api-keys-service.js';
+import { revokeCredentials } from './credential-revocation.js';
 import { assertPasswordPolicy, dummyPasswordHash, hashPassword, needsRehash, verifyPassword } from './password.js';
+import { ALL_SCOPES } from './scopes.js';
 import { createAccessTokens, newRefreshToken, sha256 } from './tokens.js';
 
 /** Consecutive wrong passwords before the account locks. */
@@ -55,6 +57,15 @@ export interface Registration {
 export interface PasswordChange {
   currentPassword: string;
   newPassword: string;
+  /** Also revoke the user's personal API keys. */
+  revokeApiKeys: boolean;
+}
+
+/** After a password change: this session's new access token (the old one is revoked like every other). */
+export interface PasswordChanged {
+  accessToken: string;
+  expiresIn: number;
+  apiKeysRevoked: number;
 }
 
 export interface AuthService extends Authenticator {
@@ -64,8 +75,11 @@ export interface AuthService extends Authenticator {
   /** Revokes the refresh token's family (this sign-in on every tab). Unknown tokens are ignored. */
   logout(refreshToken: string | undefined, client: ClientInfo): Promise<void>;
   profile(userId: string): Promise<UserView>;
-  /** Needs the current password; signs out every other session of the user. */
-  changePassword(principal: Principal, change: PasswordChange, currentRefreshToken: string | undefined, client: ClientInfo): Promise<void>;
+  /**
+   * Needs the current password; signs out every other session of the user, revokes every access token
+   * issued before it (on every instance) and, if asked, the user's API keys.
+   */
+  changePassword(principal: Principal, change: PasswordChange, currentRefreshToken: string | undefined, client: ClientInfo): Promise<PasswordChanged>;
   /** Self-service sign-up, only with OPEN_REGISTRATION. */
   register(input: Registration, client: ClientInfo): Promise<Session>;
   close(): Promise<void>;
@@ -76,12 +90,13 @@ export interface AuthServiceDeps {
   state: SharedState;
   audit: AuditLog;
   users: UsersService;
-  config: Pick<Config, 'accessTokenTtlSeconds' | 'refreshTokenTtlSeconds' | 'loginRateLimitPerMinute' | 'openRegistration'>;
-  secrets: Pick<Secrets, 'jwtSecret'>;
+  config: Pick<Config, 'accessTokenTtlSeconds' | 'refreshTokenTtlSeconds' | 'loginRateLimitPerMinute' | 'openRegistration'> &
+    Partial<Pick<Config, 'accessTokenMaxAgeSeconds' | 'authCacheTtlMs'>>;
+  secrets: Pick<Secrets, 'jwtSecret' | 'jwtSecretPrevious' | 'jwtSecretPreviousUntil'>;
   logger: Logger;
   /** Verifies personal API keys; built from `db` and `audit` when absent. */
   apiKeys?: ApiKeysService;
-  /** How long a user's status stays cached (default USER_STATUS_TTL_MS). */
+  /** How long a user's status stays cached (default: config.authCacheTtlMs, else USER_STATUS_TTL_MS). */
   statusCacheTtlMs?: number;
 }
 
@@ -89,6 +104,8 @@ interface UserStatusEntry {
   username: string;
   role: Role;
   status: UserStatus;
+  /** Access tokens issued before this (ms) are revoked; 0 when none is. */
+  validAfterMs: number;
 }
 
 const INVALID_CREDENTIALS = 'Wrong username or password';
@@ -99,12 +116,18 @@ function clip(value: string | undefined, max: number): string | null {
 
 export function createAuthService(deps: AuthServiceDeps): AuthService {
   const { db, state, audit, users, config, logger } = deps;
-  const tokens = createAccessTokens({ secret: deps.secrets.jwtSecret, ttlSeconds: config.accessTokenTtlSeconds });
+  const tokens = createAccessTokens({
+    keys: { current: deps.secrets.jwtSecret, previous: deps.secrets.jwtSecretPrevious, previousUntil: deps.secrets.jwtSecretPreviousUntil },
+    ttlSeconds: config.accessTokenTtlSeconds,
+    maxAgeSeconds: config.accessTokenMaxAgeSeconds,
+  });
   const apiKeys = deps.apiKeys ?? createApiKeysService({ db, audit });
-  const statusTtlMs = deps.statusCacheTtlMs ?? USER_STATUS_TTL_MS;
+  const statusTtlMs = deps.statusCacheTtlMs ?? config.authCacheTtlMs ?? USER_STATUS_TTL_MS;
 
-  // Status cache: the hot path authenticates every request, so a user's status and role are
-  // read at most once per TTL per instance; changes evict entries here and on every other instance.
+  // Status cache: the hot path authenticates every request, so a user's status, role and token
+  // "valid after" time are read at most once per TTL per instance; changes (disable, role, password
+  // change or reset) evict entries here and, through users-changed, on every other instance at once.
+  // A missed notice (Redis down) is bounded by the TTL: the next read after it comes from the database.
   const statusCache = new Map<string, { value: Promise<UserStatusEntry | null>; expiresAt: number }>();
 
   function evict(userId: string | undefined): void {
@@ -118,10 +141,12 @@ export function createAuthService(deps: AuthServiceDeps): AuthService {
     if (cached && cached.expiresAt > now) return cached.value;
     const value = db
       .selectFrom('users')
-      .select(['username', 'role', 'status'])
+      .select(['username', 'role', 'status', 'tokens_valid_after'])
       .where('id', '=', userId)
       .executeTakeFirst()
-      .then((row) => row ?? null);
+      .then((row) =>
+        row ? { username: row.username, role: row.role, status: row.status, validAfterMs: row.tokens_valid_after ? new Date(row.tokens_valid_after).getTime() : 0 } : null,
+      );
     const entry = { value, expiresAt: now + statusTtlMs };
     statusCache.delete(userId);
     statusCache.set(userId, entry);
@@ -154,7 +179,18 @@ export function createAuthService(deps: AuthServiceDeps): AuthService {
       logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'could not subscribe to users-changed');
     });
 
-  function assertActive(entry: UserStatusEntry | null): asserts entry is UserStatusEntry {
+  /** Drops the user's cached status here and tells every other instance to do the same. */
+  async function announceChanged(userId: string): Promise<void> {
+    evict(userId);
+    try {
+      await state.publish(Channels.usersChanged, JSON.stringify({ userId }));
+    } catch (err) {
+      // The change is in the database; other instances see it when their cached entry expires (AUTH_CACHE_TTL_MS).
+      logger.warn({ err: err instanceof Error ? err.message : String(err), userId }, 'could not publish users-changed');
+    }
+  }
+
+  function assertActive<T extends Pick<UserStatusEntry, 'status'>>(entry: T | null): asserts entry is T {
     if (!entry) throw new AppError('TOKEN_INVALID', 'This account no longer exists');
     if (entry.status !== 'active') throw new AppError('ACCOUNT_DISABLED', 'This account is disabled: ask an administrator');
   }
@@ -243,13 +279,15 @@ export function createAuthService(deps: AuthServiceDeps): AuthService {
         const owner = await apiKeys.verify(bearer);
         if (!owner) throw new AppError('API_KEY_INVALID', 'The API key is unknown, revoked or expired');
         assertActive(owner);
-        return { userId: owner.userId, username: owner.username, role: owner.role, via: 'api-key' };
+        return { userId: owner.userId, username: owner.username, role: owner.role, via: 'api-key', scopes: owner.scopes };
       }
       const claims = await tokens.verify(bearer);
       const entry = await userStatus(claims.sub);
       assertActive(entry);
+      // Issued before the account's last password change or reset: a stolen token dies with the password.
+      if (claims.issuedAtMs < entry.validAfterMs) throw new AppError('TOKEN_REVOKED', 'This access token was revoked (the password changed): sign in again');
       // Role and name come from the account, not the token, so a demotion applies within moments.
-      return { userId: claims.sub, username: entry.username, role: entry.role, via: 'token' };
+      return { userId: claims.sub, username: entry.username, role: entry.role, via: 'token', scopes: ALL_SCOPES };
     },
 
     async login({ username, password }, client) {
@@ -361,13 +399,16 @@ export function createAuthService(deps: AuthServiceDeps): AuthService {
         const current = await db.selectFrom('refresh_tokens').select(['family_id', 'user_id']).where('token_hash', '=', sha256(currentRefreshToken)).executeTakeFirst();
         if (current?.user_id === user.id) keepFamily = current.family_id;
       }
-      await db.transaction().execute(async (trx) => {
-        await trx.updateTable('users').set({ password_hash: passwordHash, password_changed_at: new Date(), failed_logins: 0, updated_at: new Date() }).where('id', '=', user.id).execute();
-        let revoke = trx.updateTable('refresh_tokens').set({ revoked_at: new Date() }).where('user_id', '=', user.id).where('revoked_at', 'is', null);
-        if (keepFamily) revoke = revoke.where('family_id', '!=', keepFamily);
-        await revoke.execute();
+      const at = new Date();
+      const { apiKeysRevoked } = await db.transaction().execute(async (trx) => {
+        await trx.updateTable('users').set({ password_hash: passwordHash, password_changed_at: at, failed_logins: 0, updated_at: at }).where('id', '=', user.id).execute();
+        return revokeCredentials(trx, user.id, { at, keepFamily, apiKeys: change.revokeApiKeys });
       });
-      await audit.record({ ...actor, action: AuditActions.passwordChange, success: true, detail: { otherSessionsEnded: true } });
+      await announceChanged(user.id);
+      await audit.record({ ...actor, action: AuditActions.passwordChange, success: true, detail: { otherSessionsEnded: true, accessTokensRevoked: true, apiKeysRevoked } });
+      // Signed after `at`, so it outlives the revocation the old token of this very session fell to.
+      const signed = await tokens.sign({ sub: user.id, username: user.username, role: user.role });
+      return { accessToken: signed.token, expiresIn: signed.expiresIn, apiKeysRevoked };
     },
 
     async register(input, client) {

@@ -17,6 +17,7 @@ import {
   Done,
   Errors,
   LoginBody,
+  PasswordChanged,
   ProfileResponse,
   RegisterBody,
   SessionResponse,
@@ -81,15 +82,15 @@ export const authRoutes: FastifyPluginAsyncTypebox<RouteOptions> = (app, { deps,
     return ok(await auth.profile(principalOf(request).userId));
   });
 
-  app.post('/change-password', { onRequest: guards.requireUser, schema: { body: ChangePasswordBody, response: { 200: Done, ...Errors } } }, async (request) => {
-    const { oldPassword, currentPassword, newPassword } = request.body;
+  app.post('/change-password', { onRequest: guards.requireUser, schema: { body: ChangePasswordBody, response: { 200: PasswordChanged, ...Errors } } }, async (request) => {
+    const { oldPassword, currentPassword, newPassword, revokeApiKeys } = request.body;
     const current = currentPassword ?? oldPassword;
     if (current === undefined) throw new AppError('VALIDATION_FAILED', 'Send the current password as currentPassword (or oldPassword)');
     if (oldPassword !== undefined && currentPassword !== undefined && oldPassword !== currentPassword) {
       throw new AppError('VALIDATION_FAILED', 'currentPassword and oldPassword differ: send only one of them');
     }
-    await auth.changePassword(principalOf(request), { currentPassword: current, newPassword }, request.cookies[REFRESH_COOKIE], clientOf(request));
-    return ok({ done: true as const });
+    const changed = await auth.changePassword(principalOf(request), { currentPassword: current, newPassword, revokeApiKeys: revokeApiKeys ?? true }, request.cookies[REFRESH_COOKIE], clientOf(request));
+    return ok({ done: true as const, ...changed });
   });
 
   /** What the sign-in page may offer before anyone is signed in. */
@@ -107,12 +108,12 @@ export const authRoutes: FastifyPluginAsyncTypebox<RouteOptions> = (app, { deps,
     return ok(await apiKeys.list(principalOf(request).userId));
   });
 
-  app.post('/api-keys', { onRequest: guards.requireUser, schema: { body: CreateApiKeyBody, response: { 201: Envelope(CreatedApiKeySchema), ...Errors } } }, async (request, reply) => {
-    const created = await apiKeys.create(actorOf(request), request.body);
+  app.post('/api-keys', { onRequest: guards.requireScope('keys'), schema: { body: CreateApiKeyBody, response: { 201: Envelope(CreatedApiKeySchema), ...Errors } } }, async (request, reply) => {
+    const created = await apiKeys.create(actorOf(request), principalOf(request), request.body);
     return reply.status(201).send(ok(created));
   });
 
-  app.delete('/api-keys/:id', { onRequest: guards.requireUser, schema: { params: ApiKeyParams, response: { 200: Envelope(ApiKeySchema), ...Errors } } }, async (request) => {
+  app.delete('/api-keys/:id', { onRequest: guards.requireScope('keys'), schema: { params: ApiKeyParams, response: { 200: Envelope(ApiKeySchema), ...Errors } } }, async (request) => {
     return ok(await apiKeys.revoke(actorOf(request), request.params.id));
   });
   return Promise.resolve();

@@ -34,14 +34,20 @@ export const ChangePasswordBody = Type.Object(
     /** Same as oldPassword (either name is accepted). */
     currentPassword: Type.Optional(Password),
     newPassword: Password,
+    revokeApiKeys: Type.Optional(Type.Boolean({ default: true, description: 'Also revoke your personal API keys (default true): do it when the password may have leaked' })),
   },
   { additionalProperties: false },
 );
 
+const ScopeSchema = Type.Union([Type.Literal('chat'), Type.Literal('admin'), Type.Literal('keys')], {
+  description: '`chat`: chat and the rest of your own API (every key has it); `admin`: admin routes (admins only); `keys`: create and revoke API keys',
+});
+
 export const CreateApiKeyBody = Type.Object(
   {
     name: Type.String({ minLength: 1, maxLength: 100, description: 'What the key is for, to recognise it later' }),
-    expiresInDays: Type.Optional(Type.Integer({ minimum: 1, maximum: 3650, description: 'Absent: never expires' })),
+    expiresInDays: Type.Optional(Type.Integer({ minimum: 1, maximum: 3650, description: 'Absent: API_KEY_DEFAULT_EXPIRY_DAYS (90 unless configured; 0 there means never)' })),
+    scopes: Type.Optional(Type.Array(ScopeSchema, { maxItems: 3, uniqueItems: true, description: 'Absent: ["chat"]' })),
   },
   { additionalProperties: false },
 );
@@ -71,6 +77,7 @@ export const ApiKeySchema = Type.Object({
   lastUsedAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
   expiresAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
   revokedAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+  scopes: Type.Array(ScopeSchema),
 });
 
 export const CreatedApiKeySchema = Type.Object({
@@ -81,6 +88,16 @@ export const CreatedApiKeySchema = Type.Object({
 export const Errors = { '4xx': ErrorResponse, '5xx': ErrorResponse };
 
 export const Done = Envelope(Type.Object({ done: Type.Literal(true) }));
+
+/** A password change ends every other credential, this session's access token included: here is its successor. */
+export const PasswordChanged = Envelope(
+  Type.Object({
+    done: Type.Literal(true),
+    accessToken: Type.String({ description: 'A new access token for this session; the one that made the request no longer works' }),
+    expiresIn: Type.Integer({ description: 'Seconds until it expires' }),
+    apiKeysRevoked: Type.Integer({ description: 'How many of your API keys were revoked' }),
+  }),
+);
 export const ProfileResponse = Envelope(UserViewSchema);
 
 export const AuthOptionsSchema = Type.Object({

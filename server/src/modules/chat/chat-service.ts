@@ -257,7 +257,7 @@ export function createChatService(deps: ChatServiceDeps) {
     // (Generation.startEarly). Not while writes are failing, so an outage does not cost an upstream call per refusal.
     let early: Generation | undefined;
     if (newSessionId !== undefined && write.replacesMessageId === undefined && Date.now() - writeFailedAt > EARLY_START_PAUSE_MS) {
-      const turn = { turnId, sessionId: newSessionId, contextSessionId: undefined, userId: principal.userId, userMessageId: write.userMessageId, providerChatId: null };
+      const turn = { turnId, sessionId: newSessionId, contextSessionId: undefined, userId: principal.userId, userMessageId: write.userMessageId, providerChatId: null, errorDetail: principal.role === 'admin' };
       // Should planning fail, the write still settles; its outcome is not this error's concern.
       void writing.catch(() => undefined);
       early = new Generation({ ...(await planFor(resolved, input, turn)), limits: admitted }, generationDeps, admission);
@@ -288,6 +288,7 @@ export function createChatService(deps: ChatServiceDeps) {
       userId: principal.userId,
       userMessageId: write.userMessageId,
       providerChatId: created.providerChatId,
+      errorDetail: principal.role === 'admin',
     });
     return launch({ ...plan, limits: admitted }, admission);
   }
@@ -300,7 +301,7 @@ export function createChatService(deps: ChatServiceDeps) {
   async function planFor(
     resolved: ResolvedAgent,
     input: TurnInput,
-    turn: { turnId: string; sessionId: string; contextSessionId: string | undefined; userId: string; userMessageId: string; providerChatId: string | null },
+    turn: { turnId: string; sessionId: string; contextSessionId: string | undefined; userId: string; userMessageId: string; providerChatId: string | null; errorDetail?: boolean },
     takeover?: GenerationPlan['takeover'],
   ): Promise<GenerationPlan> {
     const { agent } = resolved;
@@ -317,6 +318,8 @@ export function createChatService(deps: ChatServiceDeps) {
       retry: agent.retry,
       upstreamStream: agent.features.supportsStream !== false,
       takeover,
+      // A taken-over answer's asker is not known here: it gets the generic sentence, the stored answer the detail.
+      errorDetail: turn.errorDetail === true,
       request: {
         messages,
         systemPrompt: agent.systemPrompt ?? undefined,

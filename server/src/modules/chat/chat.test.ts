@@ -200,7 +200,8 @@ describe.each(await backendNames())('chat on %s', (backendName) => {
       expect(res.statusCode).toBe(200);
       const error = events.find((e) => e.event === 'error');
       expect((error?.json as { code: string }).code).toBe('UPSTREAM_CONTEXT_LENGTH_EXCEEDED');
-      expect((error?.json as { message: string }).message).toContain('context_length_exceeded');
+      // A user gets the code's generic sentence; the provider's reason is for admins (issue 14, finding 3).
+      expect((error?.json as { message: string }).message).toBe('The conversation is too long for the model; start a new chat or shorten the message');
       expect((events.at(-1)?.json as { status: string }).status).toBe('error');
       const start = events[0]?.json as { sessionId: string };
       const stored = await c.t.app.inject({ method: 'GET', url: `/api/chat-sessions/${start.sessionId}`, headers: bearer(c.alice) });
@@ -518,7 +519,8 @@ describe.each(await backendNames())('chat on %s', (backendName) => {
       const { SignJWT } = await import('jose');
       const claims = JSON.parse(Buffer.from(p ?? '', 'base64url').toString()) as Record<string, unknown>;
       const expired = await new SignJWT({ ...claims, exp: Math.floor(Date.now() / 1000) - 60 })
-        .setProtectedHeader({ alg: 'HS256' })
+        // The genuine header: its kid names the secret, so only the expiry is wrong.
+        .setProtectedHeader(JSON.parse(Buffer.from(h ?? '', 'base64url').toString()) as { alg: 'HS256'; kid: string })
         .sign(new TextEncoder().encode(c.t.config.jwtSecret));
       const res = await c.t.app.inject({ method: 'POST', url: '/api/chat/completions', headers: bearer(expired), payload });
       expect(res.statusCode).toBe(401);

@@ -4,7 +4,7 @@ import type { ProviderRegistry } from '../providers/registry.js';
 import type { ProviderEvent, ProviderRequest, ResolvedEndpoint, Usage } from '../providers/types.js';
 import type { Admission } from '../providers/upstream-slots.js';
 import { runAttempts, type AttemptHost, type ResilienceDeps, type RetrySettings } from '../resilience/attempt-loop.js';
-import { clientErrorFor } from '../resilience/failure-policy.js';
+import { clientErrorFor, type ClientError } from '../resilience/failure-policy.js';
 import { UnconfirmedCommitError } from '../../db/commit-guard.js';
 import type { DegradedNotice } from '../../shared-state/degraded.js';
 import type { ChatRepository, StoredTextLength, TurnOutcome } from './chat-repository.js';
@@ -44,6 +44,12 @@ export interface GenerationPlan {
   takeover?: { firstEventId: number; previousOwner: string | null } | undefined;
   /** The turn's admission: whether its tokens are reserved in budgets (settled when it ends) and the limit its response headers show. */
   limits?: TurnAdmitted | undefined;
+  /**
+   * The asker is an admin: a failed answer's `error` event and result carry
+   * the provider's reason. Everyone else gets the code's generic sentence
+   * (failure-policy.ts); the stored answer keeps the reason either way.
+   */
+  errorDetail?: boolean | undefined;
 }
 
 export interface GenerationResult {
@@ -77,8 +83,8 @@ export interface GenerationDeps {
 
 const FINISH_RETRY_DELAYS_MS = [100, 250, 500, 1000, 2000, 4000, 8000];
 
-/** Maps an upstream failure to the error code and message the client sees (failure-policy.ts). */
-export function describeUpstreamError(err: unknown): { code: string; message: string } {
+/** Maps an upstream failure to the error code, generic message and detail (failure-policy.ts). */
+export function describeUpstreamError(err: unknown): ClientError {
   return clientErrorFor(err);
 }
 
@@ -440,7 +446,9 @@ export class Generation {
     await this.settle(outcome.status, outcome.status === 'error' ? outcome.error : undefined);
   }
 
-  private async settle(status: TurnOutcome['status'], error: { code: string; message: string } | undefined): Promise<void> {
+  private async settle(status: TurnOutcome['status'], failure: ClientError | undefined): Promise<void> {
+    // What the asker sees (live, replayed, in a blocking reply); the stored answer keeps the detail for admins.
+    const error = failure && { code: failure.code, message: this.plan.errorDetail === true ? (failure.detail ?? failure.message) : failure.message };
     if (this.checkpointTimer) clearInterval(this.checkpointTimer);
     // No upstream call is left: the slot goes to the next turn while this one is stored.
     this.admission?.release();
@@ -461,8 +469,8 @@ export class Generation {
       status,
       content: this.content,
       reasoning: this.reasoning || null,
-      errorCode: error?.code ?? null,
-      errorMessage: error?.message ?? null,
+      errorCode: failure?.code ?? null,
+      errorMessage: failure ? (failure.detail ?? failure.message) : null,
       provider: endpoint?.provider ?? null,
       model: this.model ?? endpoint?.model ?? null,
       endpointId: endpoint?.id ?? null,

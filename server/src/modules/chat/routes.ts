@@ -5,6 +5,7 @@ import type { RouteOptions } from '../../app.js';
 import { AppError, ErrorCodes, type ErrorBody, type ErrorCode } from '../../errors.js';
 import { ok } from '../../http/response.js';
 import { principalOf } from '../../plugins/authenticate.js';
+import { errorForViewer } from '../resilience/failure-policy.js';
 import { SharedStateUnavailable, type TurnEvent } from '../../shared-state/shared-state.js';
 import { limitHeaders } from '../quotas/token-budgets.js';
 import { turnInputFrom, type ChatService } from './chat-service.js';
@@ -59,6 +60,11 @@ export function completionFromRow(row: MessageRow) {
     messageId: row.id,
     status: row.status,
   };
+}
+
+/** A stored answer's error as `principal` may see it: the detail for admins, the code's generic sentence for everyone else. */
+function storedError(row: Pick<MessageRow, 'error_code' | 'error_message'>, principal: Principal): { code: string; message: string } {
+  return errorForViewer({ code: row.error_code ?? 'UPSTREAM_ERROR', message: row.error_message ?? 'The answer failed' }, principal.role === 'admin');
 }
 
 function errorReply(reply: FastifyReply, error: { code: string; message: string }, ids: { messageId: string; chatId: string }) {
@@ -122,7 +128,7 @@ async function streamTurn(chat: ChatService, reply: FastifyReply, principal: Pri
     const rebuilt: { event: string; payload: unknown }[] = [];
     if (last > 0) rebuilt.push({ event: 'reset', payload: { reason: 'replay', timestamp: at } });
     rebuilt.push({ event: 'chunk', payload: { content: message.content } });
-    if (message.status === 'error') rebuilt.push({ event: 'error', payload: { code: message.error_code ?? 'UPSTREAM_ERROR', message: message.error_message ?? 'The answer failed', timestamp: at } });
+    if (message.status === 'error') rebuilt.push({ event: 'error', payload: { ...storedError(message, principal), timestamp: at } });
     rebuilt.push({ event: 'end', payload: { status: message.status, messageId: message.id, sessionId: message.session_id, timestamp: at } });
     const from = last;
     write(rebuilt.map((e, i) => ({ id: from + 1 + i, event: e.event, data: JSON.stringify(e.payload) })));
@@ -179,7 +185,7 @@ export async function chatRoutes(app: FastifyInstance, { deps, guards }: RouteOp
     reply.header('idempotent-replayed', 'true');
     if (body.stream === true) return streamTurn(chat, reply, principal, started.turnId, 0);
     const row = await chat.settledAnswer(principal, started.turnId, RESUME_MAX_MS);
-    if (row.status === 'error') return errorReply(reply, { code: row.error_code ?? 'UPSTREAM_ERROR', message: row.error_message ?? 'The answer failed' }, { messageId: row.id, chatId: row.session_id });
+    if (row.status === 'error') return errorReply(reply, storedError(row, principal), { messageId: row.id, chatId: row.session_id });
     return reply.send(ok(completionFromRow(row)));
   });
 

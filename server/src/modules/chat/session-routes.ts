@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { RouteOptions } from '../../app.js';
 import { ok } from '../../http/response.js';
 import { principalOf } from '../../plugins/authenticate.js';
+import { errorForViewer } from '../resilience/failure-policy.js';
 import type { SessionSummary } from './chat-repository.js';
 import { SearchQuery, SessionCreateBody, SessionListQuery, SessionMessagesQuery, SessionParams, TitleBody } from './schema.js';
 
@@ -37,7 +38,8 @@ export async function sessionRoutes(app: FastifyInstance, { deps, guards }: Rout
   app.get('/:id', { schema: { params: SessionParams, querystring: SessionMessagesQuery } }, async (request) => {
     const { id } = request.params as { id: string };
     const q = request.query as { limit?: number; before?: number };
-    const { session, messages, hasMore } = await sessions.get(principalOf(request), id, { limit: q.limit ?? 100, beforeSeq: q.before });
+    const principal = principalOf(request);
+    const { session, messages, hasMore } = await sessions.get(principal, id, { limit: q.limit ?? 100, beforeSeq: q.before });
     return ok({
       id: session.id,
       agentId: session.agent_id,
@@ -53,7 +55,7 @@ export async function sessionRoutes(app: FastifyInstance, { deps, guards }: Rout
         content: m.content,
         reasoning: m.reasoning,
         status: m.status,
-        error: m.error_code ? { code: m.error_code, message: m.error_message } : null,
+        error: m.error_code ? errorForViewer({ code: m.error_code, message: m.error_message ?? 'The answer failed' }, principal.role === 'admin') : null,
         provider: m.provider,
         model: m.model,
         usage: m.total_tokens === null ? null : { promptTokens: m.prompt_tokens, completionTokens: m.completion_tokens, totalTokens: m.total_tokens },

@@ -29,7 +29,20 @@ export function openEventStream(reply: FastifyReply): ServerResponse {
   reply.hijack();
   const raw = reply.raw;
   raw.writeHead(200, headers);
+  flattenHead(raw);
   return raw;
+}
+
+/**
+ * Node builds a response's status line and headers by string concatenation
+ * and keeps the result (`_header`) for as long as the response lives: about
+ * 47 rope nodes, 1.5 KB, for each open stream (a heap snapshot at 2000 long
+ * answers: 57% of all the rope nodes in the heap). Reading a character makes
+ * V8 flatten the rope in place into one string; nothing else changes.
+ */
+function flattenHead(raw: ServerResponse): void {
+  const head = (raw as unknown as { _header?: unknown })._header;
+  if (typeof head === 'string') head.charCodeAt(0);
 }
 
 /** The SSE id is `<turnId>:<n>` so `Last-Event-ID` alone names the turn and the position. */

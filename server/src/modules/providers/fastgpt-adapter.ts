@@ -1,6 +1,6 @@
 import { fastgptRoot } from './endpoint-url.js';
 import type { UpstreamHttp } from './http.js';
-import { openAIDelta, type OpenAIChunk } from './openai-adapter.js';
+import { OpenAIChunkReader } from './openai-chunk.js';
 import { readSse } from './sse.js';
 import type {
   FeedbackRequest,
@@ -109,6 +109,7 @@ export class FastGPTAdapter implements ProviderAdapter {
       postJson(endpoint, url, requestBody(request, true), signal, 'stream'),
       PROVIDER,
     );
+    const chunks = new OpenAIChunkReader(url, PROVIDER, endpoint.apiKey);
     let sawDone = false;
     let started = false;
     let finishReason: string | undefined;
@@ -127,9 +128,7 @@ export class FastGPTAdapter implements ProviderAdapter {
               continue;
             }
             if (sawDone) continue;
-            const chunk = parseChunk<OpenAIChunk>(data, url, PROVIDER);
-            if (chunk.error !== undefined && chunk.error !== null) throw inStreamError(PROVIDER, chunk, url, endpoint.apiKey);
-            const delta = openAIDelta(chunk);
+            const delta = chunks.read(data);
             if (delta.reasoning || delta.text) {
               if (!started) {
                 started = true;
@@ -139,7 +138,7 @@ export class FastGPTAdapter implements ProviderAdapter {
               if (delta.text) yield { type: 'text', delta: delta.text };
             }
             if (delta.finishReason) finishReason = delta.finishReason;
-            if (chunk.usage) usage = usageFromOpenAI(chunk.usage);
+            if (delta.usage) usage = usageFromOpenAI(delta.usage);
             continue;
           }
           switch (event) {

@@ -6,6 +6,7 @@ import { UpstreamHttp } from './http.js';
 import { OpenAIAdapter } from './openai-adapter.js';
 import type { ProviderEvent, ProviderRequest } from './types.js';
 import { UpstreamError } from './upstream-error.js';
+import { loopbackAllowed } from '../../test/providers.js';
 
 /**
  * The upstream path over both protocols an upstream may speak: HTTP/1.1
@@ -28,7 +29,7 @@ describe.each(protocols)('the upstream path over $name', ({ tls, version }) => {
 
   beforeAll(async () => {
     mock = await createMockUpstream({ port: 0, defaultChunks: 5, defaultIntervalMs: 5, ...(tls ? { tls: certificate } : {}) });
-    http = new UpstreamHttp({ connections: 400, extraCa: certificate.cert, queueTimeoutMs: 30_000 });
+    http = new UpstreamHttp({ outbound: loopbackAllowed(), connections: 400, extraCa: certificate.cert, queueTimeoutMs: 30_000 });
     adapter = new OpenAIAdapter(http);
   });
   afterAll(async () => {
@@ -98,7 +99,7 @@ describe.each(protocols)('the upstream path over $name', ({ tls, version }) => {
 describe('an upstream with a certificate nobody trusts', () => {
   it('is a network failure (TLS), not an answer', async () => {
     const mock = await createMockUpstream({ port: 0, tls: certificate });
-    const http = new UpstreamHttp({ connections: 4 });
+    const http = new UpstreamHttp({ outbound: loopbackAllowed(), connections: 4 });
     try {
       const adapter = new OpenAIAdapter(http);
       const req: ProviderRequest = {

@@ -7,13 +7,14 @@ import { eventually } from '../../test/sse.js';
 import { UpstreamBody, UpstreamHttp, networkError } from './http.js';
 import { OpenAIAdapter } from './openai-adapter.js';
 import type { ProviderRequest } from './types.js';
+import { loopbackAllowed } from '../../test/providers.js';
 
 let mock: MockUpstream;
 let http: UpstreamHttp;
 
 beforeAll(async () => {
   mock = await createMockUpstream({ port: 0, defaultChunks: 3, defaultIntervalMs: 1 });
-  http = new UpstreamHttp({ connections: 4 });
+  http = new UpstreamHttp({ outbound: loopbackAllowed(), connections: 4 });
 });
 
 afterAll(async () => {
@@ -40,7 +41,7 @@ function request(text: string): ProviderRequest {
 
 describe('UpstreamHttp', () => {
   it('applies the configured default deadlines to endpoints that set none, and an endpoint\'s own over them', async () => {
-    const configured = new UpstreamHttp({ connections: 2, defaultTimeouts: { connectMs: 150, firstTokenMs: 60_000, idleMs: 60_000, totalMs: 60_000 } });
+    const configured = new UpstreamHttp({ outbound: loopbackAllowed(), connections: 2, defaultTimeouts: { connectMs: 150, firstTokenMs: 60_000, idleMs: 60_000, totalMs: 60_000 } });
     try {
       const adapter = new OpenAIAdapter(configured);
       const run = async (req: ProviderRequest) => {
@@ -189,7 +190,7 @@ describe('local queueing for upstream slots', () => {
   };
 
   it('a call waiting for a slot is not on the upstream\'s clock: its headers deadline starts once it has one', async () => {
-    const one = new UpstreamHttp({ connections: 1, queueTimeoutMs: 60_000 });
+    const one = new UpstreamHttp({ outbound: loopbackAllowed(), connections: 1, queueTimeoutMs: 60_000 });
     try {
       const adapter = new OpenAIAdapter(one);
       const holder = drain(adapter, request('long [[mock chunks=8 interval=150]]'));
@@ -208,7 +209,7 @@ describe('local queueing for upstream slots', () => {
   });
 
   it('a call that waits past UPSTREAM_QUEUE_TIMEOUT_MS fails `busy` and never reaches the upstream', async () => {
-    const one = new UpstreamHttp({ connections: 1, queueTimeoutMs: 100 });
+    const one = new UpstreamHttp({ outbound: loopbackAllowed(), connections: 1, queueTimeoutMs: 100 });
     try {
       const adapter = new OpenAIAdapter(one);
       const abort = new AbortController();
@@ -225,7 +226,7 @@ describe('local queueing for upstream slots', () => {
   });
 
   it("a turn's admitted slot serves its calls one after another without queueing, and is the origin's until released", async () => {
-    const one = new UpstreamHttp({ connections: 1, queueTimeoutMs: 50 });
+    const one = new UpstreamHttp({ outbound: loopbackAllowed(), connections: 1, queueTimeoutMs: 50 });
     try {
       const adapter = new OpenAIAdapter(one);
       const admission = await one.admit(`${mock.url}/v1`);

@@ -3,6 +3,7 @@ import { createSecureContext, rootCertificates, type SecureContext } from 'node:
 import { Pool, type Dispatcher } from 'undici';
 import type { EndpointTimeouts } from '../../db/schema.js';
 import { UpstreamError, isNonRetryableCode, parseRetryAfter } from './upstream-error.js';
+import { addressRefusal, type OutboundPolicy } from './outbound-policy.js';
 import { Admission, OriginSlots } from './upstream-slots.js';
 import { excerpt, inStreamError, providerErrorFromBody, providerErrorFromObject, redact } from './wire.js';
 
@@ -272,6 +273,9 @@ export class UpstreamCall {
     if (this.failure) return this.failure;
     if (err instanceof UpstreamError) return err;
     if (this.request.signal.aborted) return abortedError(this.request.url);
+    const refusal = addressRefusal(err);
+    // Refused before a byte left: not the upstream's failure, and no retry would be allowed either.
+    if (refusal) return new UpstreamError('forbidden', refusal.message, { url: this.request.url, retryable: false, cause: err });
     return networkError(err, this.request.url, this.request.secret);
   }
 
@@ -489,6 +493,8 @@ export interface UpstreamHttpOptions {
   http2?: boolean | undefined;
   /** Certificates (PEM) trusted for upstream TLS besides the built-in roots (UPSTREAM_CA_FILE). */
   extraCa?: string | undefined;
+  /** Which addresses connections may reach (UPSTREAM_ALLOWED_CIDRS, the simulated upstream); checked when a connection opens. */
+  outbound: OutboundPolicy;
 }
 
 /** UPSTREAM_QUEUE_TIMEOUT_MS's default. */
@@ -540,7 +546,12 @@ export class UpstreamHttp {
         // Our own deadlines (UpstreamCall) replace undici's headers/body timeouts.
         headersTimeout: 0,
         bodyTimeout: 0,
-        connect: { timeout: this.defaults.connectMs, ...(this.secureContext ? { secureContext: this.secureContext } : {}) },
+        // The outbound policy's connector: it runs once per new connection, never per request.
+        connect: this.options.outbound.connector(origin, {
+          timeout: this.defaults.connectMs,
+          allowH2: this.options.http2 ?? true,
+          ...(this.secureContext ? { secureContext: this.secureContext } : {}),
+        }),
         // HTTP/2 where the upstream offers it over TLS (ALPN): many streams share a few connections.
         allowH2: this.options.http2 ?? true,
         maxConcurrentStreams: H2_STREAMS_PER_CONNECTION,

@@ -1,12 +1,11 @@
 import { openaiRoot } from './endpoint-url.js';
 import type { UpstreamHttp } from './http.js';
+import { OpenAIChunkReader } from './openai-chunk.js';
 import { readSse } from './sse.js';
 import type { ChatMessage, ProviderAdapter, ProviderEvent, ProviderRequest, ProviderResult, Usage } from './types.js';
 import {
   asObject,
   fileAsText,
-  inStreamError,
-  parseChunk,
   usageFromOpenAI,
   withSystemMessage,
   type OpenAIUsageWire,
@@ -14,18 +13,6 @@ import {
 } from './wire.js';
 
 const PROVIDER = 'openai';
-
-/** The parts of an OpenAI chat-completions stream chunk we read. Everything is optional on the wire. */
-export interface OpenAIChunk {
-  id?: string;
-  model?: string;
-  choices?: Array<{
-    delta?: { content?: unknown; reasoning_content?: unknown; reasoning?: unknown } | null;
-    finish_reason?: string | null;
-  }>;
-  usage?: OpenAIUsageWire | null;
-  error?: unknown;
-}
 
 interface OpenAICompletion {
   id?: string;
@@ -73,19 +60,6 @@ function requestBody(request: ProviderRequest, stream: boolean): string {
   return JSON.stringify(body);
 }
 
-/** The reasoning and text deltas and the finish reason of one OpenAI-style chunk (FastGPT answers are such chunks too). */
-export function openAIDelta(chunk: OpenAIChunk): { reasoning: string | undefined; text: string | undefined; finishReason: string | undefined } {
-  const choice = chunk.choices?.[0];
-  const delta = choice?.delta;
-  const reasoning = delta?.reasoning_content ?? delta?.reasoning;
-  const text = delta?.content;
-  return {
-    reasoning: typeof reasoning === 'string' && reasoning !== '' ? reasoning : undefined,
-    text: typeof text === 'string' && text !== '' ? text : undefined,
-    finishReason: choice?.finish_reason ?? undefined,
-  };
-}
-
 /** OpenAI chat completions and every endpoint compatible with it (DeepSeek, Qwen, vLLM, Ollama…). */
 export class OpenAIAdapter implements ProviderAdapter {
   readonly kind = 'openai' as const;
@@ -99,6 +73,7 @@ export class OpenAIAdapter implements ProviderAdapter {
       postJson(endpoint, url, requestBody(request, true), signal, 'stream'),
       PROVIDER,
     );
+    const chunks = new OpenAIChunkReader(url, PROVIDER, endpoint.apiKey);
     let sawDone = false;
     let started = false;
     let modelSeen = false;
@@ -113,15 +88,11 @@ export class OpenAIAdapter implements ProviderAdapter {
             sawDone = true;
             continue;
           }
-          const chunk = parseChunk<OpenAIChunk>(data, url, PROVIDER);
-          if (chunk.error !== undefined && chunk.error !== null) {
-            throw inStreamError(PROVIDER, chunk, url, endpoint.apiKey);
-          }
-          if (!modelSeen && typeof chunk.model === 'string' && chunk.model !== '') {
+          const delta = chunks.read(data);
+          if (!modelSeen && delta.model !== undefined) {
             modelSeen = true;
-            yield { type: 'model', model: chunk.model };
+            yield { type: 'model', model: delta.model };
           }
-          const delta = openAIDelta(chunk);
           if (delta.reasoning || delta.text) {
             if (!started) {
               started = true;
@@ -131,7 +102,7 @@ export class OpenAIAdapter implements ProviderAdapter {
             if (delta.text) yield { type: 'text', delta: delta.text };
           }
           if (delta.finishReason) finishReason = delta.finishReason;
-          if (chunk.usage) usage = usageFromOpenAI(chunk.usage);
+          if (delta.usage) usage = usageFromOpenAI(delta.usage);
         }
       }
     } catch (err) {

@@ -3,13 +3,14 @@ import { createMockUpstream, type MockUpstream } from '../../../../tools/src/moc
 import type { ProviderKind } from '../../db/schema.js';
 import { createProviderRegistry, type ProviderRegistry } from './registry.js';
 import type { ResolvedEndpoint } from './types.js';
+import { loopbackAllowed } from '../../test/providers.js';
 
 let mock: MockUpstream;
 let registry: ProviderRegistry;
 
 beforeAll(async () => {
   mock = await createMockUpstream({ port: 0, defaultChunks: 3, defaultIntervalMs: 1 });
-  registry = createProviderRegistry({ connections: 4 });
+  registry = createProviderRegistry({ outbound: loopbackAllowed(), connections: 4 });
 });
 
 afterAll(async () => {

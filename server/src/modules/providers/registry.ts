@@ -4,6 +4,7 @@ import { DifyAdapter } from './dify-adapter.js';
 import { FastGPTAdapter } from './fastgpt-adapter.js';
 import { UpstreamHttp, type OriginLoad } from './http.js';
 import { OpenAIAdapter } from './openai-adapter.js';
+import { ADDRESS_FORBIDDEN_CODE, type OutboundPolicy } from './outbound-policy.js';
 import type { ProviderAdapter, ResolvedEndpoint, ValidationResult } from './types.js';
 import { UpstreamError } from './upstream-error.js';
 import type { Admission } from './upstream-slots.js';
@@ -19,6 +20,8 @@ export interface ProviderRegistryOptions {
   http2?: boolean | undefined;
   /** Extra trusted certificates (PEM) for upstream TLS. */
   extraCa?: string | undefined;
+  /** Which addresses upstream connections may reach (outbound-policy.ts). */
+  outbound: OutboundPolicy;
 }
 
 export interface ProviderRegistry {
@@ -72,7 +75,7 @@ export function createProviderRegistry(options: ProviderRegistryOptions): Provid
           return {
             ok: false,
             latencyMs,
-            error: { code: err.providerCode ?? `upstream_${err.kind}`, message: err.message, status: err.status },
+            error: { code: err.kind === 'forbidden' ? ADDRESS_FORBIDDEN_CODE : (err.providerCode ?? `upstream_${err.kind}`), message: err.message, status: err.status },
           };
         }
         return { ok: false, latencyMs, error: { code: 'internal', message: 'validation failed unexpectedly' } };

@@ -9,7 +9,8 @@ export type UpstreamErrorKind =
   | 'timeout' // a deadline passed (connect/headers, first token, idle, total)
   | 'protocol' // malformed chunk, unexpected body
   | 'aborted' // we cancelled it
-  | 'busy'; // it never left: every slot to the origin stayed taken (our own queue, upstream-slots.ts)
+  | 'busy' // it never left: every slot to the origin stayed taken (our own queue, upstream-slots.ts)
+  | 'forbidden'; // it never left: the outbound policy refused the upstream's address (outbound-policy.ts)
 
 /**
  * What a failure means for the next step, whatever the provider: see
@@ -29,7 +30,8 @@ export type UpstreamFailureCategory =
   | 'network' // no connection, reset, cut stream
   | 'protocol' // malformed answer
   | 'aborted' // we cancelled it (stop, shutdown)
-  | 'busy'; // our own queue to the upstream was full: says nothing about the upstream
+  | 'busy' // our own queue to the upstream was full: says nothing about the upstream
+  | 'forbidden'; // the endpoint's address is one upstream calls may not reach: the agent's configuration
 
 const AUTH_CODES = new Set(['invalid_api_key', 'authentication_error', 'permission_error', 'permission_denied', 'unauthorized', 'forbidden', 'unAuthApiKey', 'unAuthorization']);
 const CONTENT_POLICY_CODES = new Set(['content_policy_violation', 'content_filter', 'content_filtered', 'safety']);
@@ -86,6 +88,8 @@ export class UpstreamError extends Error {
         return 'aborted';
       case 'busy':
         return 'busy';
+      case 'forbidden':
+        return 'forbidden';
       case 'http':
         break;
     }
@@ -112,6 +116,7 @@ export class UpstreamError extends Error {
         return true;
       case 'aborted':
       case 'busy':
+      case 'forbidden':
         return false;
       case 'http': {
         const s = this.options.status ?? 0;

@@ -3,7 +3,7 @@ import type { EndpointTimeouts } from '../../db/schema.js';
 import type { ResolvedEndpoint } from '../providers/types.js';
 import { UpstreamError } from '../providers/upstream-error.js';
 import type { BreakerService } from './breakers.js';
-import { categoryOf, clientErrorFor, failurePolicy, retryDelayMs, type BackoffSettings, type ClientError } from './failure-policy.js';
+import { categoryOf, clientErrorFor, failurePolicy, publicErrorMessage, retryDelayMs, type BackoffSettings, type ClientError } from './failure-policy.js';
 import type { FailureLog } from './failure-log.js';
 
 /** How hard one turn may try: per endpoint, and the default deadlines. */
@@ -126,7 +126,9 @@ export async function runAttempts(endpoints: readonly ResolvedEndpoint[], host: 
         const policy = failurePolicy(category);
         const midAnswer = host.outputSent;
         const reason = clientErrorFor(err);
-        const clientError: ClientError = midAnswer ? { code: 'UPSTREAM_INTERRUPTED', message: `The answer broke off before it was complete. ${reason.message}` } : reason;
+        const clientError: ClientError = midAnswer
+          ? { code: 'UPSTREAM_INTERRUPTED', message: publicErrorMessage('UPSTREAM_INTERRUPTED'), detail: `The answer broke off before it was complete. ${reason.detail ?? reason.message}` }
+          : reason;
         lastClientError = clientError;
         // Awaited (failures are rare): the next call on this instance must see a breaker this failure opened.
         await deps.breakers.record(endpoint.id, policy.countsForBreaker ? 'failure' : 'release', probe && !successRecorded);
@@ -159,7 +161,7 @@ export async function runAttempts(endpoints: readonly ResolvedEndpoint[], host: 
         const mayRetrySame = policy.retrySameEndpoint && attempt < deps.retry.maxAttempts && !(midAnswer && laterEndpoint);
         const delay = mayRetrySame ? retryDelayMs(attempt, deps.retry, err instanceof UpstreamError ? err.retryAfterMs : undefined, deps.random) : undefined;
         deps.logger.warn(
-          { turnId: host.turnId, agentId: host.agentId, endpoint: endpoint.position, provider: endpoint.provider, category, status: err instanceof UpstreamError ? err.status : undefined, attempt, midAnswer, retryInMs: delay },
+          { turnId: host.turnId, agentId: host.agentId, endpoint: endpoint.position, provider: endpoint.provider, category, status: err instanceof UpstreamError ? err.status : undefined, attempt, midAnswer, retryInMs: delay, detail: reason.detail },
           'upstream call failed',
         );
         if (delay !== undefined) {
@@ -172,9 +174,9 @@ export async function runAttempts(endpoints: readonly ResolvedEndpoint[], host: 
     }
   }
   if (lastClientError === undefined && rejectedByBreaker > 0) {
-    return { status: 'error', error: { code: 'UPSTREAM_CIRCUIT_OPEN', message: 'Every endpoint of this agent is failing and temporarily switched off; try again shortly' } };
+    return { status: 'error', error: { code: 'UPSTREAM_CIRCUIT_OPEN', message: publicErrorMessage('UPSTREAM_CIRCUIT_OPEN') } };
   }
-  return { status: 'error', error: lastClientError ?? { code: 'UPSTREAM_UNAVAILABLE', message: 'The agent has no endpoint to call' } };
+  return { status: 'error', error: lastClientError ?? { code: 'UPSTREAM_UNAVAILABLE', message: publicErrorMessage('UPSTREAM_UNAVAILABLE'), detail: 'The agent has no endpoint to call' } };
 }
 
 /** A sleep that ends early when the signal aborts. */

@@ -27,8 +27,19 @@ describe('failure categories', () => {
     expect(clientErrorFor(err).code).toBe(code);
   });
 
-  it('the provider reason is in the message', () => {
-    expect(clientErrorFor(http(400, 'context_length_exceeded')).message).toContain('status 400, context_length_exceeded');
+  it('the provider reason is in the detail, for admins, and never in the message everyone sees', () => {
+    const error = clientErrorFor(new UpstreamError('http', 'openai answered 500: internal-service-says-hello', { status: 500 }));
+    expect(error.detail).toContain('status 500');
+    expect(error.detail).toContain('internal-service-says-hello');
+    expect(error.message).toBe('The model provider failed to answer');
+  });
+
+  it('an address the outbound policy refused is neither retried nor counted against the endpoint', () => {
+    const err = new UpstreamError('forbidden', 'upstream address 127.0.0.1 is not allowed', { retryable: false });
+    expect(err.category).toBe('forbidden');
+    expect(err.retryable).toBe(false);
+    expect(failurePolicy('forbidden')).toEqual({ retrySameEndpoint: false, fallBack: 'any', countsForBreaker: false });
+    expect(clientErrorFor(err).code).toBe('UPSTREAM_ADDRESS_FORBIDDEN');
   });
 
   it('refusals are not retried on the same endpoint and do not count against it', () => {

@@ -43,6 +43,10 @@ export function failurePolicy(category: UpstreamFailureCategory): FailurePolicy 
     case 'busy':
       // Our own queue was full: the endpoint did nothing wrong; another one (another origin) may have room.
       return { retrySameEndpoint: false, fallBack: 'any', countsForBreaker: false };
+    case 'forbidden':
+      // The outbound policy refused the address before anything was sent: the agent's configuration, not the
+      // upstream's health; a retry would be refused the same way, another endpoint may be allowed.
+      return { retrySameEndpoint: false, fallBack: 'any', countsForBreaker: false };
   }
 }
 
@@ -53,44 +57,88 @@ export function categoryOf(err: unknown): UpstreamFailureCategory {
 
 export interface ClientError {
   code: ErrorCode;
+  /** What anyone may read: the code's generic sentence (`publicErrorMessage`), no upstream text. */
   message: string;
+  /** The same with the provider's reason (status, provider code, its error text): for admins and logs only. */
+  detail?: string | undefined;
 }
 
 /**
- * The error the caller sees for an upstream failure: a stable code and the
- * provider's reason. Messages never carry URLs or keys (UpstreamError
- * messages are already scrubbed of the endpoint's key).
+ * The one sentence per code that users who are not admins see for a failed
+ * answer, live and stored. Upstream error text can carry internals of the
+ * provider or of whatever an endpoint points at, so it is never among them.
+ */
+const PUBLIC_ERROR_MESSAGES: Partial<Record<ErrorCode, string>> = {
+  UPSTREAM_BAD_REQUEST: 'The model provider rejected the request',
+  UPSTREAM_CONTEXT_LENGTH_EXCEEDED: 'The conversation is too long for the model; start a new chat or shorten the message',
+  UPSTREAM_CONTENT_POLICY: 'The model provider refused the content under its content policy',
+  UPSTREAM_AUTH_FAILED: "The model provider refused the platform's credentials; an administrator must fix the agent's API key",
+  UPSTREAM_ADDRESS_FORBIDDEN: "The agent's endpoint points to an address this server may not call; an administrator must fix the agent",
+  UPSTREAM_UNAVAILABLE: 'The model provider is unavailable; try again later',
+  UPSTREAM_ERROR: 'The model provider failed to answer',
+  UPSTREAM_RATE_LIMITED: 'The model provider is rate limiting requests; try again later',
+  UPSTREAM_TIMEOUT: 'The model provider did not answer in time',
+  UPSTREAM_BUSY: 'Too many answers are streaming from this model provider on this server; try again shortly',
+  UPSTREAM_INTERRUPTED: 'The answer broke off before it was complete',
+  UPSTREAM_CIRCUIT_OPEN: 'Every endpoint of this agent is failing and temporarily switched off; try again shortly',
+  AGENT_INACTIVE: 'The agent of this answer was disabled or deleted while it was being generated',
+  GENERATION_NOT_FOUND: 'The question of this answer is gone',
+  NOT_READY: 'This instance shut down while answering; the answer continues on another instance',
+  INTERNAL: 'The answer failed unexpectedly',
+};
+
+/** The sentence a user who is not an admin sees for an answer that failed with `code`. */
+export function publicErrorMessage(code: string | null | undefined): string {
+  return (code ? PUBLIC_ERROR_MESSAGES[code as ErrorCode] : undefined) ?? 'The answer failed';
+}
+
+/** An answer's error as one viewer may see it: admins get the detail, everyone else the code's generic sentence. */
+export function errorForViewer(error: { code: string; message: string }, admin: boolean): { code: string; message: string } {
+  return admin ? error : { code: error.code, message: publicErrorMessage(error.code) };
+}
+
+function clientError(code: ErrorCode, detail: string): ClientError {
+  return { code, message: publicErrorMessage(code), detail };
+}
+
+/**
+ * The error the caller sees for an upstream failure: a stable code, the
+ * code's generic sentence, and as `detail` the provider's reason (for
+ * admins). Messages never carry URLs or keys (UpstreamError messages are
+ * already scrubbed of the endpoint's key).
  */
 export function clientErrorFor(err: unknown): ClientError {
-  if (!(err instanceof UpstreamError)) return { code: 'INTERNAL', message: 'The answer failed unexpectedly' };
+  if (!(err instanceof UpstreamError)) return clientError('INTERNAL', 'The answer failed unexpectedly');
   const reason = providerReason(err);
   switch (err.category) {
     case 'bad_request':
-      return { code: 'UPSTREAM_BAD_REQUEST', message: `The model provider rejected the request${reason}` };
+      return clientError('UPSTREAM_BAD_REQUEST', `The model provider rejected the request${reason}`);
     case 'context_length':
-      return { code: 'UPSTREAM_CONTEXT_LENGTH_EXCEEDED', message: `The conversation is too long for the model; start a new chat or shorten the message${reason}` };
+      return clientError('UPSTREAM_CONTEXT_LENGTH_EXCEEDED', `The conversation is too long for the model; start a new chat or shorten the message${reason}`);
     case 'content_policy':
-      return { code: 'UPSTREAM_CONTENT_POLICY', message: `The model provider refused the content under its content policy${reason}` };
+      return clientError('UPSTREAM_CONTENT_POLICY', `The model provider refused the content under its content policy${reason}`);
     case 'authentication':
-      return { code: 'UPSTREAM_AUTH_FAILED', message: `The model provider refused the platform's credentials; an administrator must fix the agent's API key${reason}` };
+      return clientError('UPSTREAM_AUTH_FAILED', `The model provider refused the platform's credentials; an administrator must fix the agent's API key${reason}`);
     case 'quota':
-      return { code: 'UPSTREAM_UNAVAILABLE', message: `The model provider account has no quota left${reason}` };
+      return clientError('UPSTREAM_UNAVAILABLE', `The model provider account has no quota left${reason}`);
     case 'not_found':
-      return { code: 'UPSTREAM_ERROR', message: `The model provider does not know the configured model or URL${reason}` };
+      return clientError('UPSTREAM_ERROR', `The model provider does not know the configured model or URL${reason}`);
     case 'rate_limited':
-      return { code: 'UPSTREAM_RATE_LIMITED', message: `The model provider is rate limiting requests; try again later${reason}` };
+      return clientError('UPSTREAM_RATE_LIMITED', `The model provider is rate limiting requests; try again later${reason}`);
     case 'server':
-      return { code: 'UPSTREAM_ERROR', message: `The model provider failed${reason}` };
+      return clientError('UPSTREAM_ERROR', `The model provider failed${reason}`);
     case 'timeout':
-      return { code: 'UPSTREAM_TIMEOUT', message: `The model provider did not answer in time: ${err.message}` };
+      return clientError('UPSTREAM_TIMEOUT', `The model provider did not answer in time: ${err.message}`);
     case 'network':
-      return { code: 'UPSTREAM_UNAVAILABLE', message: 'The model provider could not be reached' };
+      return clientError('UPSTREAM_UNAVAILABLE', `The model provider could not be reached: ${err.message}`);
     case 'protocol':
-      return { code: 'UPSTREAM_ERROR', message: 'The model provider sent a malformed answer' };
+      return clientError('UPSTREAM_ERROR', `The model provider sent a malformed answer: ${err.message}`);
     case 'aborted':
-      return { code: 'UPSTREAM_ERROR', message: 'The request to the model provider was cancelled' };
+      return clientError('UPSTREAM_ERROR', 'The request to the model provider was cancelled');
     case 'busy':
-      return { code: 'UPSTREAM_BUSY', message: 'Too many answers are streaming from this model provider on this server; try again shortly' };
+      return clientError('UPSTREAM_BUSY', 'Too many answers are streaming from this model provider on this server; try again shortly');
+    case 'forbidden':
+      return clientError('UPSTREAM_ADDRESS_FORBIDDEN', `The agent's endpoint points to an address this server may not call: ${err.message}`);
   }
 }
 

@@ -42,13 +42,13 @@ export const userAdminRoutes: FastifyPluginAsyncTypebox<RouteOptions> = (app, { 
   });
 
   app.post('/:id/reset-password', { schema: { params: UserParams, body: ResetPasswordBody, response: UserResponse } }, async (request) => {
-    const { password, newPassword } = request.body;
+    const { password, newPassword, revokeApiKeys } = request.body;
     if (password !== undefined && newPassword !== undefined && password !== newPassword) {
       throw new AppError('VALIDATION_FAILED', 'password and newPassword differ: send only one of them');
     }
     const chosen = password ?? newPassword;
     if (chosen === undefined) throw new AppError('VALIDATION_FAILED', 'Send the new password as password: the server does not generate one');
-    return ok(await users.resetPassword(actorOf(request), request.params.id, chosen));
+    return ok(await users.resetPassword(actorOf(request), request.params.id, chosen, { revokeApiKeys }));
   });
 
   const setRole = { schema: { params: UserParams, body: RoleBody, response: UserResponse } };

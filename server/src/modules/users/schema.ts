@@ -91,6 +91,7 @@ export const ResetPasswordBody = Type.Object(
     password: Type.Optional(Password),
     /** Same as password (either name is accepted). */
     newPassword: Type.Optional(Password),
+    revokeApiKeys: Type.Optional(Type.Boolean({ default: true, description: "Also revoke the user's personal API keys (default true)" })),
   },
   { additionalProperties: false },
 );

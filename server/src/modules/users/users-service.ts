@@ -8,6 +8,7 @@ import type { Database, Role, UserRow, UserStatus } from '../../db/schema.js';
 import { AppError, notFound } from '../../errors.js';
 import { Channels, type SharedState } from '../../shared-state/shared-state.js';
 import { AuditActions, type Actor, type AuditLog } from '../audit/audit-log.js';
+import { revokeCredentials } from '../auth/credential-revocation.js';
 import { assertPasswordPolicy, generatePassword, hashPassword } from '../auth/password.js';
 import { tokenUsageOf, type TokenUsage } from '../quotas/token-usage.js';
 
@@ -83,8 +84,11 @@ export interface UsersService {
   /** Disables the account, signs it out everywhere and tells every instance. */
   disable(actor: Actor, id: string): Promise<UserView>;
   enable(actor: Actor, id: string): Promise<UserView>;
-  /** Sets a password the admin chose; clears any lockout and signs the user out everywhere. */
-  resetPassword(actor: Actor, id: string, password: string): Promise<UserView>;
+  /**
+   * Sets a password the admin chose; clears any lockout, signs the user out everywhere (refresh tokens and,
+   * on every instance at once, access tokens) and, unless `revokeApiKeys` is false, revokes their API keys.
+   */
+  resetPassword(actor: Actor, id: string, password: string, options?: { revokeApiKeys?: boolean | undefined }): Promise<UserView>;
   /** Listens for changes to a user's status, role or credentials made by this instance. */
   onChanged(listener: (userId: string) => void): () => void;
 }
@@ -353,23 +357,25 @@ export function createUsersService({ db, state, audit, config, logger }: UsersSe
       return toUserView(row);
     },
 
-    async resetPassword(actor, id, password) {
+    async resetPassword(actor, id, password, options = {}) {
       const before = await findRow(id);
       assertPasswordPolicy(password, before.username);
       const passwordHash = await hashPassword(password);
-      const row = await db.transaction().execute(async (trx) => {
+      const at = new Date();
+      const revokeApiKeys = options.revokeApiKeys ?? true;
+      const { row, apiKeysRevoked } = await db.transaction().execute(async (trx) => {
         const updated = await trx
           .updateTable('users')
-          .set({ password_hash: passwordHash, password_changed_at: new Date(), failed_logins: 0, locked_until: null, updated_at: new Date() })
+          .set({ password_hash: passwordHash, password_changed_at: at, failed_logins: 0, locked_until: null, updated_at: at })
           .where('id', '=', id)
           .returningAll()
           .executeTakeFirst();
-        await trx.updateTable('refresh_tokens').set({ revoked_at: new Date() }).where('user_id', '=', id).where('revoked_at', 'is', null).execute();
-        return updated;
+        if (!updated) return { row: undefined, apiKeysRevoked: 0 };
+        return { row: updated, ...(await revokeCredentials(trx, id, { at, apiKeys: revokeApiKeys })) };
       });
       if (!row) throw notFound('USER_NOT_FOUND', 'The user');
       await announce(id);
-      await audit.record({ actorId: actor.id, actorUsername: actor.username, ip: actor.ip, action: AuditActions.userResetPassword, targetType: 'user', targetId: id, detail: { username: row.username } });
+      await audit.record({ actorId: actor.id, actorUsername: actor.username, ip: actor.ip, action: AuditActions.userResetPassword, targetType: 'user', targetId: id, detail: { username: row.username, accessTokensRevoked: true, apiKeysRevoked } });
       return toUserView(row);
     },
 

@@ -104,7 +104,7 @@ export const adminApi = {
   users: (q: string, page: number) => api<{ items: AdminUser[]; total: number; page: number; pageSize: number }>('/api/admin/users', { query: { q: q || undefined, page, pageSize: 20 } }),
   createUser: (input: { username: string; password: string; displayName?: string; role: 'user' | 'admin' }) => api<AdminUser>('/api/admin/users', { method: 'POST', body: input }),
   setUserDisabled: (id: string, disabled: boolean) => api<AdminUser>(`/api/admin/users/${id}/${disabled ? 'disable' : 'enable'}`, { method: 'POST', body: {} }),
-  resetPassword: (id: string, password: string) => api<AdminUser>(`/api/admin/users/${id}/reset-password`, { method: 'POST', body: { password } }),
+  resetPassword: (id: string, password: string, revokeApiKeys: boolean) => api<AdminUser>(`/api/admin/users/${id}/reset-password`, { method: 'POST', body: { password, revokeApiKeys } }),
   setRole: (id: string, role: 'user' | 'admin') => api<AdminUser>(`/api/admin/users/${id}/role`, { method: 'PATCH', body: { role } }),
   setQuota: (id: string, quota: { dailyTokenQuota: number | null; monthlyTokenQuota: number | null }) => api<AdminUser>(`/api/admin/users/${id}`, { method: 'PATCH', body: quota }),
 

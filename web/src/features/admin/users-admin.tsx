@@ -77,6 +77,7 @@ export function UsersAdmin() {
   const [page, setPage] = useState(1);
   const [creating, setCreating] = useState(false);
   const [resetting, setResetting] = useState<AdminUser | undefined>();
+  const [revokeKeys, setRevokeKeys] = useState(true);
   const [newPassword, setNewPassword] = useState('');
   const [quotaOf, setQuotaOf] = useState<AdminUser | undefined>();
   const [daily, setDaily] = useState('');
@@ -95,7 +96,7 @@ export function UsersAdmin() {
   const disable = useMutation({ mutationFn: (u: AdminUser) => adminApi.setUserDisabled(u.id, u.status === 'active'), onSuccess: refresh, onError });
   const role = useMutation({ mutationFn: ({ u, r }: { u: AdminUser; r: 'user' | 'admin' }) => adminApi.setRole(u.id, r), onSuccess: refresh, onError });
   const reset = useMutation({
-    mutationFn: ({ u, p }: { u: AdminUser; p: string }) => adminApi.resetPassword(u.id, p),
+    mutationFn: ({ u, p }: { u: AdminUser; p: string }) => adminApi.resetPassword(u.id, p, revokeKeys),
     onSuccess: async (_r, { u }) => {
       setNotice({ ok: true, text: t('admin.passwordReset', { name: u.username }) });
       setResetting(undefined);
@@ -228,6 +229,10 @@ export function UsersAdmin() {
         >
           <label htmlFor="reset-password">{t('admin.newPasswordFor', { name: resetting?.username ?? '' })}</label>
           <input id="reset-password" type="password" autoComplete="new-password" value={newPassword} required onChange={(e) => setNewPassword(e.target.value)} />
+          <label className="field checkbox" htmlFor="reset-revoke-keys">
+            <input id="reset-revoke-keys" type="checkbox" checked={revokeKeys} onChange={(e) => setRevokeKeys(e.target.checked)} />
+            {t('admin.revokeKeysToo')}
+          </label>
           <div className="dialog-actions">
             <button type="button" onClick={() => setResetting(undefined)}>
               {t('common.cancel')}

@@ -1,8 +1,8 @@
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { useState, type FormEvent } from 'react';
-import { ApiError } from '../../api/client';
+import { ApiError, session } from '../../api/client';
 import { authApi } from '../../api/endpoints';
-import type { CreatedApiKey } from '../../api/types';
+import type { ApiKeyScope, CreatedApiKey } from '../../api/types';
 import { useI18n } from '../../i18n/i18n';
 import { authErrorText } from '../auth/sign-in-page';
 import { useUser } from '../auth/auth';
@@ -15,11 +15,17 @@ function ChangePassword() {
   const [current, setCurrent] = useState('');
   const [next, setNext] = useState('');
   const [repeat, setRepeat] = useState('');
+  const [revokeKeys, setRevokeKeys] = useState(true);
+  const queryClient = useQueryClient();
   const [message, setMessage] = useState<{ ok: boolean; text: string } | undefined>();
   const change = useMutation({
-    mutationFn: () => authApi.changePassword(current, next),
-    onSuccess: () => {
-      setMessage({ ok: true, text: t('profile.passwordChanged') });
+    mutationFn: () => authApi.changePassword(current, next, revokeKeys),
+    onSuccess: async (changed) => {
+      // The change revoked this session's access token too; carry on with the one it handed back.
+      const signedIn = session.get();
+      if (signedIn) session.set({ ...signedIn, token: changed.accessToken, expiresIn: changed.expiresIn });
+      setMessage({ ok: true, text: t('profile.passwordChangedKeys', { count: String(changed.apiKeysRevoked) }) });
+      await queryClient.invalidateQueries({ queryKey: ['api-keys'] });
       setCurrent('');
       setNext('');
       setRepeat('');
@@ -45,6 +51,10 @@ function ChangePassword() {
         <input id="new-password" type="password" autoComplete="new-password" value={next} onChange={(e) => setNext(e.target.value)} required />
         <label htmlFor="repeat-password">{t('profile.confirmPassword')}</label>
         <input id="repeat-password" type="password" autoComplete="new-password" value={repeat} onChange={(e) => setRepeat(e.target.value)} required />
+        <label className="field checkbox" htmlFor="revoke-keys">
+          <input id="revoke-keys" type="checkbox" checked={revokeKeys} onChange={(e) => setRevokeKeys(e.target.checked)} />
+          {t('profile.revokeKeysToo')}
+        </label>
         {message && (
           <p className={message.ok ? 'form-ok' : 'form-error'} role={message.ok ? 'status' : 'alert'}>
             {message.text}
@@ -58,18 +68,23 @@ function ChangePassword() {
   );
 }
 
+const OPTIONAL_SCOPES: ApiKeyScope[] = ['admin', 'keys'];
+
 function ApiKeys() {
   const { t, language } = useI18n();
+  const user = useUser();
+  const [scopes, setScopes] = useState<ApiKeyScope[]>([]);
   const queryClient = useQueryClient();
   const keys = useQuery({ queryKey: ['api-keys'], queryFn: authApi.apiKeys });
   const [name, setName] = useState('');
   const [created, setCreated] = useState<CreatedApiKey | undefined>();
   const refresh = () => queryClient.invalidateQueries({ queryKey: ['api-keys'] });
   const create = useMutation({
-    mutationFn: () => authApi.createApiKey(name.trim()),
+    mutationFn: () => authApi.createApiKey(name.trim(), ['chat', ...scopes]),
     onSuccess: async (c) => {
       setCreated(c);
       setName('');
+      setScopes([]);
       await refresh();
     },
   });
@@ -91,6 +106,24 @@ function ApiKeys() {
         <button type="submit" className="primary" disabled={!name.trim() || create.isPending}>
           {t('profile.createKey')}
         </button>
+        <fieldset className="key-scopes">
+          <legend>{t('profile.keyScopes')}</legend>
+          <label className="field checkbox" htmlFor="scope-chat">
+            <input id="scope-chat" type="checkbox" checked disabled />
+            {t('profile.scope.chat')}
+          </label>
+          {OPTIONAL_SCOPES.filter((s) => s !== 'admin' || user.role === 'admin').map((s) => (
+            <label key={s} className="field checkbox" htmlFor={`scope-${s}`}>
+              <input
+                id={`scope-${s}`}
+                type="checkbox"
+                checked={scopes.includes(s)}
+                onChange={(e) => setScopes((now) => (e.target.checked ? [...now, s] : now.filter((x) => x !== s)))}
+              />
+              {t(`profile.scope.${s}`)}
+            </label>
+          ))}
+        </fieldset>
       </form>
       {create.isError && <p className="form-error" role="alert">{authErrorText(create.error, t)}</p>}
       {created && (
@@ -106,7 +139,9 @@ function ApiKeys() {
           <li key={k.id}>
             <span className="key-name">{k.name}</span>
             <code>{k.prefix}…</code>
-            <span className="muted small">{t('profile.keyCreated', { date: date(k.createdAt) })}</span>
+            <span className="muted small">
+              {t('profile.keyCreated', { date: date(k.createdAt) })} · {k.expiresAt ? t('profile.keyExpires', { date: date(k.expiresAt) }) : t('profile.keyNeverExpires')} · {k.scopes.join(', ')}
+            </span>
             {k.revokedAt ? (
               <span className="badge">{t('profile.revoked')}</span>
             ) : (
