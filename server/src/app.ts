@@ -17,6 +17,7 @@ import { createApiKeysService, type ApiKeysService } from './modules/auth/api-ke
 import { createAuthService, type AuthService } from './modules/auth/auth-service.js';
 import { authRoutes } from './modules/auth/routes.js';
 import { createChatService, type ChatService } from './modules/chat/chat-service.js';
+import { createUserBudgetDirectory, type UserBudgetDirectory } from './modules/quotas/user-budgets.js';
 import { createIdempotencyStore } from './modules/chat/idempotency.js';
 import { chatRoutes } from './modules/chat/routes.js';
 import { openaiCompatRoutes } from './modules/chat/openai-compat-routes.js';
@@ -52,6 +53,8 @@ export interface AppDeps {
   apiKeys: ApiKeysService;
   agents: AgentsService;
   chat: ChatService;
+  /** Users' own token budgets, held in memory on each instance. */
+  budgets: UserBudgetDirectory;
   breakers: BreakerService;
   failures: FailureLog;
   lifecycle: Lifecycle;
@@ -139,7 +142,8 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
   });
   const failures = createFailureLog(database.db, logger);
   const instanceId = options.instanceId ?? crypto.randomUUID();
-  const chat = createChatService({ database, state, providers, agents, config, logger, breakers, failures, instanceId });
+  const budgets = createUserBudgetDirectory({ db: database.db, state, logger, onLocalChange: (listener) => users.onChanged(listener) });
+  const chat = createChatService({ database, state, providers, agents, config, logger, breakers, failures, instanceId, budgets });
   const pressure = new PressureMonitor(options.pressureSource ?? processPressure(), {
     maxEventLoopDelayMs: config.shedEventLoopDelayMs,
     maxHeapUsedPercent: config.shedHeapUsedPercent,
@@ -154,10 +158,11 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
     intervalMs: config.retentionSweepIntervalMs,
     batchSize: config.retentionSweepBatchSize,
   });
-  const deps: AppDeps = { config, secrets, database, state, logger, providers, audit, users, auth, apiKeys, agents, chat, breakers, failures, lifecycle, pressure, retention };
+  const deps: AppDeps = { config, secrets, database, state, logger, providers, audit, users, auth, apiKeys, agents, chat, budgets, breakers, failures, lifecycle, pressure, retention };
 
   await users.ensureFirstAdmin();
   await agents.start();
+  await budgets.start();
   await breakers.start();
   await chat.start();
   retention.start();
@@ -218,6 +223,7 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
     pressure.stop();
     await retention.stop();
     await agents.stop();
+    await budgets.close();
     await breakers.stop();
     await failures.settled();
     await providers.close();

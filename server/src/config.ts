@@ -56,6 +56,8 @@ export interface Config {
   chatRateLimitPerMinute: number;
   loginRateLimitPerMinute: number;
   dailyTokenQuota: number;
+  monthlyTokenQuota: number;
+  quotaReserveOutputTokens: number;
   checkpointIntervalMs: number;
   eventBufferTtlSeconds: number;
   upstreamConnections: number;
@@ -411,7 +413,9 @@ const specs: { [K in keyof Config]: VariableSpec<K> }[keyof Config][] = [
       return v;
     },
   },
-  { name: 'DAILY_TOKEN_QUOTA', key: 'dailyTokenQuota', defaultText: '0', description: 'Default tokens per user per UTC day (0 = unlimited); a user\'s own quota overrides it.', parse: integer(0, 2_000_000_000, 0) },
+  { name: 'DAILY_TOKEN_QUOTA', key: 'dailyTokenQuota', defaultText: '0', description: 'Tokens per user per UTC day for users without a daily quota of their own (0 = unlimited). Enforced across instances: a turn is refused with 429 `QUOTA_EXCEEDED` once the day\'s tokens (answers so far plus the reservations of answers still running) reach it. See "Quotas and token budgets".', parse: integer(0, 2_000_000_000, 0) },
+  { name: 'MONTHLY_TOKEN_QUOTA', key: 'monthlyTokenQuota', defaultText: '0', description: 'Tokens per user per UTC calendar month for users without a monthly quota of their own (0 = unlimited); enforced like `DAILY_TOKEN_QUOTA`.', parse: integer(0, 2_000_000_000, 0) },
+  { name: 'QUOTA_RESERVE_OUTPUT_TOKENS', key: 'quotaReserveOutputTokens', defaultText: '1024', description: 'Answer tokens reserved against a budget when neither the request nor the agent sets a maximum (the reservation is the question\'s estimated tokens plus the maximum answer; it is settled to the real usage when the answer ends).', parse: integer(1, 1_000_000, 1024) },
   { name: 'CHECKPOINT_INTERVAL_MS', key: 'checkpointIntervalMs', defaultText: '5000', description: 'How often partial answer text is saved to PostgreSQL while it streams (each save sends the text added since the last one that landed; a save still queued or being written skips the next).', parse: integer(100, 60_000, 5000) },
   { name: 'EVENT_BUFFER_TTL_SECONDS', key: 'eventBufferTtlSeconds', defaultText: '900', description: 'How long a turn\'s events stay in the shared buffer for reconnecting clients.', parse: integer(10, 86_400, 900) },
   {

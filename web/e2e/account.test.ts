@@ -209,6 +209,45 @@ describe('the admin console', () => {
     await screenshot(page, 'admin-users');
   });
 
+  it('sets a token quota in the users list; the user sees what is used and left in the profile, and is refused past it', async () => {
+    await createUser(server.url, adminToken, 'quinn', 'quinn-password-123');
+    const page = await freshPage();
+    await signIn(page, 'admin', ADMIN_PASSWORD);
+    await page.goto('/admin/users');
+    await page.locator('#user-search').fill('quinn');
+    const row = page.locator('[data-testid=admin-users] tr[data-user=quinn]');
+    await row.waitFor();
+    await row.getByRole('button', { name: 'Quota: quinn' }).click();
+    await page.locator('#quota-daily').fill('1');
+    await page.locator('dialog[open]').getByRole('button', { name: 'Save' }).click();
+    await page.getByRole('status').getByText('Token quota of quinn saved.').waitFor();
+    await row.getByTestId('user-tokens').getByText('0 of 1 used · 1 left').waitFor();
+    await expectNoSeriousViolations(page, 'admin users with token usage');
+
+    // Turns go through while the budget has room (one), then are refused: 429 QUOTA_EXCEEDED.
+    const quinn = await apiLogin(server.url, 'quinn', 'quinn-password-123');
+    const turn = () => fetch(`${server.url}/api/chat/completions`, { method: 'POST', headers: { authorization: `Bearer ${quinn}`, 'content-type': 'application/json' }, body: JSON.stringify({ agentId: 'demo', messages: [{ role: 'user', content: '[[mock chunks=2 interval=0]] count me' }] }) });
+    await expect.poll(async () => (await turn()).status).toBe(429);
+    const refused = await turn();
+    expect(refused.status).toBe(429);
+    expect(((await refused.json()) as { error: { code: string } }).error.code).toBe('QUOTA_EXCEEDED');
+
+    const own = await freshPage();
+    await signIn(own, 'quinn', 'quinn-password-123');
+    await own.goto('/profile');
+    const budget = own.getByTestId('token-budget');
+    await budget.getByText(/of 1 used · 0 left/).waitFor();
+    await budget.getByText('Unlimited').waitFor();
+    await expectNoSeriousViolations(own, 'profile with token budget');
+    await screenshot(own, 'profile-token-budget');
+
+    // In the chat, the refusal says what it is, not an error code.
+    await own.goto('/');
+    await own.locator('#chat-input').fill('one more');
+    await own.keyboard.press('Enter');
+    await own.getByRole('alert').getByText('Your token budget is used up. Your profile shows when it starts again.').waitFor();
+  });
+
   it('filters the audit log and exports it as CSV, in both themes without serious axe violations', async () => {
     const page = await freshPage();
     await signIn(page, 'admin', ADMIN_PASSWORD);

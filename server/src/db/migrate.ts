@@ -7,6 +7,7 @@ import * as m0003 from './migrations/0003-usage-index.js';
 import * as m0004 from './migrations/0004-turn-owner.js';
 import * as m0005 from './migrations/0005-upstream-failures-at.js';
 import * as m0006 from './migrations/0006-fts-finished-answers.js';
+import * as m0007 from './migrations/0007-monthly-token-quota.js';
 import * as m0009 from './migrations/0009-credential-revocation.js';
 import * as m0010 from './migrations/0010-audit-chain.js';
 
@@ -18,6 +19,7 @@ const migrations: Record<string, Migration> = {
   '0004-turn-owner': m0004,
   '0005-upstream-failures-at': m0005,
   '0006-fts-finished-answers': m0006,
+  '0007-monthly-token-quota': m0007,
   '0009-credential-revocation': m0009,
   '0010-audit-chain': m0010,
 };

@@ -24,6 +24,8 @@ export interface UsersTable {
   failed_logins: Generated<number>;
   locked_until: NullableTimestamp;
   daily_token_quota: number | null;
+  /** Tokens per UTC calendar month; null means MONTHLY_TOKEN_QUOTA, 0 unlimited. */
+  monthly_token_quota: ColumnType<number | null, number | null | undefined, number | null>;
   created_at: Generated<Date>;
   updated_at: Timestamp;
   last_login_at: NullableTimestamp;
@@ -69,7 +71,14 @@ export interface AgentFeatures {
 
 export interface AgentRateLimit {
   requestsPerMinute?: number;
+  /** Tokens per minute through this agent, all users together. */
   tokensPerMinute?: number;
+  /** Tokens per UTC day / calendar month through this agent, all users together. */
+  tokensPerDay?: number;
+  tokensPerMonth?: number;
+  /** Tokens per user per UTC day / calendar month through this agent. */
+  tokensPerUserPerDay?: number;
+  tokensPerUserPerMonth?: number;
 }
 
 export interface EndpointTimeouts {

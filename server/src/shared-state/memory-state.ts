@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { acquireBreaker, closedBreaker, recordBreaker, type BreakerDecision, type BreakerOutcome, type BreakerSettings, type BreakerSnapshot } from './breaker.js';
-import { MAX_EVENTS_PER_TURN, type SharedState, type TurnEvent, type Unsubscribe } from './shared-state.js';
+import { MAX_EVENTS_PER_TURN, type SharedState, type TurnEvent, type TurnLimitsRequest, type TurnLimitsResult, type Unsubscribe } from './shared-state.js';
 import { DEFAULT_FOLLOW_TIMINGS, TurnFollows, type FollowTimings, type StopFollowing, type TurnFollowHandler } from './turn-follow.js';
 
 interface Expiring<T> {
@@ -37,6 +37,64 @@ export class MemoryState implements SharedState {
     }
     current.value += by;
     return Promise.resolve(current.value);
+  }
+
+  private counterValue(key: string, now: number): number {
+    const entry = this.counters.get(key);
+    return entry && entry.expiresAt > now ? entry.value : 0;
+  }
+
+  /** Synchronous, so atomic: no other turn's admission can interleave. */
+  admitTurn(request: TurnLimitsRequest): Promise<TurnLimitsResult> {
+    const now = Date.now();
+    let admitted = true;
+    const counts = request.counters.map((c) => {
+      const current = this.counters.get(c.key);
+      let n: number;
+      if (!current || current.expiresAt <= now) {
+        this.counters.set(c.key, { value: 1, expiresAt: now + c.windowSeconds * 1000 });
+        n = 1;
+      } else {
+        n = ++current.value;
+      }
+      if (n > c.limit) admitted = false;
+      return n;
+    });
+    const used = request.buckets.map((b) => {
+      const n = this.counterValue(b.key, now);
+      if (n >= b.limit) admitted = false;
+      return n;
+    });
+    if (admitted && request.buckets.length > 0) {
+      for (const b of request.buckets) {
+        const current = this.counters.get(b.key);
+        if (!current || current.expiresAt <= now) this.counters.set(b.key, { value: request.reserve, expiresAt: now + b.ttlSeconds * 1000 });
+        else current.value += request.reserve;
+      }
+      const record = JSON.stringify({ keys: request.buckets.map((b) => b.key), reserved: request.reserve });
+      this.values.set(`reservation:${request.reservationId}`, { value: record, expiresAt: now + request.reservationTtlSeconds * 1000 });
+    }
+    return Promise.resolve({ counts, used, admitted });
+  }
+
+  settleTurn(reservationId: string, tokens: number): Promise<boolean> {
+    const now = Date.now();
+    const key = `reservation:${reservationId}`;
+    const entry = this.values.get(key);
+    this.values.delete(key);
+    if (!entry || entry.expiresAt <= now) return Promise.resolve(false);
+    const record = JSON.parse(entry.value) as { keys: string[]; reserved: number };
+    const delta = tokens - record.reserved;
+    for (const k of record.keys) {
+      const current = this.counters.get(k);
+      if (current && current.expiresAt > now) current.value += delta;
+    }
+    return Promise.resolve(true);
+  }
+
+  readCounters(keys: readonly string[]): Promise<number[]> {
+    const now = Date.now();
+    return Promise.resolve(keys.map((k) => this.counterValue(k, now)));
   }
 
   get(key: string): Promise<string | null> {

@@ -27,7 +27,8 @@ describe.skipIf(redisServerPath() === undefined)('the app while Redis is down', 
   const logged: string[] = [];
 
   async function start(limits: 'open' | 'closed'): Promise<FastifyInstance> {
-    const config = testConfig({ REDIS_URL: redis.url, CHAT_RATE_LIMIT_PER_MINUTE: '1000', RATE_LIMITS_WITHOUT_REDIS: limits });
+    // A token budget too: its reservation goes in the same admission as the rate limit.
+    const config = testConfig({ REDIS_URL: redis.url, CHAT_RATE_LIMIT_PER_MINUTE: '1000', DAILY_TOKEN_QUOTA: '1000000', RATE_LIMITS_WITHOUT_REDIS: limits });
     const database = await createDatabase({});
     const logger = pino({ level: 'info' }, { write: (line: string) => void logged.push(line) });
     const appState = new RedisState(redis.url, `llmchat-redis-down-${limits}:`, logger);
@@ -92,6 +93,8 @@ describe.skipIf(redisServerPath() === undefined)('the app while Redis is down', 
       const events = parseSse(res.body);
       expect(events.at(-1)?.event).toBe('end');
       expect((events.at(-1)?.json as { status: string }).status).toBe('complete');
+      // Uncounted, so no budget to report.
+      expect(res.headers['x-ratelimit-limit']).toBeUndefined();
     }
     const stored = await apps[0]?.database.db.selectFrom('messages').select(['content', 'status']).where('role', '=', 'assistant').execute();
     expect(stored?.filter((m) => m.status === 'complete' && m.content.includes('degraded'))).toHaveLength(3);
@@ -106,6 +109,8 @@ describe.skipIf(redisServerPath() === undefined)('the app while Redis is down', 
 
     await redis.start();
     await eventually(async () => (await chat(closed, closedToken, 'back')).statusCode === 200, 'the closed app to take turns again');
+    // Counted again: the budget shows in the headers.
+    await eventually(async () => (await chat(open, openToken, 'counted again')).headers['x-ratelimit-limit'] === '1000000', 'the open app to count turns against the budget again');
     expect(logged.some((l) => l.includes('shared state back: rate limits'))).toBe(true);
   });
 

@@ -5,15 +5,70 @@ import { parseRedisUrl } from './redis-url.js';
 import type { BreakerDecision, BreakerOutcome, BreakerSettings, BreakerSnapshot } from './breaker.js';
 import { redisBreakers } from './redis-breaker.js';
 import { DEFAULT_REDIS_FOLLOW_TIMINGS, eventsFromEntries, RedisTurnFollower, type RedisFollowTimings } from './redis-follower.js';
-import { MAX_EVENTS_PER_TURN, SharedStateUnavailable, type SharedState, type StopFollowing, type TurnEvent, type TurnFollowHandler, type Unsubscribe } from './shared-state.js';
+import { MAX_EVENTS_PER_TURN, SharedStateUnavailable, type SharedState, type StopFollowing, type TurnEvent, type TurnFollowHandler, type TurnLimitsRequest, type TurnLimitsResult, type Unsubscribe } from './shared-state.js';
 
 const HIT_SCRIPT = `
 local n = redis.call('INCRBY', KEYS[1], ARGV[1])
 if n == tonumber(ARGV[1]) then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
 return n`;
 
+/**
+ * KEYS: the counters, the buckets, the reservation record.
+ * ARGV: counter count, bucket count, tokens to reserve, the record's TTL,
+ * then (window, limit) per counter and (ttl, limit) per bucket.
+ * Returns each counter's count, each bucket's use before the turn, then 1
+ * if admitted. The record lists the buckets' full keys, so a settlement
+ * needs only the turn id.
+ */
+const ADMIT_SCRIPT = `
+local nc = tonumber(ARGV[1])
+local nb = tonumber(ARGV[2])
+local reserve = tonumber(ARGV[3])
+local out = {}
+local ok = 1
+for i = 1, nc do
+  local n = redis.call('INCR', KEYS[i])
+  if n == 1 then redis.call('EXPIRE', KEYS[i], ARGV[3 + 2 * i]) end
+  if n > tonumber(ARGV[4 + 2 * i]) then ok = 0 end
+  out[#out + 1] = n
+end
+local base = 4 + 2 * nc
+for j = 1, nb do
+  local used = tonumber(redis.call('GET', KEYS[nc + j]) or '0')
+  if used >= tonumber(ARGV[base + 2 * j]) then ok = 0 end
+  out[#out + 1] = used
+end
+if ok == 1 and nb > 0 then
+  local keys = {}
+  for j = 1, nb do
+    local k = KEYS[nc + j]
+    redis.call('INCRBY', k, reserve)
+    if redis.call('TTL', k) < 0 then redis.call('EXPIRE', k, ARGV[base + 2 * j - 1]) end
+    keys[j] = k
+  end
+  redis.call('SET', KEYS[nc + nb + 1], cjson.encode({ keys = keys, reserved = reserve }), 'EX', ARGV[4])
+end
+out[#out + 1] = ok
+return out`;
+
+/** KEYS: the reservation record. ARGV: the tokens used. Buckets whose window expired meanwhile are left alone. */
+const SETTLE_SCRIPT = `
+local record = redis.call('GET', KEYS[1])
+if not record then return 0 end
+redis.call('DEL', KEYS[1])
+local r = cjson.decode(record)
+local delta = tonumber(ARGV[1]) - tonumber(r.reserved)
+if delta ~= 0 then
+  for _, k in ipairs(r.keys) do
+    if redis.call('EXISTS', k) == 1 then redis.call('INCRBY', k, delta) end
+  end
+end
+return 1`;
+
 interface HitCommand {
   llmchatHit(key: string, by: number, ttlSeconds: number): Promise<number>;
+  llmchatAdmit(...args: (string | number)[]): Promise<number[]>;
+  llmchatSettle(key: string, tokens: number): Promise<number>;
 }
 
 function clientOptions(url: string, connectionName: string): RedisOptions {
@@ -56,6 +111,8 @@ export class RedisState implements SharedState {
       this.everReady = true;
     });
     this.client.defineCommand('llmchatHit', { numberOfKeys: 1, lua: HIT_SCRIPT });
+    this.client.defineCommand('llmchatAdmit', { lua: ADMIT_SCRIPT });
+    this.client.defineCommand('llmchatSettle', { numberOfKeys: 1, lua: SETTLE_SCRIPT });
     // Breaker commands fail at once while Redis is down too: a failing turn must not wait for reconnects on each record.
     this.breakers = redisBreakers(this.client, (endpointId) => this.key(`breaker:${endpointId}`), () => this.live);
   }
@@ -77,6 +134,27 @@ export class RedisState implements SharedState {
 
   async hit(key: string, windowSeconds: number, by = 1): Promise<number> {
     return Number(await (this.live as unknown as HitCommand).llmchatHit(this.key(key), by, windowSeconds));
+  }
+
+  async admitTurn(request: TurnLimitsRequest): Promise<TurnLimitsResult> {
+    const { counters, buckets } = request;
+    const keys = [...counters.map((c) => this.key(c.key)), ...buckets.map((b) => this.key(b.key)), this.key(`reservation:${request.reservationId}`)];
+    const args: (string | number)[] = [counters.length, buckets.length, request.reserve, request.reservationTtlSeconds];
+    for (const c of counters) args.push(c.windowSeconds, c.limit);
+    for (const b of buckets) args.push(b.ttlSeconds, b.limit);
+    // Without numberOfKeys in its definition, the command takes the key count first.
+    const out = (await (this.live as unknown as HitCommand).llmchatAdmit(keys.length, ...keys, ...args)).map(Number);
+    return { counts: out.slice(0, counters.length), used: out.slice(counters.length, counters.length + buckets.length), admitted: out.at(-1) === 1 };
+  }
+
+  async settleTurn(reservationId: string, tokens: number): Promise<boolean> {
+    return Number(await (this.live as unknown as HitCommand).llmchatSettle(this.key(`reservation:${reservationId}`), tokens)) === 1;
+  }
+
+  async readCounters(keys: readonly string[]): Promise<number[]> {
+    if (keys.length === 0) return [];
+    const values = await this.live.mget(...keys.map((k) => this.key(k)));
+    return values.map((v) => Number(v ?? 0));
   }
 
   async get(key: string): Promise<string | null> {

@@ -23,6 +23,40 @@ export class SharedStateUnavailable extends Error {
   override readonly name = 'SharedStateUnavailable';
 }
 
+/** A fixed-window count of chat turns (a rate limit): each admission adds one. */
+export interface TurnCounter {
+  key: string;
+  windowSeconds: number;
+  limit: number;
+}
+
+/** A token budget: a turn is admitted while `used < limit`, and then reserves its estimate in it. */
+export interface TokenBucket {
+  key: string;
+  /** The key's lifetime from its first write: until its window ends, plus time for late settlements. */
+  ttlSeconds: number;
+  limit: number;
+}
+
+export interface TurnLimitsRequest {
+  counters: readonly TurnCounter[];
+  buckets: readonly TokenBucket[];
+  /** Tokens reserved in every bucket when the turn is admitted. */
+  reserve: number;
+  /** Names the reservation (the turn id) so whichever instance finishes the turn can settle it. */
+  reservationId: string;
+  reservationTtlSeconds: number;
+}
+
+export interface TurnLimitsResult {
+  /** Each counter's count in its window, this turn included. */
+  counts: number[];
+  /** Each bucket's tokens (used and reserved) before this turn. */
+  used: number[];
+  /** Every counter and bucket had room: the counters counted the turn and the buckets hold its reservation. */
+  admitted: boolean;
+}
+
 export interface SharedState {
   readonly kind: 'memory' | 'redis';
   /** Fixed-window counter: adds `by` to `key` and returns the window's total. */
@@ -57,6 +91,22 @@ export interface SharedState {
   breakerRecord(endpointId: string, outcome: BreakerOutcome, nowMs: number, settings: BreakerSettings): Promise<BreakerSnapshot>;
   /** Current breaker states, in the order asked (closed for unknown endpoints). */
   breakerRead(endpointIds: readonly string[]): Promise<BreakerSnapshot[]>;
+  /**
+   * Admits a chat turn against its rate limits and token budgets in one
+   * atomic step (one round trip): counts it in every counter; then, if no
+   * counter is over its limit and every bucket has room, reserves `reserve`
+   * tokens in every bucket and records the reservation under its id.
+   */
+  admitTurn(request: TurnLimitsRequest): Promise<TurnLimitsResult>;
+  /**
+   * Replaces a reservation with the tokens the turn really used, in the
+   * buckets it was made in, and forgets it. False when there is none (never
+   * made, settled already, expired): then nothing changes, so a turn is
+   * settled at most once whichever instance finishes it.
+   */
+  settleTurn(reservationId: string, tokens: number): Promise<boolean>;
+  /** Current values of counters and buckets (0 when absent), in the order asked. */
+  readCounters(keys: readonly string[]): Promise<number[]>;
   /** Round-trip time in ms; throws when unreachable. */
   ping(): Promise<number>;
   close(): Promise<void>;

@@ -15,12 +15,27 @@ export interface SignedIn {
   user: SessionUser;
 }
 
+/** One token budget of a user: limit null is unlimited; used null is not counted (unlimited) or unknown right now. */
+export interface BudgetUsage {
+  limit: number | null;
+  own: boolean;
+  used: number | null;
+  remaining: number | null;
+  resetAt: string;
+}
+
+export interface TokenUsage {
+  daily: BudgetUsage;
+  monthly: BudgetUsage;
+}
+
 export interface Profile {
   id: string;
   username: string;
   displayName: string | null;
   email: string | null;
   role: Role;
+  tokenUsage?: TokenUsage;
   [key: string]: unknown;
 }
 

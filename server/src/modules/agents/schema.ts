@@ -28,6 +28,7 @@ export const Limits = {
   timeoutMs: 3_600_000,
   requestsPerMinute: 1_000_000,
   tokensPerMinute: 1_000_000_000,
+  tokenBudget: 2_000_000_000,
   timestampLength: 64,
 } as const;
 
@@ -55,7 +56,11 @@ export const TimeoutsSchema = Type.Object(
 export const RateLimitSchema = Type.Object(
   {
     requestsPerMinute: Type.Optional(Type.Integer({ minimum: 1, maximum: Limits.requestsPerMinute })),
-    tokensPerMinute: Type.Optional(Type.Integer({ minimum: 1, maximum: Limits.tokensPerMinute })),
+    tokensPerMinute: Type.Optional(Type.Integer({ minimum: 1, maximum: Limits.tokensPerMinute, description: 'Tokens per minute through this agent, all users together (reserved before each call, settled to the real usage).' })),
+    tokensPerDay: Type.Optional(Type.Integer({ minimum: 1, maximum: Limits.tokenBudget, description: 'Tokens per UTC day through this agent, all users together.' })),
+    tokensPerMonth: Type.Optional(Type.Integer({ minimum: 1, maximum: Limits.tokenBudget, description: 'Tokens per UTC calendar month through this agent, all users together.' })),
+    tokensPerUserPerDay: Type.Optional(Type.Integer({ minimum: 1, maximum: Limits.tokenBudget, description: 'Tokens per user per UTC day through this agent.' })),
+    tokensPerUserPerMonth: Type.Optional(Type.Integer({ minimum: 1, maximum: Limits.tokenBudget, description: 'Tokens per user per UTC calendar month through this agent.' })),
   },
   { additionalProperties: false },
 );
@@ -257,7 +262,16 @@ export const AgentView = Type.Object({
   maxTokens: Type.Optional(Type.Integer()),
   temperature: Type.Optional(Type.Number()),
   systemPrompt: Type.Optional(Type.String()),
-  rateLimit: Type.Optional(Type.Object({ requestsPerMinute: Type.Optional(Type.Integer()), tokensPerMinute: Type.Optional(Type.Integer()) })),
+  rateLimit: Type.Optional(
+    Type.Object({
+      requestsPerMinute: Type.Optional(Type.Integer()),
+      tokensPerMinute: Type.Optional(Type.Integer()),
+      tokensPerDay: Type.Optional(Type.Integer()),
+      tokensPerMonth: Type.Optional(Type.Integer()),
+      tokensPerUserPerDay: Type.Optional(Type.Integer()),
+      tokensPerUserPerMonth: Type.Optional(Type.Integer()),
+    }),
+  ),
   retry: Type.Optional(Type.Object({ maxAttempts: Type.Optional(Type.Integer()), baseDelayMs: Type.Optional(Type.Integer()), maxDelayMs: Type.Optional(Type.Integer()) })),
   timeouts: Type.Optional(TimeoutsView),
   fallbacks: Type.Optional(Type.Array(FallbackView)),

@@ -261,7 +261,7 @@ describe.each(await backendNames())('auth routes on %s', (backendName) => {
       const body = res.json<{ success: boolean; data: Record<string, unknown>; timestamp: string }>();
       expect(body.success).toBe(true);
       expect(body.data).toMatchObject({ id: userId, username, role: 'user', status: 'active' });
-      expect(Object.keys(body.data).sort()).toEqual(['createdAt', 'dailyTokenQuota', 'displayName', 'email', 'id', 'lastLoginAt', 'lockedUntil', 'role', 'status', 'updatedAt', 'username']);
+      expect(Object.keys(body.data).sort()).toEqual(['createdAt', 'dailyTokenQuota', 'displayName', 'email', 'id', 'lastLoginAt', 'lockedUntil', 'monthlyTokenQuota', 'role', 'status', 'tokenUsage', 'updatedAt', 'username']);
     });
   });
 

@@ -27,6 +27,8 @@ const config = {
   accessTokenTtlSeconds: 900,
   refreshTokenTtlSeconds: 86_400,
   loginRateLimitPerMinute: 0,
+  dailyTokenQuota: 0,
+  monthlyTokenQuota: 0,
   openRegistration: false,
   adminUsername: 'admin',
   adminPassword: 'admin-password-for-tests',

@@ -23,6 +23,9 @@ import { TakeoverService } from './takeover.js';
 import { Generation, type GenerationPlan, type GenerationResult } from './generation.js';
 import type { CompletionBody, FeedbackBody } from './schema.js';
 import { createSessionService } from './session-service.js';
+import { createTurnLimits, tokensOfTurn, type TurnAdmitted } from './turn-limits.js';
+import { estimatePromptTokens } from '../quotas/token-budgets.js';
+import type { UserBudgetDirectory } from '../quotas/user-budgets.js';
 
 export interface ChatServiceDeps {
   database: DatabaseHandle;
@@ -38,6 +41,8 @@ export interface ChatServiceDeps {
   sleep?: (ms: number, signal: AbortSignal) => Promise<void>;
   /** Names this instance as the owner of the answers it runs (takeover); one per process. */
   instanceId: string;
+  /** Users' own token budgets, in memory. */
+  budgets: UserBudgetDirectory;
 }
 
 /** Retries, breakers and deadlines for upstream calls, from the configuration. */
@@ -113,10 +118,6 @@ function storedContent(stored: string): ChatMessage['content'] {
   }
 }
 
-function utcDay(now = new Date()): string {
-  return now.toISOString().slice(0, 10);
-}
-
 /** Merges the legacy `options` object under top-level fields, as the original LLMChat did. */
 export function turnInputFrom(body: CompletionBody): TurnInput {
   const o = body.options ?? {};
@@ -150,49 +151,14 @@ export function createChatService(deps: ChatServiceDeps) {
     resilience: resilienceFrom(deps),
     onSettled: (generation: Generation, result: GenerationResult) => {
       running.delete(generation.turnId);
-      const tokens = result.usage?.totalTokens ?? 0;
-      if (tokens > 0 && quotaFor() > 0) {
-        state.hit(`quota:${generation.plan.userId}:${utcDay()}`, 2 * 86_400, tokens).catch(() => undefined);
+      // A handed-over answer is settled by the instance that takes it over; only the stored answer's usage counts.
+      if (generation.plan.limits?.reserved && !generation.leftToAnotherInstance) {
+        limits.settle(generation.turnId, tokensOfTurn(result, estimatePromptTokens(generation.plan.request.messages)));
       }
     },
   };
 
-  const limitsNotice = new DegradedNotice(logger, `rate limits and quotas (failing ${config.rateLimitsWithoutRedis})`);
-
-  function quotaFor(): number {
-    return config.dailyTokenQuota;
-  }
-
-  async function enforceLimits(principal: Principal, agentId: string, requestsPerMinute: number | undefined): Promise<void> {
-    const minute = Math.floor(Date.now() / 60_000);
-    try {
-      if (config.chatRateLimitPerMinute > 0) {
-        const used = await state.hit(`rl:chat:${principal.userId}:${minute}`, 60);
-        if (used > config.chatRateLimitPerMinute) {
-          throw new AppError('RATE_LIMITED', `Too many chat requests: at most ${config.chatRateLimitPerMinute} a minute`, undefined, { 'retry-after': String(60 - (Math.floor(Date.now() / 1000) % 60)) });
-        }
-      }
-      if (requestsPerMinute && requestsPerMinute > 0) {
-        const used = await state.hit(`rl:agent:${agentId}:${minute}`, 60);
-        if (used > requestsPerMinute) {
-          throw new AppError('RATE_LIMITED', `This agent takes at most ${requestsPerMinute} requests a minute`, undefined, { 'retry-after': String(60 - (Math.floor(Date.now() / 1000) % 60)) });
-        }
-      }
-      const quota = quotaFor();
-      if (quota > 0) {
-        const used = Number((await state.get(`quota:${principal.userId}:${utcDay()}`)) ?? 0);
-        if (used >= quota) throw new AppError('QUOTA_EXCEEDED', `Your daily token quota of ${quota} is used up; it resets at 00:00 UTC`);
-      }
-      limitsNotice.succeeded();
-    } catch (err) {
-      if (err instanceof AppError) throw err;
-      // Shared state unreachable: limits fail open (chat keeps working) or closed, as configured.
-      limitsNotice.failed(err);
-      if (config.rateLimitsWithoutRedis === 'closed') {
-        throw new AppError('SHARED_STATE_UNAVAILABLE', 'Rate limits cannot be checked right now; try again shortly', undefined, { 'retry-after': '5' });
-      }
-    }
-  }
+  const limits = createTurnLimits({ state, config, budgets: deps.budgets, logger });
 
   /** When the acknowledgement write last failed (ms since epoch); early starts pause for EARLY_START_PAUSE_MS after it. */
   let writeFailedAt = 0;
@@ -258,12 +224,17 @@ export function createChatService(deps: ChatServiceDeps) {
     },
   ): Promise<Generation> {
     const { agent } = resolved;
-    await enforceLimits(principal, agent.id, agent.rateLimit?.requestsPerMinute);
-    const admission = await admit(resolved);
+    const turnId = write.turnId ?? crypto.randomUUID();
+    // Limits and budgets first (one shared-state round trip when any applies), then an upstream slot.
+    const admitted = await limits.admit({ turnId, userId: principal.userId, agent, messages: input.messages, maxTokens: input.maxTokens });
+    let admission: Admission | undefined;
     try {
-      return await writeAndLaunch(principal, resolved, input, write, admission);
+      admission = await admit(resolved);
+      return await writeAndLaunch(principal, resolved, input, { ...write, turnId }, admission, admitted);
     } catch (err) {
+      // Not acknowledged: nothing runs, so nothing stays reserved.
       admission?.release();
+      if (admitted.reserved) limits.settle(turnId, 0);
       throw err;
     }
   }
@@ -273,11 +244,12 @@ export function createChatService(deps: ChatServiceDeps) {
     principal: Principal,
     resolved: ResolvedAgent,
     input: TurnInput,
-    write: Parameters<typeof beginTurn>[3],
+    write: Parameters<typeof beginTurn>[3] & { turnId: string },
     admission: Admission | undefined,
+    admitted: TurnAdmitted,
   ): Promise<Generation> {
     const { agent } = resolved;
-    const turnId = write.turnId ?? crypto.randomUUID();
+    const turnId = write.turnId;
     const options = { temperature: input.temperature, maxTokens: input.maxTokens, variables: input.variables, detail: input.detail };
     const newSessionId = write.sessionId === undefined ? crypto.randomUUID() : undefined;
     const writing = repo.createTurn({ ...write, newSessionId, userId: principal.userId, agentId: agent.id, assistantMessageId: turnId, options });
@@ -288,7 +260,7 @@ export function createChatService(deps: ChatServiceDeps) {
       const turn = { turnId, sessionId: newSessionId, contextSessionId: undefined, userId: principal.userId, userMessageId: write.userMessageId, providerChatId: null, errorDetail: principal.role === 'admin' };
       // Should planning fail, the write still settles; its outcome is not this error's concern.
       void writing.catch(() => undefined);
-      early = new Generation(await planFor(resolved, input, turn), generationDeps, admission);
+      early = new Generation({ ...(await planFor(resolved, input, turn)), limits: admitted }, generationDeps, admission);
       early.startEarly();
     }
     let created: Awaited<typeof writing>;
@@ -309,18 +281,16 @@ export function createChatService(deps: ChatServiceDeps) {
       return early;
     }
 
-    return launch(
-      await planFor(resolved, input, {
-        turnId,
-        sessionId: created.sessionId,
-        contextSessionId: write.sessionId,
-        userId: principal.userId,
-        userMessageId: write.userMessageId,
-        providerChatId: created.providerChatId,
-        errorDetail: principal.role === 'admin',
-      }),
-      admission,
-    );
+    const plan = await planFor(resolved, input, {
+      turnId,
+      sessionId: created.sessionId,
+      contextSessionId: write.sessionId,
+      userId: principal.userId,
+      userMessageId: write.userMessageId,
+      providerChatId: created.providerChatId,
+      errorDetail: principal.role === 'admin',
+    });
+    return launch({ ...plan, limits: admitted }, admission);
   }
 
   /**
@@ -429,7 +399,8 @@ export function createChatService(deps: ChatServiceDeps) {
       { turnId: claimed.id, sessionId: claimed.sessionId, contextSessionId: claimed.sessionId, userId: claimed.userId, userMessageId: question.id, providerChatId: claimed.providerChatId },
       { firstEventId, previousOwner: claimed.previousOwner },
     );
-    launch(plan);
+    // The dead instance's reservation, if it made one, is settled by this run (one round trip per taken-over turn).
+    launch({ ...plan, limits: { reserved: true, status: undefined } });
   }
 
   /** Ends a claimed answer that cannot be run again, with a clear error, in the database and in its events. */

@@ -9,6 +9,7 @@ import { UnconfirmedCommitError } from '../../db/commit-guard.js';
 import type { DegradedNotice } from '../../shared-state/degraded.js';
 import type { ChatRepository, StoredTextLength, TurnOutcome } from './chat-repository.js';
 import type { TurnEventBuffer } from './event-buffer.js';
+import type { TurnAdmitted } from './turn-limits.js';
 
 /** Event names the front end consumes (DESIGN.md, "Events"). */
 export type PlatformEventName = 'start' | 'chunk' | 'reasoning' | 'status' | 'interactive' | 'chatId' | 'usage' | 'error' | 'end' | 'reset';
@@ -41,6 +42,8 @@ export interface GenerationPlan {
    * answer starts again; a client drops the partial text it holds).
    */
   takeover?: { firstEventId: number; previousOwner: string | null } | undefined;
+  /** The turn's admission: whether its tokens are reserved in budgets (settled when it ends) and the limit its response headers show. */
+  limits?: TurnAdmitted | undefined;
   /**
    * The asker is an admin: a failed answer's `error` event and result carry
    * the provider's reason. Everyone else gets the code's generic sentence
@@ -184,6 +187,11 @@ export class Generation {
   onHandOver(listener: () => void): () => void {
     this.leaveListeners.add(listener);
     return () => this.leaveListeners.delete(listener);
+  }
+
+  /** This instance left the answer to another one (handOver): it was not stored here. */
+  get leftToAnotherInstance(): boolean {
+    return this.handedOver;
   }
 
   /** Asks the generation to stop; the partial answer is kept with status `stopped`. */

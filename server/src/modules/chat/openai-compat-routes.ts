@@ -9,6 +9,7 @@ import type { Generation, GenerationEvent } from './generation.js';
 import { idempotencyKeyOf, requestFingerprint } from './idempotency.js';
 import { ChatMessageInput, LIMITS } from './schema.js';
 import { EventWriter, openEventStream } from './sse.js';
+import { setLimitHeaders } from './routes.js';
 
 /** The OpenAI chat-completions request; unknown OpenAI fields are accepted and ignored. */
 const OpenAIChatBody = Type.Object({
@@ -67,6 +68,7 @@ export async function openaiCompatRoutes(app: FastifyInstance, { deps, guards }:
     let generation: Generation;
     if (started.kind === 'started') {
       generation = started.generation;
+      setLimitHeaders(reply, generation);
     } else {
       // A repeated Idempotency-Key: the same turn again, never a second generation.
       reply.header('idempotent-replayed', 'true');

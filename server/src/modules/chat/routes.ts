@@ -7,6 +7,7 @@ import { ok } from '../../http/response.js';
 import { principalOf } from '../../plugins/authenticate.js';
 import { errorForViewer } from '../resilience/failure-policy.js';
 import { SharedStateUnavailable, type TurnEvent } from '../../shared-state/shared-state.js';
+import { limitHeaders } from '../quotas/token-budgets.js';
 import { turnInputFrom, type ChatService } from './chat-service.js';
 import { idempotencyKeyOf, requestFingerprint } from './idempotency.js';
 import type { Generation, GenerationResult } from './generation.js';
@@ -153,7 +154,14 @@ async function streamTurn(chat: ChatService, reply: FastifyReply, principal: Pri
   return reply;
 }
 
+/** X-RateLimit-* of the limit with the least room that admitted the turn; none when no limit applied. */
+export function setLimitHeaders(reply: FastifyReply, generation: Generation): void {
+  const status = generation.plan.limits?.status;
+  if (status) void reply.headers(limitHeaders(status));
+}
+
 async function answer(reply: FastifyReply, generation: Generation, stream: boolean): Promise<unknown> {
+  setLimitHeaders(reply, generation);
   if (stream) {
     pipeGeneration(reply, generation);
     return reply;

@@ -11,6 +11,17 @@ const Email = Type.Union([Type.String({ format: 'email', maxLength: 254 }), Type
 const Quota = Type.Union([Type.Integer({ minimum: 0, maximum: 2_000_000_000 }), Type.Null()], {
   description: 'Tokens per UTC day; 0 means unlimited, null means the platform default',
 });
+const MonthlyQuota = Type.Union([Type.Integer({ minimum: 0, maximum: 2_000_000_000 }), Type.Null()], {
+  description: 'Tokens per UTC calendar month; 0 means unlimited, null means the platform default',
+});
+const BudgetUsageSchema = Type.Object({
+  limit: Type.Union([Type.Integer(), Type.Null()], { description: 'Tokens allowed in the window; null: unlimited' }),
+  own: Type.Boolean({ description: 'The limit is the user\'s own, not the platform default' }),
+  used: Type.Union([Type.Integer(), Type.Null()], { description: 'Tokens counted (finished answers and running reservations); null when unlimited or shared state is away' }),
+  remaining: Type.Union([Type.Integer(), Type.Null()]),
+  resetAt: Type.String({ format: 'date-time' }),
+});
+export const TokenUsageSchema = Type.Object({ daily: BudgetUsageSchema, monthly: BudgetUsageSchema });
 
 export const UserViewSchema = Type.Object({
   id: Type.String(),
@@ -20,6 +31,8 @@ export const UserViewSchema = Type.Object({
   role: Role,
   status: Status,
   dailyTokenQuota: Type.Union([Type.Integer(), Type.Null()]),
+  monthlyTokenQuota: Type.Union([Type.Integer(), Type.Null()]),
+  tokenUsage: Type.Optional(TokenUsageSchema),
   lockedUntil: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
   createdAt: Type.String({ format: 'date-time' }),
   updatedAt: Type.String({ format: 'date-time' }),
@@ -54,6 +67,7 @@ export const CreateUserBody = Type.Object(
     email: Type.Optional(Email),
     role: Type.Optional(Role),
     dailyTokenQuota: Type.Optional(Quota),
+    monthlyTokenQuota: Type.Optional(MonthlyQuota),
   },
   { additionalProperties: false },
 );
@@ -64,6 +78,7 @@ export const UpdateUserBody = Type.Object(
     email: Type.Optional(Email),
     role: Type.Optional(Role),
     dailyTokenQuota: Type.Optional(Quota),
+    monthlyTokenQuota: Type.Optional(MonthlyQuota),
   },
   { additionalProperties: false, minProperties: 1 },
 );

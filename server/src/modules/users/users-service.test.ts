@@ -30,7 +30,7 @@ describe.each(await backendNames())('users service on %s', (backendName) => {
       db: backend.database.db,
       state: backend.state,
       audit: createAuditLog({ db: backend.database.db, logger }),
-      config: { adminUsername: 'root', adminPassword: options.adminPassword, dataDir },
+      config: { adminUsername: 'root', adminPassword: options.adminPassword, dataDir, dailyTokenQuota: 0, monthlyTokenQuota: 0 },
       logger,
     });
   }

@@ -10,6 +10,7 @@ import { Channels, type SharedState } from '../../shared-state/shared-state.js';
 import { AuditActions, type Actor, type AuditLog } from '../audit/audit-log.js';
 import { revokeCredentials } from '../auth/credential-revocation.js';
 import { assertPasswordPolicy, generatePassword, hashPassword } from '../auth/password.js';
+import { tokenUsageOf, type TokenUsage } from '../quotas/token-usage.js';
 
 /** Letters, digits and `_ . @ -`, 3 to 64 characters (the same rule as ADMIN_USERNAME). */
 export const USERNAME_PATTERN = '^[A-Za-z0-9_.@-]{3,64}$';
@@ -25,6 +26,10 @@ export interface UserView {
   status: UserStatus;
   /** Tokens per UTC day; null means the platform default (DAILY_TOKEN_QUOTA). */
   dailyTokenQuota: number | null;
+  /** Tokens per UTC calendar month; null means the platform default (MONTHLY_TOKEN_QUOTA). */
+  monthlyTokenQuota: number | null;
+  /** The day's and month's budgets with what is used of them (get and list only). */
+  tokenUsage?: TokenUsage;
   lockedUntil: string | null;
   createdAt: string;
   updatedAt: string;
@@ -54,6 +59,7 @@ export interface NewAccount {
   email?: string | null | undefined;
   role?: Role | undefined;
   dailyTokenQuota?: number | null | undefined;
+  monthlyTokenQuota?: number | null | undefined;
 }
 
 export interface UserChanges {
@@ -61,6 +67,7 @@ export interface UserChanges {
   email?: string | null | undefined;
   role?: Role | undefined;
   dailyTokenQuota?: number | null | undefined;
+  monthlyTokenQuota?: number | null | undefined;
 }
 
 export interface UsersService {
@@ -90,7 +97,7 @@ export interface UsersServiceDeps {
   db: Kysely<Database>;
   state: SharedState;
   audit: AuditLog;
-  config: Pick<Config, 'adminUsername' | 'adminPassword' | 'dataDir'>;
+  config: Pick<Config, 'adminUsername' | 'adminPassword' | 'dataDir' | 'dailyTokenQuota' | 'monthlyTokenQuota'>;
   logger: Logger;
 }
 
@@ -110,6 +117,7 @@ export function toUserView(row: UserRow): UserView {
     role: row.role,
     status: row.status,
     dailyTokenQuota: row.daily_token_quota,
+    monthlyTokenQuota: row.monthly_token_quota,
     lockedUntil: row.locked_until && new Date(row.locked_until).getTime() > Date.now() ? iso(row.locked_until) : null,
     createdAt: new Date(row.created_at).toISOString(),
     updatedAt: new Date(row.updated_at).toISOString(),
@@ -173,6 +181,7 @@ export function createUsersService({ db, state, audit, config, logger }: UsersSe
           password_hash: passwordHash,
           role: input.role ?? 'user',
           daily_token_quota: input.dailyTokenQuota ?? null,
+          monthly_token_quota: input.monthlyTokenQuota ?? null,
           updated_at: new Date(),
           password_changed_at: new Date(),
         })
@@ -182,6 +191,12 @@ export function createUsersService({ db, state, audit, config, logger }: UsersSe
       if (isUniqueViolation(err)) throw new AppError('USERNAME_TAKEN', `The username "${input.username}" is already taken`);
       throw err;
     }
+  }
+
+  /** Views with their token usage: one shared-state round trip for the whole list. */
+  async function withUsage(views: UserView[]): Promise<UserView[]> {
+    const usage = await tokenUsageOf(state, config, views.map((v) => ({ id: v.id, own: { daily: v.dailyTokenQuota, monthly: v.monthlyTokenQuota } })));
+    return views.map((v) => ({ ...v, tokenUsage: usage.get(v.id) }));
   }
 
   async function writeSecretFile(file: string, content: string): Promise<void> {
@@ -248,15 +263,19 @@ export function createUsersService({ db, state, audit, config, logger }: UsersSe
           .execute(),
         base.select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow(),
       ]);
-      return { items: rows.map(toUserView), total: Number(count.n), page: query.page, pageSize: query.pageSize };
+      return { items: await withUsage(rows.map(toUserView)), total: Number(count.n), page: query.page, pageSize: query.pageSize };
     },
 
     async get(id) {
-      return toUserView(await findRow(id));
+      const [view] = await withUsage([toUserView(await findRow(id))]);
+      if (!view) throw notFound('USER_NOT_FOUND', 'The user');
+      return view;
     },
 
     async create(actor, input) {
       const row = await insertAccount(input);
+      // Every instance holds the users with budgets of their own in memory (quotas/user-budgets.ts).
+      if (row.daily_token_quota !== null || row.monthly_token_quota !== null) await announce(row.id);
       await audit.record({
         actorId: actor.id,
         actorUsername: actor.username,
@@ -282,6 +301,7 @@ export function createUsersService({ db, state, audit, config, logger }: UsersSe
         if (changes.email !== undefined) values.email = changes.email;
         if (changes.role !== undefined) values.role = changes.role;
         if (changes.dailyTokenQuota !== undefined) values.daily_token_quota = changes.dailyTokenQuota;
+        if (changes.monthlyTokenQuota !== undefined) values.monthly_token_quota = changes.monthlyTokenQuota;
         return trx
           .updateTable('users')
           .set({ ...values, updated_at: new Date() })
@@ -300,7 +320,8 @@ export function createUsersService({ db, state, audit, config, logger }: UsersSe
         targetId: id,
         detail: { username: row.username, changed, ...(changes.role !== undefined ? { fromRole: before.role, toRole: row.role } : {}) },
       });
-      if (before.role !== row.role) await announce(id);
+      const budgetChanged = before.daily_token_quota !== row.daily_token_quota || before.monthly_token_quota !== row.monthly_token_quota;
+      if (before.role !== row.role || budgetChanged) await announce(id);
       return toUserView(row);
     },
 

@@ -1,4 +1,5 @@
 import { api, apiFetch } from '../../api/client';
+import type { TokenUsage } from '../../api/types';
 
 /** The admin routes the console uses (server/src/modules/{agents,users,audit}). The server checks the role on each. */
 
@@ -68,6 +69,10 @@ export interface AdminUser {
   status: 'active' | 'disabled';
   lockedUntil: string | null;
   lastLoginAt: string | null;
+  /** Tokens per UTC day / month of the user's own; null: the platform default; 0: unlimited. */
+  dailyTokenQuota: number | null;
+  monthlyTokenQuota: number | null;
+  tokenUsage?: TokenUsage;
 }
 
 export interface AuditEntry {
@@ -101,6 +106,7 @@ export const adminApi = {
   setUserDisabled: (id: string, disabled: boolean) => api<AdminUser>(`/api/admin/users/${id}/${disabled ? 'disable' : 'enable'}`, { method: 'POST', body: {} }),
   resetPassword: (id: string, password: string, revokeApiKeys: boolean) => api<AdminUser>(`/api/admin/users/${id}/reset-password`, { method: 'POST', body: { password, revokeApiKeys } }),
   setRole: (id: string, role: 'user' | 'admin') => api<AdminUser>(`/api/admin/users/${id}/role`, { method: 'PATCH', body: { role } }),
+  setQuota: (id: string, quota: { dailyTokenQuota: number | null; monthlyTokenQuota: number | null }) => api<AdminUser>(`/api/admin/users/${id}`, { method: 'PATCH', body: quota }),
 
   audit: (filters: AuditFilters, before?: number) => api<{ entries: AuditEntry[]; nextCursor: number | null }>('/api/admin/audit', { query: { ...filters, limit: 50, before } }),
   /** The CSV with the same filters, fetched with the token (a plain link would carry no Authorization header). */

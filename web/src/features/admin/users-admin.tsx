@@ -4,6 +4,7 @@ import { ApiError } from '../../api/client';
 import { useI18n } from '../../i18n/i18n';
 import { useUser } from '../auth/auth';
 import { Dialog } from '../shell/dialog';
+import { BudgetText } from '../profile/token-budget';
 import { adminApi, type AdminUser } from './admin-api';
 
 function errorText(err: unknown): string {
@@ -61,7 +62,12 @@ function NewUserForm({ onDone }: { onDone: () => void }) {
   );
 }
 
-/** Users: search, create, disable/enable, reset password, change role. */
+/** A quota field's text as the API takes it: empty is the platform default (null). */
+function quotaValue(text: string): number | null {
+  return text.trim() === '' ? null : Number(text);
+}
+
+/** Users: search, create, disable/enable, reset password, change role, token quotas and usage. */
 export function UsersAdmin() {
   const { t, language } = useI18n();
   const me = useUser();
@@ -73,6 +79,9 @@ export function UsersAdmin() {
   const [resetting, setResetting] = useState<AdminUser | undefined>();
   const [revokeKeys, setRevokeKeys] = useState(true);
   const [newPassword, setNewPassword] = useState('');
+  const [quotaOf, setQuotaOf] = useState<AdminUser | undefined>();
+  const [daily, setDaily] = useState('');
+  const [monthly, setMonthly] = useState('');
   const [notice, setNotice] = useState<{ ok: boolean; text: string } | undefined>();
   useEffect(() => {
     const timer = setTimeout(() => {
@@ -96,6 +105,20 @@ export function UsersAdmin() {
     },
     onError,
   });
+  const quota = useMutation({
+    mutationFn: (u: AdminUser) => adminApi.setQuota(u.id, { dailyTokenQuota: quotaValue(daily), monthlyTokenQuota: quotaValue(monthly) }),
+    onSuccess: async (_r, u) => {
+      setNotice({ ok: true, text: t('admin.quotaSaved', { name: u.username }) });
+      setQuotaOf(undefined);
+      await refresh();
+    },
+    onError,
+  });
+  const editQuota = (u: AdminUser) => {
+    setDaily(u.dailyTokenQuota === null ? '' : String(u.dailyTokenQuota));
+    setMonthly(u.monthlyTokenQuota === null ? '' : String(u.monthlyTokenQuota));
+    setQuotaOf(u);
+  };
   const pages = users.data ? Math.max(1, Math.ceil(users.data.total / users.data.pageSize)) : 1;
   const date = (iso: string | null) => (iso ? new Date(iso).toLocaleString(language) : t('admin.never'));
 
@@ -134,6 +157,7 @@ export function UsersAdmin() {
               <th scope="col">{t('auth.username')}</th>
               <th scope="col">{t('admin.role')}</th>
               <th scope="col">{t('admin.status')}</th>
+              <th scope="col">{t('admin.tokenBudgets')}</th>
               <th scope="col">{t('admin.lastLogin')}</th>
               <th scope="col">{t('admin.actions')}</th>
             </tr>
@@ -155,6 +179,18 @@ export function UsersAdmin() {
                   {u.status === 'active' ? t('admin.active') : t('admin.inactive')}
                   {u.lockedUntil && new Date(u.lockedUntil) > new Date() && <span className="badge">{t('admin.locked')}</span>}
                 </td>
+                <td className="small" data-testid="user-tokens">
+                  {u.tokenUsage && (
+                    <>
+                      <div>
+                        <BudgetText budget={u.tokenUsage.daily} />
+                      </div>
+                      <div>
+                        <BudgetText budget={u.tokenUsage.monthly} />
+                      </div>
+                    </>
+                  )}
+                </td>
                 <td className="small">{date(u.lastLoginAt)}</td>
                 <td>
                   <div className="row-actions">
@@ -163,6 +199,9 @@ export function UsersAdmin() {
                     </button>
                     <button type="button" className="small-button" onClick={() => setResetting(u)}>
                       {t('admin.resetPassword')}
+                    </button>
+                    <button type="button" className="small-button" onClick={() => editQuota(u)} aria-label={`${t('admin.editQuota')}: ${u.username}`}>
+                      {t('admin.editQuota')}
                     </button>
                   </div>
                 </td>
@@ -199,6 +238,29 @@ export function UsersAdmin() {
               {t('common.cancel')}
             </button>
             <button type="submit" className="primary" disabled={!newPassword || reset.isPending}>
+              {t('common.save')}
+            </button>
+          </div>
+        </form>
+      </Dialog>
+      <Dialog open={quotaOf !== undefined} title={t('admin.quotaFor', { name: quotaOf?.username ?? '' })} onClose={() => setQuotaOf(undefined)}>
+        <form
+          onSubmit={(e) => {
+            e.preventDefault();
+            if (quotaOf) quota.mutate(quotaOf);
+          }}
+          className="stack"
+        >
+          <p className="muted small">{t('admin.quotaHelp')}</p>
+          <label htmlFor="quota-daily">{t('admin.dailyQuota')}</label>
+          <input id="quota-daily" type="number" min={0} step={1} inputMode="numeric" value={daily} onChange={(e) => setDaily(e.target.value)} />
+          <label htmlFor="quota-monthly">{t('admin.monthlyQuota')}</label>
+          <input id="quota-monthly" type="number" min={0} step={1} inputMode="numeric" value={monthly} onChange={(e) => setMonthly(e.target.value)} />
+          <div className="dialog-actions">
+            <button type="button" onClick={() => setQuotaOf(undefined)}>
+              {t('common.cancel')}
+            </button>
+            <button type="submit" className="primary" disabled={quota.isPending}>
               {t('common.save')}
             </button>
           </div>

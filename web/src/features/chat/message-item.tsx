@@ -169,7 +169,11 @@ export const MessageItem = memo(function MessageItem({ message, actions }: { mes
       {message.status === 'stopped' && <p className="muted small">{t('chat.stopped')}</p>}
       {(message.error || failure) && (
         <div className="message-error" role="alert">
-          <span>{t('chat.errorIn', { message: (failure ?? message.error)?.message || (failure ?? message.error)?.code || '' })}</span>
+          <span>
+            {(failure ?? message.error)?.code === 'QUOTA_EXCEEDED'
+              ? t('chat.quotaExceeded')
+              : t('chat.errorIn', { message: (failure ?? message.error)?.message || (failure ?? message.error)?.code || '' })}
+          </span>
           {(actions.onRetryFailure ?? actions.onRegenerate) && (
             <button type="button" className="small-button" onClick={actions.onRetryFailure ?? actions.onRegenerate}>
               {t('common.retry')}

@@ -8,6 +8,7 @@ import { authErrorText } from '../auth/sign-in-page';
 import { useUser } from '../auth/auth';
 import { CopyButton } from '../chat/copy-button';
 import { PreferencesBar } from '../shell/preferences-bar';
+import { TokenBudget } from './token-budget';
 
 function ChangePassword() {
   const { t } = useI18n();
@@ -155,7 +156,22 @@ function ApiKeys() {
   );
 }
 
-/** The person's own settings: password, personal API keys, theme and language. */
+/** The day's and month's token budgets, read fresh each time the page opens. */
+function Tokens() {
+  const { t } = useI18n();
+  const profile = useQuery({ queryKey: ['profile'], queryFn: authApi.profile, staleTime: 0 });
+  const usage = profile.data?.tokenUsage;
+  return (
+    <section aria-labelledby="tokens-title" className="card">
+      <h2 id="tokens-title">{t('profile.tokens')}</h2>
+      <p className="muted small">{t('profile.tokensHelp')}</p>
+      {profile.isError && <p role="alert">{t('common.error', { message: profile.error.message })}</p>}
+      {usage ? <TokenBudget usage={usage} /> : !profile.isError && <p className="muted">{t('common.loading')}</p>}
+    </section>
+  );
+}
+
+/** The person's own settings: token budget, password, personal API keys, theme and language. */
 export default function ProfilePage() {
   const { t } = useI18n();
   const user = useUser();
@@ -172,6 +188,7 @@ export default function ProfilePage() {
         <h2 id="appearance-title">{t('profile.appearance')}</h2>
         <PreferencesBar layout="form" />
       </section>
+      <Tokens />
       <ChangePassword />
       <ApiKeys />
     </main>
