@@ -3,6 +3,7 @@ import path from 'node:path';
 import { parseCidr } from './http/cidr.js';
 import { fileURLToPath } from 'node:url';
 import { parseRedisUrl } from './shared-state/redis-url.js';
+import { passwordPolicyProblem } from './modules/auth/password-policy.js';
 
 /**
  * The environment schema. Every variable the server reads is declared here
@@ -378,11 +379,12 @@ const specs: { [K in keyof Config]: VariableSpec<K> }[keyof Config][] = [
   },
   {
     name: 'ADMIN_PASSWORD', key: 'adminPassword', defaultText: '(unset: a random one is written to DATA_DIR/initial-admin-password)',
-    description: 'Password of the first admin (at least 12 characters). Never a default: unset means a random password, stored only in a file readable by the owner.',
-    parse: (raw) => {
+    description: 'Password of the first admin, held to the admin password policy (at least 12 characters, not the username or a variant of it, not among the 100,000 most common passwords): a weak one stops the start. Never a default: unset means a random password, stored only in a file readable by the owner.',
+    parse: (raw, env) => {
       const v = raw === undefined || raw === '' ? undefined : raw;
-      if (v !== undefined && v.length < 12) throw new BadValue('must be at least 12 characters long');
-      if (v !== undefined && v.length > 256) throw new BadValue('must be at most 256 characters long');
+      if (v === undefined) return v;
+      const problem = passwordPolicyProblem(v, { username: optionalString(env.ADMIN_USERNAME) ?? 'admin', role: 'admin' });
+      if (problem !== undefined) throw new BadValue(`is too weak: ${problem.replace(/^The password/, 'it')}`);
       return v;
     },
   },

@@ -11,7 +11,8 @@ import { AuditActions, type AuditLog } from '../audit/audit-log.js';
 import type { UsersService, UserView } from '../users/users-service.js';
 import { API_KEY_PREFIX, createApiKeysService, type ApiKeysService } from './api-keys-service.js';
 import { revokeCredentials } from './credential-revocation.js';
-import { assertPasswordPolicy, dummyPasswordHash, hashPassword, needsRehash, verifyPassword } from './password.js';
+import { dummyPasswordHash, hashPassword, needsRehash, verifyPassword } from './password.js';
+import { assertPasswordPolicy } from './password-policy.js';
 import { ALL_SCOPES } from './scopes.js';
 import { createAccessTokens, newRefreshToken, sha256 } from './tokens.js';
 
@@ -391,7 +392,7 @@ export function createAuthService(deps: AuthServiceDeps): AuthService {
         }
         throw new AppError('CURRENT_PASSWORD_INCORRECT', 'The current password is wrong');
       }
-      assertPasswordPolicy(change.newPassword, user.username);
+      assertPasswordPolicy(change.newPassword, user);
       if (change.newPassword === change.currentPassword) throw new AppError('PASSWORD_TOO_WEAK', 'The new password must differ from the current one');
       const passwordHash = await hashPassword(change.newPassword);
       let keepFamily: string | undefined;
