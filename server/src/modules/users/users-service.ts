@@ -86,7 +86,7 @@ export interface UsersService {
   disable(actor: Actor, id: string): Promise<UserView>;
   enable(actor: Actor, id: string): Promise<UserView>;
   /**
-   * Sets a password the admin chose; clears any lockout, signs the user out everywhere (refresh tokens and,
+   * Sets a password the admin chose; signs the user out everywhere (refresh tokens and,
    * on every instance at once, access tokens) and, unless `revokeApiKeys` is false, revokes their API keys.
    */
   resetPassword(actor: Actor, id: string, password: string, options?: { revokeApiKeys?: boolean | undefined }): Promise<UserView>;
@@ -119,7 +119,8 @@ export function toUserView(row: UserRow): UserView {
     status: row.status,
     dailyTokenQuota: row.daily_token_quota,
     monthlyTokenQuota: row.monthly_token_quota,
-    lockedUntil: row.locked_until && new Date(row.locked_until).getTime() > Date.now() ? iso(row.locked_until) : null,
+    // Sign-in is delayed, never locked (GET /api/admin/users/:id/sign-in-delay); kept for API compatibility.
+    lockedUntil: null,
     createdAt: new Date(row.created_at).toISOString(),
     updatedAt: new Date(row.updated_at).toISOString(),
     lastLoginAt: iso(row.last_login_at),
