@@ -19,9 +19,6 @@ const Response = { 200: Envelope(SignInDelaySchema), ...Errors };
 export const signInDelayRoutes: FastifyPluginAsyncTypebox<RouteOptions> = (app, { deps, guards }) => {
   const { signInDelays } = deps;
   app.addHook('onRequest', guards.requireAdmin);
-  app.addHook('onSend', async (_request, reply) => {
-    void reply.header('cache-control', 'no-store');
-  });
 
   app.get('/:id/sign-in-delay', { schema: { params: UserParams, response: Response } }, async (request) => {
     return ok(await signInDelays.status(request.params.id));
