@@ -16,6 +16,8 @@ import { auditRoutes } from './modules/audit/routes.js';
 import { createApiKeysService, type ApiKeysService } from './modules/auth/api-keys-service.js';
 import { createAuthService, type AuthService } from './modules/auth/auth-service.js';
 import { authRoutes } from './modules/auth/routes.js';
+import { signInDelayRoutes } from './modules/auth/sign-in-delay-routes.js';
+import { createSignInDelayAdmin, createSignInThrottle, type SignInDelayAdmin } from './modules/auth/sign-in-throttle.js';
 import { createChatService, type ChatService } from './modules/chat/chat-service.js';
 import { createUserBudgetDirectory, type UserBudgetDirectory } from './modules/quotas/user-budgets.js';
 import { createIdempotencyStore } from './modules/chat/idempotency.js';
@@ -50,6 +52,7 @@ export interface AppDeps {
   audit: AuditLog;
   users: UsersService;
   auth: AuthService;
+  signInDelays: SignInDelayAdmin;
   apiKeys: ApiKeysService;
   agents: AgentsService;
   chat: ChatService;
@@ -133,7 +136,9 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
   const audit = createAuditLog({ db: database.db, logger });
   const users = createUsersService({ db: database.db, state, audit, config, logger });
   const apiKeys = createApiKeysService({ db: database.db, audit, defaultExpiryDays: config.apiKeyDefaultExpiryDays });
-  const auth = createAuthService({ db: database.db, state, audit, users, config, secrets, logger, apiKeys });
+  const signInThrottle = createSignInThrottle({ state, config, logger });
+  const signInDelays = createSignInDelayAdmin({ users, throttle: signInThrottle, audit });
+  const auth = createAuthService({ db: database.db, state, audit, users, config, secrets, logger, apiKeys, signInThrottle });
   const agents = createAgentsService({ database, state, providers, outbound, audit, config, secrets, logger });
   const breakers = createBreakerService({
     state,
@@ -158,7 +163,7 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
     intervalMs: config.retentionSweepIntervalMs,
     batchSize: config.retentionSweepBatchSize,
   });
-  const deps: AppDeps = { config, secrets, database, state, logger, providers, audit, users, auth, apiKeys, agents, chat, budgets, breakers, failures, lifecycle, pressure, retention };
+  const deps: AppDeps = { config, secrets, database, state, logger, providers, audit, users, auth, signInDelays, apiKeys, agents, chat, budgets, breakers, failures, lifecycle, pressure, retention };
 
   await users.ensureFirstAdmin();
   await agents.start();
@@ -206,6 +211,7 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
   await app.register(healthRoutes, routeOptions);
   await app.register(authRoutes, { ...routeOptions, prefix: '/api/auth' });
   await app.register(userAdminRoutes, { ...routeOptions, prefix: '/api/admin/users' });
+  await app.register(signInDelayRoutes, { ...routeOptions, prefix: '/api/admin/users' });
   await app.register(auditRoutes, { ...routeOptions, prefix: '/api/admin/audit' });
   await app.register(analyticsRoutes, { ...routeOptions, prefix: '/api/admin' });
   await app.register(agentRoutes, { ...routeOptions, prefix: '/api/agents' });

@@ -24,6 +24,20 @@ describe('config', () => {
     }
   });
 
+  it.each([
+    ['shorter than 12 characters', { ADMIN_PASSWORD: 'Zq8#vN2kLp4' }, /ADMIN_PASSWORD is too weak: it must be at least 12 characters long for an admin/],
+    ['one of the most common passwords', { ADMIN_PASSWORD: 'password1234' }, /ADMIN_PASSWORD is too weak: .*most commonly used/],
+    ['a variant of ADMIN_USERNAME', { ADMIN_USERNAME: 'operator', ADMIN_PASSWORD: 'Operator-2024!' }, /ADMIN_PASSWORD is too weak: .*username/],
+  ])('refuses an ADMIN_PASSWORD %s at start, saying why', (_label, env, message) => {
+    expect(() => loadConfig(env)).toThrow(message);
+  });
+
+  it('accepts a strong ADMIN_PASSWORD and bounds the per-account sign-in cap at 100', () => {
+    expect(loadConfig({ ADMIN_PASSWORD: 'kettle-drum-river-9' }).adminPassword).toBe('kettle-drum-river-9');
+    expect(loadConfig({}).loginFailuresPerAccountPerHour).toBe(100);
+    expect(() => loadConfig({ LOGIN_FAILURES_PER_ACCOUNT_PER_HOUR: '101' })).toThrow(/LOGIN_FAILURES_PER_ACCOUNT_PER_HOUR must be between 1 and 100/);
+  });
+
   it('validates the resilience settings and names each bad one', () => {
     const config = loadConfig({});
     expect(config.upstreamMaxAttempts).toBe(2);

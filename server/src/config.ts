@@ -3,6 +3,7 @@ import path from 'node:path';
 import { parseCidr } from './http/cidr.js';
 import { fileURLToPath } from 'node:url';
 import { parseRedisUrl } from './shared-state/redis-url.js';
+import { passwordPolicyProblem } from './modules/auth/password-policy.js';
 
 /**
  * The environment schema. Every variable the server reads is declared here
@@ -55,6 +56,8 @@ export interface Config {
   bodyLimitBytes: number;
   chatRateLimitPerMinute: number;
   loginRateLimitPerMinute: number;
+  loginFailuresPerAccountPerHour: number;
+  loginBackoffMaxSeconds: number;
   dailyTokenQuota: number;
   monthlyTokenQuota: number;
   quotaReserveOutputTokens: number;
@@ -378,11 +381,12 @@ const specs: { [K in keyof Config]: VariableSpec<K> }[keyof Config][] = [
   },
   {
     name: 'ADMIN_PASSWORD', key: 'adminPassword', defaultText: '(unset: a random one is written to DATA_DIR/initial-admin-password)',
-    description: 'Password of the first admin (at least 12 characters). Never a default: unset means a random password, stored only in a file readable by the owner.',
-    parse: (raw) => {
+    description: 'Password of the first admin, held to the admin password policy (at least 12 characters, not the username or a variant of it, not among the 100,000 most common passwords): a weak one stops the start. Never a default: unset means a random password, stored only in a file readable by the owner.',
+    parse: (raw, env) => {
       const v = raw === undefined || raw === '' ? undefined : raw;
-      if (v !== undefined && v.length < 12) throw new BadValue('must be at least 12 characters long');
-      if (v !== undefined && v.length > 256) throw new BadValue('must be at most 256 characters long');
+      if (v === undefined) return v;
+      const problem = passwordPolicyProblem(v, { username: optionalString(env.ADMIN_USERNAME) ?? 'admin', role: 'admin' });
+      if (problem !== undefined) throw new BadValue(`is too weak: ${problem.replace(/^The password/, 'it')}`);
       return v;
     },
   },
@@ -403,7 +407,17 @@ const specs: { [K in keyof Config]: VariableSpec<K> }[keyof Config][] = [
   { name: 'MOCK_UPSTREAM_PORT', key: 'mockUpstreamPort', defaultText: '3099', description: 'Port of the in-process simulated upstream (loopback only).', parse: integer(0, 65535, 3099) },
   { name: 'BODY_LIMIT_BYTES', key: 'bodyLimitBytes', defaultText: '1048576', description: 'Largest accepted request body.', parse: integer(1024, 64 * 1024 * 1024, 1_048_576) },
   { name: 'CHAT_RATE_LIMIT_PER_MINUTE', key: 'chatRateLimitPerMinute', defaultText: '60', description: 'Chat turns per user per minute across all instances (0 = unlimited). An agent\'s own `rateLimit` applies too.', parse: integer(0, 10_000_000, 60) },
-  { name: 'LOGIN_RATE_LIMIT_PER_MINUTE', key: 'loginRateLimitPerMinute', defaultText: '10', description: 'Login attempts per username and per client address per minute (0 = unlimited).', parse: integer(0, 1_000_000, 10) },
+  { name: 'LOGIN_RATE_LIMIT_PER_MINUTE', key: 'loginRateLimitPerMinute', defaultText: '10', description: 'Login and registration attempts per client address per minute, across instances (0 = unlimited); more get 429 before any password is checked. Not per username, so nobody can block another person\'s sign-in with it.', parse: integer(0, 1_000_000, 10) },
+  {
+    name: 'LOGIN_FAILURES_PER_ACCOUNT_PER_HOUR', key: 'loginFailuresPerAccountPerHour', defaultText: '100',
+    description: 'Failed sign-ins an account name may take from all addresses together in any 60 minutes (1-100, ASVS 2.2.1); past it, sign-in to that name is refused until the hour passes or an admin clears the delay.',
+    parse: integer(1, 100, 100),
+  },
+  {
+    name: 'LOGIN_BACKOFF_MAX_SECONDS', key: 'loginBackoffMaxSeconds', defaultText: '900',
+    description: 'Longest wait the progressive sign-in delays impose on one client address (after 3 failures for one name, or 20 within an hour for any names, each failure doubles the wait from 1 s).',
+    parse: integer(1, 86_400, 900),
+  },
   {
     name: 'RATE_LIMITS_WITHOUT_REDIS', key: 'rateLimitsWithoutRedis', defaultText: 'open',
     description: 'While Redis is unreachable, rate limits and quotas cannot be counted: `open` lets chat turns through, `closed` refuses them with 503 `SHARED_STATE_UNAVAILABLE`.',

@@ -90,6 +90,16 @@ describe('a bad configuration', () => {
     expect(stderr).toContain('PORT must be an integer');
   });
 
+  it.skipIf(!fs.existsSync(mainJs))('refuses to start with a weak ADMIN_PASSWORD, saying why, and never prints it', async () => {
+    const child = spawn(process.execPath, [mainJs], { env: { PATH: process.env.PATH, ADMIN_PASSWORD: 'Password1234!', DATA_DIR: os.tmpdir() }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+    expect(code).toBe(78);
+    expect(stderr).toContain('ADMIN_PASSWORD is too weak: it is one of the most commonly used passwords');
+    expect(stderr).not.toContain('Password1234!');
+  });
+
   it.skipIf(!fs.existsSync(mainJs))('refuses to start in production with an insecure refresh cookie unless forced', async () => {
     const child = spawn(process.execPath, [mainJs], {
       env: { PATH: process.env.PATH, NODE_ENV: 'production', COOKIE_SECURE: 'false', DATA_DIR: os.tmpdir(), PORT: '0' },

@@ -27,7 +27,8 @@ async function expectNoSeriousViolations(page: Page, where: string): Promise<voi
 }
 
 beforeAll(async () => {
-  server = await startServer({ OPEN_REGISTRATION: 'true' });
+  // A low per-account cap, so the sign-in test can spend it with a few failures (the default is 100 an hour).
+  server = await startServer({ OPEN_REGISTRATION: 'true', LOGIN_FAILURES_PER_ACCOUNT_PER_HOUR: '3' });
   adminToken = await apiLogin(server.url, 'admin', ADMIN_PASSWORD);
   await createUser(server.url, adminToken, 'bob', 'bob-password-123');
   await createUser(server.url, adminToken, 'carol', 'carol-password-123');
@@ -46,7 +47,7 @@ afterAll(async () => {
 });
 
 describe('signing in', () => {
-  it('says so clearly on a wrong password and on a locked account', async () => {
+  it('says so clearly on a wrong password and on a delayed account, which an admin can clear', async () => {
     const page = await freshPage();
     await page.goto('/');
     await page.waitForURL('**/login');
@@ -57,14 +58,21 @@ describe('signing in', () => {
     await page.getByRole('alert').getByText('Wrong username or password.').waitFor();
     await screenshot(page, 'sign-in-bad-password');
 
-    for (let i = 0; i < 5; i++) {
+    for (let i = 0; i < 3; i++) {
       const res = await fetch(`${server.url}/api/auth/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'locky', password: `wrong-${i}` }) });
       expect(res.status).toBe(401);
     }
+    // The hourly cap is spent: even the right password is refused, with the wait the server sent.
     await page.locator('#username').fill('locky');
     await page.locator('#password').fill('locky-password-123');
     await page.locator('form button[type=submit]').click();
-    await page.getByRole('alert').getByText('This account is locked after too many failed attempts. Try again later.').waitFor();
+    await page.getByRole('alert').getByText(/^Wrong username or password, or too many failed attempts\. Try again in \d+ s\.$/).waitFor();
+    await screenshot(page, 'sign-in-delayed');
+
+    const locky = (await apiCall<{ items: { id: string }[] }>(server.url, adminToken, 'GET', '/api/admin/users?q=locky')).items[0];
+    await apiCall(server.url, adminToken, 'DELETE', `/api/admin/users/${locky?.id ?? ''}/sign-in-delay`);
+    await page.locator('form button[type=submit]').click();
+    await page.locator('#chat-input').waitFor();
   });
 
   it('registers a new account where the server allows it', async () => {
@@ -185,7 +193,10 @@ describe('the admin console', () => {
     await page.goto('/admin/users');
     await page.getByRole('button', { name: 'New user' }).click();
     await page.locator('#new-user-name').fill('dave');
+    await page.locator('#new-user-password').fill('dave2024');
+    await page.locator('#new-user-password-hint[data-level=weak]').getByText('Too close to the username.').waitFor();
     await page.locator('#new-user-password').fill('dave-password-123');
+    await page.locator('#new-user-password-hint[data-level=strong]').waitFor();
     await page.getByRole('button', { name: 'Save' }).click();
     await page.locator('#user-search').fill('dav');
     const row = page.locator('[data-testid=admin-users] tr[data-user=dave]');
@@ -206,6 +217,8 @@ describe('the admin console', () => {
     await row.getByRole('cell', { name: 'Disabled' }).waitFor();
     const login = await fetch(`${server.url}/api/auth/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'dave', password: 'dave-new-password-456' }) });
     expect(login.status).toBe(403);
+    await row.getByRole('button', { name: 'Clear sign-in delay' }).click();
+    await page.getByRole('status').getByText('Sign-in delays cleared for dave: they can sign in again from anywhere.').waitFor();
     await screenshot(page, 'admin-users');
   });
 

@@ -55,6 +55,8 @@ const ACCESS: Record<string, Access> = {
   'POST /api/admin/users/:id/disable': 'admin',
   'POST /api/admin/users/:id/enable': 'admin',
   'POST /api/admin/users/:id/reset-password': 'admin',
+  'GET /api/admin/users/:id/sign-in-delay': 'admin',
+  'DELETE /api/admin/users/:id/sign-in-delay': 'admin',
   'PATCH /api/admin/users/:id/role': 'admin',
   'POST /api/admin/users/:id/role': 'admin',
   'GET /api/admin/usage': 'admin',

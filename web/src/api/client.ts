@@ -8,6 +8,8 @@ export class ApiError extends Error {
     message: string,
     readonly requestId?: string,
     readonly details?: unknown,
+    /** The server's Retry-After, in seconds, when it sent one (a delayed sign-in, a rate limit). */
+    readonly retryAfterSeconds?: number,
   ) {
     super(message);
     this.name = 'ApiError';
@@ -49,7 +51,15 @@ async function errorFrom(res: Response): Promise<ApiError> {
   }
   const err = (body as { error?: { code?: unknown; message?: unknown; requestId?: unknown; details?: unknown } } | undefined)?.error;
   if (err && typeof err.code === 'string') {
-    return new ApiError(res.status, err.code, typeof err.message === 'string' ? err.message : res.statusText, typeof err.requestId === 'string' ? err.requestId : undefined, err.details);
+    const retryAfter = Number(res.headers.get('retry-after') ?? Number.NaN);
+    return new ApiError(
+      res.status,
+      err.code,
+      typeof err.message === 'string' ? err.message : res.statusText,
+      typeof err.requestId === 'string' ? err.requestId : undefined,
+      err.details,
+      Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter : undefined,
+    );
   }
   return new ApiError(res.status, res.status >= 500 ? 'INTERNAL' : 'HTTP_ERROR', res.statusText || `HTTP ${res.status}`);
 }

@@ -66,7 +66,9 @@ export interface AuditLog {
 export const AuditActions = {
   login: 'auth.login',
   loginRateLimited: 'auth.login_rate_limited',
+  /** No longer written (sign-in is delayed, never locked); older entries carry it. */
   lockout: 'auth.lockout',
+  signInDelayClear: 'auth.sign_in_delay_clear',
   logout: 'auth.logout',
   refreshReuse: 'auth.refresh_reuse',
   passwordChange: 'auth.password_change',

@@ -427,35 +427,6 @@ describe.each(await backendNames())('auth routes on %s', (backendName) => {
     });
   });
 
-  describe('lockout', () => {
-    it('locks after 5 consecutive wrong passwords for 15 minutes, even for the right password', async () => {
-      const { username, password, userId } = await newUser(t, adminToken);
-      for (let i = 0; i < 5; i++) expect(errorCode(await loginRes(t, username, `wrong-${i}`))).toBe('INVALID_CREDENTIALS');
-      const locked = await loginRes(t, username, password);
-      expect(locked.statusCode).toBe(423);
-      expect(errorCode(locked)).toBe('ACCOUNT_LOCKED');
-      const retryAfter = Number(locked.headers['retry-after']);
-      expect(retryAfter).toBeGreaterThan(0);
-      expect(retryAfter).toBeLessThanOrEqual(15 * 60);
-      const lockouts = await auditActions(t, 'auth.lockout');
-      expect(lockouts.some((a) => a.target_id === userId)).toBe(true);
-
-      // Once the lock has passed, the right password works and the count starts over.
-      await t.backend.database.db.updateTable('users').set({ locked_until: new Date(Date.now() - 1000) }).where('id', '=', userId).execute();
-      expect((await loginRes(t, username, password)).statusCode).toBe(200);
-      const row = await t.backend.database.db.selectFrom('users').select(['failed_logins', 'locked_until']).where('id', '=', userId).executeTakeFirstOrThrow();
-      expect(row).toEqual({ failed_logins: 0, locked_until: null });
-    });
-
-    it('a success in between resets the count', async () => {
-      const { username, password } = await newUser(t, adminToken);
-      for (let i = 0; i < 4; i++) await loginRes(t, username, `wrong-${i}`);
-      expect((await loginRes(t, username, password)).statusCode).toBe(200);
-      for (let i = 0; i < 4; i++) await loginRes(t, username, `wrong-${i}`);
-      expect((await loginRes(t, username, password)).statusCode).toBe(200);
-    });
-  });
-
   describe('POST /api/auth/register while registration is closed', () => {
     it('is 403 REGISTRATION_CLOSED and creates nobody', async () => {
       const before = await counts(t);
@@ -540,12 +511,12 @@ describe.each(await backendNames())('open registration and login rate limits on 
     expect((await auditActions(t, 'auth.login_rate_limited')).length).toBeGreaterThanOrEqual(1);
   });
 
-  it('limits login attempts per username across addresses', async () => {
-    for (let i = 1; i <= LIMIT; i++) {
-      expect((await loginRes(t, 'Target-User', 'wrong-password', `10.2.0.${i}`)).statusCode).toBe(401);
+  it('does not limit login attempts per username: another address still signs in', async () => {
+    // A per-name limit would let anyone keep another person out; names are guarded by the sign-in throttle instead.
+    for (let i = 1; i <= LIMIT + 2; i++) {
+      expect((await loginRes(t, ADMIN_USERNAME, 'wrong-password', `10.2.0.${i}`)).statusCode).toBe(401);
     }
-    const limited = await loginRes(t, 'target-user', 'wrong-password', '10.2.0.99');
-    expect(limited.statusCode).toBe(429);
+    expect((await loginRes(t, ADMIN_USERNAME, ADMIN_PASSWORD, '10.2.0.99')).statusCode).toBe(200);
   });
 
   it('limits registrations per client address', async () => {

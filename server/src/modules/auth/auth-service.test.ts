@@ -29,6 +29,8 @@ const config = {
   loginRateLimitPerMinute: 0,
   dailyTokenQuota: 0,
   monthlyTokenQuota: 0,
+  loginFailuresPerAccountPerHour: 100,
+  loginBackoffMaxSeconds: 900,
   openRegistration: false,
   adminUsername: 'admin',
   adminPassword: 'admin-password-for-tests',

@@ -11,13 +11,12 @@ import { AuditActions, type AuditLog } from '../audit/audit-log.js';
 import type { UsersService, UserView } from '../users/users-service.js';
 import { API_KEY_PREFIX, createApiKeysService, type ApiKeysService } from './api-keys-service.js';
 import { revokeCredentials } from './credential-revocation.js';
-import { assertPasswordPolicy, dummyPasswordHash, hashPassword, needsRehash, verifyPassword } from './password.js';
+import { dummyPasswordHash, hashPassword, needsRehash, verifyPassword } from './password.js';
+import { assertPasswordPolicy } from './password-policy.js';
 import { ALL_SCOPES } from './scopes.js';
+import { createSignInThrottle, type SignInThrottle } from './sign-in-throttle.js';
 import { createAccessTokens, newRefreshToken, sha256 } from './tokens.js';
 
-/** Consecutive wrong passwords before the account locks. */
-export const MAX_FAILED_LOGINS = 5;
-export const LOCKOUT_SECONDS = 15 * 60;
 /** How long an instance trusts its cached view of a user's status and role. */
 export const USER_STATUS_TTL_MS = 5_000;
 const USER_STATUS_CACHE_MAX = 50_000;
@@ -90,7 +89,7 @@ export interface AuthServiceDeps {
   state: SharedState;
   audit: AuditLog;
   users: UsersService;
-  config: Pick<Config, 'accessTokenTtlSeconds' | 'refreshTokenTtlSeconds' | 'loginRateLimitPerMinute' | 'openRegistration'> &
+  config: Pick<Config, 'accessTokenTtlSeconds' | 'refreshTokenTtlSeconds' | 'loginRateLimitPerMinute' | 'openRegistration' | 'loginFailuresPerAccountPerHour' | 'loginBackoffMaxSeconds'> &
     Partial<Pick<Config, 'accessTokenMaxAgeSeconds' | 'authCacheTtlMs'>>;
   secrets: Pick<Secrets, 'jwtSecret' | 'jwtSecretPrevious' | 'jwtSecretPreviousUntil'>;
   logger: Logger;
@@ -98,6 +97,8 @@ export interface AuthServiceDeps {
   apiKeys?: ApiKeysService;
   /** How long a user's status stays cached (default: config.authCacheTtlMs, else USER_STATUS_TTL_MS). */
   statusCacheTtlMs?: number;
+  /** Progressive sign-in delays; built from `state` and `config` when absent. */
+  signInThrottle?: SignInThrottle;
 }
 
 interface UserStatusEntry {
@@ -108,7 +109,15 @@ interface UserStatusEntry {
   validAfterMs: number;
 }
 
-const INVALID_CREDENTIALS = 'Wrong username or password';
+/**
+ * The one answer to every refused sign-in before the password is known to be right: an unknown
+ * name, a wrong password and a delayed attempt are told apart by nothing (status, body or timing).
+ */
+const INVALID_CREDENTIALS = 'Wrong username or password, or too many failed attempts: check them and try again later';
+
+function invalidCredentials(retryAfterSeconds: number): AppError {
+  return new AppError('INVALID_CREDENTIALS', INVALID_CREDENTIALS, undefined, retryAfterSeconds > 0 ? { 'retry-after': String(retryAfterSeconds) } : undefined);
+}
 
 function clip(value: string | undefined, max: number): string | null {
   return value === undefined ? null : value.slice(0, max);
@@ -123,6 +132,7 @@ export function createAuthService(deps: AuthServiceDeps): AuthService {
   });
   const apiKeys = deps.apiKeys ?? createApiKeysService({ db, audit });
   const statusTtlMs = deps.statusCacheTtlMs ?? config.authCacheTtlMs ?? USER_STATUS_TTL_MS;
+  const throttle = deps.signInThrottle ?? createSignInThrottle({ state, config, logger });
 
   // Status cache: the hot path authenticates every request, so a user's status, role and token
   // "valid after" time are read at most once per TTL per instance; changes (disable, role, password
@@ -203,7 +213,7 @@ export function createAuthService(deps: AuthServiceDeps): AuthService {
       const counts = await Promise.all(keys.map((key) => state.hit(`rl:${kind}:${key}`, RATE_WINDOW_SECONDS)));
       worst = Math.max(...counts);
     } catch (err) {
-      // Fail open: the per-account lockout in PostgreSQL still guards passwords while Redis is away.
+      // Fail open: the sign-in throttle counts on this instance while Redis is away.
       logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'rate-limit counter unavailable');
       return;
     }
@@ -213,32 +223,6 @@ export function createAuthService(deps: AuthServiceDeps): AuthService {
       await audit.record({ action: AuditActions.loginRateLimited, actorUsername: username, ip: client.ip, success: false, detail: { kind } });
     }
     throw new AppError('RATE_LIMITED', 'Too many attempts: wait a minute and try again', undefined, { 'retry-after': String(RATE_WINDOW_SECONDS) });
-  }
-
-  function lockedError(lockedUntil: Date): AppError {
-    const seconds = Math.max(1, Math.ceil((lockedUntil.getTime() - Date.now()) / 1000));
-    return new AppError('ACCOUNT_LOCKED', `Too many wrong passwords: the account is locked for ${Math.ceil(seconds / 60)} more minute(s)`, undefined, { 'retry-after': String(seconds) });
-  }
-
-  function lockedUntilOf(row: Pick<UserRow, 'locked_until'>): Date | null {
-    if (!row.locked_until) return null;
-    const until = new Date(row.locked_until);
-    return until.getTime() > Date.now() ? until : null;
-  }
-
-  /** Counts one wrong password; the MAX_FAILED_LOGINS-th in a row locks the account and restarts the count. */
-  async function recordFailure(userId: string): Promise<Date | null> {
-    const lockUntil = new Date(Date.now() + LOCKOUT_SECONDS * 1000).toISOString();
-    const row = await db
-      .updateTable('users')
-      .set({
-        failed_logins: sql<number>`CASE WHEN failed_logins + 1 >= ${MAX_FAILED_LOGINS} THEN 0 ELSE failed_logins + 1 END`,
-        locked_until: sql<Date | null>`CASE WHEN failed_logins + 1 >= ${MAX_FAILED_LOGINS} THEN ${lockUntil}::timestamptz ELSE locked_until END`,
-      })
-      .where('id', '=', userId)
-      .returning(['locked_until'])
-      .executeTakeFirst();
-    return row ? lockedUntilOf(row) : null;
   }
 
   async function findByUsername(username: string): Promise<UserRow | undefined> {
@@ -292,39 +276,40 @@ export function createAuthService(deps: AuthServiceDeps): AuthService {
 
     async login({ username, password }, client) {
       const name = username.trim();
-      await rateLimit('login', [`ip:${client.ip ?? 'unknown'}`, `user:${name.toLowerCase()}`], name, client);
+      // Per address only: a per-name limit would let anyone keep another person from signing in.
+      await rateLimit('login', [`ip:${client.ip ?? 'unknown'}`], name, client);
+      const attempt = await throttle.begin(name, client.ip);
       const user = await findByUsername(name);
-      if (!user) {
-        // The same work and the same answer as a wrong password, so names cannot be probed.
-        await verifyPassword(await dummyPasswordHash(), password);
-        await audit.record({ action: AuditActions.login, actorUsername: name, ip: client.ip, success: false, detail: { reason: 'unknown_user' } });
-        throw new AppError('INVALID_CREDENTIALS', INVALID_CREDENTIALS);
+      // The hash runs on every path, on a dummy for unknown names and for delayed attempts too, so the
+      // answer takes as long whether the name exists, the password is wrong or the attempt is delayed.
+      const passwordOk = await verifyPassword(user?.password_hash ?? (await dummyPasswordHash()), password);
+      const actor = user ? { actorId: user.id, actorUsername: user.username, targetType: 'user', targetId: user.id } : { actorUsername: name };
+      if (attempt.refusedForSeconds > 0) {
+        // Refused whatever the password: a right one must not be told apart while the delay runs.
+        await attempt.release();
+        await audit.record({ ...actor, ip: client.ip, action: AuditActions.login, success: false, detail: { reason: 'delayed', by: attempt.reason, seconds: attempt.refusedForSeconds } });
+        throw invalidCredentials(attempt.refusedForSeconds);
       }
-      const actor = { actorId: user.id, actorUsername: user.username, ip: client.ip, targetType: 'user', targetId: user.id };
-      const lockedUntil = lockedUntilOf(user);
-      if (lockedUntil) {
-        await audit.record({ ...actor, action: AuditActions.login, success: false, detail: { reason: 'locked' } });
-        throw lockedError(lockedUntil);
+      if (!user || !passwordOk) {
+        const retryAfter = await attempt.failed();
+        await audit.record({ ...actor, ip: client.ip, action: AuditActions.login, success: false, detail: { reason: user ? 'wrong_password' : 'unknown_user' } });
+        throw invalidCredentials(retryAfter);
       }
-      if (!(await verifyPassword(user.password_hash, password))) {
-        const nowLocked = await recordFailure(user.id);
-        await audit.record({ ...actor, action: AuditActions.login, success: false, detail: { reason: 'wrong_password' } });
-        if (nowLocked) await audit.record({ ...actor, action: AuditActions.lockout, success: false, detail: { lockedUntil: nowLocked.toISOString(), minutes: LOCKOUT_SECONDS / 60 } });
-        throw new AppError('INVALID_CREDENTIALS', INVALID_CREDENTIALS);
-      }
+      await attempt.succeeded();
+      const userActor = { ...actor, ip: client.ip };
       // Only someone who knows the password learns that the account is disabled.
       if (user.status !== 'active') {
-        await audit.record({ ...actor, action: AuditActions.login, success: false, detail: { reason: 'disabled' } });
+        await audit.record({ ...userActor, action: AuditActions.login, success: false, detail: { reason: 'disabled' } });
         throw new AppError('ACCOUNT_DISABLED', 'This account is disabled: ask an administrator');
       }
       const rehash = needsRehash(user.password_hash) ? await hashPassword(password) : undefined;
       await db
         .updateTable('users')
-        .set({ failed_logins: 0, locked_until: null, last_login_at: new Date(), ...(rehash ? { password_hash: rehash } : {}) })
+        .set({ last_login_at: new Date(), ...(rehash ? { password_hash: rehash } : {}) })
         .where('id', '=', user.id)
         .execute();
       const session = await issueSession(user, crypto.randomUUID(), client);
-      await audit.record({ ...actor, action: AuditActions.login, success: true });
+      await audit.record({ ...userActor, action: AuditActions.login, success: true });
       return session;
     },
 
@@ -379,19 +364,21 @@ export function createAuthService(deps: AuthServiceDeps): AuthService {
       const user = await db.selectFrom('users').selectAll().where('id', '=', principal.userId).executeTakeFirst();
       if (!user) throw new AppError('TOKEN_INVALID', 'This account no longer exists');
       const actor = { actorId: user.id, actorUsername: user.username, ip: client.ip, targetType: 'user', targetId: user.id };
-      const lockedUntil = lockedUntilOf(user);
-      if (lockedUntil) throw lockedError(lockedUntil);
-      if (!(await verifyPassword(user.password_hash, change.currentPassword))) {
-        // Counted like a wrong login, so a stolen access token cannot be used to guess the password.
-        const nowLocked = await recordFailure(user.id);
+      // Throttled like a sign-in, so a stolen access token cannot be used to guess the password.
+      const attempt = await throttle.begin(user.username, client.ip);
+      const currentOk = await verifyPassword(user.password_hash, change.currentPassword);
+      if (attempt.refusedForSeconds > 0) {
+        await attempt.release();
+        await audit.record({ ...actor, action: AuditActions.passwordChange, success: false, detail: { reason: 'delayed', by: attempt.reason } });
+        throw new AppError('RATE_LIMITED', `Too many wrong passwords: wait ${attempt.refusedForSeconds} s and try again`, undefined, { 'retry-after': String(attempt.refusedForSeconds) });
+      }
+      if (!currentOk) {
+        await attempt.failed();
         await audit.record({ ...actor, action: AuditActions.passwordChange, success: false, detail: { reason: 'wrong_current_password' } });
-        if (nowLocked) {
-          await audit.record({ ...actor, action: AuditActions.lockout, success: false, detail: { lockedUntil: nowLocked.toISOString(), minutes: LOCKOUT_SECONDS / 60 } });
-          throw lockedError(nowLocked);
-        }
         throw new AppError('CURRENT_PASSWORD_INCORRECT', 'The current password is wrong');
       }
-      assertPasswordPolicy(change.newPassword, user.username);
+      await attempt.succeeded();
+      assertPasswordPolicy(change.newPassword, user);
       if (change.newPassword === change.currentPassword) throw new AppError('PASSWORD_TOO_WEAK', 'The new password must differ from the current one');
       const passwordHash = await hashPassword(change.newPassword);
       let keepFamily: string | undefined;
@@ -401,7 +388,7 @@ export function createAuthService(deps: AuthServiceDeps): AuthService {
       }
       const at = new Date();
       const { apiKeysRevoked } = await db.transaction().execute(async (trx) => {
-        await trx.updateTable('users').set({ password_hash: passwordHash, password_changed_at: at, failed_logins: 0, updated_at: at }).where('id', '=', user.id).execute();
+        await trx.updateTable('users').set({ password_hash: passwordHash, password_changed_at: at, updated_at: at }).where('id', '=', user.id).execute();
         return revokeCredentials(trx, user.id, { at, keepFamily, apiKeys: change.revokeApiKeys });
       });
       await announceChanged(user.id);

@@ -1,10 +1,5 @@
 import crypto from 'node:crypto';
 import { hash, parseOptions, verify, type Algorithm, type Options } from '@node-rs/argon2';
-import { AppError } from '../../errors.js';
-
-/** Shortest and longest accepted password (characters). */
-export const PASSWORD_MIN_LENGTH = 8;
-export const PASSWORD_MAX_LENGTH = 256;
 
 // `Algorithm` is an ambient const enum, which isolatedModules cannot inline: 2 is Argon2id.
 const ARGON2ID = 2 as Algorithm;
@@ -44,20 +39,6 @@ let dummyHash: Promise<string> | undefined;
 export function dummyPasswordHash(): Promise<string> {
   dummyHash ??= hashPassword(crypto.randomBytes(32).toString('base64url'));
   return dummyHash;
-}
-
-/** Throws PASSWORD_TOO_WEAK when the password breaks the policy. */
-export function assertPasswordPolicy(password: string, username: string): void {
-  const length = [...password].length;
-  if (length < PASSWORD_MIN_LENGTH) {
-    throw new AppError('PASSWORD_TOO_WEAK', `The password must be at least ${PASSWORD_MIN_LENGTH} characters long`);
-  }
-  if (length > PASSWORD_MAX_LENGTH) {
-    throw new AppError('PASSWORD_TOO_WEAK', `The password must be at most ${PASSWORD_MAX_LENGTH} characters long`);
-  }
-  if (password.trim().toLowerCase() === username.trim().toLowerCase()) {
-    throw new AppError('PASSWORD_TOO_WEAK', 'The password must not be the same as the username');
-  }
 }
 
 /** A random password for generated credentials (the first admin): 32 URL-safe characters. */

@@ -33,7 +33,7 @@ export const UserViewSchema = Type.Object({
   dailyTokenQuota: Type.Union([Type.Integer(), Type.Null()]),
   monthlyTokenQuota: Type.Union([Type.Integer(), Type.Null()]),
   tokenUsage: Type.Optional(TokenUsageSchema),
-  lockedUntil: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+  lockedUntil: Type.Union([Type.String({ format: 'date-time' }), Type.Null()], { description: 'Always null: accounts are no longer locked (see /api/admin/users/:id/sign-in-delay)' }),
   createdAt: Type.String({ format: 'date-time' }),
   updatedAt: Type.String({ format: 'date-time' }),
   lastLoginAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),

@@ -287,12 +287,10 @@ describe.each(await backendNames())('user administration on %s', (backendName) =
   });
 
   describe('POST /:id/reset-password', () => {
-    it('sets the chosen password, clears a lockout, ends sessions, and returns no password', async () => {
+    it('sets the chosen password, ends sessions, and returns no password', async () => {
       const user = await newUser();
       const refresh = await t.app.inject({ method: 'POST', url: '/api/auth/login', payload: { username: user.username, password: user.password } });
       const cookie = refresh.cookies.find((c) => c.name === 'llmchat_refresh')?.value ?? '';
-      for (let i = 0; i < 5; i++) await t.app.inject({ method: 'POST', url: '/api/auth/login', payload: { username: user.username, password: `wrong-${i}` } });
-      expect((await t.app.inject({ method: 'POST', url: '/api/auth/login', payload: { username: user.username, password: user.password } })).statusCode).toBe(423);
 
       const chosen = 'admin-chosen-password';
       PASSWORDS.add(chosen);

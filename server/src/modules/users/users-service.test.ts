@@ -97,6 +97,12 @@ describe.each(await backendNames())('users service on %s', (backendName) => {
       expect(lines.join('')).not.toContain('configured-admin-password');
     });
 
+    it('holds the first admin to the admin policy even when config was bypassed, and creates nobody', async () => {
+      await expect(service({ adminPassword: 'root-2024-root' }).ensureFirstAdmin()).rejects.toMatchObject({ code: 'PASSWORD_TOO_WEAK' });
+      await expect(service({ adminPassword: 'qwertyuiop12' }).ensureFirstAdmin()).rejects.toMatchObject({ code: 'PASSWORD_TOO_WEAK' });
+      expect(await admins()).toHaveLength(0);
+    });
+
     it('leaves things alone when a non-admin already holds the name', async () => {
       await service().createAccount({ username: 'ROOT', password: 'plain-user-password' });
       await service().ensureFirstAdmin();

@@ -9,7 +9,8 @@ import { AppError, notFound } from '../../errors.js';
 import { Channels, type SharedState } from '../../shared-state/shared-state.js';
 import { AuditActions, type Actor, type AuditLog } from '../audit/audit-log.js';
 import { revokeCredentials } from '../auth/credential-revocation.js';
-import { assertPasswordPolicy, generatePassword, hashPassword } from '../auth/password.js';
+import { generatePassword, hashPassword } from '../auth/password.js';
+import { assertPasswordPolicy } from '../auth/password-policy.js';
 import { tokenUsageOf, type TokenUsage } from '../quotas/token-usage.js';
 
 /** Letters, digits and `_ . @ -`, 3 to 64 characters (the same rule as ADMIN_USERNAME). */
@@ -85,7 +86,7 @@ export interface UsersService {
   disable(actor: Actor, id: string): Promise<UserView>;
   enable(actor: Actor, id: string): Promise<UserView>;
   /**
-   * Sets a password the admin chose; clears any lockout, signs the user out everywhere (refresh tokens and,
+   * Sets a password the admin chose; signs the user out everywhere (refresh tokens and,
    * on every instance at once, access tokens) and, unless `revokeApiKeys` is false, revokes their API keys.
    */
   resetPassword(actor: Actor, id: string, password: string, options?: { revokeApiKeys?: boolean | undefined }): Promise<UserView>;
@@ -118,7 +119,8 @@ export function toUserView(row: UserRow): UserView {
     status: row.status,
     dailyTokenQuota: row.daily_token_quota,
     monthlyTokenQuota: row.monthly_token_quota,
-    lockedUntil: row.locked_until && new Date(row.locked_until).getTime() > Date.now() ? iso(row.locked_until) : null,
+    // Sign-in is delayed, never locked (GET /api/admin/users/:id/sign-in-delay); kept for API compatibility.
+    lockedUntil: null,
     createdAt: new Date(row.created_at).toISOString(),
     updatedAt: new Date(row.updated_at).toISOString(),
     lastLoginAt: iso(row.last_login_at),
@@ -169,7 +171,7 @@ export function createUsersService({ db, state, audit, config, logger }: UsersSe
 
   async function insertAccount(input: NewAccount): Promise<UserRow> {
     assertUsername(input.username);
-    assertPasswordPolicy(input.password, input.username);
+    assertPasswordPolicy(input.password, { username: input.username, role: input.role ?? 'user' });
     const passwordHash = await hashPassword(input.password);
     try {
       return await db
@@ -211,6 +213,8 @@ export function createUsersService({ db, state, audit, config, logger }: UsersSe
       const username = config.adminUsername ?? 'admin';
       const generated = config.adminPassword === undefined;
       const password = config.adminPassword ?? generatePassword();
+      // Config refuses a weak ADMIN_PASSWORD at start already; this also holds the generated one to the policy.
+      assertPasswordPolicy(password, { username, role: 'admin' });
       // A generated password goes to a file of this instance's own first, so it is never lost
       // between the insert and the write; only the instance whose insert wins keeps it.
       const finalFile = path.join(config.dataDir, INITIAL_ADMIN_PASSWORD_FILE);
@@ -359,7 +363,7 @@ export function createUsersService({ db, state, audit, config, logger }: UsersSe
 
     async resetPassword(actor, id, password, options = {}) {
       const before = await findRow(id);
-      assertPasswordPolicy(password, before.username);
+      assertPasswordPolicy(password, before);
       const passwordHash = await hashPassword(password);
       const at = new Date();
       const revokeApiKeys = options.revokeApiKeys ?? true;

@@ -67,6 +67,7 @@ export interface AdminUser {
   email: string | null;
   role: 'user' | 'admin';
   status: 'active' | 'disabled';
+  /** Always null: accounts are delayed, never locked (kept by the API for compatibility). */
   lockedUntil: string | null;
   lastLoginAt: string | null;
   /** Tokens per UTC day / month of the user's own; null: the platform default; 0: unlimited. */
@@ -84,6 +85,14 @@ export interface AuditEntry {
   targetId: string | null;
   success: boolean;
   ip: string | null;
+}
+
+export interface SignInDelay {
+  userId: string;
+  username: string;
+  recentFailures: number;
+  limitPerHour: number;
+  refusedForSeconds: number;
 }
 
 export interface AuditFilters {
@@ -105,6 +114,8 @@ export const adminApi = {
   createUser: (input: { username: string; password: string; displayName?: string; role: 'user' | 'admin' }) => api<AdminUser>('/api/admin/users', { method: 'POST', body: input }),
   setUserDisabled: (id: string, disabled: boolean) => api<AdminUser>(`/api/admin/users/${id}/${disabled ? 'disable' : 'enable'}`, { method: 'POST', body: {} }),
   resetPassword: (id: string, password: string, revokeApiKeys: boolean) => api<AdminUser>(`/api/admin/users/${id}/reset-password`, { method: 'POST', body: { password, revokeApiKeys } }),
+  /** Ends every sign-in delay on the account and resets its hourly cap of failed attempts. */
+  clearSignInDelay: (id: string) => api<SignInDelay>(`/api/admin/users/${id}/sign-in-delay`, { method: 'DELETE' }),
   setRole: (id: string, role: 'user' | 'admin') => api<AdminUser>(`/api/admin/users/${id}/role`, { method: 'PATCH', body: { role } }),
   setQuota: (id: string, quota: { dailyTokenQuota: number | null; monthlyTokenQuota: number | null }) => api<AdminUser>(`/api/admin/users/${id}`, { method: 'PATCH', body: quota }),
 

@@ -3,6 +3,7 @@ import { useEffect, useState, type FormEvent } from 'react';
 import { ApiError } from '../../api/client';
 import { useI18n } from '../../i18n/i18n';
 import { useUser } from '../auth/auth';
+import { PasswordHint } from '../auth/password-hint';
 import { Dialog } from '../shell/dialog';
 import { BudgetText } from '../profile/token-budget';
 import { adminApi, type AdminUser } from './admin-api';
@@ -35,8 +36,9 @@ function NewUserForm({ onDone }: { onDone: () => void }) {
         </label>
         <label className="field" htmlFor="new-user-password">
           <span>{t('auth.password')}</span>
-          <input id="new-user-password" type="password" value={password} required autoComplete="new-password" onChange={(e) => setPassword(e.target.value)} />
+          <input id="new-user-password" type="password" value={password} required autoComplete="new-password" aria-describedby="new-user-password-hint" onChange={(e) => setPassword(e.target.value)} />
         </label>
+        <PasswordHint id="new-user-password-hint" password={password} username={username} role={role} />
         <label className="field" htmlFor="new-user-role">
           <span>{t('admin.role')}</span>
           <select id="new-user-role" value={role} onChange={(e) => setRole(e.target.value as 'user' | 'admin')}>
@@ -119,6 +121,11 @@ export function UsersAdmin() {
     setMonthly(u.monthlyTokenQuota === null ? '' : String(u.monthlyTokenQuota));
     setQuotaOf(u);
   };
+  const clearDelay = useMutation({
+    mutationFn: (u: AdminUser) => adminApi.clearSignInDelay(u.id),
+    onSuccess: (_r, u) => setNotice({ ok: true, text: t('admin.signInDelayCleared', { name: u.username }) }),
+    onError,
+  });
   const pages = users.data ? Math.max(1, Math.ceil(users.data.total / users.data.pageSize)) : 1;
   const date = (iso: string | null) => (iso ? new Date(iso).toLocaleString(language) : t('admin.never'));
 
@@ -177,7 +184,6 @@ export function UsersAdmin() {
                 </td>
                 <td>
                   {u.status === 'active' ? t('admin.active') : t('admin.inactive')}
-                  {u.lockedUntil && new Date(u.lockedUntil) > new Date() && <span className="badge">{t('admin.locked')}</span>}
                 </td>
                 <td className="small" data-testid="user-tokens">
                   {u.tokenUsage && (
@@ -202,6 +208,9 @@ export function UsersAdmin() {
                     </button>
                     <button type="button" className="small-button" onClick={() => editQuota(u)} aria-label={`${t('admin.editQuota')}: ${u.username}`}>
                       {t('admin.editQuota')}
+                    </button>
+                    <button type="button" className="small-button" disabled={clearDelay.isPending} onClick={() => clearDelay.mutate(u)}>
+                      {t('admin.clearSignInDelay')}
                     </button>
                   </div>
                 </td>
@@ -228,7 +237,8 @@ export function UsersAdmin() {
           className="stack"
         >
           <label htmlFor="reset-password">{t('admin.newPasswordFor', { name: resetting?.username ?? '' })}</label>
-          <input id="reset-password" type="password" autoComplete="new-password" value={newPassword} required onChange={(e) => setNewPassword(e.target.value)} />
+          <input id="reset-password" type="password" autoComplete="new-password" aria-describedby="reset-password-hint" value={newPassword} required onChange={(e) => setNewPassword(e.target.value)} />
+          <PasswordHint id="reset-password-hint" password={newPassword} username={resetting?.username ?? ''} role={resetting?.role ?? 'user'} />
           <label className="field checkbox" htmlFor="reset-revoke-keys">
             <input id="reset-revoke-keys" type="checkbox" checked={revokeKeys} onChange={(e) => setRevokeKeys(e.target.checked)} />
             {t('admin.revokeKeysToo')}

@@ -6,19 +6,19 @@ import { authApi } from '../../api/endpoints';
 import { useI18n, type Translate } from '../../i18n/i18n';
 import { PreferencesBar } from '../shell/preferences-bar';
 import { useAuth } from './auth';
+import { PasswordHint } from './password-hint';
 
 /** What a failed sign-in or registration tells the person, by the server's stable code. */
 export function authErrorText(err: unknown, t: Translate): string {
   if (!(err instanceof ApiError)) return t('common.networkError');
   switch (err.code) {
     case 'INVALID_CREDENTIALS':
-      return t('auth.badCredentials');
-    case 'ACCOUNT_LOCKED':
-      return t('auth.locked');
+      // The server answers a delayed attempt exactly like a wrong password, with the wait in Retry-After.
+      return err.retryAfterSeconds ? t('auth.badCredentialsWait', { seconds: err.retryAfterSeconds }) : t('auth.badCredentials');
     case 'ACCOUNT_DISABLED':
       return t('auth.disabled');
     case 'RATE_LIMITED':
-      return t('auth.rateLimited');
+      return err.retryAfterSeconds ? t('auth.rateLimitedWait', { seconds: err.retryAfterSeconds }) : t('auth.rateLimited');
     case 'USERNAME_TAKEN':
       return t('auth.usernameTaken');
     case 'PASSWORD_TOO_WEAK':
@@ -71,7 +71,17 @@ export function SignInPage() {
           <label htmlFor="username">{t('auth.username')}</label>
           <input id="username" name="username" autoComplete="username" value={username} onChange={(e) => setUsername(e.target.value)} required autoFocus />
           <label htmlFor="password">{t('auth.password')}</label>
-          <input id="password" name="password" type="password" autoComplete={registering ? 'new-password' : 'current-password'} value={password} onChange={(e) => setPassword(e.target.value)} required />
+          <input
+            id="password"
+            name="password"
+            type="password"
+            autoComplete={registering ? 'new-password' : 'current-password'}
+            aria-describedby={registering ? 'password-hint' : undefined}
+            value={password}
+            onChange={(e) => setPassword(e.target.value)}
+            required
+          />
+          {registering && <PasswordHint id="password-hint" password={password} username={username} role="user" />}
           {registering && (
             <>
               <label htmlFor="displayName">{t('auth.displayName')}</label>

@@ -6,12 +6,14 @@ import type { ApiKeyScope, CreatedApiKey } from '../../api/types';
 import { useI18n } from '../../i18n/i18n';
 import { authErrorText } from '../auth/sign-in-page';
 import { useUser } from '../auth/auth';
+import { PasswordHint } from '../auth/password-hint';
 import { CopyButton } from '../chat/copy-button';
 import { PreferencesBar } from '../shell/preferences-bar';
 import { TokenBudget } from './token-budget';
 
 function ChangePassword() {
   const { t } = useI18n();
+  const me = useUser();
   const [current, setCurrent] = useState('');
   const [next, setNext] = useState('');
   const [repeat, setRepeat] = useState('');
@@ -48,7 +50,8 @@ function ChangePassword() {
         <label htmlFor="current-password">{t('profile.currentPassword')}</label>
         <input id="current-password" type="password" autoComplete="current-password" value={current} onChange={(e) => setCurrent(e.target.value)} required />
         <label htmlFor="new-password">{t('profile.newPassword')}</label>
-        <input id="new-password" type="password" autoComplete="new-password" value={next} onChange={(e) => setNext(e.target.value)} required />
+        <input id="new-password" type="password" autoComplete="new-password" aria-describedby="new-password-hint" value={next} onChange={(e) => setNext(e.target.value)} required />
+        <PasswordHint id="new-password-hint" password={next} username={me.username} role={me.role} />
         <label htmlFor="repeat-password">{t('profile.confirmPassword')}</label>
         <input id="repeat-password" type="password" autoComplete="new-password" value={repeat} onChange={(e) => setRepeat(e.target.value)} required />
         <label className="field checkbox" htmlFor="revoke-keys">
