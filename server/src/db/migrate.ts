@@ -10,6 +10,7 @@ import * as m0006 from './migrations/0006-fts-finished-answers.js';
 import * as m0007 from './migrations/0007-monthly-token-quota.js';
 import * as m0009 from './migrations/0009-credential-revocation.js';
 import * as m0010 from './migrations/0010-audit-chain.js';
+import * as m0011 from './migrations/0011-upstream-failure-detail.js';
 
 /** Every migration, in order. Add new ones at the end; never edit old ones. */
 const migrations: Record<string, Migration> = {
@@ -22,6 +23,7 @@ const migrations: Record<string, Migration> = {
   '0007-monthly-token-quota': m0007,
   '0009-credential-revocation': m0009,
   '0010-audit-chain': m0010,
+  '0011-upstream-failure-detail': m0011,
 };
 
 const provider: MigrationProvider = { getMigrations: () => Promise.resolve(migrations) };

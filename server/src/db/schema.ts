@@ -221,6 +221,8 @@ export interface UpstreamFailuresTable {
   prompt_tokens: number | null;
   completion_tokens: number | null;
   elapsed_ms: number | null;
+  /** What the provider said (admin-only detail, key redacted, at most 1000 characters); migration 0011. */
+  detail: ColumnType<string | null, string | null | undefined, string | null>;
 }
 
 export interface IdempotencyKeysTable {

@@ -313,9 +313,10 @@ describe.each(backends)('upstream calls with loopback allowed (UPSTREAM_ALLOWED_
       const session = await inject('GET', `/api/chat-sessions/${sessionId}`, admin);
       expect(session.body).toContain(INTERNAL_SECRET);
       await t.app.deps.failures.settled();
-      const attempts = await t.backend.database.db.selectFrom('upstream_failures').select(['status', 'error_code']).where('agent_id', '=', 'leaky').execute();
+      // The failed-attempt log keeps the detail too, for operators.
+      const attempts = await t.backend.database.db.selectFrom('upstream_failures').select(['status', 'error_code', 'detail']).where('agent_id', '=', 'leaky').execute();
       expect(attempts.length).toBeGreaterThan(0);
-      expect(attempts.every((a) => a.status === 500 && a.error_code === 'UPSTREAM_ERROR')).toBe(true);
+      expect(attempts.every((a) => a.status === 500 && a.error_code === 'UPSTREAM_ERROR' && a.detail?.includes(INTERNAL_SECRET))).toBe(true);
     });
   });
 });

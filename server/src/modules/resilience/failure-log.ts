@@ -17,6 +17,8 @@ export interface FailedAttempt {
   errorCode: string;
   /** The failure came after text had reached the client. */
   midAnswer: boolean;
+  /** What went wrong, as an admin sees it (the provider's own text, the endpoint's key redacted). */
+  detail: string | undefined;
   promptTokens: number | undefined;
   completionTokens: number | undefined;
   elapsedMs: number;
@@ -70,6 +72,7 @@ export function createFailureLog(db: Kysely<Database>, logger: Logger): FailureL
           prompt_tokens: a.promptTokens ?? null,
           completion_tokens: a.completionTokens ?? null,
           elapsed_ms: a.elapsedMs,
+          detail: a.detail?.slice(0, 1000) ?? null,
         })
         .execute()
         .then(
