@@ -89,6 +89,9 @@ export async function servicesFor(): Promise<Services> {
       JWT_SECRET: 'browser-test-jwt-secret-long-enough-0123456789',
       SECRETS_KEY: 'browser-test-secrets-key-long-enough-0123456789',
       MOCK_UPSTREAM: 'true',
+      // Instances on one database share the demo agent, whose endpoint is the simulated upstream of whichever
+      // instance wrote it last; each instance's address guard allows only its own, so loopback is allowed here.
+      UPSTREAM_ALLOWED_CIDRS: '127.0.0.0/8',
     },
     async dispose() {
       const cleanup = new pg.Client({ connectionString: POSTGRES_URL });
