@@ -14,8 +14,13 @@ import { eventually, readSse, type ParsedEvent } from '../../test/sse.js';
 type Mock = Awaited<ReturnType<typeof createMockUpstream>>;
 
 const idOf = (e: ParsedEvent) => Number(e.id?.split(':')[1]);
+/**
+ * The answer's text as a client shows it: a `reset` (the answer rebuilt from the database, when the
+ * turn's end was stored before its `end` reached the buffer) replaces what came before it.
+ */
 const textOf = (events: ParsedEvent[]) =>
   events
+    .slice(events.findLastIndex((e) => e.event === 'reset') + 1)
     .filter((e) => e.event === 'chunk')
     .map((e) => (e.json as { content: string }).content)
     .join('');
