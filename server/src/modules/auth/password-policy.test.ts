@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import type { Role } from '../../db/schema.js';
 import { AppError } from '../../errors.js';
 import { generatePassword } from './password.js';
-import { assertPasswordPolicy, COMMON_PASSWORDS_FILE, commonPasswords, isCommonPassword, isUsernameVariant } from './password-policy.js';
+import { assertPasswordPolicy, COMMON_PASSWORDS_FILE, commonPasswordCount, isCommonPassword, isUsernameVariant, onList, sortedList } from './password-policy.js';
 
 function policyError(password: string, username = 'someone', role: Role = 'user'): string | undefined {
   try {
@@ -15,11 +15,23 @@ function policyError(password: string, username = 'someone', role: Role = 'user'
 }
 
 describe('the shipped list of common passwords', () => {
-  it('holds the 100,000 most common, most common first, one a line', () => {
-    const lines = fs.readFileSync(COMMON_PASSWORDS_FILE, 'utf8').split('\n').filter((l) => l.length > 0);
-    expect(lines).toHaveLength(100_000);
-    expect(lines.slice(0, 3)).toEqual(['123456', 'password', '12345678']);
-    expect(commonPasswords().size).toBeGreaterThan(95_000);
+  it('holds the 100,000 most common, lower-cased, unique and sorted, so it is read without sorting', () => {
+    const text = fs.readFileSync(COMMON_PASSWORDS_FILE, 'utf8');
+    const lines = text.split('\n').filter((l) => l.length > 0);
+    expect(lines).toHaveLength(96_518);
+    expect(lines).toEqual([...lines].sort((x, y) => (x < y ? -1 : x > y ? 1 : 0)));
+    expect(new Set(lines).size).toBe(lines.length);
+    for (const top of ['123456', 'password', '12345678', 'qwerty']) expect(lines).toContain(top);
+    // Read as it is: the same string, not a sorted copy.
+    expect(sortedList(text).text).toBe(text);
+    expect(commonPasswordCount()).toBe(96_518);
+  });
+
+  it('sorts a list in any order and case, and finds exactly its entries', () => {
+    const list = sortedList('Dragon\r\nabc123\n\nzz\nABC123\nmonkey');
+    expect(list.text).toBe('abc123\ndragon\nmonkey\nzz\n');
+    for (const entry of ['abc123', 'dragon', 'monkey', 'zz']) expect(onList(list, entry)).toBe(true);
+    for (const other of ['', 'a', 'abc12', 'abc1234', 'dragons', 'z', 'zzz', 'Dragon', '~']) expect(onList(list, other)).toBe(false);
   });
 });
 
