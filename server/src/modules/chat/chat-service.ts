@@ -4,7 +4,7 @@ import { upstreamTimeouts, type Config } from '../../config.js';
 import type { DatabaseHandle } from '../../db/database.js';
 import type { MessageRow } from '../../db/schema.js';
 import { AppError, type ErrorCode } from '../../errors.js';
-import type { Principal } from '../../plugins/authenticate.js';
+import { actsAsAdmin, type Principal } from '../../plugins/authenticate.js';
 import { DegradedNotice } from '../../shared-state/degraded.js';
 import { Channels, type SharedState, type StopFollowing, type TurnEvent, type TurnFollowHandler, type Unsubscribe } from '../../shared-state/shared-state.js';
 import type { AgentsService } from '../agents/agents-service.js';
@@ -257,7 +257,7 @@ export function createChatService(deps: ChatServiceDeps) {
     // (Generation.startEarly). Not while writes are failing, so an outage does not cost an upstream call per refusal.
     let early: Generation | undefined;
     if (newSessionId !== undefined && write.replacesMessageId === undefined && Date.now() - writeFailedAt > EARLY_START_PAUSE_MS) {
-      const turn = { turnId, sessionId: newSessionId, contextSessionId: undefined, userId: principal.userId, userMessageId: write.userMessageId, providerChatId: null, errorDetail: principal.role === 'admin' };
+      const turn = { turnId, sessionId: newSessionId, contextSessionId: undefined, userId: principal.userId, userMessageId: write.userMessageId, providerChatId: null, errorDetail: actsAsAdmin(principal) };
       // Should planning fail, the write still settles; its outcome is not this error's concern.
       void writing.catch(() => undefined);
       early = new Generation({ ...(await planFor(resolved, input, turn)), limits: admitted }, generationDeps, admission);
@@ -288,7 +288,7 @@ export function createChatService(deps: ChatServiceDeps) {
       userId: principal.userId,
       userMessageId: write.userMessageId,
       providerChatId: created.providerChatId,
-      errorDetail: principal.role === 'admin',
+      errorDetail: actsAsAdmin(principal),
     });
     return launch({ ...plan, limits: admitted }, admission);
   }

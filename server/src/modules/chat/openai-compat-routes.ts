@@ -3,7 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import type { RouteOptions } from '../../app.js';
 import type { MessageRow } from '../../db/schema.js';
 import { AppError, ErrorCodes, type ErrorCode } from '../../errors.js';
-import { principalOf } from '../../plugins/authenticate.js';
+import { actsAsAdmin, principalOf } from '../../plugins/authenticate.js';
 import { errorForViewer } from '../resilience/failure-policy.js';
 import type { Generation, GenerationEvent } from './generation.js';
 import { idempotencyKeyOf, requestFingerprint } from './idempotency.js';
@@ -81,7 +81,7 @@ export async function openaiCompatRoutes(app: FastifyInstance, { deps, guards }:
         const id = `chatcmpl-${row.id}`;
         if (row.status === 'error') {
           const code = (row.error_code && row.error_code in ErrorCodes ? row.error_code : 'UPSTREAM_ERROR') as ErrorCode;
-          const shown = errorForViewer({ code, message: row.error_message ?? 'The answer failed' }, principal.role === 'admin');
+          const shown = errorForViewer({ code, message: row.error_message ?? 'The answer failed' }, actsAsAdmin(principal));
           return reply.status(ErrorCodes[code]).send({ error: { code, message: shown.message, requestId: String(request.id), type: 'upstream_error' } });
         }
         const message = { role: 'assistant', content: row.content, ...(row.reasoning ? { reasoning_content: row.reasoning } : {}) };

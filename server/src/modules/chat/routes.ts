@@ -1,10 +1,9 @@
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { MessageRow } from '../../db/schema.js';
-import type { Principal } from '../../plugins/authenticate.js';
 import type { RouteOptions } from '../../app.js';
 import { AppError, ErrorCodes, type ErrorBody, type ErrorCode } from '../../errors.js';
 import { ok } from '../../http/response.js';
-import { principalOf } from '../../plugins/authenticate.js';
+import { actsAsAdmin, principalOf, type Principal } from '../../plugins/authenticate.js';
 import { errorForViewer } from '../resilience/failure-policy.js';
 import { SharedStateUnavailable, type TurnEvent } from '../../shared-state/shared-state.js';
 import { limitHeaders } from '../quotas/token-budgets.js';
@@ -64,7 +63,7 @@ export function completionFromRow(row: MessageRow) {
 
 /** A stored answer's error as `principal` may see it: the detail for admins, the code's generic sentence for everyone else. */
 function storedError(row: Pick<MessageRow, 'error_code' | 'error_message'>, principal: Principal): { code: string; message: string } {
-  return errorForViewer({ code: row.error_code ?? 'UPSTREAM_ERROR', message: row.error_message ?? 'The answer failed' }, principal.role === 'admin');
+  return errorForViewer({ code: row.error_code ?? 'UPSTREAM_ERROR', message: row.error_message ?? 'The answer failed' }, actsAsAdmin(principal));
 }
 
 function errorReply(reply: FastifyReply, error: { code: string; message: string }, ids: { messageId: string; chatId: string }) {

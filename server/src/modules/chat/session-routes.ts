@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { RouteOptions } from '../../app.js';
 import { ok } from '../../http/response.js';
-import { principalOf } from '../../plugins/authenticate.js';
+import { actsAsAdmin, principalOf } from '../../plugins/authenticate.js';
 import { errorForViewer } from '../resilience/failure-policy.js';
 import type { SessionSummary } from './chat-repository.js';
 import { SearchQuery, SessionCreateBody, SessionListQuery, SessionMessagesQuery, SessionParams, TitleBody } from './schema.js';
@@ -55,7 +55,7 @@ export async function sessionRoutes(app: FastifyInstance, { deps, guards }: Rout
         content: m.content,
         reasoning: m.reasoning,
         status: m.status,
-        error: m.error_code ? errorForViewer({ code: m.error_code, message: m.error_message ?? 'The answer failed' }, principal.role === 'admin') : null,
+        error: m.error_code ? errorForViewer({ code: m.error_code, message: m.error_message ?? 'The answer failed' }, actsAsAdmin(principal)) : null,
         provider: m.provider,
         model: m.model,
         usage: m.total_tokens === null ? null : { promptTokens: m.prompt_tokens, completionTokens: m.completion_tokens, totalTokens: m.total_tokens },

@@ -318,5 +318,23 @@ describe.each(backends)('upstream calls with loopback allowed (UPSTREAM_ALLOWED_
       expect(attempts.length).toBeGreaterThan(0);
       expect(attempts.every((a) => a.status === 500 && a.error_code === 'UPSTREAM_ERROR' && a.detail?.includes(INTERNAL_SECRET))).toBe(true);
     });
+
+    it('reaches an admin\'s chat-only API key as it reaches a user: the detail needs the admin scope', async () => {
+      const created = await inject('POST', '/api/auth/api-keys', admin, { name: 'chat-only', scopes: ['chat'] });
+      expect(created.statusCode, created.body).toBe(201);
+      const chatKey = created.json<{ data: { key: string } }>().data.key;
+      // An agent of its own: the earlier turns' failures may have opened the breaker of `leaky`'s endpoint.
+      const agent = await inject('POST', '/api/agents', admin, agentBody('leaky-for-keys', `${internal.url}/v1`));
+      expect(agent.statusCode, agent.body).toBe(201);
+      const streamed = await inject('POST', '/api/chat/completions', chatKey, { agentId: 'leaky-for-keys', stream: true, messages: [{ role: 'user', content: 'hello' }] });
+      const events = parseSse(streamed.body);
+      const error = events.find((e) => e.event === 'error')?.json as { code: string; message: string };
+      expect(error).toEqual(expect.objectContaining({ code: 'UPSTREAM_ERROR', message: 'The model provider failed to answer' }));
+      expect(streamed.body).not.toContain(INTERNAL_SECRET);
+      const sessionId = (events.at(-1)?.json as { sessionId: string }).sessionId;
+      const session = await inject('GET', `/api/chat-sessions/${sessionId}`, chatKey);
+      expect(session.statusCode).toBe(200);
+      expect(session.body).not.toContain(INTERNAL_SECRET);
+    });
   });
 });

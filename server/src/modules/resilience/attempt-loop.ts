@@ -149,7 +149,7 @@ export async function runAttempts(endpoints: readonly ResolvedEndpoint[], host: 
           providerCode: err instanceof UpstreamError ? err.providerCode : undefined,
           errorCode: clientError.code,
           midAnswer,
-          detail: clientError.detail ?? reason.detail ?? reason.message,
+          detail: clientError.detail ?? clientError.message,
           promptTokens: host.attemptUsage?.promptTokens,
           completionTokens: host.attemptUsage?.completionTokens,
           elapsedMs: Math.max(0, Math.round(deps.now() - started)),
