@@ -209,7 +209,7 @@ describe.each(await backendNames())('every route on %s', (backendName) => {
   });
 
   it('answers valid requests with one value replaced by a 4xx or a 2xx, never a 5xx or a stream without its end', async () => {
-    const seeds = await seedCorpus(t, admin);
+    const seeds = await seedCorpus(t, admin, mock.url);
     const statuses = new Map<number, number>();
     await fc.assert(
       fc.asyncProperty(fc.nat(), fc.nat(), replacement, fc.boolean(), async (pick, at, value, inQuery) => {
@@ -244,15 +244,22 @@ interface Seed {
   body?: unknown;
 }
 
-/** Valid requests an admin may send, each of which succeeds as it stands (checked here). */
-async function seedCorpus(t: TestApp, admin: string): Promise<Seed[]> {
-  const turn = await t.app.inject({ method: 'POST', url: '/api/chat/completions', headers: bearer(admin), payload: { agentId: 'gpt', stream: false, messages: [{ role: 'user', content: 'seed' }], variables: { name: 'x' } } });
+/**
+ * Valid requests an admin may send, each of which succeeds as it stands
+ * (checked here). They chat with an agent of their own: the generated input
+ * before them may have disabled or changed `gpt` (its id is one of the
+ * strings it tries).
+ */
+async function seedCorpus(t: TestApp, admin: string, mockUrl: string): Promise<Seed[]> {
+  const chatAgent = await t.app.inject({ method: 'POST', url: '/api/agents', headers: bearer(admin), payload: { ...AGENT, id: 'fuzz-chat', endpoint: `${mockUrl}/v1/chat/completions` } });
+  expect(chatAgent.statusCode, chatAgent.body).toBe(201);
+  const turn = await t.app.inject({ method: 'POST', url: '/api/chat/completions', headers: bearer(admin), payload: { agentId: 'fuzz-chat', stream: false, messages: [{ role: 'user', content: 'seed' }], variables: { name: 'x' } } });
   expect(turn.statusCode, turn.body).toBe(200);
   const { messageId, sessionId } = turn.json<{ data: { messageId: string; sessionId: string } }>().data;
   const patchTarget = await t.app.inject({ method: 'POST', url: '/api/agents', headers: bearer(admin), payload: { ...AGENT, id: 'fuzz-patch' } });
   expect(patchTarget.statusCode, patchTarget.body).toBe(201);
   const seeds: Seed[] = [
-    { method: 'POST', path: '/api/chat/completions', query: {}, headers: {}, body: { agentId: 'gpt', stream: false, chatId: sessionId, messages: [{ role: 'user', content: 'hi' }], variables: { name: 'x', n: 1 } } },
+    { method: 'POST', path: '/api/chat/completions', query: {}, headers: {}, body: { agentId: 'fuzz-chat', stream: false, chatId: sessionId, messages: [{ role: 'user', content: 'hi' }], variables: { name: 'x', n: 1 } } },
     { method: 'POST', path: '/api/agents', query: {}, headers: {}, body: { ...AGENT, id: 'fuzz-new', capabilities: ['search', 'code'] } },
     { method: 'PATCH', path: '/api/agents/fuzz-patch', query: {}, headers: {}, body: { name: 'Patched', capabilities: ['search'], welcomeText: 'hello' } },
     { method: 'GET', path: '/api/admin/audit', query: { limit: '5', before: '1000' }, headers: {} },
@@ -261,7 +268,7 @@ async function seedCorpus(t: TestApp, admin: string): Promise<Seed[]> {
     { method: 'GET', path: '/api/chat/stream', query: { messageId }, headers: { 'last-event-id': `${messageId}:1` } },
     { method: 'GET', path: '/api/chat-sessions/search', query: { q: 'seed', limit: '5' }, headers: {} },
     { method: 'GET', path: '/api/chat-sessions', query: { page: '1', pageSize: '5' }, headers: {} },
-    { method: 'POST', path: '/api/chat-sessions', query: {}, headers: {}, body: { agentId: 'gpt', title: 'seeded' } },
+    { method: 'POST', path: '/api/chat-sessions', query: {}, headers: {}, body: { agentId: 'fuzz-chat', title: 'seeded' } },
   ];
   for (const seed of seeds.filter((s) => s.method === 'GET')) {
     const res = await t.app.inject({ method: 'GET', url: urlOf(seed.path, seed.query), headers: { ...bearer(admin), ...seed.headers } });
