@@ -31,7 +31,7 @@ describe.skipIf(!fs.existsSync(mainJs))('the server process on embedded defaults
   });
 
   it('starts with no services, seeds the simulated demo agent and answers a chat; the admin password is in a file, not the log', async () => {
-    const port = 20_000 + Math.floor(Math.random() * 20_000);
+    const port = 20_000 + Math.floor(Math.random() * 12_768);
     child = spawn(process.execPath, [mainJs], {
       env: { PATH: process.env.PATH, DATA_DIR: dataDir, PORT: String(port), HOST: '127.0.0.1', MOCK_UPSTREAM_PORT: '0', LOG_LEVEL: 'info' },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -123,7 +123,7 @@ describe.skipIf(!fs.existsSync(mainJs) || !withServices || process.platform !== 
   let mock: MockUpstream;
   let child: ChildProcess | undefined;
   let output = '';
-  const port = 20_000 + Math.floor(Math.random() * 20_000);
+  const port = 20_000 + Math.floor(Math.random() * 12_768);
   const base = `http://127.0.0.1:${port}`;
   const password = 'workers-admin-password-1';
   let token = '';

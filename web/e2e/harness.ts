@@ -119,6 +119,24 @@ async function until<T>(what: string, probe: () => Promise<T | undefined>, limit
   }
 }
 
+/**
+ * A loopback port below 32768 that is free now: ports from 32768 up are the
+ * kernel's for outgoing connections (a random pick there found one in use),
+ * and a pick below can still be some other listener's, so it is tried first.
+ */
+async function freeLowPort(): Promise<number> {
+  for (let tries = 0; tries < 50; tries++) {
+    const port = 20_000 + Math.floor(Math.random() * 12_768);
+    const free = await new Promise<boolean>((resolve) => {
+      const probe = net.createServer();
+      probe.once('error', () => resolve(false));
+      probe.listen(port, '127.0.0.1', () => probe.close(() => resolve(true)));
+    });
+    if (free) return port;
+  }
+  throw new Error('no free loopback port between 20000 and 32767');
+}
+
 /** Starts one server; with `shared`, on services another server uses too (a cluster), which the caller disposes. */
 export async function startServer(env: Record<string, string> = {}, backend: Backend = 'embedded', shared?: Services): Promise<RunningServer> {
   if (!fs.existsSync(mainJs)) throw new Error(`${mainJs} is missing: run npm run build first`);
@@ -126,7 +144,7 @@ export async function startServer(env: Record<string, string> = {}, backend: Bac
   const own = backend === 'postgres+redis' && !shared ? await servicesFor() : undefined;
   const services = shared ?? own;
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'llmchat-e2e-'));
-  const port = 20_000 + Math.floor(Math.random() * 20_000);
+  const port = await freeLowPort();
   let output = '';
   const child: ChildProcess = spawn(process.execPath, [mainJs], {
     env: {
