@@ -36,7 +36,7 @@ export default defineConfig(
   },
   {
     // Node scripts of the web build: plain JavaScript, no type information to lint with.
-    files: ['web/scripts/**/*.mjs'],
+    files: ['web/scripts/**/*.mjs', 'tools/scripts/**/*.mjs'],
     extends: [tseslint.configs.disableTypeChecked],
     languageOptions: { globals: { process: 'readonly' } },
   },

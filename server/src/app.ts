@@ -1,13 +1,16 @@
 import cookie from '@fastify/cookie';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from 'fastify';
-import type { Logger } from 'pino';
+import pino, { type Logger } from 'pino';
 import { upstreamTimeouts, type Config } from './config.js';
 import { createDatabase, type DatabaseHandle } from './db/database.js';
 import { migrateToLatest } from './db/migrate.js';
 import type { ErrorBody } from './errors.js';
 import { clientErrorHandler } from './http/client-errors.js';
 import { headerLines, registerSecurityHeaders, responseHeaders } from './http/security-headers.js';
-import { createLogger } from './logger.js';
+import { createLogger, ECS_CHILD_OPTIONS } from './logger.js';
+import { requestIdFrom } from './http/request-id.js';
+import { registerRequestTracing } from './plugins/request-tracing.js';
+import { createTracing, type Tracing } from './tracing/tracing.js';
 import { createAgentsService, type AgentsService } from './modules/agents/agents-service.js';
 import { agentRoutes } from './modules/agents/routes.js';
 import { analyticsRoutes } from './modules/analytics/routes.js';
@@ -23,8 +26,14 @@ import { createUserBudgetDirectory, type UserBudgetDirectory } from './modules/q
 import { createIdempotencyStore } from './modules/chat/idempotency.js';
 import { chatRoutes } from './modules/chat/routes.js';
 import { openaiCompatRoutes } from './modules/chat/openai-compat-routes.js';
+import { anthropicCompatRoutes } from './modules/chat/anthropic-compat-routes.js';
 import { sessionRoutes } from './modules/chat/session-routes.js';
-import { healthRoutes } from './modules/health/routes.js';
+import { conversationSharingRoutes, sharedViewRoutes } from './modules/sharing/routes.js';
+import { createSharingService, type SharingService } from './modules/sharing/sharing-service.js';
+import { healthRoutes, packageVersion } from './modules/health/routes.js';
+import { Metrics } from './modules/metrics/metrics.js';
+import { metricsRoutes } from './modules/metrics/routes.js';
+import { appMetricSources } from './modules/metrics/sources.js';
 import { RetentionSweep, retentionTasks } from './modules/maintenance/retention-sweep.js';
 import { OutboundPolicy } from './modules/providers/outbound-policy.js';
 import { createProviderRegistry, type ProviderRegistry } from './modules/providers/registry.js';
@@ -34,6 +43,7 @@ import { createUsersService, type UsersService } from './modules/users/users-ser
 import { userAdminRoutes } from './modules/users/routes.js';
 import { registerAuthentication, type Guards } from './plugins/authenticate.js';
 import { registerErrorHandler, type PageFallback } from './plugins/error-handler.js';
+import { registerOpenApi } from './plugins/openapi.js';
 import { PressureMonitor, processPressure, registerLoadShedding, type PressureSource } from './plugins/load-shedding.js';
 import { createLifecycle, type Lifecycle } from './lifecycle.js';
 import { validatorCompiler } from './plugins/validation.js';
@@ -56,6 +66,8 @@ export interface AppDeps {
   apiKeys: ApiKeysService;
   agents: AgentsService;
   chat: ChatService;
+  /** Export and share links of conversations. */
+  sharing: SharingService;
   /** Users' own token budgets, held in memory on each instance. */
   budgets: UserBudgetDirectory;
   breakers: BreakerService;
@@ -63,6 +75,10 @@ export interface AppDeps {
   lifecycle: Lifecycle;
   pressure: PressureMonitor;
   retention: RetentionSweep;
+  /** Prometheus metrics (always on). */
+  metrics: Metrics;
+  /** Spans to the OTLP endpoint; undefined when tracing is off. */
+  tracing: Tracing | undefined;
 }
 
 export interface RouteOptions {
@@ -130,6 +146,11 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
     http2: config.upstreamHttp2,
     extraCa: config.upstreamExtraCa,
     outbound,
+    malformedEvents: {
+      max: config.upstreamMalformedEventsMax,
+      // The message names the provider and what was wrong; never the event's text or the URL (either may hold a secret).
+      onSkipped: (err) => logger.warn({ err: err.message }, 'skipped an unreadable upstream stream event'),
+    },
   });
 
   // Services.
@@ -146,12 +167,17 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
     logger,
   });
   const failures = createFailureLog(database.db, logger);
+  const metrics = new Metrics();
   const instanceId = options.instanceId ?? crypto.randomUUID();
+  const tracing = createTracing(config, instanceId);
   const budgets = createUserBudgetDirectory({ db: database.db, state, logger, onLocalChange: (listener) => users.onChanged(listener) });
-  const chat = createChatService({ database, state, providers, agents, config, logger, breakers, failures, instanceId, budgets });
+  const chat = createChatService({ database, state, providers, agents, config, logger, breakers, failures, instanceId, budgets, metrics, tracing });
   const pressure = new PressureMonitor(options.pressureSource ?? processPressure(), {
     maxEventLoopDelayMs: config.shedEventLoopDelayMs,
     maxHeapUsedPercent: config.shedHeapUsedPercent,
+  }, (because, sample) => {
+    if (because) logger.warn({ pressure: sample }, `overloaded: shedding new requests (${because})`);
+    else logger.info({ pressure: sample }, 'no longer overloaded: taking new requests');
   });
   const retention = new RetentionSweep({
     tasks: retentionTasks({
@@ -163,7 +189,9 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
     intervalMs: config.retentionSweepIntervalMs,
     batchSize: config.retentionSweepBatchSize,
   });
-  const deps: AppDeps = { config, secrets, database, state, logger, providers, audit, users, auth, signInDelays, apiKeys, agents, chat, budgets, breakers, failures, lifecycle, pressure, retention };
+  metrics.bindSources(appMetricSources({ database, state, chat, agents, breakers, pressure, lifecycle }));
+  const sharing = createSharingService({ database, agents, publicLinks: config.shareLinksPublic });
+  const deps: AppDeps = { config, secrets, database, state, logger, providers, audit, users, auth, signInDelays, apiKeys, agents, chat, sharing, budgets, breakers, failures, lifecycle, pressure, retention, metrics, tracing };
 
   await users.ensureFirstAdmin();
   await agents.start();
@@ -173,15 +201,19 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
   retention.start();
 
   // HTTP.
-  const httpLogger: FastifyBaseLogger = options.logRequests === false ? logger.child({}, { level: 'warn' }) : logger;
+  // Quiet request logging keeps warnings, never more than the logger itself lets through (a silent test logger stays silent).
+  const httpLogger: FastifyBaseLogger = options.logRequests === false ? logger.child({}, { level: logger.levelVal > pino.levels.values.warn! ? logger.level : 'warn' }) : logger;
   const headers = responseHeaders({ production: config.nodeEnv === 'production' });
   const app: FastifyInstance = Fastify({
     loggerInstance: httpLogger,
     bodyLimit: config.bodyLimitBytes,
     // Fastify accepts a hop count at run time; its types only list booleans and addresses.
     trustProxy: config.trustProxy as boolean,
-    genReqId: () => crypto.randomUUID(),
-    requestIdHeader: 'x-request-id',
+    // A client's X-Request-Id is kept only when short and well-formed (http/request-id.ts); else a new one.
+    requestIdHeader: false,
+    genReqId: (request) => requestIdFrom(request.headers['x-request-id']),
+    // ECS: request loggers name the correlation fields the ECS way (logger.ts); the default factory otherwise.
+    ...(config.logFormat === 'ecs' ? { childLoggerFactory: (parent, bindings, opts) => parent.child(bindings, { ...opts, ...ECS_CHILD_OPTIONS }) } : {}),
     forceCloseConnections: 'idle',
     // What Node's HTTP parser refuses (a byte over 0x7f in the request line, …) gets our envelope and `Connection: close` too.
     clientErrorHandler: clientErrorHandler(headerLines(headers)),
@@ -198,17 +230,33 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
   // The web app's fallback is known once its files are registered, after the API routes.
   let pageFallback: PageFallback | undefined;
   registerErrorHandler(app, { pageFallback: (request, reply) => pageFallback?.(request, reply) });
-  registerLoadShedding(app, pressure, config.shedRetryAfterSeconds);
-  if (!options.pressureSource) pressure.start();
+  registerLoadShedding(app, pressure, config.shedRetryAfterSeconds, (reason) => metrics.shedRequest(reason));
+  // Request duration by route template (never the URL: bounded labels); one observation per request.
+  app.addHook('onResponse', (request, reply, done) => {
+    metrics.httpRequest(request.routeOptions.url ?? 'unmatched', request.method, reply.statusCode, reply.elapsedTime / 1000);
+    done();
+  });
+  // Boot (migrations, schema compilation, JIT warm-up) is not load: the first window starts once the server listens.
+  // A window begun in buildApp counted the boot's own second-long stall and shed the first second of work.
+  if (!options.pressureSource) {
+    app.addHook('onListen', (done) => {
+      pressure.start();
+      done();
+    });
+  }
   registerSecurityHeaders(app, headers);
   await app.register(cookie);
   app.addHook('onSend', async (request, reply) => {
     reply.header('x-request-id', request.id);
   });
-  const guards = registerAuthentication(app, auth);
+  registerRequestTracing(app, tracing);
+  const guards = registerAuthentication(app, auth, tracing?.tracer);
   const routeOptions: RouteOptions = { deps, guards };
 
+  // Before the routes: the OpenAPI document is collected as they are added.
+  await registerOpenApi(app, { version: packageVersion() });
   await app.register(healthRoutes, routeOptions);
+  await app.register(metricsRoutes, routeOptions);
   await app.register(authRoutes, { ...routeOptions, prefix: '/api/auth' });
   await app.register(userAdminRoutes, { ...routeOptions, prefix: '/api/admin/users' });
   await app.register(signInDelayRoutes, { ...routeOptions, prefix: '/api/admin/users' });
@@ -217,7 +265,10 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
   await app.register(agentRoutes, { ...routeOptions, prefix: '/api/agents' });
   await app.register(chatRoutes, { ...routeOptions, prefix: '/api/chat' });
   await app.register(sessionRoutes, { ...routeOptions, prefix: '/api/chat-sessions' });
+  await app.register(conversationSharingRoutes, { ...routeOptions, prefix: '/api/chat-sessions' });
+  await app.register(sharedViewRoutes, { ...routeOptions, prefix: '/api/shared' });
   await app.register(openaiCompatRoutes, { ...routeOptions, prefix: '/v1' });
+  await app.register(anthropicCompatRoutes, { ...routeOptions, prefix: '/v1' });
   if (config.webDistDir) pageFallback = await registerWebApp(app, config.webDistDir);
 
   // Before the server waits for open connections: running answers (long-lived streams) are drained or handed over first.
@@ -235,6 +286,7 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
     await providers.close();
     if (!options.state) await state.close();
     if (!options.database) await database.close();
+    await tracing?.shutdown();
   });
   return app;
 }

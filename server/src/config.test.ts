@@ -1,5 +1,9 @@
-import { describe, expect, it } from 'vitest';
-import { ConfigError, configTable, loadConfig } from './config.js';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { ConfigError, SECRET_VARIABLES, configTable, envExample, loadConfig } from './config.js';
+import { tracesUrl } from './tracing/tracing.js';
 
 describe('config', () => {
   it('starts on embedded defaults with no environment at all', () => {
@@ -30,6 +34,15 @@ describe('config', () => {
     ['a variant of ADMIN_USERNAME', { ADMIN_USERNAME: 'operator', ADMIN_PASSWORD: 'Operator-2024!' }, /ADMIN_PASSWORD is too weak: .*username/],
   ])('refuses an ADMIN_PASSWORD %s at start, saying why', (_label, env, message) => {
     expect(() => loadConfig(env)).toThrow(message);
+  });
+
+  it('takes the instance lease in seconds to the millisecond, and refuses what is not', () => {
+    expect(loadConfig({}).instanceHeartbeatTtlSeconds).toBe(1.2);
+    expect(loadConfig({ INSTANCE_HEARTBEAT_TTL_SECONDS: '5' }).instanceHeartbeatTtlSeconds).toBe(5);
+    expect(loadConfig({ INSTANCE_HEARTBEAT_TTL_SECONDS: '0.75' }).instanceHeartbeatTtlSeconds).toBe(0.75);
+    expect(() => loadConfig({ INSTANCE_HEARTBEAT_TTL_SECONDS: '0.1' })).toThrow(/INSTANCE_HEARTBEAT_TTL_SECONDS must be between 0.5 and 300/);
+    expect(() => loadConfig({ INSTANCE_HEARTBEAT_TTL_SECONDS: '1.2345' })).toThrow(/INSTANCE_HEARTBEAT_TTL_SECONDS must be a number like 1.5/);
+    expect(() => loadConfig({ INSTANCE_HEARTBEAT_TTL_SECONDS: '1s' })).toThrow(/INSTANCE_HEARTBEAT_TTL_SECONDS must be a number like 1.5/);
   });
 
   it('accepts a strong ADMIN_PASSWORD and bounds the per-account sign-in cap at 100', () => {
@@ -121,11 +134,132 @@ describe('config', () => {
     expect(() => loadConfig({ COOKIE_INSECURE_FORCE: 'maybe' })).toThrow(/COOKIE_INSECURE_FORCE must be true or false/);
   });
 
+  it('serves metrics on METRICS_PORT only when set, and never on PORT itself', () => {
+    expect(loadConfig({}).metricsPort).toBeUndefined();
+    expect(loadConfig({ METRICS_PORT: '9464' }).metricsPort).toBe(9464);
+    expect(() => loadConfig({ METRICS_PORT: '3000' })).toThrow(/METRICS_PORT must differ from PORT \(3000\)/);
+    expect(() => loadConfig({ PORT: '8080', METRICS_PORT: '8080' })).toThrow(/METRICS_PORT must differ from PORT/);
+    expect(() => loadConfig({ METRICS_PORT: 'prometheus' })).toThrow(/METRICS_PORT must be an integer/);
+    expect(() => loadConfig({ METRICS_PORT: '70000' })).toThrow(/METRICS_PORT must be between 1 and 65535/);
+  });
+
+  it('turns tracing on only with an OTLP endpoint, and reads the standard sampler variables', () => {
+    expect(tracesUrl(loadConfig({}))).toBeUndefined();
+    expect(tracesUrl(loadConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318/' }))).toBe('http://collector:4318/v1/traces');
+    expect(tracesUrl(loadConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318', OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'https://tempo/otlp/v1/traces' }))).toBe('https://tempo/otlp/v1/traces');
+    expect(tracesUrl(loadConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318', OTEL_SDK_DISABLED: 'true' }))).toBeUndefined();
+    const sampled = loadConfig({ OTEL_TRACES_SAMPLER: 'parentbased_traceidratio', OTEL_TRACES_SAMPLER_ARG: '0.1' });
+    expect([sampled.tracesSampler, sampled.tracesSamplerArg]).toEqual(['parentbased_traceidratio', 0.1]);
+    expect(loadConfig({}).tracesSampler).toBe('parentbased_always_on');
+    expect(() => loadConfig({ OTEL_TRACES_SAMPLER: 'jaeger_remote' })).toThrow(/OTEL_TRACES_SAMPLER must be one of always_on/);
+    expect(() => loadConfig({ OTEL_TRACES_SAMPLER_ARG: '1.5' })).toThrow(/OTEL_TRACES_SAMPLER_ARG must be a number from 0 to 1/);
+    expect(() => loadConfig({ OTEL_TRACES_SAMPLER_ARG: 'half' })).toThrow(/OTEL_TRACES_SAMPLER_ARG must be a number from 0 to 1/);
+    expect(() => loadConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: 'collector:4318' })).toThrow(/OTEL_EXPORTER_OTLP_ENDPOINT must/);
+    expect(() => loadConfig({ OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc' })).toThrow(/OTEL_EXPORTER_OTLP_PROTOCOL must be http\/json/);
+    expect(loadConfig({ OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json' }).otlpProtocol).toBe('http/json');
+  });
+
+  it('takes LOG_FORMAT json or ecs', () => {
+    expect(loadConfig({}).logFormat).toBe('json');
+    expect(loadConfig({ LOG_FORMAT: 'ECS' }).logFormat).toBe('ecs');
+    expect(() => loadConfig({ LOG_FORMAT: 'logfmt' })).toThrow(/LOG_FORMAT must be json or ecs/);
+  });
+
   it('documents every variable in the README table', () => {
     const table = configTable();
     for (const name of ['PORT', 'DATABASE_URL', 'DATABASE_READ_URL', 'REDIS_URL', 'JWT_SECRET', 'ADMIN_USERNAME', 'ADMIN_PASSWORD', 'AGENTS_CONFIG_PATH', 'OPEN_REGISTRATION']) {
       expect(table).toContain(`\`${name}\``);
     }
+  });
+});
+
+describe('secrets from files (NAME_FILE)', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'llmchat-config-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const file = (name: string, content: string): string => {
+    const p = path.join(dir, name);
+    writeFileSync(p, content);
+    return p;
+  };
+  const jwt = 'j'.repeat(40);
+  const key = 'k'.repeat(40);
+
+  it('reads every secret from its file, trailing line break trimmed', () => {
+    const config = loadConfig({
+      DATABASE_URL_FILE: file('database-url', 'postgres://llmchat:s3cret@db:5432/llmchat\n'),
+      DATABASE_READ_URL_FILE: file('database-read-url', 'postgres://llmchat:s3cret@replica:5432/llmchat\r\n'),
+      REDIS_URL_FILE: file('redis-url', 'redis://:pw@redis:6379/0\n'),
+      JWT_SECRET_FILE: file('jwt', `${jwt}\n`),
+      JWT_SECRET_PREVIOUS_FILE: file('jwt-previous', 'p'.repeat(40)),
+      JWT_SECRET_PREVIOUS_UNTIL: '2026-12-06T12:00:00Z',
+      SECRETS_KEY_FILE: file('key', `${key}\n`),
+      SECRETS_KEY_PREVIOUS_FILE: file('key-previous', `${'q'.repeat(40)}\n`),
+      ADMIN_PASSWORD_FILE: file('admin', 'kettle-drum-river-9\n'),
+    });
+    expect(config.databaseUrl).toBe('postgres://llmchat:s3cret@db:5432/llmchat');
+    expect(config.databaseReadUrl).toBe('postgres://llmchat:s3cret@replica:5432/llmchat');
+    expect(config.redisUrl).toBe('redis://:pw@redis:6379/0');
+    expect([config.jwtSecret, config.jwtSecretPrevious, config.secretsKey, config.secretsKeyPrevious]).toEqual([jwt, 'p'.repeat(40), key, 'q'.repeat(40)]);
+    expect(config.adminPassword).toBe('kettle-drum-river-9');
+    // A DATABASE_URL read from a file counts as set: the simulated upstream is off as with the variable.
+    expect(config.mockUpstream).toBe(false);
+  });
+
+  it('keeps spaces inside the value and validates it like the variable', () => {
+    expect(loadConfig({ ADMIN_PASSWORD_FILE: file('spaced', 'kettle drum river 9\n\n') }).adminPassword).toBe('kettle drum river 9');
+    expect(() => loadConfig({ JWT_SECRET_FILE: file('short', 'short\n') })).toThrow(/JWT_SECRET must be at least 32/);
+  });
+
+  it('refuses NAME and NAME_FILE both set, naming both and never the value', () => {
+    try {
+      loadConfig({ JWT_SECRET: jwt, JWT_SECRET_FILE: file('jwt2', 'x'.repeat(40)) });
+      expect.unreachable('both set must throw');
+    } catch (err) {
+      expect(err).toBeInstanceOf(ConfigError);
+      expect((err as ConfigError).problems).toEqual(['JWT_SECRET and JWT_SECRET_FILE are both set: give the value one way only']);
+      expect((err as Error).message).not.toContain(jwt);
+    }
+  });
+
+  it('refuses a file that is missing, unreadable or empty, naming the path and not the content', () => {
+    const missing = path.join(dir, 'nope');
+    expect(() => loadConfig({ SECRETS_KEY_FILE: missing })).toThrow(`SECRETS_KEY_FILE cannot read ${missing}: ENOENT`);
+    expect(() => loadConfig({ REDIS_URL_FILE: file('empty', '\n') })).toThrow(/REDIS_URL_FILE names an empty file/);
+    expect(() => loadConfig({ DATABASE_URL_FILE: dir })).toThrow(/DATABASE_URL_FILE cannot read .*EISDIR/);
+    const secretFile = file('unreadable', 'z'.repeat(40));
+    chmodSync(secretFile, 0o000);
+    // root reads any file whatever its mode: the check only means something for another user.
+    if (process.getuid?.() !== 0) expect(() => loadConfig({ JWT_SECRET_FILE: secretFile })).toThrow(/JWT_SECRET_FILE cannot read .*EACCES/);
+  });
+
+  it('offers NAME_FILE for secrets only, and says so in the table and .env.example', () => {
+    expect(loadConfig({ PORT_FILE: file('port', '80\n') }).port).toBe(3000);
+    for (const name of SECRET_VARIABLES) {
+      expect(configTable()).toContain(`\`${name}_FILE\``);
+      expect(envExample()).toContain(`#${name}_FILE=`);
+    }
+  });
+});
+
+describe('.env.example', () => {
+  it('is the one generated from config.ts (npm run config:env-example -w server)', () => {
+    const shipped = readFileSync(new URL('../../.env.example', import.meta.url), 'utf8');
+    expect(shipped).toBe(envExample());
+  });
+
+  it('names every variable, each commented out so a copy changes nothing', () => {
+    const text = envExample();
+    for (const line of configTable().split('\n').slice(2)) {
+      const name = /^\| `([A-Z0-9_]+)`/.exec(line)?.[1] ?? '';
+      expect(text).toMatch(new RegExp(`^#${name}=`, 'm'));
+    }
+    expect(text.split('\n').filter((l) => l !== '' && !l.startsWith('#'))).toEqual([]);
+    // Uncommented, every line parses as NAME=value and the defaults load.
+    const env = Object.fromEntries(
+      text.split('\n').filter((l) => /^#[A-Z0-9_]+=./.test(l) && !/_FILE=/.test(l)).map((l) => l.slice(1).split(/=(.*)/s).slice(0, 2) as [string, string]),
+    );
+    expect(Object.keys(env).length).toBeGreaterThan(40);
+    expect(loadConfig(env).port).toBe(3000);
   });
 });
 

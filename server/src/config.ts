@@ -13,6 +13,10 @@ import { passwordPolicyProblem } from './modules/auth/password-policy.js';
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
+/** OTEL_TRACES_SAMPLER values the server understands (the SDK specification's built-in samplers). */
+export const TRACES_SAMPLERS = ['always_on', 'always_off', 'traceidratio', 'parentbased_always_on', 'parentbased_always_off', 'parentbased_traceidratio'] as const;
+export type TracesSampler = (typeof TRACES_SAMPLERS)[number];
+
 export interface Config {
   nodeEnv: 'development' | 'production' | 'test';
   host: string;
@@ -20,6 +24,19 @@ export interface Config {
   /** Listening sockets on PORT (SO_REUSEPORT); each accepts one connection per event-loop turn. */
   listenSockets: number;
   logLevel: LogLevel;
+  /** `json`: pino's own lines; `ecs`: Elastic Common Schema (logger.ts). */
+  logFormat: 'json' | 'ecs';
+  /** OTEL_SDK_DISABLED: no tracing whatever the endpoint says. */
+  otelSdkDisabled: boolean;
+  /** Base URL of the OTLP/HTTP receiver (`/v1/traces` is added); tracing is on when this or otlpTracesEndpoint is set. */
+  otlpEndpoint: string | undefined;
+  /** Full URL spans are posted to; wins over otlpEndpoint. */
+  otlpTracesEndpoint: string | undefined;
+  otlpProtocol: 'http/json';
+  tracesSampler: TracesSampler;
+  /** The sampler's ratio (traceidratio samplers), 0 to 1. */
+  tracesSamplerArg: number;
+  otelServiceName: string;
   trustProxy: boolean | number;
   dataDir: string;
   databaseUrl: string | undefined;
@@ -51,6 +68,7 @@ export interface Config {
   adminPassword: string | undefined;
   agentsConfigPath: string | undefined;
   openRegistration: boolean;
+  shareLinksPublic: boolean;
   mockUpstream: boolean;
   mockUpstreamPort: number;
   bodyLimitBytes: number;
@@ -70,7 +88,7 @@ export interface Config {
   upstreamExtraCa: string | undefined;
   /** Address blocks upstream calls may reach besides public addresses (outbound-policy.ts). */
   upstreamAllowedCidrs: string[];
-  /** Seconds after its last heartbeat an instance is taken for dead and its answers are taken over. */
+  /** Seconds after its last beat an instance is taken for dead and its answers are taken over (its lease). */
   instanceHeartbeatTtlSeconds: number;
   /** How often each instance looks for answers left by dead ones. */
   takeoverScanIntervalMs: number;
@@ -97,7 +115,11 @@ export interface Config {
   shedHeapUsedPercent: number;
   shedRetryAfterSeconds: number;
   healthDetailedAllow: string[];
+  /** A port of its own for `/metrics` (no sign-in there); undefined: only on PORT, like /health/detailed. */
+  metricsPort: number | undefined;
   idempotencyKeyTtlSeconds: number;
+  v1StreamHoldMs: number;
+  upstreamMalformedEventsMax: number;
   /** Days failed upstream attempts are kept; 0 keeps them for ever. */
   upstreamFailuresRetentionDays: number;
   /** How often each instance deletes rows past retention. */
@@ -129,6 +151,17 @@ function integer(min: number, max: number, fallback: number) {
   return (raw: string | undefined): number => {
     if (raw === undefined || raw === '') return fallback;
     if (!/^-?\d+$/.test(raw.trim())) throw new BadValue(`must be an integer, got "${raw}"`);
+    const n = Number(raw);
+    if (n < min || n > max) throw new BadValue(`must be between ${min} and ${max}, got ${n}`);
+    return n;
+  };
+}
+
+/** A number with up to three decimals (seconds given to the millisecond). */
+function decimal(min: number, max: number, fallback: number) {
+  return (raw: string | undefined): number => {
+    if (raw === undefined || raw === '') return fallback;
+    if (!/^\d+(\.\d{1,3})?$/.test(raw.trim())) throw new BadValue(`must be a number like 1.5, got "${raw}"`);
     const n = Number(raw);
     if (n < min || n > max) throw new BadValue(`must be between ${min} and ${max}, got ${n}`);
     return n;
@@ -170,6 +203,19 @@ function postgresUrl(raw: string | undefined): string | undefined {
   if (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:') {
     throw new BadValue(`must use the postgres:// scheme, got "${url.protocol}"`);
   }
+  return value;
+}
+
+function httpUrl(raw: string | undefined): string | undefined {
+  const value = optionalString(raw);
+  if (value === undefined) return undefined;
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new BadValue(`must be an http:// or https:// URL, got "${value}"`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new BadValue(`must use http:// or https://, got "${url.protocol}"`);
   return value;
 }
 
@@ -239,6 +285,60 @@ const specs: { [K in keyof Config]: VariableSpec<K> }[keyof Config][] = [
       if (!levels.includes(v as LogLevel)) throw new BadValue(`must be one of ${levels.join(', ')}, got "${v}"`);
       return v as LogLevel;
     },
+  },
+  {
+    name: 'LOG_FORMAT', key: 'logFormat', defaultText: 'json',
+    description: '`json`: one pino JSON object per line. `ecs`: Elastic Common Schema JSON (`@elastic/ecs-pino-format`; `@timestamp`, `log.level`, `message`, with the request id, trace id and user id as `http.request.id`, `trace.id` and `user.id`), which Filebeat or Elastic Agent ingest without parsing rules.',
+    parse: (raw) => {
+      const v = (optionalString(raw) ?? 'json').toLowerCase();
+      if (v !== 'json' && v !== 'ecs') throw new BadValue(`must be json or ecs, got "${v}"`);
+      return v;
+    },
+  },
+  { name: 'OTEL_SDK_DISABLED', key: 'otelSdkDisabled', defaultText: 'false', description: '`true` turns tracing off whatever the OTLP endpoint variables say.', parse: boolean(false) },
+  {
+    name: 'OTEL_EXPORTER_OTLP_ENDPOINT', key: 'otlpEndpoint', defaultText: '(unset: no tracing)',
+    description: 'Base URL of an OTLP/HTTP receiver (an OpenTelemetry Collector, Jaeger, Tempo: e.g. `http://otel-collector:4318`); spans go to `<url>/v1/traces`. Setting it (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) turns tracing on. `OTEL_EXPORTER_OTLP_HEADERS` / `OTEL_EXPORTER_OTLP_TRACES_HEADERS` and `OTEL_EXPORTER_OTLP_TIMEOUT` are read by the exporter itself.',
+    parse: (raw) => httpUrl(raw),
+  },
+  {
+    name: 'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT', key: 'otlpTracesEndpoint', defaultText: '(unset)',
+    description: 'Full URL spans are posted to (OTLP/HTTP JSON); wins over `OTEL_EXPORTER_OTLP_ENDPOINT`.',
+    parse: (raw) => httpUrl(raw),
+  },
+  {
+    name: 'OTEL_EXPORTER_OTLP_PROTOCOL', key: 'otlpProtocol', defaultText: 'http/json',
+    description: 'The exporter speaks OTLP over HTTP with JSON bodies only (every OTLP/HTTP receiver accepts them); any other value stops the start rather than being ignored. `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL` is not read.',
+    parse: (raw): 'http/json' => {
+      const v = optionalString(raw) ?? 'http/json';
+      if (v !== 'http/json') throw new BadValue(`must be http/json (the only OTLP protocol this server's exporter speaks), got "${v}"`);
+      return v;
+    },
+  },
+  {
+    name: 'OTEL_TRACES_SAMPLER', key: 'tracesSampler', defaultText: 'parentbased_always_on',
+    description: `Which turns are traced: ${TRACES_SAMPLERS.map((s) => `\`${s}\``).join(', ')}. The \`parentbased_\` ones follow the sampled flag of an incoming \`traceparent\`; \`traceidratio\` keeps the share \`OTEL_TRACES_SAMPLER_ARG\` of traces.`,
+    parse: (raw) => {
+      const v = (optionalString(raw) ?? 'parentbased_always_on').toLowerCase();
+      if (!(TRACES_SAMPLERS as readonly string[]).includes(v)) throw new BadValue(`must be one of ${TRACES_SAMPLERS.join(', ')}, got "${v}"`);
+      return v as TracesSampler;
+    },
+  },
+  {
+    name: 'OTEL_TRACES_SAMPLER_ARG', key: 'tracesSamplerArg', defaultText: '1.0',
+    description: 'The ratio of the `traceidratio` samplers, from 0 to 1 (`0.1`: one trace in ten).',
+    parse: (raw) => {
+      const v = optionalString(raw);
+      if (v === undefined) return 1;
+      const n = Number(v);
+      if (!/^\d*\.?\d+$/.test(v) || !(n >= 0 && n <= 1)) throw new BadValue(`must be a number from 0 to 1, got "${v}"`);
+      return n;
+    },
+  },
+  {
+    name: 'OTEL_SERVICE_NAME', key: 'otelServiceName', defaultText: 'llmchat',
+    description: 'The `service.name` of spans (and of ECS log lines). `OTEL_RESOURCE_ATTRIBUTES` adds resource attributes (`key=value,…`).',
+    parse: (raw) => optionalString(raw) ?? 'llmchat',
   },
   {
     name: 'TRUST_PROXY', key: 'trustProxy', defaultText: 'false',
@@ -392,13 +492,18 @@ const specs: { [K in keyof Config]: VariableSpec<K> }[keyof Config][] = [
   },
   {
     name: 'AGENTS_CONFIG_PATH', key: 'agentsConfigPath', defaultText: '(unset)',
-    description: 'An `agents.json` imported (upserted) at start and by the admin reload API. Values may be `${ENV}` placeholders.',
+    description: 'An `agents.json` imported (upserted) at start and by the admin reload API. Values may be `${ENV}` placeholders, filled from the environment or from the file `ENV_FILE` names (for upstream keys kept as secrets).',
     parse: (raw) => {
       const v = optionalString(raw);
       return v === undefined ? undefined : path.resolve(v);
     },
   },
   { name: 'OPEN_REGISTRATION', key: 'openRegistration', defaultText: 'false', description: 'Let anyone create an account at `POST /api/auth/register`.', parse: boolean(false) },
+  {
+    name: 'SHARE_LINKS_PUBLIC', key: 'shareLinksPublic', defaultText: 'false',
+    description: 'Let a conversation\'s share link (`/s/<token>`, `GET /api/shared/:token`) open without signing in. Off, the viewer signs in with any account first.',
+    parse: boolean(false),
+  },
   {
     name: 'MOCK_UPSTREAM', key: 'mockUpstream', defaultText: 'true without DATABASE_URL, else false',
     description: 'Start the simulated upstream in-process and seed the `demo` agent on it (first start only).',
@@ -437,6 +542,7 @@ const specs: { [K in keyof Config]: VariableSpec<K> }[keyof Config][] = [
     description: 'Requests in flight at once from this instance to one upstream origin: over HTTP/1.1 one connection each, over HTTP/2 multiplexed on few. Size it by the answers one instance carries at once (each also holds a client connection: see "File descriptors"). Beyond it calls wait in a local queue.',
     parse: integer(1, 100_000, 10_000),
   },
+  { name: 'UPSTREAM_MALFORMED_EVENTS_MAX', key: 'upstreamMalformedEventsMax', defaultText: '3', description: 'Unreadable events (not JSON, not an object) skipped in one upstream stream before the attempt fails as a protocol error. Each one skipped is logged; a provider\'s error event inside the stream is never skipped. 0 fails on the first.', parse: integer(0, 1000, 3) },
   {
     name: 'UPSTREAM_QUEUE_TIMEOUT_MS', key: 'upstreamQueueTimeoutMs', defaultText: '5000',
     description: 'Longest wait in the local queue for a slot to an upstream origin. A new turn that waits longer is refused, before anything is written, with 503 `UPSTREAM_BUSY` and `Retry-After`. The wait counts against none of the upstream\'s deadlines and is never an upstream failure.',
@@ -466,14 +572,15 @@ const specs: { [K in keyof Config]: VariableSpec<K> }[keyof Config][] = [
     parse: (raw) => cidrList(raw ?? ''),
   },
   {
-    name: 'INSTANCE_HEARTBEAT_TTL_SECONDS', key: 'instanceHeartbeatTtlSeconds', defaultText: '5',
-    description: 'Each instance renews a heartbeat in shared state every third of this; an instance silent for this long is taken for dead and another one finishes its running answers.',
-    parse: integer(2, 300, 5),
+    name: 'INSTANCE_HEARTBEAT_TTL_SECONDS', key: 'instanceHeartbeatTtlSeconds', defaultText: '1.2',
+    description:
+      "An instance's lease in shared state (seconds, to the millisecond). Each instance renews it every quarter of this with one Redis script call (four cheap commands inside), which also tells it which instances let theirs run out; the running answers of an instance that missed its lease are then claimed at once. So the answers of a killed instance continue elsewhere this long after the kill, give or take a quarter of it. The price: an instance whose event loop or Redis connection stalls for three quarters of this or more may be taken for dead; its answers then restart on another instance, and it leaves them at its next beat (nothing is stored twice). Raise it where such stalls are expected; lower it and each instance sends more commands.",
+    parse: decimal(0.5, 300, 1.2),
   },
   {
-    name: 'TAKEOVER_SCAN_INTERVAL_MS', key: 'takeoverScanIntervalMs', defaultText: '2000',
-    description: 'How often each instance looks for running answers whose instance is gone.',
-    parse: integer(100, 60_000, 2000),
+    name: 'TAKEOVER_SCAN_INTERVAL_MS', key: 'takeoverScanIntervalMs', defaultText: '5000',
+    description: 'How often each instance looks in PostgreSQL (one query) for running answers whose owner holds no lease at all (the safety net behind the lease, for an owner missing from shared state, e.g. after Redis restarted empty).',
+    parse: integer(100, 60_000, 5000),
   },
   {
     name: 'DRAIN_TIMEOUT_MS', key: 'drainTimeoutMs', defaultText: '15000',
@@ -518,7 +625,18 @@ const specs: { [K in keyof Config]: VariableSpec<K> }[keyof Config][] = [
     description: 'Addresses (CIDR list) that may read `/health/detailed` without signing in; admins may read it from anywhere. Empty: admins only.',
     parse: (raw) => cidrList(raw === undefined ? '127.0.0.1/32,::1/128' : raw),
   },
+  {
+    name: 'METRICS_PORT', key: 'metricsPort', defaultText: '(unset)',
+    description: 'Also serve the Prometheus metrics (`GET /metrics`) on this port of `HOST`, without sign-in: keep it on the internal network. Unset: `/metrics` is served on `PORT` only, to `HEALTH_DETAILED_ALLOW` addresses and admins. Metrics are always collected.',
+    parse: (raw, env) => {
+      if (optionalString(raw) === undefined) return undefined;
+      const port = integer(1, 65535, 0)(raw);
+      if (port === integer(0, 65535, 3000)(env.PORT)) throw new BadValue(`must differ from PORT (${port})`);
+      return port;
+    },
+  },
   { name: 'IDEMPOTENCY_KEY_TTL_SECONDS', key: 'idempotencyKeyTtlSeconds', defaultText: '86400', description: 'How long an `Idempotency-Key` names its turn; a key reused after that starts a new turn. Expired keys are deleted by the retention sweep.', parse: integer(60, 30 * 86_400, 86_400) },
+  { name: 'V1_STREAM_HOLD_MS', key: 'v1StreamHoldMs', defaultText: '10000', description: 'A streaming `/v1/chat/completions` or `/v1/messages` call gets its response headers with the first token, or after this long: an answer that fails before its first token gets its HTTP status and OpenAI or Anthropic error body (429, 400, 5xx), as SDKs expect, instead of a 200 and an error in the stream. 0 sends the headers at once.', parse: integer(0, 120_000, 10_000) },
   { name: 'UPSTREAM_FAILURES_RETENTION_DAYS', key: 'upstreamFailuresRetentionDays', defaultText: '30', description: 'Days failed upstream attempts (`upstream_failures`) are kept before the retention sweep deletes them (0 = keep for ever).', parse: integer(0, 3_650, 30) },
   { name: 'RETENTION_SWEEP_INTERVAL_MS', key: 'retentionSweepIntervalMs', defaultText: '600000', description: 'How often each instance deletes expired idempotency keys and old failed upstream attempts (also once at start). Instances sweeping at once split the work.', parse: integer(1_000, 86_400_000, 600_000) },
   { name: 'RETENTION_SWEEP_BATCH_SIZE', key: 'retentionSweepBatchSize', defaultText: '1000', description: 'Rows one retention DELETE removes at most; a sweep runs at most 10 such batches per table, so a backlog drains over several sweeps.', parse: integer(1, 100_000, 1_000) },
@@ -549,8 +667,48 @@ function webDistDir(raw: string | undefined): string | undefined {
   return dir;
 }
 
-export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+/**
+ * Variables that carry a secret (a password inside a URL counts). Each may be
+ * given instead as `NAME_FILE`, the path of a file holding the value: the
+ * Docker and Kubernetes secrets convention, which keeps it out of the process
+ * environment and `docker inspect`.
+ */
+export const SECRET_VARIABLES: readonly string[] = ['DATABASE_URL', 'DATABASE_READ_URL', 'REDIS_URL', 'JWT_SECRET', 'JWT_SECRET_PREVIOUS', 'SECRETS_KEY', 'SECRETS_KEY_PREVIOUS', 'ADMIN_PASSWORD'];
+
+/**
+ * The environment with every `NAME_FILE` replaced by NAME = the file's content
+ * (trailing line breaks trimmed). Problems name the variable and the path,
+ * never the content.
+ */
+export function resolveSecretFiles(env: Record<string, string | undefined>): { env: Record<string, string | undefined>; problems: string[] } {
+  const resolved = { ...env };
   const problems: string[] = [];
+  for (const name of SECRET_VARIABLES) {
+    const file = optionalString(env[`${name}_FILE`]);
+    if (file === undefined) continue;
+    if (optionalString(env[name]) !== undefined) {
+      problems.push(`${name} and ${name}_FILE are both set: give the value one way only`);
+      continue;
+    }
+    let content: string;
+    try {
+      content = fs.readFileSync(file, 'utf8');
+    } catch (err) {
+      problems.push(`${name}_FILE cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+      continue;
+    }
+    const value = content.replace(/[\r\n]+$/, '');
+    if (value.trim() === '') {
+      problems.push(`${name}_FILE names an empty file: ${file}`);
+      continue;
+    }
+    resolved[name] = value;
+  }
+  return { env: resolved, problems };
+}
+
+export function loadConfig(rawEnv: Record<string, string | undefined> = process.env): Config {
+  const { env, problems } = resolveSecretFiles(rawEnv);
   const out: Partial<Record<keyof Config, unknown>> = {};
   for (const spec of specs) {
     try {
@@ -566,6 +724,52 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
 
 /** The README's configuration table, generated from the declarations above. */
 export function configTable(): string {
-  const rows = specs.map((s) => `| \`${s.name}\` | ${s.defaultText} | ${s.description.replace(/\|/g, '\\|')} |`);
+  const rows = specs.map((s) => `| \`${s.name}\` | ${s.defaultText} | ${describe(s.name, s.description).replace(/\|/g, '\\|')} |`);
   return ['| variable | default | meaning |', '|---|---|---|', ...rows].join('\n');
+}
+
+function describe(name: string, description: string): string {
+  return SECRET_VARIABLES.includes(name) ? `${description} Or \`${name}_FILE\`: a file holding it.` : description;
+}
+
+/**
+ * `.env.example` at the root, generated from the declarations above like the
+ * README table (a test keeps the two equal): every variable commented out at
+ * its default, so a copy changes nothing until a line is uncommented. The
+ * format is the common subset of compose `env_file`, systemd
+ * `EnvironmentFile` and shell `set -a; . ./.env`.
+ */
+export function envExample(): string {
+  const lines = [
+    '# LLMChat configuration: every variable the server reads, generated from',
+    '# server/src/config.ts (`npm run config:env-example -w server`; a test checks it).',
+    '# Nothing is required: with no variables at all the server starts on embedded',
+    '# PGlite, in-process state and the simulated upstream. Uncomment what you set.',
+    '# Secrets may be given as NAME_FILE (a file holding the value) instead of NAME.',
+  ];
+  for (const spec of specs) {
+    lines.push('');
+    for (const line of wrap(describe(spec.name, spec.description).replace(/`/g, ''), 78)) lines.push(`# ${line}`);
+    // A default that is prose or another variable's name is shown as a comment, not as a value.
+    const unset = spec.defaultText.startsWith('(') || /\s/.test(spec.defaultText) || /^[A-Z][A-Z0-9_]+$/.test(spec.defaultText);
+    lines.push(unset ? `# Default: ${spec.defaultText.replace(/`/g, '')}` : `#${spec.name}=${spec.defaultText}`);
+    if (unset) lines.push(`#${spec.name}=`);
+    if (SECRET_VARIABLES.includes(spec.name)) lines.push(`#${spec.name}_FILE=/run/secrets/${spec.name.toLowerCase()}`);
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+function wrap(text: string, width: number): string[] {
+  const lines: string[] = [];
+  let line = '';
+  for (const word of text.split(/\s+/)) {
+    if (line !== '' && line.length + 1 + word.length > width) {
+      lines.push(line);
+      line = word;
+    } else {
+      line = line === '' ? word : `${line} ${word}`;
+    }
+  }
+  if (line !== '') lines.push(line);
+  return lines;
 }

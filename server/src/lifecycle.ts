@@ -12,3 +12,11 @@ export interface Lifecycle {
 export function createLifecycle(): Lifecycle {
   return { startedAt: new Date(), migrated: false, draining: false };
 }
+
+/**
+ * After DRAIN_TIMEOUT_MS, how long the shutdown may still take (handing the
+ * remaining answers over, closing pools) before the process exits anyway. A
+ * supervisor's stop timeout (Kubernetes' terminationGracePeriodSeconds,
+ * systemd's TimeoutStopSec) must exceed DRAIN_TIMEOUT_MS plus this.
+ */
+export const SHUTDOWN_HANDOVER_MS = 15_000;

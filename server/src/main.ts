@@ -1,12 +1,15 @@
 import cluster from 'node:cluster';
+import type { Server } from 'node:http';
 import type { Logger } from 'pino';
 import { buildApp } from './app.js';
 import { addAcceptors, assertPortFree, reusePortSupported } from './http/acceptors.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { applyHeapGrowingPercent } from './heap-growth.js';
-import { createLifecycle } from './lifecycle.js';
+import { createLifecycle, SHUTDOWN_HANDOVER_MS } from './lifecycle.js';
 import { createLogger } from './logger.js';
+import { reportTracingProblems, tracesUrl } from './tracing/tracing.js';
 import { descriptorWarning, readDescriptors } from './modules/health/descriptors.js';
+import { listenForMetrics } from './modules/metrics/routes.js';
 
 /** Process entry: config, optional simulated upstream, listen, signals, graceful shutdown. */
 
@@ -25,6 +28,8 @@ function readConfig(): Config {
 const config = readConfig();
 applyHeapGrowingPercent(config.heapGrowingPercent);
 const logger = createLogger(config);
+// The OpenTelemetry SDK reports failed exports (a receiver down) through its diagnostic logger: to ours, warnings and up.
+if (tracesUrl(config) !== undefined) reportTracingProblems(logger);
 
 if (config.workers > 1 && cluster.isPrimary) {
   superviseWorkers(config.workers, logger);
@@ -108,6 +113,7 @@ async function serve(config: Config, logger: Logger): Promise<void> {
   process.off('SIGTERM', startingHandlers.SIGTERM);
   process.off('SIGINT', startingHandlers.SIGINT);
 
+  let metricsServer: Server | undefined;
   let shuttingDown = false;
   async function shutdown(signal: string): Promise<void> {
     if (shuttingDown) return;
@@ -118,9 +124,10 @@ async function serve(config: Config, logger: Logger): Promise<void> {
     const force = setTimeout(() => {
       logger.error('shutdown deadline passed; exiting');
       process.exit(1);
-    }, config.drainTimeoutMs + 15_000);
+    }, config.drainTimeoutMs + SHUTDOWN_HANDOVER_MS);
     force.unref();
     try {
+      metricsServer?.close();
       await app.close();
       await mockClose?.();
       logger.info('shut down cleanly');
@@ -147,6 +154,11 @@ async function serve(config: Config, logger: Logger): Promise<void> {
     if (sockets > 1) await assertPortFree(config.host, config.port);
     const address = await app.listen({ host: config.host, port: config.port, backlog, ...(sockets > 1 ? { reusePort: true } : {}) });
     await addAcceptors(app.server, sockets - 1, backlog);
+    if (config.metricsPort !== undefined) {
+      // Cluster workers share this port too: each scrape reaches one of them (label them apart with WORKERS=1 per instance).
+      metricsServer = await listenForMetrics(app.deps.metrics, config.host, config.metricsPort);
+      logger.info({ port: config.metricsPort }, 'metrics served on their own port');
+    }
     logger.info({ address, database: app.deps.database.kind, sharedState: app.deps.state.kind }, 'LLMChat is listening');
     if (config.nodeEnv === 'production' && !config.cookieSecure) {
       logger.warn('COOKIE_SECURE=false was forced in production (COOKIE_INSECURE_FORCE=true): the refresh cookie travels over plain HTTP');

@@ -138,6 +138,7 @@ describe('the admin console', () => {
     await page.getByLabel('Fallback 1: Endpoint URL').fill(`${mock}/v1/chat/completions`);
     await page.getByLabel('Fallback 1: API key').fill('fallback-key');
     await page.getByLabel('Fallback 1: Model').fill('mock-model');
+    await page.getByLabel('Fallback 1: Continue a broken-off answer').selectOption('restart');
     await expectNoSeriousViolations(page, 'agent form');
     await screenshot(page, 'admin-agent-form');
     await page.getByRole('button', { name: 'Save' }).click();
@@ -151,7 +152,7 @@ describe('the admin console', () => {
     expect(await checks.nth(1).innerText()).toMatch(/OK in \d+ ms/);
     const stored = await apiCall<{ fallbacks: { endpoint: string; hasApiKey: boolean }[]; hasApiKey: boolean }>(server.url, adminToken, 'GET', '/api/agents/helper');
     expect(stored.hasApiKey).toBe(true);
-    expect(stored.fallbacks).toEqual([expect.objectContaining({ endpoint: `${mock}/v1/chat/completions`, hasApiKey: true })]);
+    expect(stored.fallbacks).toEqual([expect.objectContaining({ endpoint: `${mock}/v1/chat/completions`, hasApiKey: true, continuation: 'restart' })]);
 
     // Disable hides it from people; enable brings it back.
     await row.getByRole('button', { name: 'Disable' }).click();

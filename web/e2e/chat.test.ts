@@ -11,9 +11,14 @@ import { ADMIN_PASSWORD, apiCall, apiLogin, backends, createUser, launchBrowser,
 
 const USER = 'alice';
 const PASSWORD = 'alice-password-123';
-/** The relay agent's primary breaks off after a few chunks of this answer; its fallback then answers in full. */
+/**
+ * The relay agent's primary breaks off after a few chunks of this answer; its
+ * fallback (set to restart, not continue) then answers in full.
+ */
 const PRIMARY_ANSWER = 'Primary draft of the answer that breaks off before it is finished.';
 const FALLBACK_ANSWER = 'Fallback answer, complete and whole.';
+/** The continuing agent's primary breaks off inside this answer; its fallback continues it from the cut. */
+const CONTINUED_ANSWER = 'One answer that breaks off on the primary and goes on from the same word on the fallback.';
 
 interface StoredMessage {
   id: string;
@@ -35,6 +40,21 @@ const shot = (p: Page, name: string) => screenshot(p, `${name}${suffix}`);
 
 const lastAnswer = () => page.locator('article[data-role=assistant]').last();
 const sessionIdOf = (p: Page) => /\/c\/([0-9a-f-]{36})/.exec(p.url())?.[1];
+
+/** Records every text the last answer shows on its way, as the page renders it (read with answerTextsSeen). */
+async function watchAnswerTexts(): Promise<void> {
+  await page.evaluate(() => {
+    const seen: string[] = [];
+    (window as unknown as { answerTexts: string[] }).answerTexts = seen;
+    new MutationObserver(() => {
+      const answers = document.querySelectorAll('article[data-role=assistant]');
+      const text = answers.item(answers.length - 1)?.querySelector('.markdown, .plain-text')?.textContent ?? '';
+      if (text && seen.at(-1) !== text) seen.push(text);
+    }).observe(document.body, { subtree: true, childList: true, characterData: true });
+  });
+}
+
+const answerTextsSeen = () => page.evaluate(() => (window as unknown as { answerTexts: string[] }).answerTexts);
 
 async function storedMessages(sessionId: string): Promise<StoredMessage[]> {
   return (await apiCall<{ messages: StoredMessage[] }>(server.url, userToken, 'GET', `/api/chat-sessions/${sessionId}?limit=500`)).messages;
@@ -90,7 +110,24 @@ describe.each(await backends())('chat journeys on %s', (backend) => {
       endpoint: fault(`answer=${encodeURIComponent(PRIMARY_ANSWER)},chunks=12,interval=400,cutAfter=5`),
       apiKey: 'relay-key',
       model: 'relay-primary',
-      fallbacks: [{ provider: 'openai', endpoint: fault(`answer=${encodeURIComponent(FALLBACK_ANSWER)},chunks=6,interval=150`), apiKey: 'relay-key', model: 'relay-fallback' }],
+      // Restart, not continue (issue 17's default for a mock host): this agent shows the `reset` journey.
+      continuation: 'restart',
+      fallbacks: [{ provider: 'openai', endpoint: fault(`answer=${encodeURIComponent(FALLBACK_ANSWER)},chunks=6,interval=150`), apiKey: 'relay-key', model: 'relay-fallback', continuation: 'restart' }],
+      capabilities: [],
+      isActive: true,
+    });
+    // The same cut, on an agent whose fallback continues the answer (the default; named to sort after the demo
+    // agent, which new chats pick first): the mock continues a prefill
+    // of its planned answer from where it ends, so both endpoints plan the same text.
+    await apiCall(server.url, admin, 'POST', '/api/agents', {
+      id: 'stitching',
+      name: 'Stitching assistant',
+      description: 'Breaks off on its primary endpoint, goes on from the cut on its fallback',
+      provider: 'openai',
+      endpoint: fault(`answer=${encodeURIComponent(CONTINUED_ANSWER)},chunks=12,interval=400,cutAfter=5`),
+      apiKey: 'relay-key',
+      model: 'continuing-primary',
+      fallbacks: [{ provider: 'openai', endpoint: fault(`answer=${encodeURIComponent(CONTINUED_ANSWER)},chunks=12,interval=150`), apiKey: 'relay-key', model: 'continuing-fallback' }],
       capabilities: [],
       isActive: true,
     });
@@ -169,7 +206,7 @@ describe.each(await backends())('chat journeys on %s', (backend) => {
     await page.locator('article[data-role=assistant][data-status=streaming] .markdown, article[data-role=assistant][data-status=streaming] .plain-text').first().waitFor();
     await page.locator('[data-testid=stop]').click();
     await waitForAnswer('stopped');
-    await expect(lastAnswer().innerText()).resolves.toContain('Stopped.');
+    await lastAnswer().getByTestId('stopped').waitFor();
     const sessionId = sessionIdOf(page)!;
     const stopped = await storedMessages(sessionId);
     expect(stopped[1]?.status).toBe('stopped');
@@ -302,16 +339,7 @@ describe.each(await backends())('chat journeys on %s', (backend) => {
   it('drops the partial text when the answer restarts on the fallback (reset), and keeps only the fallback’s answer after a reload', async () => {
     await newChat();
     await page.locator('label.agent-card', { hasText: 'Relay assistant' }).click();
-    // Every text the answer shows on its way, as the page renders it.
-    await page.evaluate(() => {
-      const seen: string[] = [];
-      (window as unknown as { answerTexts: string[] }).answerTexts = seen;
-      new MutationObserver(() => {
-        const answers = document.querySelectorAll('article[data-role=assistant]');
-        const text = answers.item(answers.length - 1)?.querySelector('.markdown, .plain-text')?.textContent ?? '';
-        if (text && seen.at(-1) !== text) seen.push(text);
-      }).observe(document.body, { subtree: true, childList: true, characterData: true });
-    });
+    await watchAnswerTexts();
     await ask('tell me something that survives a failover');
     await page.waitForURL(/\/c\/[0-9a-f-]{36}$/);
     const sessionId = sessionIdOf(page)!;
@@ -321,7 +349,7 @@ describe.each(await backends())('chat journeys on %s', (backend) => {
     await waitForAnswer();
     expect(await lastAnswer().locator('.markdown').innerText()).toBe(FALLBACK_ANSWER);
     expect(await lastAnswer().innerText()).not.toContain('Primary');
-    const texts = await page.evaluate(() => (window as unknown as { answerTexts: string[] }).answerTexts);
+    const texts = await answerTextsSeen();
     // First parts of the primary's answer, then from the first text that is not one, only parts of the fallback's:
     // nothing of the primary's text was left in front of it.
     const firstFallback = texts.findIndex((t) => !PRIMARY_ANSWER.startsWith(t));
@@ -341,6 +369,28 @@ describe.each(await backends())('chat journeys on %s', (backend) => {
     await page.locator('article[data-role=assistant][data-status=complete]').last().waitFor();
     expect(await lastAnswer().locator('.markdown').innerText()).toBe(FALLBACK_ANSWER);
     expect(await lastAnswer().innerText()).not.toContain('Primary');
+  });
+
+  it('keeps the partial text when the answer continues on the fallback: the text only ever grows, and the stored answer is whole', async () => {
+    await newChat();
+    await page.locator('label.agent-card', { hasText: 'Stitching assistant' }).click();
+    await watchAnswerTexts();
+    await ask('tell me something that goes on after a cut');
+    await page.waitForURL(/\/c\/[0-9a-f-]{36}$/);
+    const sessionId = sessionIdOf(page)!;
+    await page.locator('article[data-role=assistant][data-status=streaming]').getByText('breaks off').waitFor();
+    await waitForAnswer();
+    expect(await lastAnswer().locator('.markdown').innerText()).toBe(CONTINUED_ANSWER);
+    const texts = await answerTextsSeen();
+    // Every text on the way is a start of the one answer, each at least as long as the one before: nothing was taken back.
+    expect(texts.every((t) => CONTINUED_ANSWER.startsWith(t)), JSON.stringify(texts)).toBe(true);
+    expect(texts.every((t, i) => i === 0 || t.length >= (texts[i - 1]?.length ?? 0)), JSON.stringify(texts)).toBe(true);
+    const stored = await storedMessages(sessionId);
+    expect(stored.map((m) => [m.role, m.status, m.content])).toEqual([
+      ['user', 'complete', 'tell me something that goes on after a cut'],
+      ['assistant', 'complete', CONTINUED_ANSWER],
+    ]);
+    await shot(page, 'chat-continued-fallback');
   });
 
   it('shows the agent picker with welcome text, reasoning, flow status and a FastGPT select node', async () => {

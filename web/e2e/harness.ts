@@ -291,3 +291,33 @@ export async function startProxy(target: string): Promise<{ url: string; dropAll
       }),
   };
 }
+
+/**
+ * What makes the page wider than the window (a phone then scrolls the whole
+ * interface sideways): the document itself, and any element that scrolls
+ * sideways without being meant to (code blocks and tables are). Empty when
+ * nothing does.
+ */
+export async function horizontalOverflow(page: Page): Promise<string[]> {
+  return page.evaluate(() => {
+    const root = document.documentElement;
+    const found: string[] = [];
+    const name = (el: Element) => `${el.tagName.toLowerCase()}${el.id ? `#${el.id}` : ''}${typeof el.className === 'string' && el.className ? `.${el.className.trim().split(/\s+/).join('.')}` : ''}`;
+    if (root.scrollWidth > root.clientWidth) {
+      // Name the elements that reach past the window's right edge, outermost first, for whoever reads the failure.
+      const clipped = (el: Element) => el.parentElement?.closest('pre, .table-wrap, [data-scrolls-sideways]') !== null;
+      const past = Array.from(document.body.querySelectorAll('*')).filter((el) => el.getBoundingClientRect().right > root.clientWidth + 1 && !clipped(el));
+      found.push(`the document is ${root.scrollWidth} px wide in a ${root.clientWidth} px window; past the edge: ${past.slice(0, 4).map(name).join(', ')}`);
+    }
+    for (const el of Array.from(document.body.querySelectorAll('*'))) {
+      const overflowX = getComputedStyle(el).overflowX;
+      if (overflowX !== 'auto' && overflowX !== 'scroll') continue;
+      if (el.closest('pre, .table-wrap, [data-scrolls-sideways]')) continue;
+      if (el.scrollWidth <= el.clientWidth + 1) continue;
+      const edge = el.getBoundingClientRect().right;
+      const past = Array.from(el.querySelectorAll('*')).filter((inner) => inner.getBoundingClientRect().right > edge + 1 && inner.parentElement?.closest('pre, .table-wrap, [data-scrolls-sideways]') === null);
+      found.push(`${name(el)} scrolls sideways: ${el.scrollWidth} px of content in ${el.clientWidth} px; too wide: ${past.slice(0, 4).map(name).join(', ')}`);
+    }
+    return found;
+  });
+}

@@ -13,6 +13,7 @@ import { NotFoundPage } from './features/shell/not-found-page';
 // Pages most people rarely open are separate chunks, loaded on first visit.
 const ProfilePage = lazy(() => import('./features/profile/profile-page'));
 const AdminPage = lazy(() => import('./features/admin/admin-page'));
+const SharedPage = lazy(() => import('./features/sharing/shared-page'));
 
 const queryClient = new QueryClient({
   defaultOptions: {
@@ -60,6 +61,15 @@ function RequireAdmin({ children }: { children: ReactNode }) {
 
 const router = createBrowserRouter([
   { path: '/login', element: <SignInPage /> },
+  {
+    // Outside the sign-in guard: the server says whether a link needs a signed-in viewer.
+    path: '/s/:token',
+    element: (
+      <Suspense fallback={<Loading />}>
+        <SharedPage />
+      </Suspense>
+    ),
+  },
   {
     element: (
       <RequireAuth>

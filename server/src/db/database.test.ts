@@ -23,7 +23,7 @@ describe.each(await backendNames())('database on %s', (name) => {
   it('has the indexes the hot queries need', async () => {
     const { rows } = await sql<{ indexname: string }>`select indexname from pg_indexes where schemaname = 'public'`.execute(backend.database.db);
     const names = rows.map((r) => r.indexname);
-    for (const index of ['chat_sessions_user_recent_idx', 'messages_session_seq_idx', 'messages_content_fts_idx', 'chat_sessions_title_fts_idx', 'users_username_key']) {
+    for (const index of ['chat_sessions_user_listed_recent_idx', 'messages_session_seq_idx', 'messages_content_fts_idx', 'chat_sessions_title_fts_idx', 'users_username_key']) {
       expect(names).toContain(index);
     }
   });

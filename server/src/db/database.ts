@@ -33,6 +33,8 @@ export interface DatabaseHandle {
   reader: Kysely<Database>;
   /** Where reads go right now; undefined without a DATABASE_READ_URL. */
   readRoute(): ReadRouteHealth | undefined;
+  /** Connection pools right now, for metrics: the writer's, and the replica's when there is one (none on PGlite). */
+  pools(): PoolFigures[];
   /**
    * Runs one statement of the chat hot path on the writer as a named
    * prepared statement (parsed and planned once per connection: about 40%
@@ -49,6 +51,18 @@ export interface DatabaseHandle {
   confirmDurable(): Promise<void>;
   ping(): Promise<number>;
   close(): Promise<void>;
+}
+
+export interface PoolFigures {
+  pool: 'writer' | 'reader';
+  total: number;
+  idle: number;
+  /** Checkouts queued for a connection. */
+  waiting: number;
+}
+
+function figures(pool: 'writer' | 'reader', p: pg.Pool): PoolFigures {
+  return { pool, total: p.totalCount, idle: p.idleCount, waiting: p.waitingCount };
 }
 
 // int8 and numeric come back as numbers: counts and sums stay far below 2^53.
@@ -87,9 +101,10 @@ export async function createDatabase(options: DatabaseOptions): Promise<Database
     const writerPool = postgresPool(options.url, options.poolMax ?? 20, options.logger);
     const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: guardedPool(writerPool) }) });
     let router: ReadRouter | undefined;
+    let replicaPool: pg.Pool | undefined;
     if (options.readUrl) {
       // A short connect deadline: an unreachable replica must not hold a read up for long before the writer takes it.
-      const replicaPool = postgresPool(options.readUrl, options.poolMax ?? 20, options.logger, 1_000);
+      replicaPool = postgresPool(options.readUrl, options.poolMax ?? 20, options.logger, 1_000);
       router = new ReadRouter({ writer: writerPool, replica: replicaPool, maxLagMs: options.readMaxLagMs ?? 5_000, intervalMs: READ_CHECK_INTERVAL_MS, logger: options.logger });
       await router.start();
     }
@@ -99,6 +114,7 @@ export async function createDatabase(options: DatabaseOptions): Promise<Database
       db,
       reader,
       readRoute: () => router?.health(),
+      pools: () => (replicaPool ? [figures('writer', writerPool), figures('reader', replicaPool)] : [figures('writer', writerPool)]),
       async prepared<R>(name: string, text: string, values: unknown[]) {
         const client = await writerPool.connect();
         let broken: Error | undefined;
@@ -137,6 +153,7 @@ export async function createDatabase(options: DatabaseOptions): Promise<Database
     db,
     reader: db,
     readRoute: () => undefined,
+    pools: () => [],
     async prepared<R>(_name: string, text: string, values: unknown[]) {
       // Through the pool, so it never interleaves with a running transaction.
       const client = await pool.connect();

@@ -10,7 +10,37 @@ import { isDatabaseUnavailable } from './unavailable.js';
  * (UnconfirmedCommitError) would be half-done already, so trying its items
  * again would only hide that from their callers.
  */
-export function createGroupWriter<I, O>(write: (items: I[]) => Promise<O[]>, maxBatch: number): (item: I) => Promise<O> {
+/**
+ * What a group writer did, for metrics: totals, and the largest batch and
+ * longest wait since the last read (`take`). Costs one clock read per batch,
+ * none per item: a batch's wait runs from when its first item found the
+ * queue empty (or from the previous batch's start, for what was left over).
+ */
+export class GroupWriterStats {
+  batches = 0;
+  items = 0;
+  private maxBatch = 0;
+  private maxWaitMs = 0;
+
+  constructor(readonly writer: string) {}
+
+  record(size: number, waitMs: number): void {
+    this.batches++;
+    this.items += size;
+    if (size > this.maxBatch) this.maxBatch = size;
+    if (waitMs > this.maxWaitMs) this.maxWaitMs = waitMs;
+  }
+
+  /** The figures, the maxima starting over. */
+  take(): { writer: string; batches: number; items: number; maxBatch: number; maxWaitSeconds: number } {
+    const out = { writer: this.writer, batches: this.batches, items: this.items, maxBatch: this.maxBatch, maxWaitSeconds: this.maxWaitMs / 1000 };
+    this.maxBatch = 0;
+    this.maxWaitMs = 0;
+    return out;
+  }
+}
+
+export function createGroupWriter<I, O>(write: (items: I[]) => Promise<O[]>, maxBatch: number, stats?: GroupWriterStats): (item: I) => Promise<O> {
   interface Pending {
     item: I;
     resolve: (out: O) => void;
@@ -18,6 +48,8 @@ export function createGroupWriter<I, O>(write: (items: I[]) => Promise<O[]>, max
   }
   let queue: Pending[] = [];
   let writing = false;
+  /** When the oldest queued item was queued (performance.now()). */
+  let queuedSince = 0;
 
   async function settle(batch: Pending[]): Promise<void> {
     try {
@@ -37,6 +69,11 @@ export function createGroupWriter<I, O>(write: (items: I[]) => Promise<O[]>, max
     while (queue.length > 0) {
       const batch = queue.slice(0, maxBatch);
       queue = queue.slice(batch.length);
+      if (stats) {
+        const now = performance.now();
+        stats.record(batch.length, now - queuedSince);
+        queuedSince = now;
+      }
       await settle(batch);
     }
     writing = false;
@@ -44,6 +81,7 @@ export function createGroupWriter<I, O>(write: (items: I[]) => Promise<O[]>, max
 
   return (item: I) =>
     new Promise<O>((resolve, reject) => {
+      if (stats && queue.length === 0) queuedSince = performance.now();
       queue.push({ item, resolve, reject });
       if (!writing) void drain();
     });

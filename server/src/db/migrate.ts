@@ -11,6 +11,11 @@ import * as m0007 from './migrations/0007-monthly-token-quota.js';
 import * as m0009 from './migrations/0009-credential-revocation.js';
 import * as m0010 from './migrations/0010-audit-chain.js';
 import * as m0011 from './migrations/0011-upstream-failure-detail.js';
+import * as m0012 from './migrations/0012-agent-hedge.js';
+import * as m0013 from './migrations/0013-endpoint-continuation.js';
+import * as m0014 from './migrations/0014-hidden-sessions.js';
+import * as m0015 from './migrations/0015-share-links.js';
+import * as m0016 from './migrations/0016-agent-content-policy.js';
 
 /** Every migration, in order. Add new ones at the end; never edit old ones. */
 const migrations: Record<string, Migration> = {
@@ -24,6 +29,11 @@ const migrations: Record<string, Migration> = {
   '0009-credential-revocation': m0009,
   '0010-audit-chain': m0010,
   '0011-upstream-failure-detail': m0011,
+  '0012-agent-hedge': m0012,
+  '0013-endpoint-continuation': m0013,
+  '0014-hidden-sessions': m0014,
+  '0015-share-links': m0015,
+  '0016-agent-content-policy': m0016,
 };
 
 const provider: MigrationProvider = { getMigrations: () => Promise.resolve(migrations) };

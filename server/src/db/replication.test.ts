@@ -11,6 +11,9 @@ import { bearer, login, testConfig } from '../test/app.js';
 import { eventually, readSse, type ParsedEvent } from '../test/sse.js';
 import { UnconfirmedCommitError } from './commit-guard.js';
 import { createDatabase, type DatabaseHandle } from './database.js';
+import { Metrics } from '../modules/metrics/metrics.js';
+import { databaseSources } from '../modules/metrics/sources.js';
+import { sampleSum } from '../test/prometheus-text.js';
 import { createGroupWriter } from './group-writer.js';
 import { isDatabaseUnavailable } from './unavailable.js';
 
@@ -82,7 +85,7 @@ describe.skipIf(postgresBinDir() === undefined)('commits the synchronous standby
       () => 'succeeded',
       (err: unknown) => err,
     );
-    await eventually(async () => ((await cancelSyncRepWaits(primary.url)) > 0 ? true : undefined), 'a commit waiting for the standby', 10_000);
+    await eventually(async () => ((await cancelSyncRepWaits(primary.url)) > 0 ? true : undefined), 'a commit waiting for the standby', 30_000);
     return outcome;
   }
 
@@ -176,7 +179,18 @@ describe.skipIf(postgresBinDir() === undefined)('commits the synchronous standby
     }
   });
 
+  /**
+   * An idle backend applies a pg_reload_conf only after its next command, so
+   * the first statement a pooled connection runs after synchronousStandby()
+   * may still see the old setting: one statement on each of the pool's 4
+   * connections (held together) makes every one of them apply it.
+   */
+  async function poolSeesSettings(): Promise<void> {
+    await Promise.all(Array.from({ length: 4 }, () => sql`SELECT pg_sleep(0.05)`.execute(database.db)));
+  }
+
   it('confirms durability once a standby confirms, and not before', async () => {
+    await poolSeesSettings();
     const outcome = await cancelledWrite(() => database.confirmDurable());
     expect(outcome).toBeInstanceOf(UnconfirmedCommitError);
     await synchronousStandby(primary.url, '');
@@ -213,6 +227,9 @@ describe.skipIf(postgresBinDir() === undefined)('reads with a replica', () => {
     await eventually(async () => ((await readOnStandby()) === true ? true : undefined), 'a read on the standby', 10_000);
     expect(database.readRoute()).toMatchObject({ using: 'replica', reason: null, maxLagMs: 500 });
     expect(database.readRoute()?.lagMs).toBeLessThanOrEqual(500);
+    const metrics = new Metrics();
+    metrics.bindSources(databaseSources(database));
+    expect(sampleSum(await metrics.text(), 'llmchat_db_reads_on_replica')).toBe(1);
   });
 
   it('moves reads to the writer while the standby lags past the bound, and back when it catches up', async () => {
@@ -229,6 +246,14 @@ describe.skipIf(postgresBinDir() === undefined)('reads with a replica', () => {
       await eventually(async () => (database.readRoute()?.using === 'writer' ? true : undefined), 'reads moved to the writer', 10_000);
       expect(database.readRoute()?.reason).toMatch(/lags \d+ ms/);
       expect(await readOnStandby()).toBe(false);
+      // What the replica alerts read: reads failed over, and the lag past the bound.
+      const metrics = new Metrics();
+      metrics.bindSources(databaseSources(database));
+      const text = await metrics.text();
+      expect(sampleSum(text, 'llmchat_db_reads_on_replica')).toBe(0);
+      expect(sampleSum(text, 'llmchat_db_replica_lag_seconds')).toBeGreaterThan(0.5);
+      expect(sampleSum(text, 'llmchat_db_pool_connections', { pool: 'reader', state: 'total' })).toBeGreaterThanOrEqual(0);
+      expect(text).toMatch(/^llmchat_db_pool_connections\{pool="writer",state="total"\} [1-9]/m);
     } finally {
       await admin(standby.url, 'SELECT pg_wal_replay_resume()');
     }

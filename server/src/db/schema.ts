@@ -10,6 +10,12 @@ type NullableJson<T> = ColumnType<T | null, string | null | undefined, string | 
 export type Role = 'user' | 'admin';
 export type UserStatus = 'active' | 'disabled';
 export type ProviderKind = 'openai' | 'fastgpt' | 'anthropic' | 'dify';
+/**
+ * How a later attempt carries on an answer that broke off mid-way: send the
+ * partial answer as a trailing assistant message (`prefill`), the same with
+ * vLLM's `continue_final_message` flags, or start over (`restart`).
+ */
+export type ContinuationKind = 'prefill' | 'continue_final_message' | 'restart';
 export type MessageRole = 'system' | 'user' | 'assistant';
 export type MessageStatus = 'streaming' | 'complete' | 'stopped' | 'error';
 
@@ -95,6 +101,18 @@ export interface AgentRetry {
   maxDelayMs?: number;
 }
 
+/** Per-agent hedged first token (migration 0012): call the next endpoint too after `afterMs` without a token. */
+export interface AgentHedge {
+  afterMs: number | 'p95';
+}
+
+/**
+ * What a provider's content-policy refusal does (migration 0016): passed to
+ * the caller (null, the default), or tried on an endpoint with another model
+ * (`other-model`, an explicit opt-in).
+ */
+export type ContentPolicyRouting = 'pass-through' | 'other-model';
+
 export interface AgentsTable {
   id: string;
   name: string;
@@ -107,6 +125,8 @@ export interface AgentsTable {
   rate_limit: NullableJson<AgentRateLimit>;
   features: Json<AgentFeatures>;
   retry: NullableJson<AgentRetry>;
+  hedge: NullableJson<AgentHedge>;
+  content_policy: ContentPolicyRouting | null;
   is_active: Generated<boolean>;
   simulated: Generated<boolean>;
   created_at: Generated<Date>;
@@ -123,6 +143,8 @@ export interface AgentEndpointsTable {
   app_id: string | null;
   model: string | null;
   timeouts: NullableJson<EndpointTimeouts>;
+  /** Null: the provider kind's default; migration 0013. */
+  continuation: ColumnType<ContinuationKind | null, ContinuationKind | null | undefined, ContinuationKind | null>;
   created_at: Generated<Date>;
 }
 
@@ -134,6 +156,8 @@ export interface ChatSessionsTable {
   provider_chat_id: string | null;
   message_count: Generated<number>;
   archived_at: NullableTimestamp;
+  /** Left out of the owner's chat list (a `/v1` call's session): migration 0012. */
+  hidden: Generated<boolean>;
   created_at: Generated<Date>;
   updated_at: Timestamp;
 }
@@ -233,6 +257,16 @@ export interface IdempotencyKeysTable {
   created_at: Generated<Date>;
 }
 
+export interface ShareLinksTable {
+  id: Generated<string>;
+  session_id: string;
+  user_id: string;
+  token_hash: string;
+  up_to_seq: ColumnType<number, number, never>;
+  created_at: Generated<Date>;
+  revoked_at: NullableTimestamp;
+}
+
 export interface Database {
   users: UsersTable;
   refresh_tokens: RefreshTokensTable;
@@ -246,6 +280,7 @@ export interface Database {
   audit_chain_head: AuditChainHeadTable;
   upstream_failures: UpstreamFailuresTable;
   idempotency_keys: IdempotencyKeysTable;
+  share_links: ShareLinksTable;
 }
 
 export type UserRow = Selectable<UsersTable>;

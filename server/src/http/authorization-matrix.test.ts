@@ -36,6 +36,16 @@ const ACCESS: Record<string, Access> = {
   'GET /health/startup': 'public',
   'GET /health/ready': 'public',
   'GET /health/detailed': 'internal-or-admin',
+  'GET /metrics': 'internal-or-admin',
+  // The API reference (plugins/openapi.ts): public, like the routes it describes are listed in the README.
+  'GET /openapi.json': 'public',
+  'GET /docs': 'public',
+  'GET /docs/': 'public',
+  'GET /docs/json': 'public',
+  'GET /docs/yaml': 'public',
+  'GET /docs/static/index.html': 'public',
+  'GET /docs/static/swagger-initializer.js': 'public',
+  'GET /docs/*': 'public',
   'POST /api/auth/login': 'public',
   'POST /api/auth/logout': 'public',
   'POST /api/auth/refresh': 'public',
@@ -99,8 +109,17 @@ const ACCESS: Record<string, Access> = {
   'PATCH /api/chat-sessions/:id/title': 'owner',
   'POST /api/chat-sessions/:id/archive': 'owner',
   'POST /api/chat-sessions/:id/unarchive': 'owner',
+  'PATCH /api/chat-sessions/:id/agent': 'owner',
+  'GET /api/chat-sessions/:id/export': 'owner',
+  'GET /api/chat-sessions/:id/shares': 'owner',
+  'POST /api/chat-sessions/:id/shares': 'owner',
+  'DELETE /api/chat-sessions/:id/shares/:shareId': 'owner',
+  // Signed in with any account, unless SHARE_LINKS_PUBLIC (off here) opens links to everyone.
+  'GET /api/shared/:token': 'user',
   'GET /v1/models': 'user',
+  'GET /v1/models/:id': 'user',
   'POST /v1/chat/completions': 'user',
+  'POST /v1/messages': 'user',
 };
 
 /** What a cell expects: through the guards (any answer but a refusal of the caller), or a refusal with its status and code. */
@@ -194,6 +213,13 @@ describe.each(await backendNames())('authorization matrix on %s', (backendName) 
     if (key === 'POST /api/chat/feedback') payload = { messageId: turn.messageId, rating: 'up' };
     if (key === 'POST /api/chat/history/:chatId/retry') payload = { stream: false };
     if (key === 'PATCH /api/chat-sessions/:id/title') payload = { title: 'renamed by the matrix' };
+    if (key === 'PATCH /api/chat-sessions/:id/agent') payload = { agentId: 'gpt' };
+    if (key === 'GET /api/chat-sessions/:id/export') url += '?format=json';
+    if (key === 'DELETE /api/chat-sessions/:id/shares/:shareId' && access === 'owner') {
+      // The owner's own link on the owner's session (each cell revokes one).
+      const res = await t.app.inject({ method: 'POST', url: `/api/chat-sessions/${turn.chatId}/shares`, headers: bearer(credential.owner) });
+      url = `/api/chat-sessions/${turn.chatId}/shares/${res.json<{ data: { id: string } }>().data.id}`;
+    }
     if (key === 'DELETE /api/chat/history') url += '?agentId=gpt';
     // Never a valid password: a cell that got through must not change anyone's credentials.
     if (key === 'POST /api/auth/change-password') payload = { currentPassword: 'not-the-password', newPassword: 'whatever-password-1' };

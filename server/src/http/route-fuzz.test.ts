@@ -2,6 +2,7 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createMockUpstream } from '../../../tools/src/mock-upstream/index.js';
 import { ErrorCodes } from '../errors.js';
+import { OPENAI_ERROR_CODES } from '../modules/chat/openai-errors.js';
 import { backendNames } from '../test/backends.js';
 import { bearer, buildTestApp, login, type TestApp } from '../test/app.js';
 import { routesOf, type Route } from '../test/route-table.js';
@@ -63,7 +64,8 @@ const replacement: fc.Arbitrary<unknown> = fc.oneof(
   fc.constantFrom('\ud83d', 'a\ud83db', '\ude00', { '\ud83d': 1 }, ['\ud800'], 2 ** 64, -(2 ** 63), 1e23),
 );
 
-const knownCodes = new Set(Object.keys(ErrorCodes));
+// `/v1` answers in OpenAI's error shape, with OpenAI's code where one exists (openai-errors.ts).
+const knownCodes = new Set([...Object.keys(ErrorCodes), ...OPENAI_ERROR_CODES]);
 
 /** A path segment; a lone surrogate (which encodeURIComponent refuses) goes as the bytes of one, which no UTF-8 decoder accepts. */
 function segment(value: string): string {

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bearer, buildTestApp, login, type TestApp } from '../test/app.js';
-import type { PressureSample, PressureSource } from './load-shedding.js';
+import { PressureMonitor, type PressureSample, type PressureSource } from './load-shedding.js';
 
 /** A pressure source the test sets by hand: no timers, no real load. */
 function fakePressure(): PressureSource & { now: PressureSample } {
@@ -61,5 +61,20 @@ describe('load shedding', () => {
     } finally {
       await relaxed.close();
     }
+  });
+
+  it('says once when shedding starts, with why, and once when it stops', () => {
+    const source = fakePressure();
+    const changes: Array<string | undefined> = [];
+    const monitor = new PressureMonitor(source, { maxEventLoopDelayMs: 200, maxHeapUsedPercent: 90 }, (because) => changes.push(because));
+    monitor.check();
+    source.now = { eventLoopDelayMs: 300, heapUsedPercent: 10 };
+    monitor.check();
+    source.now = { eventLoopDelayMs: 0, heapUsedPercent: 97 };
+    monitor.check();
+    source.now = { eventLoopDelayMs: 0, heapUsedPercent: 10 };
+    monitor.check();
+    monitor.check();
+    expect(changes).toEqual(['event-loop delay 300 ms over 200 ms', undefined]);
   });
 });

@@ -51,10 +51,14 @@ export class PressureMonitor {
   /** The last sample and, when over a limit, why. */
   last: PressureSample = { eventLoopDelayMs: 0, heapUsedPercent: 0 };
   overloadedBecause: string | undefined;
+  /** What is over its limit, as a metric label: `event_loop` or `heap`. */
+  overloadedBy: 'event_loop' | 'heap' | undefined;
 
   constructor(
     private readonly source: PressureSource,
     readonly limits: PressureLimits,
+    /** Called when shedding starts (with why) and when it stops (undefined): the log an operator reads. */
+    private readonly onChange?: (because: string | undefined, sample: PressureSample) => void,
   ) {}
 
   start(intervalMs = 1_000): void {
@@ -68,9 +72,18 @@ export class PressureMonitor {
     const s = this.source.sample();
     this.last = s;
     const { maxEventLoopDelayMs, maxHeapUsedPercent } = this.limits;
-    if (maxEventLoopDelayMs > 0 && s.eventLoopDelayMs > maxEventLoopDelayMs) this.overloadedBecause = `event-loop delay ${s.eventLoopDelayMs} ms over ${maxEventLoopDelayMs} ms`;
-    else if (maxHeapUsedPercent > 0 && s.heapUsedPercent > maxHeapUsedPercent) this.overloadedBecause = `heap ${s.heapUsedPercent}% used, over ${maxHeapUsedPercent}%`;
-    else this.overloadedBecause = undefined;
+    const before = this.overloadedBecause;
+    if (maxEventLoopDelayMs > 0 && s.eventLoopDelayMs > maxEventLoopDelayMs) {
+      this.overloadedBecause = `event-loop delay ${s.eventLoopDelayMs} ms over ${maxEventLoopDelayMs} ms`;
+      this.overloadedBy = 'event_loop';
+    } else if (maxHeapUsedPercent > 0 && s.heapUsedPercent > maxHeapUsedPercent) {
+      this.overloadedBecause = `heap ${s.heapUsedPercent}% used, over ${maxHeapUsedPercent}%`;
+      this.overloadedBy = 'heap';
+    } else {
+      this.overloadedBecause = undefined;
+      this.overloadedBy = undefined;
+    }
+    if ((before === undefined) !== (this.overloadedBecause === undefined)) this.onChange?.(this.overloadedBecause, s);
   }
 
   stop(): void {
@@ -82,17 +95,18 @@ export class PressureMonitor {
 
 /**
  * Sheds new requests while the process is overloaded: 503 `OVERLOADED` with
- * Retry-After, before it falls over. Health endpoints are exempt (an
- * orchestrator must still see the instance), and so are requests already
- * running (their streams go on).
+ * Retry-After, before it falls over. Health endpoints and `/metrics` are
+ * exempt (an orchestrator and Prometheus must still see the instance), and
+ * so are requests already running (their streams go on).
  */
-export function registerLoadShedding(app: FastifyInstance, monitor: PressureMonitor, retryAfterSeconds: number): void {
+export function registerLoadShedding(app: FastifyInstance, monitor: PressureMonitor, retryAfterSeconds: number, onShed?: (reason: string) => void): void {
   // Callback style: on the hot path this hook costs one property read, no promise.
   app.addHook('onRequest', (request, reply, done) => {
-    if (monitor.overloadedBecause === undefined || request.url.startsWith('/health/')) {
+    if (monitor.overloadedBecause === undefined || request.url.startsWith('/health/') || request.url === '/metrics') {
       done();
       return;
     }
+    onShed?.(monitor.overloadedBy ?? 'unknown');
     const body: ErrorBody = { error: { code: 'OVERLOADED', message: 'The server is overloaded; retry shortly', requestId: String(request.id) } };
     void reply.status(503).header('retry-after', String(retryAfterSeconds)).send(body);
   });

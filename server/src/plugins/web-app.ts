@@ -5,8 +5,8 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { PageFallback } from './error-handler.js';
 
 /** Paths the SPA never answers: an unknown API route must stay a JSON 404, not a page. */
-const API_PREFIXES = ['/api/', '/v1/', '/health/', '/assets/'];
-const API_EXACT = new Set(['/api', '/v1', '/health']);
+const API_PREFIXES = ['/api/', '/v1/', '/health/', '/assets/', '/docs/'];
+const API_EXACT = new Set(['/api', '/v1', '/health', '/docs', '/openapi.json']);
 
 /**
  * The page may run only the app's own scripts: even if model output slipped
@@ -46,6 +46,8 @@ export async function registerWebApp(app: FastifyInstance, dir: string): Promise
 
   const sendIndex = (reply: FastifyReply) =>
     reply.status(200).type('text/html; charset=utf-8').header('cache-control', 'no-cache').header('content-security-policy', WEB_CSP).send(indexHtml);
+  // A shared conversation's page (`/s/<token>`): the link is a secret, so neither caches nor search engines keep it.
+  const sendSharePage = (reply: FastifyReply) => sendIndex(reply.header('x-robots-tag', 'noindex, nofollow')).header('cache-control', 'no-store');
 
   await app.register(fastifyStatic, {
     root: dir,
@@ -65,7 +67,7 @@ export async function registerWebApp(app: FastifyInstance, dir: string): Promise
   app.get('/', async (_request, reply) => sendIndex(reply));
 
   return (request: FastifyRequest, reply: FastifyReply) => {
-    if ((request.method === 'GET' || request.method === 'HEAD') && !isReservedPath(request.url)) return sendIndex(reply);
+    if ((request.method === 'GET' || request.method === 'HEAD') && !isReservedPath(request.url)) return request.url.startsWith('/s/') ? sendSharePage(reply) : sendIndex(reply);
     return undefined;
   };
 }

@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { acquireBreaker, closedBreaker, recordBreaker, type BreakerDecision, type BreakerOutcome, type BreakerSettings, type BreakerSnapshot } from './breaker.js';
+import { MemoryInstanceRegistry, type InstanceBeat } from './instance-registry.js';
 import { MAX_EVENTS_PER_TURN, type SharedState, type TurnEvent, type TurnLimitsRequest, type TurnLimitsResult, type Unsubscribe } from './shared-state.js';
 import { DEFAULT_FOLLOW_TIMINGS, TurnFollows, type FollowTimings, type StopFollowing, type TurnFollowHandler } from './turn-follow.js';
 
@@ -16,6 +17,7 @@ export class MemoryState implements SharedState {
   private readonly buffers = new Map<string, Expiring<TurnEvent[]>>();
   private readonly breakers = new Map<string, BreakerSnapshot>();
   private readonly bus = new EventEmitter();
+  private readonly instances = new MemoryInstanceRegistry();
   private readonly sweeper: NodeJS.Timeout;
   private readonly follows = new TurnFollows();
   private readonly followTimings: FollowTimings;
@@ -196,6 +198,24 @@ export class MemoryState implements SharedState {
 
   breakerRead(endpointIds: readonly string[]): Promise<BreakerSnapshot[]> {
     return Promise.resolve(endpointIds.map((id) => ({ ...(this.breakers.get(id) ?? closedBreaker()) })));
+  }
+
+  beatInstance(instanceId: string, leaseMs: number, judgeWithinMs: number, rejoinMs = 0): Promise<InstanceBeat> {
+    return Promise.resolve(this.instances.beat(instanceId, leaseMs, judgeWithinMs, rejoinMs));
+  }
+
+  instancesAlive(instanceIds: readonly string[], leaseMs: number): Promise<boolean[]> {
+    return Promise.resolve(this.instances.alive(instanceIds, leaseMs));
+  }
+
+  expireInstance(instanceId: string): Promise<void> {
+    this.instances.expire(instanceId);
+    return Promise.resolve();
+  }
+
+  markInstanceTaken(instanceId: string): Promise<void> {
+    this.instances.markTaken(instanceId);
+    return Promise.resolve();
   }
 
   ping(): Promise<number> {

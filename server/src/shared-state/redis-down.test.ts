@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { redisServerPath, startRedis, type DisposableService } from '../../../tools/src/local-cluster/services.js';
 import { createMockUpstream, type MockUpstream } from '../../../tools/src/mock-upstream/index.js';
 import { buildApp } from '../app.js';
+import { sampleSum } from '../test/prometheus-text.js';
 import { createDatabase, type DatabaseHandle } from '../db/database.js';
 import { bearer, login, testConfig } from '../test/app.js';
 import { eventually, parseSse } from '../test/sse.js';
@@ -103,6 +104,12 @@ describe.skipIf(redisServerPath() === undefined)('the app while Redis is down', 
     expect(refused.statusCode).toBe(503);
     expect(refused.json<{ error: { code: string } }>().error.code).toBe('SHARED_STATE_UNAVAILABLE');
     expect(refused.headers['retry-after']).toBe('5');
+    // Metrics see the outage: features degraded, failed operations, a PING that fails; the instance stays ready.
+    const metrics = await open.deps.metrics.text();
+    expect(sampleSum(metrics, 'llmchat_shared_state_degraded')).toBeGreaterThan(0);
+    expect(sampleSum(metrics, 'llmchat_redis_errors_total')).toBeGreaterThan(0);
+    expect(sampleSum(metrics, 'llmchat_redis_command_latency_seconds')).toBe(-1);
+    expect(sampleSum(metrics, 'llmchat_ready')).toBe(1);
 
     // One warning per app for the whole outage, not one per request.
     expect(logged.filter((l) => l.includes('shared state unavailable: rate limits')).length - warningsBefore).toBe(2);

@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import { parseRedisUrl } from './redis-url.js';
 import type { BreakerDecision, BreakerOutcome, BreakerSettings, BreakerSnapshot } from './breaker.js';
 import { redisBreakers } from './redis-breaker.js';
+import { ALIVE_SCRIPT, BEAT_SCRIPT, GONE_PER_BEAT, TAKEN_MEMORY_MS, type InstanceBeat } from './instance-registry.js';
 import { DEFAULT_REDIS_FOLLOW_TIMINGS, eventsFromEntries, RedisTurnFollower, type RedisFollowTimings } from './redis-follower.js';
 import { MAX_EVENTS_PER_TURN, SharedStateUnavailable, type SharedState, type StopFollowing, type TurnEvent, type TurnFollowHandler, type TurnLimitsRequest, type TurnLimitsResult, type Unsubscribe } from './shared-state.js';
 
@@ -69,6 +70,8 @@ interface HitCommand {
   llmchatHit(key: string, by: number, ttlSeconds: number): Promise<number>;
   llmchatAdmit(...args: (string | number)[]): Promise<number[]>;
   llmchatSettle(key: string, tokens: number): Promise<number>;
+  llmchatBeat(registry: string, clock: string, instanceId: string, leaseMs: number, judgeWithinMs: number, takenMemoryMs: number, gonePerBeat: number, rejoinMs: number): Promise<(number | string)[]>;
+  llmchatAlive(registry: string, leaseMs: number, ...instanceIds: string[]): Promise<number[]>;
 }
 
 function clientOptions(url: string, connectionName: string): RedisOptions {
@@ -113,6 +116,8 @@ export class RedisState implements SharedState {
     this.client.defineCommand('llmchatHit', { numberOfKeys: 1, lua: HIT_SCRIPT });
     this.client.defineCommand('llmchatAdmit', { lua: ADMIT_SCRIPT });
     this.client.defineCommand('llmchatSettle', { numberOfKeys: 1, lua: SETTLE_SCRIPT });
+    this.client.defineCommand('llmchatBeat', { numberOfKeys: 2, lua: BEAT_SCRIPT });
+    this.client.defineCommand('llmchatAlive', { numberOfKeys: 1, lua: ALIVE_SCRIPT });
     // Breaker commands fail at once while Redis is down too: a failing turn must not wait for reconnects on each record.
     this.breakers = redisBreakers(this.client, (endpointId) => this.key(`breaker:${endpointId}`), () => this.live);
   }
@@ -290,6 +295,27 @@ export class RedisState implements SharedState {
 
   breakerRead(endpointIds: readonly string[]): Promise<BreakerSnapshot[]> {
     return this.breakers.read(endpointIds);
+  }
+
+  async beatInstance(instanceId: string, leaseMs: number, judgeWithinMs: number, rejoinMs = 0): Promise<InstanceBeat> {
+    const reply = await (this.live as unknown as HitCommand).llmchatBeat(this.key('instances'), this.key('instances-clock'), instanceId, leaseMs, judgeWithinMs, TAKEN_MEMORY_MS, GONE_PER_BEAT, rejoinMs);
+    return { lost: Number(reply[0]) === 1, steady: Number(reply[1]) === 1, gone: reply.slice(2).map(String) };
+  }
+
+  async instancesAlive(instanceIds: readonly string[], leaseMs: number): Promise<boolean[]> {
+    if (instanceIds.length === 0) return [];
+    const reply = await (this.live as unknown as HitCommand).llmchatAlive(this.key('instances'), leaseMs, ...instanceIds);
+    return reply.map((v) => Number(v) === 1);
+  }
+
+  async expireInstance(instanceId: string): Promise<void> {
+    // Only a lease it holds (a positive score): one judged gone meanwhile stays so.
+    await this.live.zadd(this.key('instances'), 'XX', 'LT', 0, instanceId);
+  }
+
+  async markInstanceTaken(instanceId: string): Promise<void> {
+    // Judged gone now: this process's clock stands in for Redis's, only to be forgotten an hour later.
+    await this.live.zadd(this.key('instances'), -Date.now(), instanceId);
   }
 
   async ping(): Promise<number> {

@@ -5,8 +5,10 @@
  */
 
 import type { BreakerDecision, BreakerOutcome, BreakerSettings, BreakerSnapshot } from './breaker.js';
+import type { InstanceBeat } from './instance-registry.js';
 import type { StopFollowing, TurnFollowHandler } from './turn-follow.js';
 
+export type { InstanceBeat } from './instance-registry.js';
 export type { FollowEndReason, StopFollowing, TurnFollowHandler } from './turn-follow.js';
 
 /** One event of a turn as it went to the client; `data` is the JSON text. */
@@ -107,6 +109,20 @@ export interface SharedState {
   settleTurn(reservationId: string, tokens: number): Promise<boolean>;
   /** Current values of counters and buckets (0 when absent), in the order asked. */
   readCounters(keys: readonly string[]): Promise<number[]>;
+  /**
+   * Renews this instance's lease in the registry of live instances and, in
+   * the same round trip, takes out of it the instances whose lease ran out
+   * (instance-registry.ts). Times are the registry's own clock. After a gap
+   * in the registry (no beat by anyone within `judgeWithinMs`), nobody is
+   * judged until it has run `rejoinMs` without one.
+   */
+  beatInstance(instanceId: string, leaseMs: number, judgeWithinMs: number, rejoinMs?: number): Promise<InstanceBeat>;
+  /** Whether each instance holds a lease now, in the order asked. */
+  instancesAlive(instanceIds: readonly string[], leaseMs: number): Promise<boolean[]>;
+  /** Ends an instance's lease at once (it shuts down): the next beat of another instance judges it gone. */
+  expireInstance(instanceId: string): Promise<void>;
+  /** Records that an instance's answers were taken over, so it learns it at its next beat if it still lives. */
+  markInstanceTaken(instanceId: string): Promise<void>;
   /** Round-trip time in ms; throws when unreachable. */
   ping(): Promise<number>;
   close(): Promise<void>;

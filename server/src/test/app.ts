@@ -39,7 +39,7 @@ export function testConfig(env: Record<string, string | undefined> = {}): Config
 }
 
 /** Builds the whole app on a fresh backend, with a known first admin. */
-export async function buildTestApp(backendName: Backend['name'], env: Record<string, string> = {}, options: Pick<BuildOptions, 'pressureSource'> = {}): Promise<TestApp> {
+export async function buildTestApp(backendName: Backend['name'], env: Record<string, string> = {}, options: Pick<BuildOptions, 'pressureSource' | 'logger' | 'logRequests'> = {}): Promise<TestApp> {
   const backend = await createBackend(backendName);
   const config = testConfig(env);
   const app = await buildApp({

@@ -1,9 +1,10 @@
 /**
  * The drill's rows: each breaks one thing under load, says what it broke,
- * and sets the bounds the row must meet. Some rows run on both deployments
- * (upstream faults, an instance lost), some on the small one only (its
- * single PostgreSQL or Redis down), some on the topology only (Patroni,
- * Sentinel, etcd). Each reads as a short story with its expected outcome.
+ * and sets the bounds the row must meet. Most rows run on both deployments
+ * (upstream faults, an instance lost, Redis or PostgreSQL down: on the
+ * topology every Redis server, or HAProxy in front of the database), some
+ * on the topology only (Patroni, Sentinel, etcd). Each reads as a short
+ * story with its expected outcome.
  */
 
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -11,7 +12,7 @@ import type { DrillAgent } from '../local-cluster/cluster.js';
 import type { DisposableService } from '../local-cluster/services.js';
 import { queryRows } from '../local-cluster/sql.js';
 import type { Topology } from '../local-cluster/topology.js';
-import { killLeaderPatroni, killLeaderPostmaster, killRedisMaster, sentinelFailover, stopEtcdMember, stopReplica, switchoverToSyncStandby } from '../local-cluster/topology-faults.js';
+import { killEveryRedisServer, killHaproxy, killLeaderPatroni, killLeaderPostmaster, killRedisMaster, sentinelFailover, stopEtcdMember, stopReplica, switchoverToSyncStandby } from '../local-cluster/topology-faults.js';
 import { waitUntil } from '../local-cluster/wait-until.js';
 import type { DrillDeployment } from './deployment.js';
 import type { TurnTrace } from './turn-client.js';
@@ -78,27 +79,37 @@ const upstreamFault = (name: string, agent: DrillAgent, what: string, midAnswer:
     await sleep(holdMs);
     return { faultAt, repairAt: undefined };
   },
-  // Mid-answer faults restart on the fallback with `reset`; a refusal before the first token is never seen.
-  felt: (verdict) => !midAnswer || verdict.resets > 0,
+  // Mid-answer faults continue on the fallback (no `reset`: the stored answer names the fallback) or restart there
+  // with `reset`; a refusal before the first token is never seen by the client.
+  felt: (verdict) => !midAnswer || verdict.resets > 0 || verdict.servedByFallback > 0,
 });
 
-/** A piece of the small deployment killed (-9) for the hold time, then started again on the same port and data. */
-const outage = (name: string, what: string, piece: (deployment: DrillDeployment) => DisposableService, extra: Partial<Scenario> = {}): Scenario => ({
+/**
+ * A dependency every instance shares away for the hold time, then back:
+ * `takeAway` breaks it and resolves with what start() puts back.
+ */
+const outage = (name: string, what: string, takeAway: (deployment: DrillDeployment) => Promise<{ start(): Promise<void> }>, extra: Partial<Scenario> = {}): Scenario => ({
   name,
   what,
-  on: ['single'],
+  on: ['single', 'topology'],
   agent: 'steady',
   async run(deployment, holdMs, broken) {
     const faultAt = Date.now();
-    await piece(deployment).crash();
+    const away = await takeAway(deployment);
     broken();
     await sleep(holdMs);
     const repairAt = Date.now();
-    await piece(deployment).start();
+    await away.start();
     return { faultAt, repairAt };
   },
   ...extra,
 });
+
+/** A server of the small deployment killed (-9), to be started again on the same port and data. */
+async function crashed(service: DisposableService): Promise<DisposableService> {
+  await service.crash();
+  return service;
+}
 
 const single = (deployment: DrillDeployment) => {
   if (deployment.single === undefined) throw new Error('this row needs the small deployment');
@@ -113,7 +124,7 @@ const PLANNED_BUDGET_MS = 5_000;
 export const SCENARIOS: readonly Scenario[] = [
   upstreamFault('upstream cuts mid-answer', 'cut', 'the primary endpoint cuts every stream after 5 chunks', true),
   upstreamFault('upstream stalls mid-answer', 'stall', 'the primary endpoint stops sending after 5 chunks (idle deadline 1 s)', true),
-  upstreamFault('upstream sends garbage', 'malformed', 'the primary endpoint sends a chunk that is not JSON after 5 chunks', true),
+  upstreamFault('upstream sends garbage', 'malformed', 'the primary endpoint sends 4 chunks that are not JSON after 5 chunks (more than UPSTREAM_MALFORMED_EVENTS_MAX skips)', true),
   upstreamFault('upstream refuses (503)', 'refuse', 'the primary endpoint answers 503 with Retry-After: 1', false),
   {
     name: 'upstream process killed',
@@ -128,7 +139,7 @@ export const SCENARIOS: readonly Scenario[] = [
       await deployment.primary.start();
       return { faultAt, repairAt };
     },
-    felt: (verdict) => verdict.resets > 0,
+    felt: (verdict) => verdict.resets > 0 || verdict.servedByFallback > 0,
     recovered: (deployment, since) => firstAnswerFromPrimary(deployment, since),
   },
   {
@@ -166,13 +177,23 @@ export const SCENARIOS: readonly Scenario[] = [
       return { faultAt, repairAt };
     },
   },
-  outage('Redis down', 'Redis is killed (-9) for the hold time, then started again (empty)', (d) => single(d).redis),
-  outage('PostgreSQL down', 'PostgreSQL is killed (-9) for the hold time, then started again (crash recovery)', (d) => single(d).postgres, {
-    // New turns are refused at once with a clear code while the database is away.
-    newTurnsDuringFault: 4,
-    allowedRefusal: databaseRefusal,
-    felt: (verdict) => verdict.refusals > 0,
-  }),
+  outage(
+    'Redis down',
+    'Redis is killed (-9) for the hold time, then started again (empty); on the topology every Redis server, master and replica, at once, and the Sentinels must agree on a master again',
+    (d) => (d.topology === undefined ? crashed(single(d).redis) : killEveryRedisServer(d.topology)),
+    { felt: (_verdict, _traces, measured) => measured.redisWriteGapMs > 1_000 },
+  ),
+  outage(
+    'PostgreSQL down',
+    "PostgreSQL is killed (-9) for the hold time, then started again (crash recovery); on the topology HAProxy, the instances' only way to the database, is killed (-9) and started again",
+    (d) => (d.topology === undefined ? crashed(single(d).postgres) : killHaproxy(d.topology)),
+    {
+      // New turns are refused at once with a clear code while the database is away.
+      newTurnsDuringFault: 4,
+      allowedRefusal: databaseRefusal,
+      felt: (verdict) => verdict.refusals > 0,
+    },
+  ),
   {
     name: 'PostgreSQL leader killed (-9)',
     what: "the Patroni leader's postmaster is killed (-9); Patroni, still holding the leader key, runs crash recovery and PostgreSQL starts again",

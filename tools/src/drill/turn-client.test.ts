@@ -52,6 +52,8 @@ describe('the drill client', () => {
     const trace = await runTurn({ origin: s.origin, token: 't', agentId: 'a', question: 'q', deadlineMs: 10_000 });
     expect(trace).toMatchObject({ outcome: 'complete', messageId: M, text: 'whole', reconnects: 1, lostEvents: 0, duplicateEvents: 0, refused: [{ status: 503, code: 'NOT_READY' }] });
     expect(trace.resets.map((r) => r.reason)).toEqual(['takeover']);
+    // The takeover's first event is what the takeover time is measured to.
+    expect(trace.takeoverEventsAt).toEqual([trace.resets[0]?.at]);
     expect(s.seen.map((r) => [r.method, r.url.split('?')[0], r.lastEventId])).toEqual([
       ['POST', '/api/chat/completions', undefined],
       ['GET', '/api/chat/stream', `${M}:3`],
@@ -125,7 +127,7 @@ describe('the drill client', () => {
 });
 
 describe('the drill verdict', () => {
-  const base = { agentId: 'a', stream: true, idempotencyKey: 'k', messageId: M, errorCode: undefined, startedAt: 0, firstChunkAt: 1, acknowledgedAt: 1, endedAt: 2, refused: [], reconnects: 0, resets: [], lostEvents: 0, duplicateEvents: 0, longestGapMs: 0 };
+  const base = { agentId: 'a', stream: true, idempotencyKey: 'k', messageId: M, errorCode: undefined, startedAt: 0, firstChunkAt: 1, acknowledgedAt: 1, endedAt: 2, refused: [], reconnects: 0, resets: [], takeoverEventsAt: [], lostEvents: 0, duplicateEvents: 0, longestGapMs: 0 };
   const stored = (question: string, over: Partial<StoredTurn>): [string, StoredTurn] => [question, { question, copies: 1, messageId: M, status: 'complete', content: expectedAnswer(question, 3), ...over }];
 
   it('a complete turn is good only when the client and the database both hold the upstream\'s whole answer, once', () => {
@@ -138,6 +140,13 @@ describe('the drill verdict', () => {
     const verdict = verify([good, partial, twice, unsaved, streaming], rows, 3);
     expect(verdict).toMatchObject({ turns: 5, complete: 5, errors: 0, lost: 4, leftStreaming: 1 });
     expect(verdict.lostDetails.join('\n')).toMatch(/shown text differs[\s\S]*stored 2 times[\s\S]*not in the database[\s\S]*stored as streaming/);
+  });
+
+  it('counts the whole answers a fallback finished (a continued answer shows the client no reset), and no others', () => {
+    const turn = (question: string) => ({ ...base, question, outcome: 'complete' as const, text: expectedAnswer(question, 3) });
+    const rows = new Map([stored('primary', { servedBy: 0 }), stored('continued', { servedBy: 1 }), stored('cut short', { servedBy: 1, content: 'x' }), stored('unknown', {})]);
+    const verdict = verify([turn('primary'), turn('continued'), turn('cut short'), turn('unknown')], rows, 3);
+    expect(verdict).toMatchObject({ complete: 4, lost: 1, servedByFallback: 1, resets: 0 });
   });
 
   it('an error ending is counted as an error, not a loss, and refusals are counted by code', () => {

@@ -27,6 +27,10 @@ export interface TurnRequest {
   signal?: AbortSignal;
   /** false: one JSON answer instead of an event stream (default true). */
   stream?: boolean;
+  /** Where a dropped stream reconnects (default `origin`): a client sent elsewhere once its instance is gone. */
+  resumeOrigin?: string;
+  /** Called once with the trace as it fills, to watch a turn while it runs. */
+  onTrace?: (trace: TurnTrace) => void;
 }
 
 export type TurnOutcome = 'complete' | 'stopped' | 'error' | 'lost';
@@ -54,6 +58,8 @@ export interface TurnTrace {
   reconnects: number;
   /** `reset` events and their reasons (`takeover`, `upstream_failed`). */
   resets: { at: number; reason: string }[];
+  /** When the first event of each new block of ids arrived: an instance that took the answer over spoke first. */
+  takeoverEventsAt: number[];
   /** Event ids skipped within a block (events lost). */
   lostEvents: number;
   /** Events received again (an id not above the last one). */
@@ -141,10 +147,12 @@ export async function runTurn(request: TurnRequest): Promise<TurnTrace> {
     refused: [],
     reconnects: 0,
     resets: [],
+    takeoverEventsAt: [],
     lostEvents: 0,
     duplicateEvents: 0,
     longestGapMs: 0,
   };
+  request.onTrace?.(trace);
   if (!trace.stream) return runBlockingTurn(request, trace);
   const deadline = trace.startedAt + request.deadlineMs;
   const headers = { authorization: `Bearer ${request.token}` };
@@ -170,6 +178,7 @@ export async function runTurn(request: TurnRequest): Promise<TurnTrace> {
       }
       // A new block of ids is a takeover, and must open with `reset`; anything else skipped is lost.
       const newBlock = Math.floor(n / TAKEOVER_ID_BLOCK) > Math.floor(lastN / TAKEOVER_ID_BLOCK);
+      if (newBlock) trace.takeoverEventsAt.push(now);
       if (newBlock ? event.event !== 'reset' || n % TAKEOVER_ID_BLOCK !== 1 : n !== lastN + 1) trace.lostEvents += newBlock ? 1 : n - lastN - 1;
       lastN = n;
     }
@@ -204,7 +213,7 @@ export async function runTurn(request: TurnRequest): Promise<TurnTrace> {
 
   while (!ended && Date.now() < deadline && !request.signal?.aborted) {
     const resuming = trace.messageId !== undefined;
-    const url = resuming ? `${request.origin}/api/chat/stream?messageId=${encodeURIComponent(trace.messageId ?? '')}` : `${request.origin}/api/chat/completions`;
+    const url = resuming ? `${request.resumeOrigin ?? request.origin}/api/chat/stream?messageId=${encodeURIComponent(trace.messageId ?? '')}` : `${request.origin}/api/chat/completions`;
     let response: Response;
     try {
       response = resuming

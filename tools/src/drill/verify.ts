@@ -16,6 +16,8 @@ export interface StoredTurn {
   messageId: string | undefined;
   status: string | undefined;
   content: string | undefined;
+  /** The position of the endpoint whose call finished the answer (0: the primary); unknown while none has. */
+  servedBy?: number | undefined;
 }
 
 export interface Verdict {
@@ -34,6 +36,12 @@ export interface Verdict {
   duplicateEvents: number;
   reconnects: number;
   resets: number;
+  /**
+   * Complete answers a fallback finished: with a mid-answer fault on the
+   * primary, the answers continued (or restarted) elsewhere. A continued
+   * answer shows the client no `reset`, so this is how a row sees it.
+   */
+  servedByFallback: number;
   /** Answers still `streaming` for these turns. */
   leftStreaming: number;
 }
@@ -44,11 +52,12 @@ export function expectedAnswer(question: string, chunks: number): string {
 }
 
 export async function storedTurns(databaseUrl: string, tag: string): Promise<Map<string, StoredTurn>> {
-  const rows = await queryRows<{ question: string; session_id: string; id: string | null; status: string | null; content: string | null }>(
+  const rows = await queryRows<{ question: string; session_id: string; id: string | null; status: string | null; content: string | null; position: number | null }>(
     databaseUrl,
-    `SELECT q.content AS question, q.session_id, a.id, a.status, a.content
+    `SELECT q.content AS question, q.session_id, a.id, a.status, a.content, e.position
        FROM messages q
        LEFT JOIN messages a ON a.session_id = q.session_id AND a.role = 'assistant'
+       LEFT JOIN agent_endpoints e ON e.id = a.endpoint_id
       WHERE q.role = 'user' AND q.content LIKE $1`,
     [`${tag} %`],
   );
@@ -59,7 +68,7 @@ export async function storedTurns(databaseUrl: string, tag: string): Promise<Map
       seen.copies++;
       continue;
     }
-    turns.set(row.question, { question: row.question, copies: 1, messageId: row.id ?? undefined, status: row.status ?? undefined, content: row.content ?? undefined });
+    turns.set(row.question, { question: row.question, copies: 1, messageId: row.id ?? undefined, status: row.status ?? undefined, content: row.content ?? undefined, servedBy: row.position ?? undefined });
   }
   return turns;
 }
@@ -97,6 +106,7 @@ export function verify(traces: readonly TurnTrace[], stored: Map<string, StoredT
     duplicateEvents: 0,
     reconnects: 0,
     resets: 0,
+    servedByFallback: 0,
     leftStreaming: 0,
   };
   const lose = (trace: TurnTrace, why: string) => {
@@ -122,6 +132,7 @@ export function verify(traces: readonly TurnTrace[], stored: Map<string, StoredT
         if (trace.text !== expected) lose(trace, `shown text differs from the upstream's answer (${trace.text.length} vs ${expected.length} chars)`);
         else if (row === undefined) lose(trace, 'complete for the client, not in the database');
         else if (row.status !== 'complete' || row.content !== expected) lose(trace, `stored as ${row.status ?? 'nothing'} with ${row.content?.length ?? 0} chars`);
+        else if ((row.servedBy ?? 0) > 0) verdict.servedByFallback++;
         break;
       }
       case 'error':

@@ -11,7 +11,8 @@ import { startProcess, waitForReady, type ExitInfo, type ManagedProcess, type Pr
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const REPO_ROOT = path.resolve(here, '../../..');
-export const SERVER_MAIN = path.join(REPO_ROOT, 'server/dist/main.js');
+/** The built server; LLMCHAT_SERVER_MAIN names another build (to measure one against another). */
+export const SERVER_MAIN = process.env.LLMCHAT_SERVER_MAIN ?? path.join(REPO_ROOT, 'server/dist/main.js');
 const READY_TIMEOUT_MS = 60_000;
 
 /**

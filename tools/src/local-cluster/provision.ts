@@ -15,8 +15,12 @@ export const DRILL_AGENTS = {
   cut: 'cutAfter=5',
   /** Primary stalls after 5 chunks (the agent's idle deadline is 1 s). */
   stall: 'stallAfter=5',
-  /** Primary sends a chunk that is not JSON after 5 chunks. */
-  malformed: 'malformedAfter=5',
+  /**
+   * Primary sends four chunks that are not JSON after 5 chunks: more than
+   * UPSTREAM_MALFORMED_EVENTS_MAX (3), so the attempt fails and the fallback
+   * takes over; fewer are skipped and the answer goes on (nothing to drill).
+   */
+  malformed: 'malformedAfter=5,malformed=4',
   /** Primary refuses with 503 and Retry-After: 1. */
   refuse: 'status=503,retryAfter=1',
 } as const;

@@ -158,6 +158,12 @@ export function renderSentinelConfig(spec: { port: number; dir: string; masterNa
   });
 }
 
+/** Who was master and who its connected replicas, as seen when the set was whole. */
+export interface RedisShape {
+  readonly master: RedisNode;
+  readonly replicas: readonly RedisNode[];
+}
+
 /** The Redis nodes and Sentinels of one deployment. */
 export interface RedisSentinelSet {
   readonly masterName: string;
@@ -174,7 +180,12 @@ export interface RedisSentinelSet {
    * running Sentinel.
    */
   whole(): Promise<true | string>;
-  waitUntilWhole(timeoutMs: number): Promise<void>;
+  /**
+   * Waits until it is whole, and resolves with who was master and who its
+   * replicas at that moment: a later spontaneous failover (a one-second
+   * down-after on a loaded machine) cannot blur what was seen.
+   */
+  waitUntilWhole(timeoutMs: number): Promise<RedisShape>;
   /** A planned failover (SENTINEL FAILOVER); resolves with the new master once the Sentinels name it. */
   failover(): Promise<RedisNode>;
   /** kill -9 every node and Sentinel. */
@@ -202,7 +213,8 @@ export function redisSentinelSet(spec: { masterName: string; password: string; n
     return votes > sentinels.length / 2 ? nodes.find((n) => n.port === port) : undefined;
   };
 
-  const whole = async (): Promise<true | string> => {
+  /** The set's shape when it is whole, else why not. */
+  const shape = async (): Promise<RedisShape | string> => {
     const head = await master();
     if (head === undefined) return 'the Sentinels do not agree on a master';
     if ((await head.role()) !== 'master') return `${head.name} is named master but is not one`;
@@ -223,7 +235,11 @@ export function redisSentinelSet(spec: { masterName: string; password: string; n
         if (flags !== 'slave') return `${sentinel.name} sees ${replica.name} as ${flags ?? 'unknown'}`;
       }
     }
-    return true;
+    return { master: head, replicas };
+  };
+  const whole = async (): Promise<true | string> => {
+    const seen = await shape();
+    return typeof seen === 'string' ? seen : true;
   };
 
   return {
@@ -233,7 +249,21 @@ export function redisSentinelSet(spec: { masterName: string; password: string; n
     sentinels,
     master,
     whole,
-    waitUntilWhole: (timeoutMs) => waitUntil('Redis whole (a master, its replicas and every Sentinel in agreement)', whole, timeoutMs),
+    async waitUntilWhole(timeoutMs) {
+      let seen: RedisShape | undefined;
+      await waitUntil(
+        'Redis whole (a master, its replicas and every Sentinel in agreement)',
+        async () => {
+          const result = await shape();
+          if (typeof result === 'string') return result;
+          seen = result;
+          return true;
+        },
+        timeoutMs,
+      );
+      if (seen === undefined) throw new Error('unreachable: the wait ended without a shape');
+      return seen;
+    },
     async dispose() {
       await Promise.all([...nodes, ...sentinels].map((s) => s.dispose()));
     },

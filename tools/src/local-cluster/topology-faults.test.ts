@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SERVER_MAIN } from './instance.js';
 import { alive } from './process-table.js';
 import { landing, queryRows } from './sql.js';
-import { killLeaderPatroni, killLeaderPostmaster, killRedisMaster, sentinelFailover, stopEtcdMember, switchoverToSyncStandby } from './topology-faults.js';
+import { killEveryRedisServer, killHaproxy, killLeaderPatroni, killLeaderPostmaster, killRedisMaster, sentinelFailover, stopEtcdMember, switchoverToSyncStandby } from './topology-faults.js';
 import { startTopology, topologyBinariesMissing, type Topology } from './topology.js';
 import { waitUntil } from './wait-until.js';
 
@@ -62,15 +62,17 @@ describe.skipIf(!available)('breaking the topology through its drill handles', (
     const old = await killRedisMaster(topology);
     await waitUntil('the Sentinels to name a new master', async () => ((await topology.redis.master()) ?? old) !== old || 'not yet', RECOVERY_MS);
     await old.start();
-    await topology.redis.waitUntilWhole(RECOVERY_MS);
-    expect(await old.role()).toBe('slave');
+    const seen = await topology.redis.waitUntilWhole(RECOVERY_MS);
+    expect(seen.master).not.toBe(old);
+    expect(seen.replicas).toEqual([old]);
   }, 180_000);
 
   it('a planned Sentinel failover swaps master and replica', async () => {
     const { from, to } = await sentinelFailover(topology);
     expect(to).not.toBe(from);
-    await topology.redis.waitUntilWhole(RECOVERY_MS);
-    expect([await to.role(), await from.role()]).toEqual(['master', 'slave']);
+    const seen = await topology.redis.waitUntilWhole(RECOVERY_MS);
+    expect(seen.master).toBe(to);
+    expect(seen.replicas).toEqual([from]);
   }, 180_000);
 
   it('one etcd member stopped: the other two keep the leader key, writes go on; started again, it rejoins', async () => {
@@ -80,5 +82,27 @@ describe.skipIf(!available)('breaking the topology through its drill handles', (
     expect(await topology.patroni.leader()).toBeDefined();
     await member.start();
     await topology.waitUntilWhole(RECOVERY_MS);
+  }, 180_000);
+
+  it('every Redis server killed at once: none answers; started again, the Sentinels agree on the same master, with its replica', async () => {
+    const outage = await killEveryRedisServer(topology);
+    expect(topology.redis.nodes.map((n) => n.running)).toEqual([false, false]);
+    expect(await Promise.all(topology.redis.nodes.map((n) => n.role()))).toEqual([undefined, undefined]);
+    await outage.start();
+    const seen = await topology.redis.waitUntilWhole(RECOVERY_MS);
+    expect(seen.master).toBe(outage.master);
+    expect(seen.replicas).toEqual(outage.replicas);
+  }, 180_000);
+
+  it('HAProxy killed: neither database port answers; started again, writes and reads go through, the cluster untouched', async () => {
+    const leader = await topology.patroni.leader();
+    const haproxy = await killHaproxy(topology);
+    expect(haproxy.running).toBe(false);
+    await expect(queryRows(topology.database.write, 'SELECT 1', [], 2_000)).rejects.toThrow();
+    await expect(queryRows(topology.database.read, 'SELECT 1', [], 2_000)).rejects.toThrow();
+    await haproxy.start();
+    await writable();
+    await topology.waitUntilWhole(RECOVERY_MS);
+    expect(await topology.patroni.leader()).toBe(leader);
   }, 180_000);
 });

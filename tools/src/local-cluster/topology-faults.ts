@@ -7,6 +7,7 @@
  */
 
 import type { EtcdMember } from './etcd.js';
+import type { Haproxy } from './haproxy.js';
 import type { PatroniNode } from './patroni.js';
 import type { RedisNode } from './redis-sentinel.js';
 import type { Topology } from './topology.js';
@@ -87,4 +88,42 @@ export async function stopEtcdMember(topology: Topology, index = 0): Promise<Etc
   if (member === undefined) throw new Error(`no etcd member ${index} (there are ${topology.etcd.length})`);
   await member.stop();
   return member;
+}
+
+/**
+ * Redis away: every Redis server, master and replica, killed (-9) at once,
+ * as the small deployment's single Redis is. A refused connection is what
+ * the instances' fail-fast path (README "When an instance, Redis or
+ * PostgreSQL fails") answers to; the shipped config keeps nothing on disk,
+ * so both come back empty. The Sentinels stay: with no replica to promote
+ * they can only wait. start() puts the servers back, the one they name
+ * master first (so they do not promote the other meanwhile), and they must
+ * then agree on a master again (`redis.waitUntilWhole()`).
+ */
+export async function killEveryRedisServer(topology: Topology): Promise<{ master: RedisNode; replicas: RedisNode[]; start(): Promise<void> }> {
+  const master = await topology.redis.master();
+  if (master === undefined) throw new Error('the Sentinels do not agree on a Redis master');
+  const replicas = topology.redis.nodes.filter((n) => n !== master);
+  await Promise.all(topology.redis.nodes.map((n) => n.crash()));
+  return {
+    master,
+    replicas,
+    async start() {
+      await master.start();
+      await Promise.all(replicas.map((n) => n.start()));
+    },
+  };
+}
+
+/**
+ * The database away for every instance at once: HAProxy, their only way to
+ * it (write and read ports), killed (-9); every connection through it drops.
+ * The PostgreSQL nodes run on untouched: stopping them instead would not
+ * hold (Patroni starts a stopped postgres again within its loop), and
+ * stopping Patroni too would make the row a test of a cold cluster start,
+ * not of the instances' outage. start() it again on the same ports.
+ */
+export async function killHaproxy(topology: Topology): Promise<Haproxy> {
+  await topology.haproxy.crash();
+  return topology.haproxy;
 }

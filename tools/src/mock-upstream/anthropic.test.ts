@@ -130,4 +130,16 @@ describe('anthropic messages', () => {
     expect(errored.at(-1)).toMatchObject({ name: 'error', data: { type: 'error', error: { type: 'overloaded_error' } } });
     expect(errored.filter((e) => e.name === 'content_block_delta')).toHaveLength(1);
   });
+
+  it('continues a prefilled answer (a trailing assistant message), and refuses one that ends in whitespace', async () => {
+    const whole = textOf(await stream({}));
+    const prefill = whole.slice(0, 12).trimEnd();
+    const continued = await stream({ messages: [{ role: 'user', content: 'Hello' }, { role: 'assistant', content: prefill }] });
+    expect(prefill + textOf(continued)).toBe(whole);
+    const spaced = await messages({ stream: true, messages: [{ role: 'user', content: 'Hello' }, { role: 'assistant', content: 'Simulated ' }] });
+    expect(spaced.status).toBe(400);
+    const refusal = json<{ type: string; error: { type: string; message: string } }>(await spaced.text());
+    expect(refusal).toMatchObject({ type: 'error', error: { type: 'invalid_request_error' } });
+    expect(refusal.error.message).toContain('trailing whitespace');
+  });
 });

@@ -2,7 +2,7 @@
 
 import { randomUUID } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
-import type { AnswerDefaults, AnswerPlan } from './answer.js';
+import { finishOf, type AnswerDefaults, type AnswerPlan } from './answer.js';
 import type { ChatProtocol, ProviderModule, StreamScript, TurnRequest } from './protocol.js';
 import {
   BAD_KEY,
@@ -16,6 +16,7 @@ import {
   sseEvent,
   summariseMessages,
 } from './protocol.js';
+import { anthropicToolTurn } from './tool-calls.js';
 import { runTurn } from './turn.js';
 
 const SIGNATURE = 'bW9jay10aGlua2luZy1zaWduYXR1cmU=';
@@ -66,9 +67,16 @@ function parseTurn(body: unknown): TurnRequest | ErrorReply {
   if (typeof body.max_tokens !== 'number') return new ErrorReply(400, 'max_tokens: Field required');
   const summary = summariseMessages(body.messages, []);
   if (typeof summary === 'string') return new ErrorReply(400, summary);
+  const tools = anthropicToolTurn(body);
+  if (tools instanceof ErrorReply) return tools;
   const system = contentText(body.system);
+  if (summary.lastAssistant !== undefined && /\s$/.test(summary.lastAssistant)) {
+    return new ErrorReply(400, 'messages: final assistant content cannot end with trailing whitespace');
+  }
   return {
     ...summary,
+    prefill: summary.lastAssistant,
+    ...tools,
     systemPrompt: system.trim() !== '',
     promptChars: summary.promptChars + system.length,
     stream: body.stream === true,
@@ -97,6 +105,8 @@ function streamScript(turn: TurnRequest, plan: AnswerPlan): StreamScript {
   // Index of the open content block; thinking (if any) is block 0, text follows.
   let open: { index: number; type: 'thinking' | 'text' } = { index: 0, type: thinks ? 'thinking' : 'text' };
   let closed = false;
+  // The tool_use block open now, if any: calls follow the text block, one block each.
+  let toolBlock: number | undefined;
   const closeThinking = (): string => {
     if (open.type !== 'thinking') return '';
     const frames = delta(open.index, `{"type":"signature_delta","signature":"${SIGNATURE}"}`) + blockStop(open.index);
@@ -112,32 +122,60 @@ function streamScript(turn: TurnRequest, plan: AnswerPlan): StreamScript {
       sseEvent('ping', '{"type": "ping"}'),
     reasoning: (piece) => delta(open.index, `{"type":"thinking_delta","thinking":${quote(piece)}}`),
     text: (piece) => closeThinking() + delta(open.index, `{"type":"text_delta","text":${quote(piece)}}`),
+    toolCall: (call, index, piece) => {
+      let frames = '';
+      if (piece === 0) {
+        if (!closed) frames += closeThinking() + blockStop(open.index);
+        closed = true;
+        if (toolBlock !== undefined) frames += blockStop(toolBlock);
+        toolBlock = open.index + 1 + index;
+        frames += blockStart(toolBlock, `{"type":"tool_use","id":"toolu_${call.id}","name":${quote(call.name)},"input":{}}`);
+      }
+      return frames + delta(toolBlock ?? 0, `{"type":"input_json_delta","partial_json":${quote(call.pieces[piece] ?? '')}}`);
+    },
     malformed: () => sseEvent('content_block_delta', MALFORMED_JSON),
     error: (code) =>
       sseEvent('error', JSON.stringify({ type: 'error', error: { type: code ?? 'overloaded_error', message: IN_STREAM_ERROR_MESSAGE } })),
     end: (sent, withMarker) => {
       let frames = closed ? '' : closeThinking() + blockStop(open.index);
       closed = true;
+      if (toolBlock !== undefined) frames += blockStop(toolBlock);
+      toolBlock = undefined;
       frames += sseEvent(
         'message_delta',
-        `{"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":${sent}}}`,
+        `{"type":"message_delta","delta":{"stop_reason":"${stopReason(plan)}","stop_sequence":null},"usage":{"output_tokens":${sent}}}`,
       );
       return withMarker ? frames + sseEvent('message_stop', '{"type":"message_stop"}') : frames;
     },
   };
 }
 
+/** The `finish` fault in Anthropic's words. */
+function stopReason(plan: AnswerPlan): string {
+  switch (finishOf(plan)) {
+    case 'length':
+      return 'max_tokens';
+    case 'tool_calls':
+      return 'tool_use';
+    case 'content_filter':
+      return 'refusal';
+    case 'stop':
+      return 'end_turn';
+  }
+}
+
 function blockingBody(turn: TurnRequest, plan: AnswerPlan): unknown {
   const content: unknown[] = [];
   if (plan.reasoning.length > 0) content.push({ type: 'thinking', thinking: plan.reasoningText, signature: SIGNATURE });
-  content.push({ type: 'text', text: plan.text });
+  if (plan.text !== '' || plan.toolCalls.length === 0) content.push({ type: 'text', text: plan.text });
+  for (const call of plan.toolCalls) content.push({ type: 'tool_use', id: `toolu_${call.id}`, name: call.name, input: JSON.parse(call.arguments) as unknown });
   return {
     id: `msg_mock${randomUUID().replaceAll('-', '')}`,
     type: 'message',
     role: 'assistant',
     model: turn.model,
     content,
-    stop_reason: 'end_turn',
+    stop_reason: stopReason(plan),
     stop_sequence: null,
     usage: {
       input_tokens: plan.promptTokens,

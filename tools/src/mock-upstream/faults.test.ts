@@ -28,6 +28,14 @@ describe('fault spec parsing', () => {
     expect(errors[0]).toContain('statuss');
   });
 
+  it('reads a finish reason from OpenAI\'s four and refuses any other', () => {
+    expect(parseFaultSpec('finish=length').spec).toEqual({ finish: 'length' });
+    expect(parseFaultSpec('finish=content_filter').spec).toEqual({ finish: 'content_filter' });
+    const { spec, errors } = parseFaultSpec('finish=max_tokens');
+    expect(spec).toEqual({});
+    expect(errors[0]).toContain('finish');
+  });
+
   it('splits the /fault/<spec>/ URL prefix from the route', () => {
     const { faults, url } = splitFaultPrefix('/fault/status=503,retryAfter=2/v1/chat/completions?x=1');
     expect(url).toBe('/v1/chat/completions?x=1');
@@ -40,6 +48,14 @@ describe('fault spec parsing', () => {
     expect(text).toBe('Tell me about cats');
     expect(faults?.spec).toEqual({ chunks: 4, interval: 5 });
     expect(extractDirectives('no directive').faults).toBeUndefined();
+  });
+
+  it('reads times and every, and refuses every=0', () => {
+    expect(parseFaultSpec('status=503,times=1').spec).toEqual({ status: 503, times: 1 });
+    expect(parseFaultSpec('status=503,every=2').spec).toEqual({ status: 503, every: 2 });
+    const { spec, errors } = parseFaultSpec('status=503,every=0');
+    expect(spec).toEqual({ status: 503 });
+    expect(errors[0]).toContain('every');
   });
 
   it('lets later sources win key by key', () => {
@@ -105,6 +121,44 @@ describe('faults over HTTP', () => {
     const messageOverAll = await chat('hi [[mock status=504]]', { prefix: '/fault/status=500', headers: { 'x-mock-fault': 'status=502' } });
     expect(messageOverAll.status).toBe(504);
     expect(json(await messageOverAll.text())).toMatchObject({ error: { type: 'server_error' } });
+  });
+
+  it('times=N fails the first N requests that carry the same spec, then serves them with the answer-shaping keys kept', async () => {
+    const prefix = '/fault/status=503,times=2,answer=Served%20at%20last';
+    const statuses: number[] = [];
+    for (let i = 0; i < 4; i++) {
+      const res = await chat('hi', { prefix, stream: false });
+      statuses.push(res.status);
+      if (res.status === 200) expect(json<{ choices: { message: { content: string } }[] }>(await res.text()).choices[0]?.message.content).toBe('Served at last');
+      else await res.text();
+    }
+    expect(statuses).toEqual([503, 503, 200, 200]);
+    // Another spec has its own count: it fails on its first request.
+    const other = await chat('hi', { prefix: '/fault/status=502,times=2', stream: false });
+    expect(other.status).toBe(502);
+    // A spared stream is a healthy stream, whatever fault (here a cut) the spec carries.
+    const cut = await chat('hi', { prefix: '/fault/cutAfter=1,times=1' });
+    expect((await readFully(cut)).error).toBeDefined();
+    const whole = await readFully(await chat('hi', { prefix: '/fault/cutAfter=1,times=1' }));
+    expect(whole.error).toBeUndefined();
+    expect(whole.text).toContain('[DONE]');
+  });
+
+  it('every=N fails every Nth request that carries the same spec (a flapping upstream), on other routes too', async () => {
+    const statuses: number[] = [];
+    for (let i = 0; i < 6; i++) {
+      const res = await chat('hi', { headers: { 'x-mock-fault': 'status=500,every=2' }, stream: false });
+      statuses.push(res.status);
+      await res.text();
+    }
+    expect(statuses).toEqual([200, 500, 200, 500, 200, 500]);
+    const models: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      const res = await fetch(`${mock.url}/fault/status=503,every=3/v1/models`, { headers: OPENAI_AUTH });
+      models.push(res.status);
+      await res.text();
+    }
+    expect(models).toEqual([200, 200, 503]);
   });
 
   it('answers 400 mock_fault_invalid for an unknown fault key', async () => {

@@ -27,19 +27,42 @@ export interface FaultSpec {
   stall?: number;
   /** After this many text chunks, destroy the socket. */
   cutAfter?: number;
-  /** After this many text chunks, send one chunk that is not valid JSON, then go on. */
+  /** After this many text chunks, send one chunk that is not valid JSON (`malformed` of them), then go on. */
   malformedAfter?: number;
+  /** How many unreadable chunks `malformedAfter` sends in a row (default 1). */
+  malformed?: number;
   /** After this many text chunks, send the provider's in-stream error event and end. */
   errorAfter?: number;
   /** End the stream cleanly but without the provider's final marker. */
   noDone?: boolean;
+  /** After this many text chunks, end the response cleanly with no closing frames at all (no finish reason, no end marker): a truncated stream. */
+  endAfter?: number;
   /** Number of reasoning chunks before the answer. */
   reasoning?: number;
   /** FastGPT (detail mode): end with an interactive node. */
   interactive?: 'select' | 'form';
   /** Use this text as the answer. */
   answer?: string;
+  /** Why the answer ends, in OpenAI's words; each provider's script says it in its own (Anthropic `max_tokens`, `tool_use`, `refusal`). */
+  finish?: MockFinishReason;
+  /** `refuse`: a request whose last message is the assistant's (a prefill to continue) gets HTTP 400, as endpoints without prefill do. */
+  prefill?: 'refuse';
+  /**
+   * When the request offers tools (OpenAI, Anthropic) and does not end with
+   * tool results: call this function (default: the first one offered);
+   * `none` answers with text instead.
+   */
+  tool?: string;
+  /** How many calls of that function the answer makes at once (parallel calls; default 1). */
+  toolCalls?: number;
+  /** Stateful: the spec's faults apply to the first N requests carrying this same spec only; later ones are served (`FaultSchedule`). */
+  times?: number;
+  /** Stateful: the spec's faults apply to every Nth request carrying this same spec only (the Nth, 2Nth, …); the others are served. */
+  every?: number;
 }
+
+export type MockFinishReason = 'stop' | 'length' | 'tool_calls' | 'content_filter';
+const FINISH_REASONS: readonly MockFinishReason[] = ['stop', 'length', 'tool_calls', 'content_filter'];
 
 export interface ParsedFaults {
   spec: FaultSpec;
@@ -59,8 +82,13 @@ type IntegerKey =
   | 'stall'
   | 'cutAfter'
   | 'malformedAfter'
+  | 'malformed'
   | 'errorAfter'
-  | 'reasoning';
+  | 'endAfter'
+  | 'reasoning'
+  | 'toolCalls'
+  | 'times'
+  | 'every';
 
 const integerKeys: Record<IntegerKey, number> = {
   headersDelay: MAX_DELAY_MS,
@@ -71,11 +99,16 @@ const integerKeys: Record<IntegerKey, number> = {
   stall: MAX_DELAY_MS,
   cutAfter: MAX_COUNT,
   malformedAfter: MAX_COUNT,
+  malformed: 1000,
   errorAfter: MAX_COUNT,
+  endAfter: MAX_COUNT,
   reasoning: MAX_COUNT,
+  toolCalls: 16,
+  times: MAX_COUNT,
+  every: MAX_COUNT,
 };
 
-type KnownKey = IntegerKey | 'status' | 'code' | 'retryAfter' | 'noDone' | 'interactive' | 'answer';
+type KnownKey = IntegerKey | 'status' | 'code' | 'retryAfter' | 'noDone' | 'interactive' | 'answer' | 'finish' | 'prefill' | 'tool';
 
 const knownKeys: readonly KnownKey[] = [
   ...(Object.keys(integerKeys) as IntegerKey[]),
@@ -85,6 +118,9 @@ const knownKeys: readonly KnownKey[] = [
   'noDone',
   'interactive',
   'answer',
+  'finish',
+  'prefill',
+  'tool',
 ];
 
 // Keys are matched case-insensitively so `retryafter=2` in a hand-typed header works too.
@@ -137,7 +173,8 @@ export function parseFaultSpec(text: string): ParsedFaults {
       }
       case 'code':
       case 'retryAfter':
-      case 'answer': {
+      case 'answer':
+      case 'tool': {
         const decoded = value === undefined ? undefined : decode(value);
         if (decoded === undefined || decoded === '') {
           errors.push(`fault key "${key}" needs a non-empty (URL-encoded) value`);
@@ -157,11 +194,26 @@ export function parseFaultSpec(text: string): ParsedFaults {
         else errors.push('fault key "interactive" needs "select" or "form"');
         break;
       }
+      case 'finish': {
+        const reason = FINISH_REASONS.find((r) => r === value);
+        if (reason) spec.finish = reason;
+        else errors.push(`fault key "finish" needs one of ${FINISH_REASONS.join(', ')}`);
+        break;
+      }
+      case 'prefill': {
+        if (value === 'refuse') spec.prefill = 'refuse';
+        else errors.push('fault key "prefill" needs "refuse"');
+        break;
+      }
       default: {
         const unreachable: never = key;
         errors.push(`unhandled fault key "${String(unreachable)}"`);
       }
     }
+  }
+  if (spec.every === 0) {
+    delete spec.every;
+    errors.push(`fault key "every" needs an integer from 1 to ${MAX_COUNT}`);
   }
   return { spec, errors };
 }
@@ -213,4 +265,31 @@ export function mergeFaults(...sources: (ParsedFaults | undefined)[]): ParsedFau
     merged.errors.push(...source.errors);
   }
   return merged;
+}
+
+/** Keys that shape an answer rather than break it: a request that `times` or `every` spares keeps them. */
+const SHAPING_KEYS: readonly (keyof FaultSpec)[] = ['chunks', 'interval', 'answer', 'reasoning', 'interactive', 'finish', 'tool', 'toolCalls', 'times', 'every'];
+
+/**
+ * The state behind `times` and `every`: how many requests each spec has
+ * had, per mock server. Requests "carry the same spec" when their merged
+ * faults (URL prefix, header and directive) are equal key by key, so an
+ * endpoint URL with `/fault/status=503,times=1/` fails its first call only.
+ */
+export class FaultSchedule {
+  private readonly seen = new Map<string, number>();
+
+  /** The faults this request gets: all of them, or (spared by `times`/`every`) only the answer-shaping keys. */
+  apply(faults: ParsedFaults): ParsedFaults {
+    const { spec } = faults;
+    if (faults.errors.length > 0 || (spec.times === undefined && spec.every === undefined)) return faults;
+    const key = JSON.stringify(Object.entries(spec).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+    const n = (this.seen.get(key) ?? 0) + 1;
+    this.seen.set(key, n);
+    const applies = (spec.times === undefined || n <= spec.times) && (spec.every === undefined || n % spec.every === 0);
+    if (applies) return faults;
+    const spared: FaultSpec = {};
+    for (const k of SHAPING_KEYS) if (spec[k] !== undefined) Object.assign(spared, { [k]: spec[k] });
+    return { spec: spared, errors: [] };
+  }
 }

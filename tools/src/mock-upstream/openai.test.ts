@@ -149,4 +149,42 @@ describe('openai chat completions', () => {
     expect(limited.headers.get('retry-after')).toBe('7');
     expect(json(await limited.text())).toMatchObject({ error: { type: 'requests', code: 'rate_limit_exceeded' } });
   });
+
+  describe('continuing a prefilled answer (a trailing assistant message)', () => {
+    const question = { role: 'user', content: 'Hello' };
+
+    it('streams only what follows the prefill when the answer starts with it, wherever it breaks off', async () => {
+      const whole = contentOf((await streamChunks({})).chunks);
+      for (const cut of [0, 5, 22, whole.length - 1]) {
+        const prefill = whole.slice(0, cut);
+        const { chunks, done } = await streamChunks({ messages: [question, { role: 'assistant', content: prefill }] });
+        expect(done).toBe(true);
+        expect(prefill + contentOf(chunks)).toBe(whole);
+      }
+    });
+
+    it('continues the same way with vLLM\'s continue_final_message, and refuses it with add_generation_prompt left on', async () => {
+      const whole = contentOf((await streamChunks({})).chunks);
+      const prefill = whole.slice(0, 10);
+      const continued = await streamChunks({ messages: [question, { role: 'assistant', content: prefill }], continue_final_message: true, add_generation_prompt: false });
+      expect(prefill + contentOf(continued.chunks)).toBe(whole);
+      const refused = await chat({ stream: true, messages: [question, { role: 'assistant', content: prefill }], continue_final_message: true });
+      expect(refused.status).toBe(400);
+    });
+
+    it('follows a prefill that is not the answer\'s start with the whole answer', async () => {
+      const whole = contentOf((await streamChunks({})).chunks);
+      const { chunks } = await streamChunks({ messages: [question, { role: 'assistant', content: 'Something else' }] });
+      expect(contentOf(chunks)).toBe(whole);
+    });
+
+    it('prefill=refuse answers 400 to a prefilled request only', async () => {
+      const refused = await chat({ stream: true, messages: [question, { role: 'assistant', content: 'Simulated' }] }, { ...OPENAI_AUTH, 'x-mock-fault': 'prefill=refuse' });
+      expect(refused.status).toBe(400);
+      expect(json(await refused.text())).toMatchObject({ error: { type: 'invalid_request_error', code: 'prefill_unsupported' } });
+      const plain = await chat({ stream: true }, { ...OPENAI_AUTH, 'x-mock-fault': 'prefill=refuse' });
+      expect(plain.status).toBe(200);
+      await readFully(plain);
+    });
+  });
 });

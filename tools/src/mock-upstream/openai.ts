@@ -5,7 +5,7 @@
 
 import { randomUUID } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
-import type { AnswerDefaults, AnswerPlan } from './answer.js';
+import { finishOf, type AnswerDefaults, type AnswerPlan, type MockToolCall } from './answer.js';
 import type { ChatProtocol, ProviderModule, StreamScript, TurnRequest } from './protocol.js';
 import {
   BAD_KEY,
@@ -19,6 +19,7 @@ import {
   sseData,
   summariseMessages,
 } from './protocol.js';
+import { openAiToolTurn } from './tool-calls.js';
 import { runTurn } from './turn.js';
 
 export const MOCK_MODEL = 'mock-model';
@@ -67,9 +68,17 @@ function parseTurn(body: unknown): OpenAiTurn | ErrorReply {
   }
   const summary = summariseMessages(body.messages, ['system', 'developer']);
   if (typeof summary === 'string') return new ErrorReply(400, summary);
+  const tools = openAiToolTurn(body);
+  if (tools instanceof ErrorReply) return tools;
   const streamOptions = body.stream_options;
+  // vLLM's continuation: the last (assistant) message is continued, so no new assistant turn may be opened after it.
+  if (body.continue_final_message === true && body.add_generation_prompt !== false) {
+    return new ErrorReply(400, 'Cannot set both `continue_final_message` and `add_generation_prompt` to True.');
+  }
   return {
     ...summary,
+    prefill: summary.lastAssistant,
+    ...tools,
     stream: body.stream === true,
     model: body.model,
     includeUsage: isRecord(streamOptions) && streamOptions.include_usage === true,
@@ -98,26 +107,32 @@ function streamScript(turn: OpenAiTurn, plan: AnswerPlan): StreamScript {
     open: '',
     reasoning: (piece) => start() + choice(`{"content":null,"reasoning_content":${quote(piece)}}`, 'null'),
     text: (piece) => start() + choice(`{"content":${quote(piece)}}`, 'null'),
+    // A call opens with its id, type and name (arguments ""), then its arguments come in pieces.
+    toolCall: (call, index, piece) =>
+      start() +
+      (piece === 0 ? choice(`{"tool_calls":[{"index":${index},"id":"call_${call.id}","type":"function","function":{"name":${quote(call.name)},"arguments":""}}]}`, 'null') : '') +
+      choice(`{"tool_calls":[{"index":${index},"function":{"arguments":${quote(call.pieces[piece] ?? '')}}}]}`, 'null'),
     malformed: () => sseData(MALFORMED_JSON),
     error: (code) =>
       sseData(JSON.stringify({ error: { message: IN_STREAM_ERROR_MESSAGE, type: 'server_error', param: null, code: code ?? null } })),
     end: (sent, withMarker) =>
       start() +
-      choice('{}', '"stop"') +
+      choice('{}', `"${finishOf(plan)}"`) +
       (turn.includeUsage ? sseData(`${head}],"usage":${usage(plan, sent)}}`) : '') +
       (withMarker ? 'data: [DONE]\n\n' : ''),
   };
 }
 
 function blockingBody(turn: OpenAiTurn, plan: AnswerPlan): unknown {
-  const message: Record<string, unknown> = { role: 'assistant', content: plan.text, refusal: null };
+  const message: Record<string, unknown> = { role: 'assistant', content: plan.toolCalls.length > 0 && plan.text === '' ? null : plan.text, refusal: null };
   if (plan.reasoning.length > 0) message.reasoning_content = plan.reasoningText;
+  if (plan.toolCalls.length > 0) message.tool_calls = plan.toolCalls.map(openAiToolCall);
   return {
     id: `chatcmpl-${randomUUID().replaceAll('-', '')}`,
     object: 'chat.completion',
     created: Math.floor(Date.now() / 1000),
     model: turn.model,
-    choices: [{ index: 0, message, logprobs: null, finish_reason: 'stop' }],
+    choices: [{ index: 0, message, logprobs: null, finish_reason: finishOf(plan) }],
     usage: {
       prompt_tokens: plan.promptTokens,
       completion_tokens: plan.completionTokens,
@@ -125,6 +140,10 @@ function blockingBody(turn: OpenAiTurn, plan: AnswerPlan): unknown {
     },
     system_fingerprint: null,
   };
+}
+
+function openAiToolCall(call: MockToolCall): unknown {
+  return { id: `call_${call.id}`, type: 'function', function: { name: call.name, arguments: call.arguments } };
 }
 
 const protocol: ChatProtocol<OpenAiTurn> = { parseTurn, streamScript, blockingBody };

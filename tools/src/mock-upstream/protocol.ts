@@ -1,7 +1,7 @@
 /** What every provider protocol implements, plus small wire helpers they share. */
 
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
-import type { AnswerPlan } from './answer.js';
+import type { AnswerPlan, MockToolCall, MockToolResult } from './answer.js';
 import type { Exchange } from './exchange.js';
 import type { ParsedFaults } from './faults.js';
 
@@ -25,6 +25,12 @@ export interface TurnRequest {
   userText: string;
   systemPrompt: boolean;
   promptChars: number;
+  /** Text of a trailing assistant message: the start of the answer, to be continued (OpenAI-compatible and Anthropic only). */
+  prefill?: string | undefined;
+  /** Function names the request offers (OpenAI, Anthropic). */
+  tools?: string[];
+  /** The tool results the request ends with. */
+  toolResults?: MockToolResult[];
 }
 
 /**
@@ -37,6 +43,8 @@ export interface StreamScript {
   open: string;
   reasoning(piece: string, index: number): string;
   text(piece: string, index: number): string;
+  /** Piece `piece` of call `index`'s arguments (its first piece also opens the call); providers with function calling only. */
+  toolCall?(call: MockToolCall, index: number, piece: number): string;
   /** One frame whose payload is not valid JSON. */
   malformed(): string;
   /** The provider's in-stream error event; the stream ends after it. */
@@ -67,6 +75,8 @@ export interface RouteContext {
   faults: ParsedFaults;
   /** Called with the effective faults once a chat route knows them (for the request log). */
   noteFaults(faults: ParsedFaults): void;
+  /** Counts this request against its spec's `times`/`every` and returns the faults it gets (`FaultSchedule`); call once. */
+  schedule(faults: ParsedFaults): ParsedFaults;
 }
 
 export interface Route {
@@ -129,6 +139,8 @@ export interface ChatMessageSummary {
   userText: string;
   systemPrompt: boolean;
   promptChars: number;
+  /** Text of the last message when it is the assistant's (a prefill); protocols that continue answers use it. */
+  lastAssistant: string | undefined;
 }
 
 /**
@@ -143,20 +155,24 @@ export function summariseMessages(
   let userText = '';
   let systemPrompt = false;
   let promptChars = 0;
+  let lastAssistant: string | undefined;
   for (const [index, message] of messages.entries()) {
     if (!isRecord(message) || typeof message.role !== 'string') {
       return `'messages[${index}]' must be an object with a string 'role'`;
     }
     const text = contentText(message.content);
     promptChars += text.length;
+    lastAssistant = message.role === 'assistant' ? text : undefined;
     if (message.role === 'user') userText = text;
     else if (systemRoles.includes(message.role) && text.trim() !== '') systemPrompt = true;
   }
-  return { userText, systemPrompt, promptChars };
+  return { userText, systemPrompt, promptChars, lastAssistant };
 }
 
 export function simulatedErrorMessage(status: number): string {
   return `Simulated upstream error (HTTP ${status}) from the mock upstream`;
 }
+
+export const PREFILL_REFUSED_MESSAGE = 'This model does not support assistant message prefill: the final message must be the user\'s';
 
 export const IN_STREAM_ERROR_MESSAGE = 'Simulated in-stream error from the mock upstream';

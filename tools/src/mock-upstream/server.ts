@@ -15,7 +15,7 @@ import { createDifyProvider } from './dify.js';
 import { Exchange } from './exchange.js';
 import { createFastGptProvider } from './fastgpt.js';
 import type { FaultSpec, ParsedFaults } from './faults.js';
-import { mergeFaults, parseFaultSpec, splitFaultPrefix } from './faults.js';
+import { FaultSchedule, mergeFaults, parseFaultSpec, splitFaultPrefix } from './faults.js';
 import { createOpenAiProvider } from './openai.js';
 import type { ProviderModule, ProviderName, Route, RouteContext } from './protocol.js';
 import { ErrorReply } from './protocol.js';
@@ -184,6 +184,7 @@ export function createMockServer(settings: MockServerSettings): MockServer {
   for (const provider of providers) router.add(provider);
 
   let recorded: RecordedRequest[] = [];
+  const schedule = new FaultSchedule();
   const open = new Set<Exchange>();
   const counters = { requests: 0, completed: 0, aborted: 0 };
   const byProvider: Record<ProviderName, number> = { openai: 0, fastgpt: 0, anthropic: 0, dify: 0 };
@@ -274,6 +275,7 @@ export function createMockServer(settings: MockServerSettings): MockServer {
         noteFaults: (effective: ParsedFaults) => {
           entry.fault = effective.spec;
         },
+        schedule: (merged: ParsedFaults) => schedule.apply(merged),
       };
       if (route.chat) {
         route.handle(ctx);
@@ -283,10 +285,12 @@ export function createMockServer(settings: MockServerSettings): MockServer {
         sendError(exchange, provider, new ErrorReply(400, `mock upstream: ${faults.errors.join('; ')}`, 'mock_fault_invalid'));
         return;
       }
-      exchange.after(faults.spec.headersDelay ?? 0, () => {
-        const reply = faultReply(faults.spec);
+      const effective = schedule.apply(faults).spec;
+      entry.fault = effective;
+      exchange.after(effective.headersDelay ?? 0, () => {
+        const reply = faultReply(effective);
         if (reply === undefined) route.handle(ctx);
-        else sendError(exchange, provider, reply, faults.spec.retryAfter);
+        else sendError(exchange, provider, reply, effective.retryAfter);
       });
     });
   };

@@ -13,7 +13,7 @@ import type {
   StreamScript,
   TurnRequest,
 } from './protocol.js';
-import { ErrorReply, IN_STREAM_ERROR_MESSAGE, MALFORMED_JSON, simulatedErrorMessage } from './protocol.js';
+import { ErrorReply, IN_STREAM_ERROR_MESSAGE, MALFORMED_JSON, PREFILL_REFUSED_MESSAGE, simulatedErrorMessage } from './protocol.js';
 
 export function sendError(
   exchange: Exchange,
@@ -42,7 +42,7 @@ export function runTurn<T extends TurnRequest>(
     return;
   }
   const directive = extractDirectives(turn.userText);
-  const faults = mergeFaults(ctx.faults, directive.faults);
+  const faults = ctx.schedule(mergeFaults(ctx.faults, directive.faults));
   ctx.noteFaults(faults);
   if (faults.errors.length > 0) {
     sendError(exchange, provider, new ErrorReply(400, `mock upstream: ${faults.errors.join('; ')}`, 'mock_fault_invalid'));
@@ -50,12 +50,13 @@ export function runTurn<T extends TurnRequest>(
   }
   const fault = faults.spec;
   const plan = planAnswer(
-    { question: directive.text, systemPrompt: turn.systemPrompt, promptChars: turn.promptChars },
+    { question: directive.text, systemPrompt: turn.systemPrompt, promptChars: turn.promptChars, tools: turn.tools, toolResults: turn.toolResults },
     fault,
     defaults,
+    turn.prefill,
   );
   exchange.after(fault.headersDelay ?? 0, () => {
-    const reply = faultReply(fault);
+    const reply = turn.prefill !== undefined && fault.prefill === 'refuse' ? new ErrorReply(400, PREFILL_REFUSED_MESSAGE, 'prefill_unsupported') : faultReply(fault);
     if (reply !== undefined) {
       sendError(exchange, provider, reply, fault.retryAfter);
       return;
@@ -84,6 +85,9 @@ export function playStream(exchange: Exchange, plan: AnswerPlan, script: StreamS
   const { fault, chunks, reasoning, intervalMs } = plan;
   let reasoningSent = 0;
   let textSent = 0;
+  // Function calls follow the text: call `toolCall`, its piece `toolPiece`.
+  let toolCall = 0;
+  let toolPiece = 0;
   let stalled = false;
   let malformedSent = false;
   let dueAt = performance.now() + plan.firstTokenDelayMs;
@@ -128,9 +132,25 @@ export function playStream(exchange: Exchange, plan: AnswerPlan, script: StreamS
         exchange.end(out + script.error(fault.code));
         return;
       }
+      if (fault.endAfter === textSent) {
+        exchange.end(out);
+        return;
+      }
       if (fault.malformedAfter === textSent && !malformedSent) {
         malformedSent = true;
-        out += script.malformed();
+        for (let i = 0; i < (fault.malformed ?? 1); i++) out += script.malformed();
+      }
+      const call = script.toolCall === undefined ? undefined : plan.toolCalls[toolCall];
+      if (textSent === chunks.length && call !== undefined) {
+        out += script.toolCall?.(call, toolCall, toolPiece) ?? '';
+        toolPiece++;
+        if (toolPiece === call.pieces.length) {
+          toolCall++;
+          toolPiece = 0;
+        }
+        if (toolCall === plan.toolCalls.length) continue;
+        if (advance(intervalMs)) continue;
+        break;
       }
       if (textSent === chunks.length) {
         exchange.end(out + script.end(textSent, fault.noDone !== true));

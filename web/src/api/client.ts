@@ -98,6 +98,8 @@ export interface RequestOptions {
   query?: Record<string, string | number | boolean | undefined>;
   headers?: Record<string, string>;
   signal?: AbortSignal;
+  /** Signed out on purpose (a share link): a 401 is the answer, not a reason to refresh the session. */
+  signedOut?: boolean;
 }
 
 function urlOf(path: string, query: RequestOptions['query']): string {
@@ -125,7 +127,7 @@ export async function apiFetch(path: string, options: RequestOptions = {}): Prom
     });
   };
   let res = await attempt();
-  if (res.status === 401 && !path.startsWith('/api/auth/login') && !path.startsWith('/api/auth/refresh')) {
+  if (res.status === 401 && !options.signedOut && !path.startsWith('/api/auth/login') && !path.startsWith('/api/auth/refresh')) {
     const renewed = await refreshSession();
     if (renewed) res = await attempt();
   }

@@ -1,5 +1,5 @@
 import { api, apiFetch, session } from './client';
-import type { Agent, ApiKey, ApiKeyScope, ChatInit, CreatedApiKey, Profile, SearchHit, SessionDetail, SessionList, SessionSummary, SignedIn } from './types';
+import type { Agent, ApiKey, ApiKeyScope, ChatInit, CreatedApiKey, Profile, SearchHit, SessionDetail, SessionList, SessionSummary, SharedConversation, ShareLink, SignedIn } from './types';
 
 /** Every server call the web app makes, typed, in one place. */
 
@@ -43,6 +43,18 @@ export const sessionsApi = {
   archive: (id: string, archived: boolean) => api<SessionSummary>(`/api/chat-sessions/${id}/${archived ? 'archive' : 'unarchive'}`, { method: 'POST' }),
   remove: (id: string) => api<null>(`/api/chat-sessions/${id}`, { method: 'DELETE' }),
   search: (q: string, signal?: AbortSignal) => api<SearchHit[]>('/api/chat-sessions/search', { query: { q, limit: 20 }, signal }),
+  switchAgent: (id: string, agentId: string) => api<SessionSummary>(`/api/chat-sessions/${id}/agent`, { method: 'PATCH', body: { agentId } }),
+  /** The conversation as a file: its body and the name the server gave it. */
+  exportFile: async (id: string, format: 'markdown' | 'json') => {
+    const res = await apiFetch(`/api/chat-sessions/${id}/export`, { query: { format } });
+    const disposition = res.headers.get('content-disposition') ?? '';
+    const utf8 = /filename\*=UTF-8''([^;]+)/.exec(disposition)?.[1];
+    return { blob: await res.blob(), fileName: utf8 ? decodeURIComponent(utf8) : `conversation.${format === 'json' ? 'json' : 'md'}` };
+  },
+  shares: (id: string) => api<ShareLink[]>(`/api/chat-sessions/${id}/shares`),
+  createShare: (id: string) => api<ShareLink & { token: string; path: string }>(`/api/chat-sessions/${id}/shares`, { method: 'POST' }),
+  revokeShare: (id: string, shareId: string) => api<ShareLink>(`/api/chat-sessions/${id}/shares/${shareId}`, { method: 'DELETE' }),
+  shared: (token: string, signedOut: boolean) => api<SharedConversation>(`/api/shared/${encodeURIComponent(token)}`, { signedOut }),
 };
 
 /**

@@ -80,7 +80,22 @@ export interface StoredMessage {
   error: { code: string; message: string | null } | null;
   interactive: unknown;
   feedback: { rating: 'up' | 'down'; comment: string | null } | null;
+  /** The agent that wrote an answer (a conversation may switch agents). */
+  agentId: string | null;
   createdAt: string;
+}
+
+export interface ShareLink {
+  id: string;
+  createdAt: string;
+  revokedAt: string | null;
+}
+
+/** What a share link shows: no ids, no owner. */
+export interface SharedConversation {
+  title: string;
+  sharedAt: string;
+  messages: { role: 'user' | 'assistant'; content: string; status: MessageStatus; agentName: string | null; createdAt: string }[];
 }
 
 export interface SessionDetail {

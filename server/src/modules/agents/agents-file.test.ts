@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { AppError } from '../../errors.js';
 import { parseAgentsFile, pointerToPath, substitutePlaceholders, validateAgentsDocument } from './agents-file.js';
@@ -66,6 +69,23 @@ describe('placeholders', () => {
   it('accepts a variable set to an empty string as set (validation then judges the value)', () => {
     const problems = fileProblems([{ ...good, apiKey: '${EMPTY}' }], { EMPTY: '' });
     expect(problems).toEqual([{ path: 'agents[0].apiKey', message: 'must not be empty' }]);
+  });
+
+  it('fills ${NAME} from the file NAME_FILE names, trailing line break trimmed; both set or an unreadable file is a problem', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'llmchat-agents-file-'));
+    try {
+      const keyFile = path.join(dir, 'openai_key');
+      writeFileSync(keyFile, 'sk-from-file\n');
+      const [agent] = parseAgentsFile(JSON.stringify({ agents: [{ ...good, apiKey: '${OPENAI_KEY}' }] }), { OPENAI_KEY_FILE: keyFile });
+      expect(agent?.endpoints[0]?.apiKey).toBe('sk-from-file');
+      expect(fileProblems([{ ...good, apiKey: '${OPENAI_KEY}' }], { OPENAI_KEY: 'sk-env', OPENAI_KEY_FILE: keyFile })).toEqual([
+        { path: 'agents[0].apiKey', message: 'environment variables OPENAI_KEY and OPENAI_KEY_FILE are both set: give the value one way only' },
+      ]);
+      const missing = path.join(dir, 'nope');
+      expect(fileProblems([{ ...good, apiKey: '${OPENAI_KEY}' }], { OPENAI_KEY_FILE: missing })).toEqual([{ path: 'agents[0].apiKey', message: `OPENAI_KEY_FILE cannot read ${missing} (ENOENT)` }]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('keeps $${NAME} as a literal ${NAME}', () => {

@@ -1,16 +1,20 @@
+import { readFileSync } from 'node:fs';
 import type { TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { inputProblem } from '../../http/input-problem.js';
 import { schemaErrors } from '../../http/schema-errors.js';
 import type { EndpointTimeouts } from '../../db/schema.js';
 import { AppError } from '../../errors.js';
+import { continuationProblem } from '../providers/continuation-kinds.js';
 import { AgentInputSchema, AgentsDocumentSchema, type AgentInput } from './schema.js';
 import { DEFAULT_FEATURES, type AgentDefinition, type ConfigProblem, type EndpointDefinition } from './types.js';
 
 /**
  * agents.json: `{ "agents": [ … ] }` (or a bare array), in the original
  * LLMChat shape. String values may hold `${ENV_NAME}` placeholders, filled
- * from the environment (`$${X}` stays a literal `${X}`). Every problem is
+ * from the environment (`$${X}` stays a literal `${X}`), or from the file
+ * named by `ENV_NAME_FILE` (the Docker and Kubernetes secrets convention, as
+ * for the server's own secrets; trailing line breaks trimmed). Every problem is
  * reported at once, each with its path (`agents[2].endpoint`).
  */
 
@@ -36,6 +40,19 @@ export function substitutePlaceholders(value: unknown, env: Readonly<Record<stri
           return whole;
         }
         const replacement = env[name];
+        const file = env[`${name}_FILE`];
+        if (replacement !== undefined && file !== undefined) {
+          problems.push({ path: at || '(root)', message: `environment variables ${name} and ${name}_FILE are both set: give the value one way only` });
+          return whole;
+        }
+        if (file !== undefined) {
+          try {
+            return readFileSync(file, 'utf8').replace(/[\r\n]+$/, '');
+          } catch (err) {
+            problems.push({ path: at || '(root)', message: `${name}_FILE cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'})` });
+            return whole;
+          }
+        }
         if (replacement === undefined) {
           problems.push({ path: at || '(root)', message: `environment variable ${name} is not set` });
           return whole;
@@ -111,6 +128,8 @@ export function definitionProblems(definition: AgentDefinition, prefix = ''): Co
       problems.push({ path: field('model'), message: `is required for provider ${endpoint.provider}${position > 0 ? ' (a fallback without one inherits the agent model, and it has none)' : ''}` });
     }
     problems.push(...timeoutProblems(endpoint.timeouts, field('timeouts')));
+    const unsupported = continuationProblem(endpoint.provider, endpoint.continuation);
+    if (unsupported) problems.push({ path: field('continuation'), message: unsupported });
   });
   return problems;
 }
@@ -130,6 +149,7 @@ export function definitionFromInput(input: AgentInput): AgentDefinition {
     appId: input.appId,
     model: input.model,
     timeouts: compact(input.timeouts),
+    continuation: input.continuation,
   };
   const fallbacks: EndpointDefinition[] = (input.fallbacks ?? []).map((f) => ({
     provider: f.provider,
@@ -138,6 +158,7 @@ export function definitionFromInput(input: AgentInput): AgentDefinition {
     appId: f.appId,
     model: f.model,
     timeouts: compact(f.timeouts),
+    continuation: f.continuation,
   }));
   return {
     id: input.id,
@@ -150,6 +171,8 @@ export function definitionFromInput(input: AgentInput): AgentDefinition {
     capabilities: [...(input.capabilities ?? [])],
     rateLimit: compact(input.rateLimit),
     retry: compact(input.retry),
+    hedge: input.hedge,
+    contentPolicy: input.contentPolicy ?? 'pass-through',
     features: { ...DEFAULT_FEATURES, ...compact(input.features) },
     isActive: input.isActive ?? true,
     endpoints: [primary, ...fallbacks],

@@ -146,6 +146,8 @@ function definitionFromStored(stored: repo.StoredAgent): AgentDefinition {
     capabilities: [...row.capabilities],
     rateLimit: orUndefined(row.rate_limit),
     retry: orUndefined(row.retry),
+    hedge: orUndefined(row.hedge),
+    contentPolicy: row.content_policy ?? 'pass-through',
     features: { ...DEFAULT_FEATURES, ...row.features },
     isActive: row.is_active,
     endpoints: stored.endpoints.map((e) => ({
@@ -155,6 +157,7 @@ function definitionFromStored(stored: repo.StoredAgent): AgentDefinition {
       appId: orUndefined(e.app_id),
       model: orUndefined(e.model),
       timeouts: orUndefined(e.timeouts),
+      continuation: orUndefined(e.continuation),
     })),
   };
 }
@@ -177,9 +180,10 @@ function applyPatch(current: AgentDefinition, patch: AgentPatch): AgentDefinitio
     appId: pick(patch.appId, primary.appId),
     model: pick(patch.model, primary.model),
     timeouts: patch.timeouts === undefined ? primary.timeouts : emptyToUndefined(patch.timeouts),
+    continuation: pick(patch.continuation, primary.continuation),
   };
   const fallbacks: EndpointDefinition[] = patch.fallbacks
-    ? patch.fallbacks.map((f) => ({ provider: f.provider, url: f.endpoint, apiKey: f.apiKey, appId: f.appId, model: f.model, timeouts: emptyToUndefined(f.timeouts) }))
+    ? patch.fallbacks.map((f) => ({ provider: f.provider, url: f.endpoint, apiKey: f.apiKey, appId: f.appId, model: f.model, timeouts: emptyToUndefined(f.timeouts), continuation: f.continuation }))
     : current.endpoints.slice(1);
   return {
     id: current.id,
@@ -192,6 +196,8 @@ function applyPatch(current: AgentDefinition, patch: AgentPatch): AgentDefinitio
     capabilities: patch.capabilities ? [...patch.capabilities] : current.capabilities,
     rateLimit: patch.rateLimit === undefined ? current.rateLimit : emptyToUndefined(patch.rateLimit),
     retry: patch.retry === undefined ? current.retry : emptyToUndefined(patch.retry),
+    hedge: patch.hedge === undefined ? current.hedge : (patch.hedge ?? undefined),
+    contentPolicy: patch.contentPolicy ?? current.contentPolicy,
     features: patch.features ? { ...current.features, ...emptyToUndefined(patch.features) } : current.features,
     isActive: patch.isActive ?? current.isActive,
     endpoints: [nextPrimary, ...fallbacks],
@@ -266,6 +272,7 @@ export function createAgentsService(deps: AgentsServiceDeps): AgentsService {
       // A fallback without its own model or timeouts uses the agent's.
       model: orUndefined(e.model) ?? orUndefined(primary.model),
       timeouts: e.position === 0 ? { ...primaryTimeouts } : { ...primaryTimeouts, ...(e.timeouts ?? {}) },
+      continuation: orUndefined(e.continuation),
     }));
     const fallbacks: AgentFallbackConfig[] = stored.endpoints.slice(1).map((e) => ({
       provider: e.provider,
@@ -273,6 +280,7 @@ export function createAgentsService(deps: AgentsServiceDeps): AgentsService {
       appId: orUndefined(e.app_id),
       model: orUndefined(e.model),
       timeouts: orUndefined(e.timeouts),
+      continuation: orUndefined(e.continuation),
       hasApiKey: e.api_key_encrypted !== null,
     }));
     const agent: AgentConfig = {
@@ -290,8 +298,11 @@ export function createAgentsService(deps: AgentsServiceDeps): AgentsService {
       capabilities: [...row.capabilities],
       rateLimit: orUndefined(row.rate_limit),
       retry: orUndefined(row.retry),
+      hedge: orUndefined(row.hedge),
+      contentPolicy: row.content_policy ?? 'pass-through',
       features: { ...DEFAULT_FEATURES, ...row.features },
       timeouts: orUndefined(primary.timeouts),
+      continuation: orUndefined(primary.continuation),
       fallbacks,
       isActive: row.is_active,
       simulated: row.simulated,
@@ -466,7 +477,7 @@ export function createAgentsService(deps: AgentsServiceDeps): AgentsService {
         const match = stored.find((s) => s.position === position && same(s)) ?? stored.find((s) => s.position > 0 && same(s)) ?? stored.find(same);
         apiKeyEncrypted = match?.api_key_encrypted ?? null;
       }
-      return { provider: e.provider, url: e.url, apiKeyEncrypted, appId: e.appId, model: e.model, timeouts: e.timeouts };
+      return { provider: e.provider, url: e.url, apiKeyEncrypted, appId: e.appId, model: e.model, timeouts: e.timeouts, continuation: e.continuation };
     });
   }
 
@@ -749,10 +760,12 @@ export function createAgentsService(deps: AgentsServiceDeps): AgentsService {
           capabilities: ['chat'],
           rateLimit: undefined,
           retry: undefined,
+          hedge: undefined,
+          contentPolicy: 'pass-through',
           features: { ...DEFAULT_FEATURES },
           isActive: true,
           // The mock accepts any key but `bad-key`; this one is no secret.
-          endpoints: [{ provider: 'openai', url, apiKey: 'demo-key', appId: undefined, model: 'mock-model', timeouts: undefined }],
+          endpoints: [{ provider: 'openai', url, apiKey: 'demo-key', appId: undefined, model: 'mock-model', timeouts: undefined, continuation: undefined }],
         };
         const inserted = await db.transaction().execute((trx) => repo.insertAgent(trx, definition, sealEndpoints(definition.endpoints, []), true));
         result = inserted ? 'created' : 'unchanged';

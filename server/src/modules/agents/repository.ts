@@ -1,5 +1,5 @@
 import { sql, type Kysely } from 'kysely';
-import type { AgentEndpointRow, AgentRow, Database, EndpointTimeouts, ProviderKind } from '../../db/schema.js';
+import type { AgentEndpointRow, AgentRow, ContinuationKind, Database, EndpointTimeouts, ProviderKind } from '../../db/schema.js';
 import type { AgentDefinition } from './types.js';
 
 /** SQL for agents and their endpoints. Callers pass the writer or a transaction. */
@@ -18,6 +18,7 @@ export interface EndpointValues {
   appId: string | undefined;
   model: string | undefined;
   timeouts: EndpointTimeouts | undefined;
+  continuation: ContinuationKind | undefined;
 }
 
 type Db = Kysely<Database>;
@@ -37,6 +38,8 @@ function agentValues(definition: AgentDefinition, simulated: boolean) {
     capabilities: json(definition.capabilities),
     rate_limit: definition.rateLimit ? json(definition.rateLimit) : null,
     retry: definition.retry ? json(definition.retry) : null,
+    hedge: definition.hedge ? json(definition.hedge) : null,
+    content_policy: definition.contentPolicy === 'other-model' ? ('other-model' as const) : null,
     features: json(definition.features),
     is_active: definition.isActive,
     simulated,
@@ -53,6 +56,7 @@ function endpointValues(agentId: string, position: number, e: EndpointValues) {
     app_id: e.appId ?? null,
     model: e.model ?? null,
     timeouts: e.timeouts ? json(e.timeouts) : null,
+    continuation: e.continuation ?? null,
   };
 }
 

@@ -1,4 +1,5 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { CONTINUATION_KINDS } from '../providers/continuation-kinds.js';
 
 /**
  * Request and response schemas of the agents API, and the shape of one agent
@@ -53,6 +54,10 @@ export const TimeoutsSchema = Type.Object(
   { additionalProperties: false, description: 'Upstream deadlines in milliseconds; unset ones use the platform defaults.' },
 );
 
+const ContinuationSchema = Type.Union(CONTINUATION_KINDS.map((k) => Type.Literal(k)), {
+  description: 'How a later attempt continues an answer that broke off here: prefill (the partial answer as a trailing assistant message), continue_final_message (the same with vLLM\'s flags) or restart. Unset: the provider\'s default (README, "Continuation per provider").',
+});
+
 export const RateLimitSchema = Type.Object(
   {
     requestsPerMinute: Type.Optional(Type.Integer({ minimum: 1, maximum: Limits.requestsPerMinute })),
@@ -73,6 +78,20 @@ export const RetrySchema = Type.Object(
   },
   { additionalProperties: false, description: 'Retries of one endpoint for transient failures; unset fields use the UPSTREAM_* defaults.' },
 );
+
+export const HedgeSchema = Type.Object(
+  {
+    afterMs: Type.Union([Type.Integer({ minimum: 1, maximum: Limits.timeoutMs }), Type.Literal('p95')], {
+      description: "Milliseconds without a first token after which the agent's next endpoint is called too (the first token wins, the other call is cancelled); `p95`: the endpoint's observed 95th percentile time to first token (no hedging until 20 turns were observed).",
+    }),
+  },
+  { additionalProperties: false, description: 'Hedged first token: an opt-in that costs a second upstream call on slow turns. Unset or null: off.' },
+);
+
+export const ContentPolicySchema = Type.Union([Type.Literal('pass-through'), Type.Literal('other-model')], {
+  description:
+    "A provider's content-policy refusal: `pass-through` (the default) gives it to the caller as UPSTREAM_CONTENT_POLICY; `other-model` tries the agent's next endpoint with another model, an explicit opt-in that routes around the provider's safety policy.",
+});
 
 export const StreamingConfigSchema = Type.Object(
   {
@@ -104,6 +123,7 @@ export const FallbackInputSchema = Type.Object(
     appId: Type.Optional(AppId),
     model: Type.Optional(Model),
     timeouts: Type.Optional(TimeoutsSchema),
+    continuation: Type.Optional(ContinuationSchema),
   },
   { additionalProperties: false },
 );
@@ -135,9 +155,12 @@ export const AgentInputSchema = Type.Object(
     capabilities: Type.Optional(Capabilities),
     rateLimit: Type.Optional(RateLimitSchema),
     retry: Type.Optional(RetrySchema),
+    hedge: Type.Optional(HedgeSchema),
+    contentPolicy: Type.Optional(ContentPolicySchema),
     features: Type.Optional(FeaturesSchema),
     isActive: Type.Optional(Type.Boolean()),
     timeouts: Type.Optional(TimeoutsSchema),
+    continuation: Type.Optional(ContinuationSchema),
     fallbacks: Type.Optional(Fallbacks),
     // Present in files written by the original LLMChat; accepted and ignored (the database keeps its own).
     createdAt: Type.Optional(Timestamp),
@@ -185,9 +208,12 @@ export const AgentPatchSchema = Type.Object(
     capabilities: Type.Optional(Capabilities),
     rateLimit: Type.Optional(nullable(RateLimitSchema)),
     retry: Type.Optional(nullable(RetrySchema)),
+    hedge: Type.Optional(nullable(HedgeSchema)),
+    contentPolicy: Type.Optional(ContentPolicySchema),
     features: Type.Optional(FeaturesSchema),
     isActive: Type.Optional(Type.Boolean()),
     timeouts: Type.Optional(nullable(TimeoutsSchema)),
+    continuation: Type.Optional(nullable(ContinuationSchema)),
     fallbacks: Type.Optional(Fallbacks),
     createdAt: Type.Optional(Timestamp),
     updatedAt: Type.Optional(Timestamp),
@@ -235,6 +261,7 @@ const FallbackView = Type.Object({
   appId: Type.Optional(Type.String()),
   model: Type.Optional(Type.String()),
   timeouts: Type.Optional(TimeoutsView),
+  continuation: Type.Optional(Type.String()),
   hasApiKey: Type.Boolean(),
 });
 
@@ -273,7 +300,10 @@ export const AgentView = Type.Object({
     }),
   ),
   retry: Type.Optional(Type.Object({ maxAttempts: Type.Optional(Type.Integer()), baseDelayMs: Type.Optional(Type.Integer()), maxDelayMs: Type.Optional(Type.Integer()) })),
+  hedge: Type.Optional(Type.Object({ afterMs: Type.Union([Type.Integer(), Type.Literal('p95')]) })),
+  contentPolicy: Type.Optional(Type.String()),
   timeouts: Type.Optional(TimeoutsView),
+  continuation: Type.Optional(Type.String()),
   fallbacks: Type.Optional(Type.Array(FallbackView)),
   createdAt: Type.Optional(Type.String()),
   updatedAt: Type.Optional(Type.String()),

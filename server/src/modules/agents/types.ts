@@ -1,4 +1,4 @@
-import type { AgentRateLimit, AgentRetry, EndpointTimeouts, ProviderKind } from '../../db/schema.js';
+import type { AgentHedge, ContentPolicyRouting, AgentRateLimit, AgentRetry, ContinuationKind, EndpointTimeouts, ProviderKind } from '../../db/schema.js';
 import type { Principal } from '../../plugins/authenticate.js';
 import type { ResolvedEndpoint } from '../providers/types.js';
 
@@ -34,6 +34,7 @@ export interface AgentFallbackConfig {
   appId?: string | undefined;
   model?: string | undefined;
   timeouts?: EndpointTimeouts | undefined;
+  continuation?: ContinuationKind | undefined;
   hasApiKey: boolean;
 }
 
@@ -57,8 +58,14 @@ export interface AgentConfig {
   capabilities: readonly string[];
   rateLimit?: AgentRateLimit | undefined;
   retry?: AgentRetry | undefined;
+  /** Hedged first token (resilience/hedge.ts); unset: off. */
+  hedge?: AgentHedge | undefined;
+  /** A provider's content-policy refusal: passed to the caller, or tried on another model (opt-in). */
+  contentPolicy: ContentPolicyRouting;
   features: AgentFeatureFlags;
   timeouts?: EndpointTimeouts | undefined;
+  /** The primary endpoint's continuation setting (unset: its provider's default). */
+  continuation?: ContinuationKind | undefined;
   fallbacks: readonly AgentFallbackConfig[];
   isActive: boolean;
   /** The built-in demo agent on the mock upstream; read-only. */
@@ -88,6 +95,7 @@ export interface EndpointDefinition {
   appId: string | undefined;
   model: string | undefined;
   timeouts: EndpointTimeouts | undefined;
+  continuation: ContinuationKind | undefined;
 }
 
 /** A validated agent with defaults applied, ready to be written. */
@@ -102,6 +110,8 @@ export interface AgentDefinition {
   capabilities: string[];
   rateLimit: AgentRateLimit | undefined;
   retry: AgentRetry | undefined;
+  hedge: AgentHedge | undefined;
+  contentPolicy: ContentPolicyRouting;
   features: AgentFeatureFlags;
   isActive: boolean;
   /** Position 0 is the primary. */

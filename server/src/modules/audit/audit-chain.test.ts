@@ -180,6 +180,8 @@ describe.each(await backendNames())('the audit chain on %s', (backendName) => {
 
     it('`npm run audit:verify` passes an intact chain and names the modified and the deleted entry', async () => {
       // PostgreSQL by DATABASE_URL; PGlite by a data directory the command opens itself, as an operator runs it.
+      // Two CLI runs (each compiles the server's imports with tsx and opens the database) take well over the
+      // default 30 s on a loaded CI machine: a generous bound, not a timing.
       let env: Record<string, string>;
       let database: DatabaseHandle;
       let dataDir: string | undefined;
@@ -227,6 +229,6 @@ describe.each(await backendNames())('the audit chain on %s', (backendName) => {
           fs.rmSync(dataDir, { recursive: true, force: true });
         }
       }
-    });
+    }, 120_000);
   });
 });

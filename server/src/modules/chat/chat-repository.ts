@@ -1,8 +1,9 @@
 import crypto from 'node:crypto';
 import { sql } from 'kysely';
-import { createGroupWriter } from '../../db/group-writer.js';
+import { createGroupWriter, GroupWriterStats } from '../../db/group-writer.js';
 import type { DatabaseHandle } from '../../db/database.js';
 import type { MessageRow, MessageStatus } from '../../db/schema.js';
+import type { ToolCall, ToolChoice, ToolDefinition } from '../providers/types.js';
 
 /** SQL for sessions and messages. Every query is scoped by the owner's id. */
 
@@ -23,6 +24,10 @@ export interface NewTurn {
   editedQuestion?: string | undefined;
   /** Request options beyond the messages, kept with the answer so an instance taking it over asks the same. */
   options?: TurnOptions | undefined;
+  /** The W3C trace context of the turn's span (tracing on): a takeover or a resume links its own span to it. */
+  traceparent?: string | undefined;
+  /** A new session is left out of the owner's chat list (a `/v1` call's): set at insert, nothing to update later. */
+  hidden?: boolean | undefined;
   /**
    * An Idempotency-Key, written in the same statement as the turn: both or
    * neither. A key already present (another request's) writes nothing.
@@ -36,6 +41,10 @@ export interface TurnOptions {
   maxTokens?: number | undefined;
   variables?: Record<string, unknown> | undefined;
   detail?: boolean | undefined;
+  /** `/v1` sampling options (top_p, stop, seed, response_format). */
+  sampling?: { topP?: number | undefined; stop?: string[] | undefined; seed?: number | undefined; responseFormat?: Record<string, unknown> | undefined; endUser?: string | undefined } | undefined;
+  /** `/v1` function calling: the tools offered and how the model may use them. */
+  tools?: { tools?: ToolDefinition[] | undefined; toolChoice?: ToolChoice | undefined; parallelToolCalls?: boolean | undefined } | undefined;
 }
 
 /** An answer left `streaming` by an instance that may be gone. */
@@ -56,6 +65,8 @@ export interface ClaimedTurn {
   providerChatId: string | null;
   /** The instance it was claimed from (null: unknown). */
   previousOwner: string | null;
+  /** The trace context its first run stored, if it was traced. */
+  traceparent: string | undefined;
 }
 
 export interface CreatedTurn {
@@ -80,6 +91,8 @@ export interface TurnOutcome {
   providerChatId?: string | null;
   providerMessageId?: string | null;
   interactive?: unknown;
+  /** The function calls the answer made, kept in its metadata as `toolCalls`. */
+  toolCalls?: ToolCall[] | undefined;
 }
 
 export interface SessionSummary {
@@ -88,6 +101,8 @@ export interface SessionSummary {
   title: string;
   messageCount: number;
   archived: boolean;
+  /** Left out of the chat list unless asked for (a `/v1` call's session). */
+  hidden: boolean;
   createdAt: Date;
   updatedAt: Date;
 }
@@ -131,6 +146,7 @@ function toSummary(row: {
   title: string;
   message_count: number;
   archived_at: Date | null;
+  hidden: boolean;
   created_at: Date;
   updated_at: Date;
 }): SessionSummary {
@@ -140,6 +156,7 @@ function toSummary(row: {
     title: row.title,
     messageCount: row.message_count,
     archived: row.archived_at !== null,
+    hidden: row.hidden,
     createdAt: row.created_at,
     updatedAt: row.updated_at,
   };
@@ -162,8 +179,8 @@ function toSummary(row: {
  */
 const CREATE_CTES = `
 input AS (
-  SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::text[], $6::uuid[], $7::uuid[], $8::uuid[], $10::jsonb[], $11::text[], $12::text[])
-    WITH ORDINALITY AS i(user_id, agent_id, title, user_message_id, user_content, assistant_id, session_id, new_session_id, options, idem_key, idem_hash, ord)
+  SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::text[], $6::uuid[], $7::uuid[], $8::uuid[], $10::jsonb[], $11::text[], $12::text[], $13::boolean[])
+    WITH ORDINALITY AS i(user_id, agent_id, title, user_message_id, user_content, assistant_id, session_id, new_session_id, options, idem_key, idem_hash, hidden, ord)
 ),
 keyed AS (
   INSERT INTO idempotency_keys (user_id, key, request_hash, message_id)
@@ -177,15 +194,18 @@ accepted AS (
   SELECT * FROM input WHERE idem_key IS NULL OR assistant_id IN (SELECT message_id FROM keyed)
 ),
 created AS (
-  INSERT INTO chat_sessions (id, user_id, agent_id, title, message_count, updated_at)
-  SELECT new_session_id, user_id, agent_id, title, 2, now() FROM accepted WHERE session_id IS NULL
+  INSERT INTO chat_sessions (id, user_id, agent_id, title, message_count, updated_at, hidden)
+  SELECT new_session_id, user_id, agent_id, title, 2, now(), hidden FROM accepted WHERE session_id IS NULL
   RETURNING id, user_id, provider_chat_id
 ),
 continued AS (
   UPDATE chat_sessions AS s
   SET updated_at = now(),
       message_count = s.message_count + 2 * (SELECT count(*) FROM accepted AS j WHERE j.session_id = s.id AND j.user_id = s.user_id),
-      title = CASE WHEN s.title = '' THEN i.title ELSE s.title END
+      title = CASE WHEN s.title = '' THEN i.title ELSE s.title END,
+      -- A turn with another agent switches the session to it; the provider's conversation id was the old agent's.
+      agent_id = i.agent_id,
+      provider_chat_id = CASE WHEN s.agent_id = i.agent_id THEN s.provider_chat_id END
   FROM accepted AS i
   WHERE i.session_id IS NOT NULL AND s.id = i.session_id AND s.user_id = i.user_id
   RETURNING s.id, s.user_id, s.provider_chat_id
@@ -223,16 +243,17 @@ UPDATE messages AS m SET
   error_message = v.error_message, provider = v.provider, model = v.model, endpoint_id = v.endpoint_id,
   prompt_tokens = v.prompt_tokens, completion_tokens = v.completion_tokens, total_tokens = v.total_tokens,
   first_token_ms = v.first_token_ms, total_ms = v.total_ms, provider_chat_id = v.provider_chat_id,
-  provider_message_id = v.provider_message_id, interactive = v.interactive, updated_at = now(), completed_at = now()
+  provider_message_id = v.provider_message_id, interactive = v.interactive, updated_at = now(), completed_at = now(),
+  metadata = CASE WHEN v.tool_calls IS NULL THEN m.metadata ELSE coalesce(m.metadata, '{}'::jsonb) || jsonb_build_object('toolCalls', v.tool_calls) END
 FROM unnest($${first}::uuid[], $${first + 1}::text[], $${first + 2}::text[], $${first + 3}::text[], $${first + 4}::text[], $${first + 5}::text[], $${first + 6}::text[], $${first + 7}::text[], $${first + 8}::uuid[],
-            $${first + 9}::int[], $${first + 10}::int[], $${first + 11}::int[], $${first + 12}::int[], $${first + 13}::int[], $${first + 14}::text[], $${first + 15}::text[], $${first + 16}::jsonb[])
+            $${first + 9}::int[], $${first + 10}::int[], $${first + 11}::int[], $${first + 12}::int[], $${first + 13}::int[], $${first + 14}::text[], $${first + 15}::text[], $${first + 16}::jsonb[], $${first + 17}::jsonb[])
   AS v(id, status, content, reasoning, error_code, error_message, provider, model, endpoint_id,
-       prompt_tokens, completion_tokens, total_tokens, first_token_ms, total_ms, provider_chat_id, provider_message_id, interactive)
+       prompt_tokens, completion_tokens, total_tokens, first_token_ms, total_ms, provider_chat_id, provider_message_id, interactive, tool_calls)
 WHERE m.id = v.id AND m.status = 'streaming' AND (m.owner_instance IS NULL OR m.owner_instance = ${owner})
 RETURNING m.id`;
 }
 
-const FINISH_TURNS = finishUpdate(1, '$18');
+const FINISH_TURNS = finishUpdate(1, '$19');
 
 /**
  * Both at once, when turns start and end in the same moment (under load,
@@ -241,7 +262,7 @@ const FINISH_TURNS = finishUpdate(1, '$18');
  * parts never touch the same row.
  */
 const CREATE_AND_FINISH_TURNS = `WITH ${CREATE_CTES},
-finished AS (${finishUpdate(13, '$9')})
+finished AS (${finishUpdate(14, '$9')})
 SELECT 'created' AS kind, c.assistant_id, c.session_id, c.provider_chat_id FROM (${CREATED_ROWS}) AS c
 UNION ALL SELECT 'finished', f.id, NULL, NULL FROM finished AS f`;
 
@@ -254,6 +275,7 @@ function finishRow(messageId: string, o: TurnOutcome): unknown[] {
     o.model ?? null, o.endpointId ?? null, o.promptTokens ?? null, o.completionTokens ?? null, o.totalTokens ?? null,
     o.firstTokenMs ?? null, o.totalMs ?? null, o.providerChatId ?? null, o.providerMessageId ?? null,
     o.interactive === undefined || o.interactive === null ? null : JSON.stringify(o.interactive),
+    o.toolCalls === undefined || o.toolCalls.length === 0 ? null : JSON.stringify(o.toolCalls),
   ];
 }
 
@@ -296,10 +318,24 @@ interface CreatedRow {
   provider_chat_id: string | null;
 }
 
-function optionsJson(options: TurnOptions | undefined): string | null {
-  if (options === undefined) return null;
-  const kept = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined));
-  return Object.keys(kept).length === 0 ? null : JSON.stringify({ options: kept });
+/** The answer's metadata: the request options that are not the agent's defaults and the turn's trace context. */
+function metadataJson(options: TurnOptions | undefined, traceparent: string | undefined): string | null {
+  const kept = options === undefined ? {} : Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined));
+  const hasOptions = Object.keys(kept).length > 0;
+  if (!hasOptions && traceparent === undefined) return null;
+  return JSON.stringify({ ...(hasOptions ? { options: kept } : {}), ...(traceparent === undefined ? {} : { traceparent }) });
+}
+
+/** The trace context stored with an answer (metadataJson), if any. */
+export function storedTraceparent(metadata: unknown): string | undefined {
+  const value = (metadata as { traceparent?: unknown } | null)?.traceparent;
+  return typeof value === 'string' ? value : undefined;
+}
+
+/** The function calls stored with an answer (TurnOutcome.toolCalls), if any. */
+export function storedToolCalls(metadata: unknown): ToolCall[] | undefined {
+  const value = (metadata as { toolCalls?: unknown } | null)?.toolCalls;
+  return Array.isArray(value) && value.length > 0 ? (value as ToolCall[]) : undefined;
 }
 
 /**
@@ -318,14 +354,15 @@ export function createChatRepository(database: DatabaseHandle, instanceId: strin
     return [
       ...columnsOf(rows, 8),
       instanceId,
-      turns.map((t) => optionsJson(t.options)),
+      turns.map((t) => metadataJson(t.options, t.traceparent)),
       turns.map((t) => t.idempotency?.key ?? null),
       turns.map((t) => t.idempotency?.fingerprint ?? null),
+      turns.map((t) => t.hidden === true),
     ];
   }
 
   function finishParams(items: { messageId: string; outcome: TurnOutcome }[]): unknown[] {
-    return columnsOf(items.map((t) => finishRow(t.messageId, t.outcome)), 17);
+    return columnsOf(items.map((t) => finishRow(t.messageId, t.outcome)), 18);
   }
 
   /**
@@ -334,6 +371,8 @@ export function createChatRepository(database: DatabaseHandle, instanceId: strin
    * as one statement (CREATE_TURNS, FINISH_TURNS, or both in
    * CREATE_AND_FINISH_TURNS).
    */
+  const turnWriteStats = new GroupWriterStats('turns');
+  const checkpointStats = new GroupWriterStats('checkpoints');
   const turnWrites = createGroupWriter(async (items: TurnWrite[]): Promise<TurnWritten[]> => {
     const creates: NewTurn[] = [];
     const finishes: { messageId: string; outcome: TurnOutcome }[] = [];
@@ -362,7 +401,7 @@ export function createChatRepository(database: DatabaseHandle, instanceId: strin
       const row = created.get(item.turn.assistantMessageId);
       return { kind: 'create', created: row ? { sessionId: row.session_id, providerChatId: row.provider_chat_id } : undefined };
     });
-  }, BATCH_MAX);
+  }, BATCH_MAX, turnWriteStats);
 
   async function create(turn: NewTurn): Promise<CreatedTurn | undefined> {
     const written = await turnWrites({ kind: 'create', turn });
@@ -390,7 +429,7 @@ export function createChatRepository(database: DatabaseHandle, instanceId: strin
     ]);
     const landed = new Set(result.rows.map((r) => r.id));
     return items.map((c) => latest.get(c.messageId) === c && landed.has(c.messageId));
-  }, BATCH_MAX);
+  }, BATCH_MAX, checkpointStats);
   /** Regenerate: the old answer is deleted and a new `streaming` one written, in one transaction. */
   async function replaceAnswer(turn: NewTurn): Promise<CreatedTurn | undefined> {
     const { sessionId, replacesMessageId } = turn;
@@ -419,7 +458,7 @@ export function createChatRepository(database: DatabaseHandle, instanceId: strin
           agent_id: turn.agentId,
           updated_at: new Date(),
           owner_instance: instanceId,
-          metadata: optionsJson(turn.options),
+          metadata: metadataJson(turn.options, turn.traceparent),
         })
         .execute();
       return { sessionId, providerChatId: session.provider_chat_id };
@@ -427,6 +466,10 @@ export function createChatRepository(database: DatabaseHandle, instanceId: strin
   }
 
   return {
+    /** The group writers' figures for metrics (maxima since the last call). */
+    writerStats() {
+      return [turnWriteStats.take(), checkpointStats.take()];
+    },
     /**
      * The acknowledgement point of a turn: the user message and the
      * assistant message in state `streaming` are written together with the
@@ -463,6 +506,33 @@ export function createChatRepository(database: DatabaseHandle, instanceId: strin
       return rows.map((r) => ({ id: r.id, ownerInstance: r.owner_instance }));
     },
 
+    /** Answers still `streaming` that these instances own, oldest first, however recently touched: theirs to take over now. */
+    async answersOwnedBy(owners: readonly string[], limit: number): Promise<OrphanCandidate[]> {
+      if (owners.length === 0) return [];
+      const rows = await db
+        .selectFrom('messages')
+        .select(['id', 'owner_instance'])
+        .where('status', '=', 'streaming')
+        .where('owner_instance', 'in', owners)
+        .orderBy('updated_at')
+        .limit(limit)
+        .execute();
+      return rows.map((r) => ({ id: r.id, ownerInstance: r.owner_instance }));
+    },
+
+    /** Of these answers, those another instance owns now (taken over from this one); answers not written yet are not among them. */
+    async ownedElsewhere(messageIds: readonly string[]): Promise<string[]> {
+      if (messageIds.length === 0) return [];
+      const rows = await db
+        .selectFrom('messages')
+        .select('id')
+        .where('id', 'in', messageIds)
+        .where('owner_instance', 'is not', null)
+        .where('owner_instance', '<>', instanceId)
+        .execute();
+      return rows.map((r) => r.id);
+    },
+
     /**
      * Makes this instance the owner of an answer still `streaming` that
      * `fromOwner` owned: one conditional UPDATE, so of several instances
@@ -480,7 +550,7 @@ export function createChatRepository(database: DatabaseHandle, instanceId: strin
       if (!row) return undefined;
       const session = await db.selectFrom('chat_sessions').select('provider_chat_id').where('id', '=', row.session_id).executeTakeFirst();
       const options = (row.metadata as { options?: TurnOptions } | null)?.options;
-      return { id: row.id, sessionId: row.session_id, userId: row.user_id, agentId: row.agent_id, seq: row.seq, content: row.content, options, providerChatId: session?.provider_chat_id ?? null, previousOwner: fromOwner };
+      return { id: row.id, sessionId: row.session_id, userId: row.user_id, agentId: row.agent_id, seq: row.seq, content: row.content, options, providerChatId: session?.provider_chat_id ?? null, previousOwner: fromOwner, traceparent: storedTraceparent(row.metadata) };
     },
 
     /** Writes the end of a turn once: only a message still `streaming` is finished. Returns whether it was. */
@@ -567,8 +637,9 @@ export function createChatRepository(database: DatabaseHandle, instanceId: strin
     },
 
     /** On the writer: the list a user sees right after a turn must hold the session that turn just created or moved up. */
-    async listSessions(options: { userId: string; agentId?: string | undefined; archived: 'only' | 'exclude' | 'include'; limit: number; offset: number }) {
+    async listSessions(options: { userId: string; agentId?: string | undefined; archived: 'only' | 'exclude' | 'include'; hidden: 'only' | 'exclude' | 'include'; limit: number; offset: number }) {
       let query = db.selectFrom('chat_sessions').where('user_id', '=', options.userId);
+      if (options.hidden !== 'include') query = query.where('hidden', '=', options.hidden === 'only');
       if (options.agentId) query = query.where('agent_id', '=', options.agentId);
       if (options.archived === 'only') query = query.where('archived_at', 'is not', null);
       if (options.archived === 'exclude') query = query.where('archived_at', 'is', null);
@@ -599,6 +670,18 @@ export function createChatRepository(database: DatabaseHandle, instanceId: strin
         .execute();
       const hasMore = rows.length > options.limit;
       return { messages: rows.slice(0, options.limit).reverse(), hasMore };
+    },
+
+    /** Switches the session to another agent; the provider's conversation id belonged to the old one. */
+    async setSessionAgent(sessionId: string, userId: string, agentId: string): Promise<SessionSummary | undefined> {
+      const row = await db
+        .updateTable('chat_sessions')
+        .set((eb) => ({ agent_id: agentId, provider_chat_id: eb.case().when('agent_id', '=', agentId).then(eb.ref('provider_chat_id')).else(null).end() }))
+        .where('id', '=', sessionId)
+        .where('user_id', '=', userId)
+        .returningAll()
+        .executeTakeFirst();
+      return row ? toSummary(row) : undefined;
     },
 
     async renameSession(sessionId: string, userId: string, title: string): Promise<SessionSummary | undefined> {
@@ -633,7 +716,7 @@ export function createChatRepository(database: DatabaseHandle, instanceId: strin
       return Number(result.numDeletedRows);
     },
 
-    /** Full-text search over the user's session titles and message text (answers once they end), newest first, with a snippet. */
+    /** Full-text search over the user's listed sessions' titles and message text (answers once they end), newest first, with a snippet. */
     async search(userId: string, q: string, limit: number): Promise<SearchHit[]> {
       const needle = q.trim();
       const cjk = CJK.test(needle);
@@ -643,6 +726,7 @@ export function createChatRepository(database: DatabaseHandle, instanceId: strin
         .selectFrom('chat_sessions')
         .select(['id', 'agent_id', 'title', 'updated_at'])
         .where('user_id', '=', userId)
+        .where('hidden', '=', false)
         .where((eb) =>
           cjk
             ? eb.or([sql<boolean>`to_tsvector('simple', title) @@ ${tsq}`, eb('title', 'ilike', like)])
@@ -666,6 +750,7 @@ export function createChatRepository(database: DatabaseHandle, instanceId: strin
         ])
         .where('messages.user_id', '=', userId)
         .where('chat_sessions.user_id', '=', userId)
+        .where('chat_sessions.hidden', '=', false)
         // An answer is searchable once it ends (the full-text index leaves out streaming ones: migration 0006).
         .where('messages.status', '<>', 'streaming')
         .where((eb) =>

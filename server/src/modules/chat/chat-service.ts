@@ -1,6 +1,8 @@
 import crypto from 'node:crypto';
+import type { Context } from '@opentelemetry/api';
 import type { Logger } from 'pino';
 import { upstreamTimeouts, type Config } from '../../config.js';
+import { bindIds, childLogger } from '../../logger.js';
 import type { DatabaseHandle } from '../../db/database.js';
 import type { MessageRow } from '../../db/schema.js';
 import { AppError, type ErrorCode } from '../../errors.js';
@@ -14,18 +16,25 @@ import type { ChatContentPart, ChatMessage, ResolvedEndpoint } from '../provider
 import { UpstreamError } from '../providers/upstream-error.js';
 import type { Admission } from '../providers/upstream-slots.js';
 import { abortableSleep, type ResilienceDeps } from '../resilience/attempt-loop.js';
+import { createFirstTokenStats } from '../resilience/first-token-stats.js';
 import type { BreakerService } from '../resilience/breakers.js';
 import type { FailureLog } from '../resilience/failure-log.js';
-import { createChatRepository, type ChatRepository, type ClaimedTurn } from './chat-repository.js';
+import { createChatRepository, type ChatRepository, type ClaimedTurn, type TurnOptions } from './chat-repository.js';
 import { TurnEventBuffer } from './event-buffer.js';
 import { createIdempotencyStore } from './idempotency.js';
 import { TakeoverService } from './takeover.js';
-import { Generation, type GenerationPlan, type GenerationResult } from './generation.js';
+import { Generation, type GenerationPlan, type GenerationResult, type TurnScope } from './generation.js';
+import { partialAnswer } from './continuation.js';
+import type { Tracing } from '../../tracing/tracing.js';
+import { spanContextOf } from '../../tracing/tracing.js';
+import { TurnTrace } from '../../tracing/turn-trace.js';
+import { providerCallsTools, isToolMessage } from '../providers/tool-calls.js';
 import type { CompletionBody, FeedbackBody } from './schema.js';
 import { createSessionService } from './session-service.js';
 import { createTurnLimits, tokensOfTurn, type TurnAdmitted } from './turn-limits.js';
 import { estimatePromptTokens } from '../quotas/token-budgets.js';
 import type { UserBudgetDirectory } from '../quotas/user-budgets.js';
+import type { Metrics } from '../metrics/metrics.js';
 
 export interface ChatServiceDeps {
   database: DatabaseHandle;
@@ -43,10 +52,23 @@ export interface ChatServiceDeps {
   instanceId: string;
   /** Users' own token budgets, in memory. */
   budgets: UserBudgetDirectory;
+  /** The app's metrics (the app always hands them in; unit tests may not). */
+  metrics?: Metrics | undefined;
+  /** Spans of each turn; undefined when tracing is off. */
+  tracing?: Tracing | undefined;
+}
+
+/**
+ * Who asks for a turn, as the HTTP layer knows it: the request's logger
+ * (reqId, userId and traceId bound) and its span's context.
+ */
+export interface TurnCaller {
+  log: Logger;
+  trace: Context | undefined;
 }
 
 /** Retries, breakers and deadlines for upstream calls, from the configuration. */
-export function resilienceFrom(deps: Pick<ChatServiceDeps, 'config' | 'logger' | 'breakers' | 'failures' | 'random' | 'sleep'>): ResilienceDeps {
+export function resilienceFrom(deps: Pick<ChatServiceDeps, 'config' | 'logger' | 'breakers' | 'failures' | 'random' | 'sleep' | 'metrics' | 'state'>): ResilienceDeps {
   const { config } = deps;
   return {
     breakers: deps.breakers,
@@ -62,6 +84,8 @@ export function resilienceFrom(deps: Pick<ChatServiceDeps, 'config' | 'logger' |
     sleep: deps.sleep ?? abortableSleep,
     now: Date.now,
     logger: deps.logger,
+    metrics: deps.metrics,
+    firstTokens: createFirstTokenStats({ state: deps.state }),
   };
 }
 
@@ -74,12 +98,21 @@ export type TurnStart = { kind: 'started'; generation: Generation } | { kind: 'r
 /** A turn as the chat routes ask for it, after the legacy `options` are merged. */
 export interface TurnInput {
   agentId: string;
-  messages: CompletionBody['messages'];
+  /** The request's messages; `tool` messages and assistant tool calls come through `/v1` only. */
+  messages: ChatMessage[];
   chatId?: string | undefined;
   detail?: boolean | undefined;
   temperature?: number | undefined;
   maxTokens?: number | undefined;
   variables?: Record<string, unknown> | undefined;
+  /** Sampling options of the OpenAI wire format (`/v1`), passed to providers that take them. */
+  sampling?: TurnOptions['sampling'];
+  /** Function calling (`/v1`): tools offered, tool_choice, parallel_tool_calls. */
+  tools?: TurnOptions['tools'];
+  /** When the request arrived (performance.now()), for the turn's metrics. */
+  receivedAt?: number | undefined;
+  /** The new session stays out of the owner's chat list (a `/v1` call that did not ask to keep one). */
+  hidden?: boolean | undefined;
 }
 
 const CONTEXT_MESSAGES = 40;
@@ -149,6 +182,7 @@ export function createChatService(deps: ChatServiceDeps) {
     checkpointIntervalMs: config.checkpointIntervalMs,
     checkpointNotice: new DegradedNotice(logger, 'saving partial answers while they stream (checkpoints)', Date.now, 'the database'),
     resilience: resilienceFrom(deps),
+    metrics: deps.metrics,
     onSettled: (generation: Generation, result: GenerationResult) => {
       running.delete(generation.turnId);
       // A handed-over answer is settled by the instance that takes it over; only the stored answer's usage counts.
@@ -158,13 +192,35 @@ export function createChatService(deps: ChatServiceDeps) {
     },
   };
 
-  const limits = createTurnLimits({ state, config, budgets: deps.budgets, logger });
+  const limits = createTurnLimits({ state, config, budgets: deps.budgets, logger, onRefused: (kind, scope) => deps.metrics?.refused(kind, scope) });
 
   /** When the acknowledgement write last failed (ms since epoch); early starts pause for EARLY_START_PAUSE_MS after it. */
   let writeFailedAt = 0;
 
-  function launch(plan: GenerationPlan, admission?: Admission): Generation {
-    const generation = new Generation(plan, generationDeps, admission);
+  /**
+   * The turn's logger and spans. The caller's logger gets the turn id bound
+   * (no new logger per turn); a turn without a caller (a takeover) gets one.
+   */
+  function turnScope(caller: TurnCaller | undefined, turnId: string, userId: string, agentId: string, takeover?: { linkTo: string | undefined; previousOwner: string | null }): TurnScope {
+    let trace: TurnTrace | undefined;
+    if (deps.tracing) {
+      const attributes = { 'llmchat.turn.id': turnId, 'llmchat.agent.id': agentId };
+      if (takeover) {
+        const linked = spanContextOf(takeover.linkTo);
+        trace = TurnTrace.start(deps.tracing.tracer, 'chat turn takeover', undefined, { ...attributes, 'llmchat.takeover.previous_owner': takeover.previousOwner ?? '' }, linked ? [{ context: linked, attributes: { 'llmchat.link': 'original_turn' } }] : []);
+      } else {
+        trace = TurnTrace.start(deps.tracing.tracer, 'chat turn', caller?.trace, attributes);
+      }
+    }
+    if (caller) {
+      bindIds(caller.log, { turnId });
+      return { log: caller.log, trace };
+    }
+    return { log: childLogger(logger, trace ? { turnId, userId, traceId: trace.traceId } : { turnId, userId }, config.logFormat), trace };
+  }
+
+  function launch(plan: GenerationPlan, admission: Admission | undefined, scope: TurnScope): Generation {
+    const generation = new Generation(plan, generationDeps, admission, scope);
     running.set(plan.turnId, generation);
     generation.start();
     return generation;
@@ -173,7 +229,9 @@ export function createChatService(deps: ChatServiceDeps) {
   /** Builds the provider's message list: stored context (when the provider keeps none) + the request's messages. */
   async function providerMessages(input: TurnInput, sessionId: string | undefined, keepsUpstreamContext: boolean, userId: string, excludeIds: string[], agentHasSystemPrompt: boolean): Promise<ChatMessage[]> {
     // The admin's system prompt is not the caller's to replace: client system messages pass only when the agent has none.
-    const given: ChatMessage[] = input.messages.filter((m) => m.role !== 'system' || !agentHasSystemPrompt).map((m) => ({ role: m.role, content: m.content }));
+    const given: ChatMessage[] = input.messages
+      .filter((m) => m.role !== 'system' || !agentHasSystemPrompt)
+      .map((m) => (m.toolCalls === undefined && m.toolCallId === undefined ? { role: m.role, content: m.content } : { role: m.role, content: m.content, toolCalls: m.toolCalls, toolCallId: m.toolCallId }));
     if (!sessionId || keepsUpstreamContext || given.length > 1) return given;
     const context = await repo.contextMessages(sessionId, userId, excludeIds, CONTEXT_MESSAGES);
     return [...context.map((m) => ({ role: m.role, content: m.content })), ...given];
@@ -221,20 +279,25 @@ export function createChatService(deps: ChatServiceDeps) {
       turnId?: string;
       editedQuestion?: string | undefined;
       idempotency?: { key: string; fingerprint: string };
+      hidden?: boolean | undefined;
     },
+    caller: TurnCaller | undefined,
   ): Promise<Generation> {
     const { agent } = resolved;
     const turnId = write.turnId ?? crypto.randomUUID();
-    // Limits and budgets first (one shared-state round trip when any applies), then an upstream slot.
-    const admitted = await limits.admit({ turnId, userId: principal.userId, agent, messages: input.messages, maxTokens: input.maxTokens });
+    const scope = turnScope(caller, turnId, principal.userId, agent.id);
+    let admitted: TurnAdmitted | undefined;
     let admission: Admission | undefined;
     try {
+      // Limits and budgets first (one shared-state round trip when any applies), then an upstream slot.
+      admitted = await limits.admit({ turnId, userId: principal.userId, agent, messages: input.messages, maxTokens: input.maxTokens });
       admission = await admit(resolved);
-      return await writeAndLaunch(principal, resolved, input, { ...write, turnId }, admission, admitted);
+      return await writeAndLaunch(principal, resolved, input, { ...write, turnId }, admission, admitted, scope);
     } catch (err) {
       // Not acknowledged: nothing runs, so nothing stays reserved.
       admission?.release();
-      if (admitted.reserved) limits.settle(turnId, 0);
+      if (admitted?.reserved) limits.settle(turnId, 0);
+      scope.trace?.end({ 'llmchat.turn.status': 'refused' }, err instanceof AppError ? err.code : 'INTERNAL');
       throw err;
     }
   }
@@ -247,12 +310,24 @@ export function createChatService(deps: ChatServiceDeps) {
     write: Parameters<typeof beginTurn>[3] & { turnId: string },
     admission: Admission | undefined,
     admitted: TurnAdmitted,
+    scope: TurnScope,
   ): Promise<Generation> {
     const { agent } = resolved;
     const turnId = write.turnId;
-    const options = { temperature: input.temperature, maxTokens: input.maxTokens, variables: input.variables, detail: input.detail };
+    const options = { temperature: input.temperature, maxTokens: input.maxTokens, variables: input.variables, detail: input.detail, sampling: input.sampling, tools: input.tools };
     const newSessionId = write.sessionId === undefined ? crypto.randomUUID() : undefined;
-    const writing = repo.createTurn({ ...write, newSessionId, userId: principal.userId, agentId: agent.id, assistantMessageId: turnId, options });
+    const trace = scope.trace;
+    const writing = repo.createTurn({ ...write, newSessionId, userId: principal.userId, agentId: agent.id, assistantMessageId: turnId, options, traceparent: trace?.traceparent });
+    if (trace) {
+      const writeSpan = trace.phase('turn write');
+      writing.then(
+        () => writeSpan.end(),
+        () => {
+          writeSpan.setAttribute('error.type', 'write_failed');
+          writeSpan.end();
+        },
+      );
+    }
     // A new session's turn needs nothing from the write: its upstream call starts while the turn is written
     // (Generation.startEarly). Not while writes are failing, so an outage does not cost an upstream call per refusal.
     let early: Generation | undefined;
@@ -260,7 +335,7 @@ export function createChatService(deps: ChatServiceDeps) {
       const turn = { turnId, sessionId: newSessionId, contextSessionId: undefined, userId: principal.userId, userMessageId: write.userMessageId, providerChatId: null, errorDetail: actsAsAdmin(principal) };
       // Should planning fail, the write still settles; its outcome is not this error's concern.
       void writing.catch(() => undefined);
-      early = new Generation({ ...(await planFor(resolved, input, turn)), limits: admitted }, generationDeps, admission);
+      early = new Generation({ ...(await planFor(resolved, input, turn)), limits: admitted }, generationDeps, admission, scope);
       early.startEarly();
     }
     let created: Awaited<typeof writing>;
@@ -290,7 +365,7 @@ export function createChatService(deps: ChatServiceDeps) {
       providerChatId: created.providerChatId,
       errorDetail: actsAsAdmin(principal),
     });
-    return launch({ ...plan, limits: admitted }, admission);
+    return launch({ ...plan, limits: admitted }, admission, scope);
   }
 
   /**
@@ -316,15 +391,20 @@ export function createChatService(deps: ChatServiceDeps) {
       agentId: agent.id,
       endpoints: [...resolved.endpoints],
       retry: agent.retry,
+      hedge: agent.hedge,
+      contentPolicy: agent.contentPolicy,
       upstreamStream: agent.features.supportsStream !== false,
       takeover,
       // A taken-over answer's asker is not known here: it gets the generic sentence, the stored answer the detail.
       errorDetail: turn.errorDetail === true,
+      receivedAt: input.receivedAt,
       request: {
         messages,
         systemPrompt: agent.systemPrompt ?? undefined,
         temperature: input.temperature ?? agent.temperature ?? undefined,
         maxTokens: input.maxTokens ?? agent.maxTokens ?? undefined,
+        ...input.sampling,
+        ...input.tools,
         // FastGPT keeps context under the platform's session id; Dify under its own conversation id.
         chatId: primary?.provider === 'dify' ? (turn.providerChatId ?? undefined) : turn.sessionId,
         detail: input.detail ?? agent.features.supportsDetail ?? false,
@@ -354,19 +434,38 @@ export function createChatService(deps: ChatServiceDeps) {
     });
   }
 
+  /**
+   * A turn that uses function calling goes only to endpoints whose provider
+   * has it (FastGPT and Dify have not): the others are left out of its
+   * fallbacks, and an agent with none left is refused.
+   */
+  function forTools(resolved: ResolvedAgent, input: TurnInput): ResolvedAgent {
+    const usesTools = (input.tools?.tools?.length ?? 0) > 0 || input.messages.some(isToolMessage);
+    if (!usesTools) return resolved;
+    const capable = resolved.endpoints.filter((e) => providerCallsTools(e.provider));
+    if (capable.length === resolved.endpoints.length) return resolved;
+    if (capable.length === 0) {
+      const providers = [...new Set(resolved.endpoints.map((e) => e.provider))].join(', ');
+      throw new AppError('VALIDATION_FAILED', `Function calling (tools) is not supported by agent '${resolved.agent.id}': its provider (${providers}) has no function-calling API`, [{ path: '/tools', message: 'is not supported by this agent\'s provider' }]);
+    }
+    return { ...resolved, endpoints: capable };
+  }
+
   /** Checks a new question (nothing is written) and shapes its turn. */
   function prepareTurn(input: TurnInput) {
     refuseWhileDraining();
-    const resolved = agents.getActive(input.agentId);
+    const resolved = forTools(agents.getActive(input.agentId), input);
     const last = input.messages[input.messages.length - 1];
-    if (!last || last.role !== 'user') throw new AppError('VALIDATION_FAILED', 'The last message must have role "user"');
+    // A function-calling exchange continues after the tool's result.
+    if (!last || (last.role !== 'user' && last.role !== 'tool')) throw new AppError('VALIDATION_FAILED', 'The last message must have role "user" (or "tool")');
     const userText = textOf(last.content);
-    if (userText.trim().length === 0 && typeof last.content === 'string') throw new AppError('VALIDATION_FAILED', 'The last message is empty');
+    if (userText.trim().length === 0 && typeof last.content === 'string' && last.role === 'user') throw new AppError('VALIDATION_FAILED', 'The last message is empty');
     const write = {
       sessionId: input.chatId,
       userMessageId: crypto.randomUUID(),
       userContent: typeof last.content === 'string' ? last.content : JSON.stringify(last.content),
       title: titleFrom(userText || 'New chat'),
+      hidden: input.hidden,
     };
     return { resolved, write };
   }
@@ -374,7 +473,9 @@ export function createChatService(deps: ChatServiceDeps) {
   /**
    * Runs again, on this instance, an answer claimed from an instance that
    * died: the same question, options and context; its events start with
-   * `reset`, in a new block of ids (TAKEOVER_ID_BLOCK).
+   * `reset`, in a new block of ids (TAKEOVER_ID_BLOCK). The answer goes on
+   * from its partial text where its endpoint can continue it (Generation's
+   * `resumeFrom`).
    */
   async function resumeTurn(claimed: ClaimedTurn): Promise<void> {
     const buffered = await state.readEvents(claimed.id, 0).catch(() => [] as TurnEvent[]);
@@ -393,14 +494,23 @@ export function createChatService(deps: ChatServiceDeps) {
       return;
     }
     const input: TurnInput = { agentId: resolved.agent.id, messages: [{ role: 'user', content: storedContent(question.content) }], ...claimed.options };
+    // A turn with tools goes on only where the first run could have served it (forTools).
+    let runnable: ResolvedAgent;
+    try {
+      runnable = forTools(resolved, input);
+    } catch (err) {
+      await endUnresumable(claimed, firstEventId, 'AGENT_INACTIVE', (err as Error).message);
+      return;
+    }
     const plan = await planFor(
-      resolved,
+      runnable,
       input,
       { turnId: claimed.id, sessionId: claimed.sessionId, contextSessionId: claimed.sessionId, userId: claimed.userId, userMessageId: question.id, providerChatId: claimed.providerChatId },
-      { firstEventId, previousOwner: claimed.previousOwner },
+      { firstEventId, previousOwner: claimed.previousOwner, partial: partialAnswer(claimed.content, buffered) },
     );
     // The dead instance's reservation, if it made one, is settled by this run (one round trip per taken-over turn).
-    launch({ ...plan, limits: { reserved: true, status: undefined } });
+    const scope = turnScope(undefined, claimed.id, claimed.userId, resolved.agent.id, { linkTo: claimed.traceparent, previousOwner: claimed.previousOwner });
+    launch({ ...plan, limits: { reserved: true, status: undefined } }, undefined, scope);
   }
 
   /** Ends a claimed answer that cannot be run again, with a clear error, in the database and in its events. */
@@ -417,10 +527,15 @@ export function createChatService(deps: ChatServiceDeps) {
     state,
     logger,
     instanceId: deps.instanceId,
-    heartbeatTtlSeconds: config.instanceHeartbeatTtlSeconds,
+    heartbeatTtlMs: Math.round(config.instanceHeartbeatTtlSeconds * 1000),
     scanIntervalMs: config.takeoverScanIntervalMs,
+    runningTurns: () => running.keys(),
     runsHere: (turnId) => running.has(turnId),
-    resume: (claimed) => resumeTurn(claimed),
+    handOver: (turnId) => running.get(turnId)?.handOver(),
+    resume: (claimed) => {
+      deps.metrics?.takeover();
+      return resumeTurn(claimed);
+    },
   });
 
   /** The endpoint that served an answer, if its agent is still active. */
@@ -445,6 +560,11 @@ export function createChatService(deps: ChatServiceDeps) {
       return running.size;
     },
 
+    /** The group writers' figures (metrics). */
+    writerStats() {
+      return repo.writerStats();
+    },
+
     /** True once close() began: new turns are refused. */
     get draining(): boolean {
       return draining;
@@ -456,9 +576,9 @@ export function createChatService(deps: ChatServiceDeps) {
      * point), then launches the generation. Bad input throws before
      * anything is written.
      */
-    async startTurn(principal: Principal, input: TurnInput): Promise<Generation> {
+    async startTurn(principal: Principal, input: TurnInput, caller?: TurnCaller): Promise<Generation> {
       const { resolved, write } = prepareTurn(input);
-      return beginTurn(principal, resolved, input, write);
+      return beginTurn(principal, resolved, input, write, caller);
     },
 
     /**
@@ -467,9 +587,9 @@ export function createChatService(deps: ChatServiceDeps) {
      * starts nothing; the same key with another request is refused. Bad input
      * is refused before the key is written.
      */
-    async startTurnOnce(principal: Principal, input: TurnInput, key: { key: string; fingerprint: string } | undefined): Promise<TurnStart> {
+    async startTurnOnce(principal: Principal, input: TurnInput, key: { key: string; fingerprint: string } | undefined, caller?: TurnCaller): Promise<TurnStart> {
       const { resolved, write } = prepareTurn(input);
-      if (!key) return { kind: 'started', generation: await beginTurn(principal, resolved, input, write) };
+      if (!key) return { kind: 'started', generation: await beginTurn(principal, resolved, input, write, caller) };
       // Two rounds: a concurrent request with the same key may win the write between our lookup and our write.
       for (let round = 0; round < 2; round++) {
         const found = await idempotency.lookup(principal.userId, key.key, key.fingerprint);
@@ -477,7 +597,7 @@ export function createChatService(deps: ChatServiceDeps) {
         // A repeat: the key was written with its turn, so the turn is there.
         if (found.kind === 'repeat') return { kind: 'repeat', turnId: found.turnId };
         try {
-          return { kind: 'started', generation: await beginTurn(principal, resolved, input, { ...write, idempotency: key }) };
+          return { kind: 'started', generation: await beginTurn(principal, resolved, input, { ...write, idempotency: key }, caller) };
         } catch (err) {
           // Nothing was written: the session is not the caller's, or the key was taken meanwhile (look again).
           if (!(err instanceof AppError && err.code === 'SESSION_NOT_FOUND')) throw err;
@@ -492,7 +612,7 @@ export function createChatService(deps: ChatServiceDeps) {
      * With `content`, edits the last question first: the question's text and
      * the new streaming answer are written in one transaction.
      */
-    async retry(principal: Principal, sessionId: string, options: { dataId?: string | undefined; detail?: boolean | undefined; content?: string | undefined }): Promise<Generation> {
+    async retry(principal: Principal, sessionId: string, options: { dataId?: string | undefined; detail?: boolean | undefined; content?: string | undefined }, caller?: TurnCaller): Promise<Generation> {
       refuseWhileDraining();
       const session = await repo.findSession(sessionId, principal.userId);
       if (!session) throw new AppError('SESSION_NOT_FOUND', 'The chat session does not exist or is not yours');
@@ -516,7 +636,7 @@ export function createChatService(deps: ChatServiceDeps) {
         title: '',
         replacesMessageId: target.id,
         editedQuestion: edited,
-      });
+      }, caller);
     },
 
     /** Stops a running generation wherever it runs. Owner only. */
@@ -636,7 +756,7 @@ export function createChatService(deps: ChatServiceDeps) {
     /**
      * Shutdown: stops taking turns, lets running answers finish until
      * DRAIN_TIMEOUT_MS, then hands the rest over (another instance takes them
-     * over once this one's heartbeat is gone, which stop() removes at once).
+     * over at another one's next beat: stop() ends this one's lease at once).
      */
     async close(): Promise<void> {
       draining = true;

@@ -6,7 +6,8 @@ import { backendNames, createBackend, type Backend } from '../../test/backends.j
 import { MemoryState } from '../../shared-state/memory-state.js';
 import { DegradedNotice } from '../../shared-state/degraded.js';
 import type { ProviderRegistry } from '../providers/registry.js';
-import type { ProviderAdapter, ProviderEvent, ResolvedEndpoint } from '../providers/types.js';
+import type { ProviderAdapter, ProviderEvent, ProviderRequest, ResolvedEndpoint } from '../providers/types.js';
+import { UpstreamError } from '../providers/upstream-error.js';
 import { createBreakerService } from '../resilience/breakers.js';
 import type { FailureLog } from '../resilience/failure-log.js';
 import { createChatRepository, type ChatRepository, type TurnOutcome } from './chat-repository.js';
@@ -51,8 +52,9 @@ function scriptedAdapter() {
   };
 }
 
-function setup(options: { repo?: ChatRepository; checkpointIntervalMs?: number; turnId?: string; sessionId?: string } = {}) {
+function setup(options: { repo?: ChatRepository; checkpointIntervalMs?: number; turnId?: string; sessionId?: string; adapter?: ProviderAdapter; maxAttempts?: number } = {}) {
   const upstream = scriptedAdapter();
+  const adapter = options.adapter ?? upstream.adapter;
   const stored: { turnId: string; outcome: TurnOutcome }[] = [];
   const buffered: GenerationEvent[] = [];
   const settled: string[] = [];
@@ -66,7 +68,7 @@ function setup(options: { repo?: ChatRepository; checkpointIntervalMs?: number; 
       checkpoint: () => Promise.resolve(true),
     } as unknown as ChatRepository);
   const events = { append: (_turnId: string, event: GenerationEvent) => void buffered.push(event), finish: () => Promise.resolve() } as unknown as TurnEventBuffer;
-  const providers = { adapter: () => upstream.adapter } as unknown as ProviderRegistry;
+  const providers = { adapter: () => adapter } as unknown as ProviderRegistry;
   const failures: FailureLog = { record: () => undefined, countsSince: () => Promise.resolve([]), deleteBefore: () => Promise.resolve(0), settled: () => Promise.resolve() };
   const breakers = createBreakerService({ state: new MemoryState(), settings: { threshold: 100, windowMs: 60_000, cooldownMs: 10_000 }, logger, now: Date.now, cacheMs: 0 });
   const endpoint: ResolvedEndpoint = { id: '00000000-0000-4000-8000-0000000000e1', agentId: 'a', position: 0, provider: 'openai', url: 'http://upstream', apiKey: 'k', appId: undefined, model: 'm', timeouts: {} };
@@ -91,7 +93,7 @@ function setup(options: { repo?: ChatRepository; checkpointIntervalMs?: number; 
       breakers,
       failures,
       defaultTimeouts: { connectMs: 1000, firstTokenMs: 5000, idleMs: 5000, totalMs: 10_000 },
-      retry: { maxAttempts: 1, baseDelayMs: 10, maxDelayMs: 10, retryAfterMaxMs: 10 },
+      retry: { maxAttempts: options.maxAttempts ?? 1, baseDelayMs: 10, maxDelayMs: 10, retryAfterMaxMs: 10 },
       random: () => 0.5,
       sleep: () => Promise.resolve(),
       now: Date.now,
@@ -157,6 +159,55 @@ describe('Generation started before its turn is written', () => {
     expect(t.buffered).toEqual([]);
     expect(t.stored).toEqual([]);
     expect(t.settled).toEqual([]);
+  });
+});
+
+describe('an answer that breaks off', () => {
+  /** Each call's events in turn; a call whose script ends in an error throws it after its events. */
+  function callsOf(...scripts: (ProviderEvent | UpstreamError)[][]) {
+    const requests: ProviderRequest[] = [];
+    const adapter: ProviderAdapter = {
+      kind: 'openai',
+      async *stream(request) {
+        const script = scripts[requests.length] ?? [];
+        requests.push(request);
+        for (const item of script) {
+          if (item instanceof UpstreamError) throw item;
+          yield item;
+        }
+      },
+      complete: () => Promise.reject(new Error('not used')),
+    };
+    return { adapter, requests };
+  }
+  const cut = () => new UpstreamError('network', 'socket closed', { retryable: true });
+  const done = (finishReason: string): ProviderEvent => ({ type: 'done', finishReason, sawDone: true });
+
+  it('after text only, goes on from that text (the next call prefills it)', async () => {
+    const upstream = callsOf([{ type: 'text', delta: 'Looking it up' }, cut()], [{ type: 'text', delta: ' now.' }, done('stop')]);
+    const t = setup({ adapter: upstream.adapter, maxAttempts: 2 });
+    t.generation.start();
+    t.listen();
+    const result = await t.generation.done;
+    expect(result.content).toBe('Looking it up now.');
+    expect(upstream.requests[1]?.messages.at(-1)).toEqual({ role: 'assistant', content: 'Looking it up' });
+    expect(t.heard.map((e) => e.event)).not.toContain('reset');
+  });
+
+  it('after a function call began, starts over (a call cannot be prefilled) and keeps only the new answer\'s calls', async () => {
+    const upstream = callsOf(
+      [{ type: 'text', delta: 'Looking it up.' }, { type: 'toolCall', index: 0, id: 'call_a', name: 'get_weather', arguments: '{"ci' }, cut()],
+      [{ type: 'toolCall', index: 0, id: 'call_b', name: 'get_weather', arguments: '{"city":"Paris"}' }, done('tool_calls')],
+    );
+    const t = setup({ adapter: upstream.adapter, maxAttempts: 2 });
+    t.generation.start();
+    t.listen();
+    const result = await t.generation.done;
+    expect(upstream.requests[1]?.messages).toEqual([{ role: 'user', content: 'hi' }]);
+    expect(upstream.requests[1]?.continuation).toBeUndefined();
+    expect(t.heard.map((e) => e.event)).toEqual(['start', 'chatId', 'chunk', 'toolCall', 'reset', 'toolCall', 'end']);
+    expect(result).toMatchObject({ status: 'complete', content: '', finishReason: 'tool_calls', toolCalls: [{ id: 'call_b', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Paris"}' } }] });
+    expect(t.stored[0]?.outcome.toolCalls).toEqual(result.toolCalls);
   });
 });
 

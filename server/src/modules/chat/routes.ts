@@ -4,6 +4,9 @@ import type { RouteOptions } from '../../app.js';
 import { AppError, ErrorCodes, type ErrorBody, type ErrorCode } from '../../errors.js';
 import { ok } from '../../http/response.js';
 import { actsAsAdmin, principalOf, type Principal } from '../../plugins/authenticate.js';
+import { bindToRequestLog, callerOf } from '../../plugins/request-tracing.js';
+import { spanContextOf } from '../../tracing/tracing.js';
+import { storedToolCalls, storedTraceparent } from './chat-repository.js';
 import { errorForViewer } from '../resilience/failure-policy.js';
 import { SharedStateUnavailable, type TurnEvent } from '../../shared-state/shared-state.js';
 import { limitHeaders } from '../quotas/token-budgets.js';
@@ -21,6 +24,17 @@ import {
   RetryBody,
   StopBody,
 } from './schema.js';
+import {
+  CompletionResponses,
+  DeletedCountResponses,
+  DeletedResponses,
+  FeedbackResponses,
+  HistoryListResponses,
+  HistoryResponses,
+  InitResponses,
+  StopResponses,
+  StreamResponses,
+} from './response-schema.js';
 import { EventWriter, formatEvent, openEventStream, parseLastEventId, pipeGeneration } from './sse.js';
 
 const RESUME_MAX_MS = 10 * 60_000;
@@ -127,6 +141,7 @@ async function streamTurn(chat: ChatService, reply: FastifyReply, principal: Pri
     const rebuilt: { event: string; payload: unknown }[] = [];
     if (last > 0) rebuilt.push({ event: 'reset', payload: { reason: 'replay', timestamp: at } });
     rebuilt.push({ event: 'chunk', payload: { content: message.content } });
+    storedToolCalls(message.metadata)?.forEach((c, index) => rebuilt.push({ event: 'toolCall', payload: { index, id: c.id, name: c.function.name, arguments: c.function.arguments } }));
     if (message.status === 'error') rebuilt.push({ event: 'error', payload: { ...storedError(message, principal), timestamp: at } });
     rebuilt.push({ event: 'end', payload: { status: message.status, messageId: message.id, sessionId: message.session_id, timestamp: at } });
     const from = last;
@@ -174,14 +189,15 @@ export async function chatRoutes(app: FastifyInstance, { deps, guards }: RouteOp
   const { chat } = deps;
   app.addHook('onRequest', guards.requireUser);
 
-  app.post('/completions', { schema: { body: CompletionBody } }, async (request, reply) => {
+  app.post('/completions', { schema: { body: CompletionBody, response: CompletionResponses } }, async (request, reply) => {
     const body = request.body as CompletionBody;
     const principal = principalOf(request);
     const key = idempotencyKeyOf(request.headers['idempotency-key']);
-    const started = await chat.startTurnOnce(principal, turnInputFrom(body), key === undefined ? undefined : { key, fingerprint: requestFingerprint('/api/chat/completions', body) });
+    const started = await chat.startTurnOnce(principal, { ...turnInputFrom(body), receivedAt: performance.now() - reply.elapsedTime }, key === undefined ? undefined : { key, fingerprint: requestFingerprint('/api/chat/completions', body) }, callerOf(request));
     if (started.kind === 'started') return answer(reply, started.generation, body.stream === true);
     // A repeated Idempotency-Key: the same turn again, never a second generation.
     reply.header('idempotent-replayed', 'true');
+    bindToRequestLog(request, { turnId: started.turnId });
     if (body.stream === true) return streamTurn(chat, reply, principal, started.turnId, 0);
     const row = await chat.settledAnswer(principal, started.turnId, RESUME_MAX_MS);
     if (row.status === 'error') return errorReply(reply, storedError(row, principal), { messageId: row.id, chatId: row.session_id });
@@ -189,20 +205,34 @@ export async function chatRoutes(app: FastifyInstance, { deps, guards }: RouteOp
   });
 
   /** Reconnect to a turn: replays events after Last-Event-ID, then follows live, on any instance. */
-  app.get('/stream', { schema: { querystring: ResumeQuery } }, async (request, reply) => {
+  app.get('/stream', { schema: { querystring: ResumeQuery, response: StreamResponses } }, async (request, reply) => {
     const query = request.query as { messageId: string; lastEventId?: number };
     const header = request.headers['last-event-id'];
     const parsed = parseLastEventId(typeof header === 'string' ? header : undefined);
     const afterId = parsed && parsed.turnId === query.messageId ? parsed.afterId : (query.lastEventId ?? 0);
-    return streamTurn(chat, reply, principalOf(request), query.messageId, afterId);
+    const principal = principalOf(request);
+    bindToRequestLog(request, { turnId: query.messageId });
+    const { tracing } = deps;
+    if (tracing && request.traceContext) {
+      // A span in this request's trace, linked to the turn's own (held by its generation, or stored with the answer).
+      const local = chat.localGeneration(query.messageId);
+      const original = local?.trace?.span.spanContext() ?? spanContextOf(storedTraceparent((await chat.ownAnswer(principal, query.messageId)).metadata));
+      const span = tracing.tracer.startSpan(
+        'chat turn resume',
+        { attributes: { 'llmchat.turn.id': query.messageId, 'llmchat.resume.after_event_id': afterId }, links: original ? [{ context: original, attributes: { 'llmchat.link': 'original_turn' } }] : [] },
+        request.traceContext,
+      );
+      reply.raw.once('close', () => span.end());
+    }
+    return streamTurn(chat, reply, principal, query.messageId, afterId);
   });
 
-  app.post('/stop', { schema: { body: StopBody } }, async (request) => {
+  app.post('/stop', { schema: { body: StopBody, response: StopResponses } }, async (request) => {
     const body = request.body as { messageId?: string; chatId?: string };
     return ok(await chat.stop(principalOf(request), body));
   });
 
-  app.get('/init', { schema: { querystring: InitQuery } }, async (request, reply) => {
+  app.get('/init', { schema: { querystring: InitQuery, response: InitResponses } }, async (request, reply) => {
     const query = request.query as { appId: string; chatId?: string; stream?: boolean };
     const welcome = await chat.welcome(query.appId);
     const data = {
@@ -224,7 +254,7 @@ export async function chatRoutes(app: FastifyInstance, { deps, guards }: RouteOp
     return reply;
   });
 
-  app.get('/history', { schema: { querystring: HistoryListQuery } }, async (request) => {
+  app.get('/history', { schema: { querystring: HistoryListQuery, response: HistoryListResponses } }, async (request) => {
     const query = request.query as { agentId?: string; page?: number; pageSize?: number };
     const page = query.page ?? 1;
     const pageSize = query.pageSize ?? 20;
@@ -247,7 +277,7 @@ export async function chatRoutes(app: FastifyInstance, { deps, guards }: RouteOp
     };
   });
 
-  app.get('/history/:chatId', { schema: { params: ChatIdParams, querystring: HistoryListQuery } }, async (request) => {
+  app.get('/history/:chatId', { schema: { params: ChatIdParams, querystring: HistoryListQuery, response: HistoryResponses } }, async (request) => {
     const { chatId } = request.params as { chatId: string };
     const query = request.query as { pageSize?: number };
     const { session, messages, hasMore } = await chat.sessions.get(principalOf(request), chatId, { limit: query.pageSize ?? 200 });
@@ -270,26 +300,26 @@ export async function chatRoutes(app: FastifyInstance, { deps, guards }: RouteOp
     });
   });
 
-  app.delete('/history/:chatId', { schema: { params: ChatIdParams } }, async (request) => {
+  app.delete('/history/:chatId', { schema: { params: ChatIdParams, response: DeletedResponses } }, async (request) => {
     const { chatId } = request.params as { chatId: string };
     await chat.sessions.remove(principalOf(request), chatId);
     return ok(null);
   });
 
-  app.delete('/history', { schema: { querystring: HistoryDeleteAllQuery } }, async (request) => {
+  app.delete('/history', { schema: { querystring: HistoryDeleteAllQuery, response: DeletedCountResponses } }, async (request) => {
     const { agentId } = request.query as { agentId: string };
     const deleted = await chat.sessions.removeAllOfAgent(principalOf(request), agentId);
     return ok({ deleted });
   });
 
-  app.post('/history/:chatId/retry', { schema: { params: ChatIdParams, body: RetryBody } }, async (request, reply) => {
+  app.post('/history/:chatId/retry', { schema: { params: ChatIdParams, body: RetryBody, response: CompletionResponses } }, async (request, reply) => {
     const { chatId } = request.params as { chatId: string };
     const body = (request.body ?? {}) as { dataId?: string; stream?: boolean; detail?: boolean; content?: string };
-    const generation = await chat.retry(principalOf(request), chatId, { dataId: body.dataId, detail: body.detail, content: body.content });
+    const generation = await chat.retry(principalOf(request), chatId, { dataId: body.dataId, detail: body.detail, content: body.content }, callerOf(request));
     return answer(reply, generation, body.stream === true);
   });
 
-  app.post('/feedback', { schema: { body: FeedbackBody } }, async (request) => {
+  app.post('/feedback', { schema: { body: FeedbackBody, response: FeedbackResponses } }, async (request) => {
     return ok(await chat.feedback(principalOf(request), request.body as FeedbackBody));
   });
 }

@@ -112,6 +112,11 @@ export const SessionListQuery = Type.Object(
   {
     agentId: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
     archived: Type.Optional(Type.Union([Type.Literal('exclude'), Type.Literal('only'), Type.Literal('include')])),
+    hidden: Type.Optional(
+      Type.Union([Type.Literal('exclude'), Type.Literal('only'), Type.Literal('include')], {
+        description: 'Sessions of /v1 calls (hidden from the chat list unless the call sent X-LLMChat-Session: keep); default exclude',
+      }),
+    ),
     page: Type.Optional(Type.Integer({ minimum: 1, maximum: 100_000 })),
     pageSize: Type.Optional(Type.Integer({ minimum: 1, maximum: 100 })),
   },
@@ -132,6 +137,8 @@ export const SessionMessagesQuery = Type.Object(
   },
   { additionalProperties: false },
 );
+
+export const AgentSwitchBody = Type.Object({ agentId: Type.String({ minLength: 1, maxLength: 100 }) }, { additionalProperties: false });
 
 export const TitleBody = Type.Object({ title: Type.String({ minLength: 1, maxLength: LIMITS.titleChars }) }, { additionalProperties: false });
 

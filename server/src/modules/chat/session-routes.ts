@@ -1,10 +1,11 @@
+import { DeletedResponses, SearchResponses, SessionCreatedResponses, SessionListResponses, SessionMessagesResponses, SessionResponses } from './response-schema.js';
 import type { FastifyInstance } from 'fastify';
 import type { RouteOptions } from '../../app.js';
 import { ok } from '../../http/response.js';
 import { actsAsAdmin, principalOf } from '../../plugins/authenticate.js';
 import { errorForViewer } from '../resilience/failure-policy.js';
 import type { SessionSummary } from './chat-repository.js';
-import { SearchQuery, SessionCreateBody, SessionListQuery, SessionMessagesQuery, SessionParams, TitleBody } from './schema.js';
+import { AgentSwitchBody, SearchQuery, SessionCreateBody, SessionListQuery, SessionMessagesQuery, SessionParams, TitleBody } from './schema.js';
 
 function sessionJson(s: SessionSummary) {
   return { ...s, createdAt: s.createdAt.toISOString(), updatedAt: s.updatedAt.toISOString() };
@@ -15,27 +16,27 @@ export async function sessionRoutes(app: FastifyInstance, { deps, guards }: Rout
   const { sessions } = deps.chat;
   app.addHook('onRequest', guards.requireUser);
 
-  app.get('/', { schema: { querystring: SessionListQuery } }, async (request) => {
-    const q = request.query as { agentId?: string; archived?: 'exclude' | 'only' | 'include'; page?: number; pageSize?: number };
+  app.get('/', { schema: { querystring: SessionListQuery, response: SessionListResponses } }, async (request) => {
+    const q = request.query as { agentId?: string; archived?: 'exclude' | 'only' | 'include'; hidden?: 'exclude' | 'only' | 'include'; page?: number; pageSize?: number };
     const page = q.page ?? 1;
     const pageSize = q.pageSize ?? 20;
-    const result = await sessions.list(principalOf(request), { agentId: q.agentId, archived: q.archived, page, pageSize });
+    const result = await sessions.list(principalOf(request), { agentId: q.agentId, archived: q.archived, hidden: q.hidden, page, pageSize });
     return ok({ items: result.items.map(sessionJson), total: result.total, page, pageSize });
   });
 
-  app.post('/', { schema: { body: SessionCreateBody } }, async (request, reply) => {
+  app.post('/', { schema: { body: SessionCreateBody, response: SessionCreatedResponses } }, async (request, reply) => {
     const body = request.body as { agentId: string; title?: string };
     const session = await sessions.create(principalOf(request), body.agentId, body.title);
     return reply.status(201).send(ok(sessionJson(session)));
   });
 
-  app.get('/search', { schema: { querystring: SearchQuery } }, async (request) => {
+  app.get('/search', { schema: { querystring: SearchQuery, response: SearchResponses } }, async (request) => {
     const q = request.query as { q: string; limit?: number };
     const hits = await sessions.search(principalOf(request), q.q, q.limit ?? 20);
     return ok(hits.map((h) => ({ ...h, updatedAt: h.updatedAt.toISOString() })));
   });
 
-  app.get('/:id', { schema: { params: SessionParams, querystring: SessionMessagesQuery } }, async (request) => {
+  app.get('/:id', { schema: { params: SessionParams, querystring: SessionMessagesQuery, response: SessionMessagesResponses } }, async (request) => {
     const { id } = request.params as { id: string };
     const q = request.query as { limit?: number; before?: number };
     const principal = principalOf(request);
@@ -46,6 +47,7 @@ export async function sessionRoutes(app: FastifyInstance, { deps, guards }: Rout
       title: session.title,
       messageCount: session.message_count,
       archived: session.archived_at !== null,
+      hidden: session.hidden,
       createdAt: session.created_at.toISOString(),
       updatedAt: session.updated_at.toISOString(),
       messages: messages.map((m) => ({
@@ -55,6 +57,7 @@ export async function sessionRoutes(app: FastifyInstance, { deps, guards }: Rout
         content: m.content,
         reasoning: m.reasoning,
         status: m.status,
+        agentId: m.agent_id,
         error: m.error_code ? errorForViewer({ code: m.error_code, message: m.error_message ?? 'The answer failed' }, actsAsAdmin(principal)) : null,
         provider: m.provider,
         model: m.model,
@@ -70,23 +73,29 @@ export async function sessionRoutes(app: FastifyInstance, { deps, guards }: Rout
     });
   });
 
-  app.patch('/:id/title', { schema: { params: SessionParams, body: TitleBody } }, async (request) => {
+  app.patch('/:id/title', { schema: { params: SessionParams, body: TitleBody, response: SessionResponses } }, async (request) => {
     const { id } = request.params as { id: string };
     const { title } = request.body as { title: string };
     return ok(sessionJson(await sessions.rename(principalOf(request), id, title)));
   });
 
-  app.post('/:id/archive', { schema: { params: SessionParams } }, async (request) => {
+  app.patch('/:id/agent', { schema: { params: SessionParams, body: AgentSwitchBody, response: SessionResponses } }, async (request) => {
+    const { id } = request.params as { id: string };
+    const { agentId } = request.body as { agentId: string };
+    return ok(sessionJson(await sessions.switchAgent(principalOf(request), id, agentId)));
+  });
+
+  app.post('/:id/archive', { schema: { params: SessionParams, response: SessionResponses } }, async (request) => {
     const { id } = request.params as { id: string };
     return ok(sessionJson(await sessions.setArchived(principalOf(request), id, true)));
   });
 
-  app.post('/:id/unarchive', { schema: { params: SessionParams } }, async (request) => {
+  app.post('/:id/unarchive', { schema: { params: SessionParams, response: SessionResponses } }, async (request) => {
     const { id } = request.params as { id: string };
     return ok(sessionJson(await sessions.setArchived(principalOf(request), id, false)));
   });
 
-  app.delete('/:id', { schema: { params: SessionParams } }, async (request) => {
+  app.delete('/:id', { schema: { params: SessionParams, response: DeletedResponses } }, async (request) => {
     const { id } = request.params as { id: string };
     await sessions.remove(principalOf(request), id);
     return ok(null);

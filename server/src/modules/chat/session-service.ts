@@ -14,11 +14,13 @@ export function createSessionService(deps: { repo: ChatRepository; agents: Agent
   }
 
   return {
-    list(principal: Principal, options: { agentId?: string | undefined; archived?: 'only' | 'exclude' | 'include' | undefined; page: number; pageSize: number }) {
+    /** The chat list: without `/v1` calls' hidden sessions unless `hidden` asks for them. */
+    list(principal: Principal, options: { agentId?: string | undefined; archived?: 'only' | 'exclude' | 'include' | undefined; hidden?: 'only' | 'exclude' | 'include' | undefined; page: number; pageSize: number }) {
       return repo.listSessions({
         userId: principal.userId,
         agentId: options.agentId,
         archived: options.archived ?? 'exclude',
+        hidden: options.hidden ?? 'exclude',
         limit: options.pageSize,
         offset: (options.page - 1) * options.pageSize,
       });
@@ -37,6 +39,14 @@ export function createSessionService(deps: { repo: ChatRepository; agents: Agent
 
     async rename(principal: Principal, sessionId: string, title: string) {
       const session = await repo.renameSession(sessionId, principal.userId, title.trim());
+      if (!session) throw new AppError('SESSION_NOT_FOUND', 'The chat session does not exist or is not yours');
+      return session;
+    },
+
+    /** The agent that answers the session's next turns (issue 18); earlier answers keep the agent that wrote them. */
+    async switchAgent(principal: Principal, sessionId: string, agentId: string) {
+      const resolved = deps.agents.getActive(agentId);
+      const session = await repo.setSessionAgent(sessionId, principal.userId, resolved.agent.id);
       if (!session) throw new AppError('SESSION_NOT_FOUND', 'The chat session does not exist or is not yours');
       return session;
     },

@@ -14,6 +14,13 @@ const HEARTBEAT_MS = 15_000;
  */
 export const COALESCE_MS = 20;
 
+let openStreams = 0;
+
+/** Event streams open to clients in this process (metrics). */
+export function activeEventStreams(): number {
+  return openStreams;
+}
+
 /** Takes the response over from Fastify and sends the event-stream headers. Never compressed. */
 export function openEventStream(reply: FastifyReply): ServerResponse {
   // Headers set by hooks so far (helmet's security headers) would be lost with the hijack: carry them over.
@@ -32,6 +39,8 @@ export function openEventStream(reply: FastifyReply): ServerResponse {
   const raw = reply.raw;
   raw.writeHead(200, headers);
   flattenHead(raw);
+  openStreams++;
+  raw.once('close', () => openStreams--);
   return raw;
 }
 
@@ -132,9 +141,12 @@ export function pipeGeneration(reply: FastifyReply, generation: Generation, afte
   // Events from before a takeover, read from the shared buffer by the caller.
   for (const event of earlier) writer.write(formatEvent(generation.turnId, event), false);
   let textSent = false;
+  // The relay to this client, a phase of the turn's trace (tracing on only).
+  const relay = generation.trace?.phase('relay', { 'llmchat.relay.after_event_id': afterId });
   const unsubscribe = generation.subscribe(afterId, (event: GenerationEvent) => {
     const frame = formatEvent(generation.turnId, event);
     if (event.event === 'end') {
+      relay?.setAttribute('llmchat.relay.complete', true);
       writer.end(frame);
       // Not from inside the generation's listener loop.
       setImmediate(unsubscribe);
@@ -152,5 +164,6 @@ export function pipeGeneration(reply: FastifyReply, generation: Generation, afte
     unsubscribe();
     offHandOver();
     writer.abandon();
+    relay?.end();
   });
 }

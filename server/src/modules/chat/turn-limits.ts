@@ -16,6 +16,8 @@ export interface TurnLimitsDeps {
   config: Pick<Config, 'chatRateLimitPerMinute' | 'dailyTokenQuota' | 'monthlyTokenQuota' | 'quotaReserveOutputTokens' | 'rateLimitsWithoutRedis'>;
   budgets: UserBudgetDirectory;
   logger: Logger;
+  /** Told of each refusal (metrics): a rate limit or a token budget, and which. */
+  onRefused?: ((kind: 'rate_limit' | 'quota', scope: string) => void) | undefined;
 }
 
 /** What admission asks of a turn. */
@@ -69,6 +71,7 @@ export function createTurnLimits(deps: TurnLimitsDeps) {
   function refuseCounter(counter: TurnCounter & { scope: string }, now: number): AppError {
     const status: LimitStatus = { scope: counter.scope, limit: counter.limit, remaining: 0, resetAt: minuteReset(now) };
     const headers = { ...limitHeaders(status), 'retry-after': String(secondsUntil(status.resetAt, now)) };
+    deps.onRefused?.('rate_limit', counter.scope);
     const message = counter.scope === 'requests-user-minute' ? `Too many chat requests: at most ${counter.limit} a minute` : `This agent takes at most ${counter.limit} requests a minute`;
     return new AppError('RATE_LIMITED', message, undefined, headers);
   }
@@ -76,6 +79,7 @@ export function createTurnLimits(deps: TurnLimitsDeps) {
   function refuseBudgets(exhausted: Budget[], now: number): AppError {
     // The turn may go again once every exhausted budget has reset: the latest reset is the one to wait for.
     const last = exhausted.reduce((a, b) => (b.resetAt > a.resetAt ? b : a));
+    deps.onRefused?.('quota', last.scope);
     const status: LimitStatus = { scope: `tokens-${last.scope}`, limit: last.limit, remaining: 0, resetAt: last.resetAt };
     const headers = { ...limitHeaders(status), 'retry-after': String(secondsUntil(last.resetAt, now)) };
     return new AppError('QUOTA_EXCEEDED', `${BUDGET_NAMES[last.scope]} of ${last.limit} tokens is used up; it resets at ${last.resetAt.toISOString()}`, undefined, headers);

@@ -166,6 +166,26 @@ describe.each(await backendNames())('upstream faults through the chat API on %s'
       expect(callsTo('policy-m')).toBe(1);
     });
 
+    it('a content-policy refusal reaches the caller even with another model to fall back on, and is recorded; an agent that opts in tries the other model', async () => {
+      await agent('guarded', { url: openai('status=400,code=content_policy_violation'), model: 'guarded-m' }, [{ url: openai(), model: 'lenient-m' }]);
+      const refused = await turn('guarded', 'something the provider refuses');
+      expect(errorOf(refused.events)).toMatchObject({ code: 'UPSTREAM_CONTENT_POLICY' });
+      expect(endOf(refused.events)).toBe('error');
+      expect(callsTo('lenient-m')).toBe(0);
+      expect((await stored(refused.turnId)).error_code).toBe('UPSTREAM_CONTENT_POLICY');
+      expect(await t.app.inject({ method: 'GET', url: '/api/agents/guarded', headers: bearer(admin) }).then((r) => r.json<{ data: { contentPolicy: string } }>().data.contentPolicy)).toBe('pass-through');
+
+      const patched = await t.app.inject({ method: 'PATCH', url: '/api/agents/guarded', headers: bearer(admin), payload: { contentPolicy: 'other-model' } });
+      expect(patched.statusCode).toBe(200);
+      const routed = await turn('guarded', 'something the provider refuses');
+      expect(endOf(routed.events)).toBe('complete');
+      expect(callsTo('lenient-m')).toBe(1);
+      expect((await stored(routed.turnId)).model).toBe('lenient-m');
+
+      const bad = await t.app.inject({ method: 'PATCH', url: '/api/agents/guarded', headers: bearer(admin), payload: { contentPolicy: 'anywhere' } });
+      expect(bad.statusCode).toBe(400);
+    });
+
     it('an authentication failure is not retried on its endpoint, and never leaks the key', async () => {
       await agent('auth', { url: openai('status=401'), model: 'auth-m' }, [], { apiKey: 'sk-auth-test-secret-0042' });
       const { events, turnId } = await turn('auth', 'hello');
@@ -176,7 +196,7 @@ describe.each(await backendNames())('upstream faults through the chat API on %s'
       expect(callsTo('auth-m')).toBe(1);
     });
 
-    it('a delay before the headers past the connect deadline: the fallback takes over unseen', async () => {
+    it('a delay before the headers past the connect deadline: the fallback takes over unseen, without a second wait on the silent endpoint', async () => {
       await agent('hdr', { url: openai('headersDelay=5000'), model: 'hdr-p', timeouts: { connectMs: 200 } }, [{ url: openai(), model: 'hdr-f', timeouts: RELAXED }]);
       const { events, turnId } = await turn('hdr', 'hello');
       expect(endOf(events)).toBe('complete');
@@ -184,7 +204,8 @@ describe.each(await backendNames())('upstream faults through the chat API on %s'
       const row = await stored(turnId);
       expect(row.model).toBe('hdr-f');
       const failures = await failedAttempts(turnId);
-      expect(failures.map((f) => [f.kind, f.error_code])).toEqual([['timeout', 'UPSTREAM_TIMEOUT'], ['timeout', 'UPSTREAM_TIMEOUT']]);
+      expect(failures.map((f) => [f.kind, f.error_code])).toEqual([['timeout', 'UPSTREAM_TIMEOUT']]);
+      expect(callsTo('hdr-p')).toBe(1);
     });
 
     it('a delay before the first token past its deadline: the fallback takes over unseen', async () => {
@@ -200,40 +221,42 @@ describe.each(await backendNames())('upstream faults through the chat API on %s'
     it.each([
       ['a cut stream', 'cutAfter=2', 'network'],
       ['a stall', 'stallAfter=2', 'timeout'],
-      ['a malformed chunk', 'malformedAfter=2', 'protocol'],
+      ['more unreadable chunks than UPSTREAM_MALFORMED_EVENTS_MAX (3)', 'malformedAfter=2,malformed=4', 'protocol'],
       ['an error inside the stream', 'errorAfter=2', 'http'],
-    ])('%s restarts on the fallback; the client gets reset and keeps only the new answer', async (_name, fault, kind) => {
+    ])('%s is continued on the fallback: one seamless answer, no reset', async (_name, fault, kind) => {
       const id = `mid-${fault.replace(/[^a-z]/gi, '')}`;
       // Only the stall needs a short idle deadline; the fallback (which inherits the agent's deadlines) gets relaxed ones.
       await agent(id, { url: openai(fault), model: `${id}-p`, ...(kind === 'timeout' ? { timeouts: { idleMs: 300 } } : {}) }, [{ url: openai(), model: `${id}-f`, timeouts: RELAXED }]);
       const { events, turnId } = await turn(id, 'tell me');
       const names = events.map((e) => e.event);
-      expect(names).toContain('reset');
-      // Some text of the broken attempt went out before the reset.
-      expect(names.indexOf('chunk')).toBeLessThan(names.indexOf('reset'));
+      expect(names).not.toContain('reset');
       expect(endOf(events)).toBe('complete');
       expect(names).not.toContain('error');
       const row = await stored(turnId);
       expect(row.status).toBe('complete');
-      expect(row.content).toBe(keptText(events));
-      expect(row.content).toContain('Simulated answer to: tell me');
-      // The stored answer is the fallback's: its model, endpoint and usage alone (6 chunks).
+      // The broken attempt's two chunks and the fallback's continuation join into the whole answer, each word once.
+      expect(chunkText(events)).toBe('Simulated answer to: tell me lorem ipsum dolor sit amet consectetur.');
+      expect(row.content).toBe(chunkText(events));
+      // The fallback was sent the partial answer to continue (prefill, the OpenAI-compatible default).
+      const fallbackCall = mock.requests.find((r) => (r.body as { model?: string }).model === `${id}-f`)?.body as { messages: { role: string; content: string }[] };
+      expect(fallbackCall.messages.at(-1)).toEqual({ role: 'assistant', content: chunkText(events.filter((e) => e.event === 'chunk').slice(0, 2)) });
+      // The stored answer's model, endpoint and usage are the serving call's (the 4 chunks it continued with).
       expect(row.model).toBe(`${id}-f`);
-      expect(row.completion_tokens).toBe(6);
+      expect(row.completion_tokens).toBe(4);
       const failures = await failedAttempts(turnId);
       expect(failures).toHaveLength(1);
       expect(failures[0]).toMatchObject({ kind, mid_answer: true, error_code: 'UPSTREAM_INTERRUPTED', model: `${id}-p` });
       expect(failures[0]?.endpoint_id).not.toBe(row.endpoint_id);
     });
 
-    it('a cut stream on the only endpoint is retried there, with a reset', async () => {
+    it('a cut stream on the only endpoint is retried there, continuing the answer', async () => {
       await agent('onlycut', { url: await scripted(['cutAfter=2']), model: 'onlycut-m' });
       const { events, turnId } = await turn('onlycut', 'again');
-      expect(events.map((e) => e.event).filter((n) => n === 'reset')).toHaveLength(1);
+      expect(events.map((e) => e.event)).not.toContain('reset');
       expect(endOf(events)).toBe('complete');
       const row = await stored(turnId);
-      expect(row.content).toBe(keptText(events));
-      expect(row.content).toBe(chunkText(events.slice(events.findIndex((e) => e.event === 'reset') + 1)));
+      expect(row.content).toBe(chunkText(events));
+      expect(row.content).toBe('Simulated answer to: again lorem ipsum dolor sit amet consectetur.');
     });
 
     it('a stream cut on every attempt ends as an error, never as a complete answer', async () => {
@@ -267,8 +290,10 @@ describe.each(await backendNames())('upstream faults through the chat API on %s'
       { provider: 'fastgpt', path: '/api/v1/chat/completions', extra: { appId: '0123456789abcdef01234567' }, usage: false },
       { provider: 'dify', path: '/v1', extra: {}, usage: false },
     ] as const;
+    // FastGPT and Dify answer a question to an app: there is no message to continue (continuation-kinds.ts).
+    const restarting = protocols.filter((p) => p.provider !== 'anthropic');
 
-    it.each(protocols)('$provider: a cut stream restarts on the fallback with a reset; the stored answer is the new one', async ({ provider, path, extra }) => {
+    it.each(restarting)('$provider: a cut stream restarts on the fallback with a reset; the stored answer is the new one', async ({ provider, path, extra }) => {
       const id = `cut-${provider}`;
       const endpoint = (fault: string) => `${mock.url}${fault ? `/fault/${fault}` : ''}${path}`;
       const res = await t.app.inject({

@@ -49,7 +49,8 @@ describe.each(await backendNames())('a new turn when every upstream slot is take
   it('is refused with 503 UPSTREAM_BUSY and Retry-After, writes nothing and counts nothing against the upstream; later turns go through', async () => {
     // Two long answers hold both slots.
     const long = [turn('one [[mock chunks=40 interval=100]]'), turn('two [[mock chunks=40 interval=100]]')];
-    await eventually(async () => mock.stats().inFlight === 2, 'both long answers streaming');
+    // Streaming at the mock is not yet written here: a new session's upstream call starts while its turn is written (early start).
+    await eventually(async () => mock.stats().inFlight === 2 && (await counts()).messages === 4, 'both long answers streaming and written');
     const before = await counts();
 
     const refused = await turn('three');

@@ -109,6 +109,11 @@ describe.each(await backendNames())('health for operators on %s', (name) => {
       [1, '127.0.0.1:9', 'closed'],
     ]);
     expect(res.body).not.toContain('secret');
+    // The database's connection pools (PostgreSQL: the writer, and the reader with DATABASE_READ_URL; PGlite has none).
+    const pools = res.json<{ dependencies: { databasePools: { pool: string; total: number; idle: number; waiting: number }[] } }>().dependencies.databasePools;
+    if (name.startsWith('postgres')) expect(pools.map((p) => p.pool)).toEqual(['writer']);
+    else expect(pools).toEqual([]);
+    pools.forEach((p) => expect(p.total).toBeGreaterThanOrEqual(p.idle));
   });
 
   it('detailed refuses other addresses unless the caller is an admin, with stable codes', async () => {

@@ -1,9 +1,10 @@
 import fs from 'node:fs';
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { Type } from '@sinclair/typebox';
+import type { FastifyInstance } from 'fastify';
 import type { RouteOptions } from '../../app.js';
 import { migrationsDone } from '../../db/migrate.js';
-import { AppError } from '../../errors.js';
-import { addressMatcher } from '../../http/cidr.js';
+import { internalOrAdmin } from '../../http/internal-or-admin.js';
+import { ErrorResponses, OpenObject } from '../../http/response.js';
 import { hostOf } from '../agents/agent-views.js';
 import { endpointHealth } from '../resilience/endpoint-health.js';
 import { readDescriptors } from './descriptors.js';
@@ -11,7 +12,18 @@ import { readiness } from './readiness.js';
 
 const CHECK_TIMEOUT_MS = 2_000;
 
-function packageVersion(): string {
+// What the health routes answer (OpenAPI and the serializer); open objects, so a check added later is not dropped.
+const Check = OpenObject({ ok: Type.Boolean() });
+const Live = Type.Object({ status: Type.Literal('ok'), uptimeSeconds: Type.Integer() });
+const Startup = OpenObject({ status: Type.String({ description: 'ok, or starting (503) until migrations are done' }), checks: OpenObject({ migrations: Check }) });
+const Ready = OpenObject({
+  status: Type.String({ description: 'ok, degraded (200: chat works, a dependency such as shared state is down) or unavailable (503)' }),
+  degraded: Type.Array(Type.String()),
+  checks: OpenObject({ database: Check, sharedState: Check, migrations: Check, draining: Check }),
+});
+const Detailed = OpenObject({ status: Type.String(), degraded: Type.Array(Type.String()), version: Type.String(), draining: Type.Boolean(), dependencies: Type.Unknown(), load: Type.Unknown(), breakers: Type.Array(Type.Unknown()) });
+
+export function packageVersion(): string {
   try {
     const pkg = JSON.parse(fs.readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version?: unknown };
     return typeof pkg.version === 'string' ? pkg.version : 'unknown';
@@ -48,7 +60,7 @@ async function check(probe: () => Promise<number>): Promise<{ ok: boolean; laten
 export async function healthRoutes(app: FastifyInstance, { deps, guards }: RouteOptions): Promise<void> {
   const { lifecycle } = deps;
   const version = packageVersion();
-  const internal = addressMatcher(deps.config.healthDetailedAllow);
+  const requireInternalOrAdmin = internalOrAdmin(deps.config, guards, 'Detailed health');
 
   async function migrated(): Promise<boolean> {
     if (!lifecycle.migrated) lifecycle.migrated = await migrationsDone(deps.database.db).catch(() => false);
@@ -60,26 +72,14 @@ export async function healthRoutes(app: FastifyInstance, { deps, guards }: Route
     return { database: { ...database, kind: deps.database.kind }, sharedState: { ...sharedState, kind: deps.state.kind } };
   }
 
-  /**
-   * Internal addresses pass; anyone else needs an admin token. A request a
-   * proxy forwarded (X-Forwarded-For) while TRUST_PROXY is off shows the
-   * proxy's address, not the client's: it never counts as internal.
-   */
-  async function requireInternalOrAdmin(request: FastifyRequest, reply: FastifyReply): Promise<void> {
-    const forwardedUntrusted = deps.config.trustProxy === false && request.headers['x-forwarded-for'] !== undefined;
-    if (internal(request.ip) && !forwardedUntrusted) return;
-    if (!request.headers.authorization) throw new AppError('FORBIDDEN', 'Detailed health is for admins (send a bearer token) or the internal network');
-    await guards.requireAdmin(request, reply);
-  }
+  app.get('/health/live', { schema: { response: { 200: Live, ...ErrorResponses } } }, async () => ({ status: 'ok', uptimeSeconds: Math.round(process.uptime()) }));
 
-  app.get('/health/live', async () => ({ status: 'ok', uptimeSeconds: Math.round(process.uptime()) }));
-
-  app.get('/health/startup', async (_request, reply) => {
+  app.get('/health/startup', { schema: { response: { 200: Startup, 503: Startup, ...ErrorResponses } } }, async (_request, reply) => {
     const done = await migrated();
     return reply.status(done ? 200 : 503).send({ status: done ? 'ok' : 'starting', checks: { migrations: { ok: done } } });
   });
 
-  app.get('/health/ready', async (_request, reply) => {
+  app.get('/health/ready', { schema: { response: { 200: Ready, 503: Ready, ...ErrorResponses } } }, async (_request, reply) => {
     const checks = await dependencies();
     const done = checks.database.ok ? await migrated() : lifecycle.migrated;
     const draining = lifecycle.draining || deps.chat.draining;
@@ -91,7 +91,7 @@ export async function healthRoutes(app: FastifyInstance, { deps, guards }: Route
     });
   });
 
-  app.get('/health/detailed', { onRequest: requireInternalOrAdmin }, async (_request, reply) => {
+  app.get('/health/detailed', { onRequest: requireInternalOrAdmin, schema: { response: { 200: Detailed, ...ErrorResponses } } }, async (_request, reply) => {
     const checks = await dependencies();
     const done = checks.database.ok ? await migrated() : lifecycle.migrated;
     const agents = deps.agents.list({ includeInactive: true }).flatMap((a) => {
@@ -112,7 +112,7 @@ export async function healthRoutes(app: FastifyInstance, { deps, guards }: Route
       startedAt: lifecycle.startedAt.toISOString(),
       uptimeSeconds: Math.round(process.uptime()),
       draining,
-      dependencies: { ...checks, readReplica: deps.database.readRoute() ?? null, migrations: { ok: done } },
+      dependencies: { ...checks, readReplica: deps.database.readRoute() ?? null, databasePools: deps.database.pools(), migrations: { ok: done } },
       load: {
         runningGenerations: deps.chat.runningCount,
         eventLoopDelayMs: deps.pressure.last.eventLoopDelayMs,

@@ -2,7 +2,8 @@ import { anthropicRoot } from './endpoint-url.js';
 import type { UpstreamHttp } from './http.js';
 import { readSse } from './sse.js';
 import type { ChatContentPart, ChatMessage, ProviderAdapter, ProviderEvent, ProviderRequest, ProviderResult } from './types.js';
-import { asObject, contentText, fileAsText, inStreamError, makeUsage, parseChunk, postJson } from './wire.js';
+import { AnthropicToolBlocks, anthropicToolChoice, anthropicToolResult, anthropicTools, anthropicToolUseBlocks, toolCallsOfAnthropic } from './tool-calls.js';
+import { asObject, contentText, fileAsText, inStreamError, makeUsage, parseChunk, postJson, traced, truncated } from './wire.js';
 
 const PROVIDER = 'anthropic';
 const API_VERSION = '2023-06-01';
@@ -20,7 +21,9 @@ interface AnthropicUsageWire {
 interface AnthropicStreamEvent {
   type?: string;
   message?: { id?: unknown; model?: unknown; usage?: AnthropicUsageWire | null } | null;
-  delta?: { type?: string; text?: unknown; thinking?: unknown; stop_reason?: unknown } | null;
+  index?: unknown;
+  content_block?: { type?: unknown; id?: unknown; name?: unknown } | null;
+  delta?: { type?: string; text?: unknown; thinking?: unknown; partial_json?: unknown; stop_reason?: unknown } | null;
   usage?: AnthropicUsageWire | null;
   error?: unknown;
 }
@@ -28,7 +31,7 @@ interface AnthropicStreamEvent {
 interface AnthropicMessage {
   id?: unknown;
   model?: unknown;
-  content?: Array<{ type?: string; text?: unknown; thinking?: unknown }>;
+  content?: Array<{ type?: string; text?: unknown; thinking?: unknown; id?: unknown; name?: unknown; input?: unknown }>;
   stop_reason?: unknown;
   usage?: AnthropicUsageWire | null;
 }
@@ -63,6 +66,9 @@ function toAnthropicPart(part: ChatContentPart): Record<string, unknown> {
  * Anthropic has no system role in `messages`: system text goes top-level.
  * As with OpenAI, messages that already start with a system message win over
  * the agent's system prompt; every system message is folded into `system`.
+ * An assistant's function calls become `tool_use` blocks after its text; tool
+ * messages become `tool_result` blocks of one user message (consecutive ones,
+ * the results of parallel calls, share it, as Anthropic requires).
  */
 export function toAnthropicMessages(
   messages: ChatMessage[],
@@ -77,7 +83,20 @@ export function toAnthropicMessages(
       if (text) system.push(text);
       continue;
     }
-    out.push({ role: m.role, content: typeof m.content === 'string' ? m.content : m.content.map(toAnthropicPart) });
+    if (m.role === 'tool') {
+      const result = anthropicToolResult(m, contentText(m.content));
+      const last = out.at(-1);
+      if (last?.role === 'user' && Array.isArray(last.content) && last.content.every((b) => b.type === 'tool_result')) last.content.push(result);
+      else out.push({ role: 'user', content: [result] });
+      continue;
+    }
+    const content: AnthropicContent = typeof m.content === 'string' ? m.content : m.content.map(toAnthropicPart);
+    if (m.toolCalls && m.toolCalls.length > 0) {
+      const text = typeof content === 'string' ? (content === '' ? [] : [{ type: 'text', text: content }]) : content;
+      out.push({ role: m.role, content: [...text, ...anthropicToolUseBlocks(m.toolCalls)] });
+      continue;
+    }
+    out.push({ role: m.role, content });
   }
   return { system: system.length > 0 ? system.join('\n\n') : undefined, messages: out };
 }
@@ -92,7 +111,13 @@ function requestBody(request: ProviderRequest, stream: boolean): string {
   };
   if (system) body.system = system;
   if (request.temperature !== undefined) body.temperature = request.temperature;
-  if (request.user) body.metadata = { user_id: request.user };
+  if (request.topP !== undefined) body.top_p = request.topP;
+  if (request.stop !== undefined) body.stop_sequences = request.stop;
+  const user = request.endUser ?? request.user;
+  if (user) body.metadata = { user_id: user };
+  if (request.tools !== undefined && request.tools.length > 0) body.tools = anthropicTools(request.tools);
+  const toolChoice = body.tools === undefined ? undefined : anthropicToolChoice(request.toolChoice, request.parallelToolCalls);
+  if (toolChoice !== undefined) body.tool_choice = toolChoice;
   return JSON.stringify(body);
 }
 
@@ -110,7 +135,7 @@ export class AnthropicAdapter implements ProviderAdapter {
     const { endpoint } = request;
     const url = anthropicRoot(endpoint.url).url('/messages');
     const call = await this.http.open(
-      postJson(endpoint, url, requestBody(request, true), signal, 'stream', anthropicAuth(endpoint.apiKey)),
+      traced(postJson(endpoint, url, requestBody(request, true), signal, 'stream', anthropicAuth(endpoint.apiKey)), request.traceparent),
       PROVIDER,
     );
     let sawDone = false;
@@ -119,11 +144,18 @@ export class AnthropicAdapter implements ProviderAdapter {
     let promptTokens = 0;
     let completionTokens = 0;
     let finishReason: string | undefined;
+    const toolBlocks = new AnthropicToolBlocks();
     try {
       for await (const batch of readSse(call)) {
         for (const message of batch) {
           if (sawDone) continue;
-          const event = parseChunk<AnthropicStreamEvent>(message.data, url, PROVIDER);
+          let event: AnthropicStreamEvent;
+          try {
+            event = parseChunk<AnthropicStreamEvent>(message.data, url, PROVIDER);
+          } catch (err) {
+            call.skipMalformed(err);
+            continue;
+          }
           const type = message.event ?? event.type;
           switch (type) {
             case 'content_block_delta': {
@@ -141,6 +173,20 @@ export class AnthropicAdapter implements ProviderAdapter {
                   call.contentStarted();
                 }
                 yield { type: 'reasoning', delta: delta.thinking };
+              } else if (delta.type === 'input_json_delta') {
+                const piece = toolBlocks.delta(event.index, delta.partial_json);
+                if (piece) yield piece;
+              }
+              break;
+            }
+            case 'content_block_start': {
+              const piece = toolBlocks.start(event.index, event.content_block);
+              if (piece) {
+                if (!started) {
+                  started = true;
+                  call.contentStarted();
+                }
+                yield piece;
               }
               break;
             }
@@ -173,7 +219,7 @@ export class AnthropicAdapter implements ProviderAdapter {
               throw inStreamError(PROVIDER, event, url, endpoint.apiKey);
             case undefined:
             default:
-              // ping, content_block_start/stop, signature and tool deltas.
+              // ping, content_block_stop, signature deltas.
               break;
           }
         }
@@ -184,6 +230,8 @@ export class AnthropicAdapter implements ProviderAdapter {
     } finally {
       call.close();
     }
+    // Closed with neither message_stop nor a stop reason after text: a truncated stream, not an answer.
+    if (!sawDone && finishReason === undefined && started) throw truncated(url);
     if (sawUsage) yield { type: 'usage', usage: makeUsage(promptTokens, completionTokens) };
     yield { type: 'done', finishReason, sawDone };
   }
@@ -192,13 +240,14 @@ export class AnthropicAdapter implements ProviderAdapter {
     const { endpoint } = request;
     const url = anthropicRoot(endpoint.url).url('/messages');
     const raw = await this.http.json(
-      postJson(endpoint, url, requestBody(request, false), signal, 'blocking', anthropicAuth(endpoint.apiKey)),
+      traced(postJson(endpoint, url, requestBody(request, false), signal, 'blocking', anthropicAuth(endpoint.apiKey)), request.traceparent),
       PROVIDER,
     );
     const body = asObject<AnthropicMessage>(raw, url, PROVIDER);
     let text = '';
     let reasoning = '';
-    for (const block of Array.isArray(body.content) ? body.content : []) {
+    const blocks = Array.isArray(body.content) ? body.content : [];
+    for (const block of blocks) {
       if (block.type === 'text' && typeof block.text === 'string') text += block.text;
       else if (block.type === 'thinking' && typeof block.thinking === 'string') reasoning += block.thinking;
     }
@@ -209,6 +258,7 @@ export class AnthropicAdapter implements ProviderAdapter {
       model: typeof body.model === 'string' ? body.model : undefined,
       messageId: typeof body.id === 'string' ? body.id : undefined,
       finishReason: typeof body.stop_reason === 'string' ? body.stop_reason : undefined,
+      toolCalls: toolCallsOfAnthropic(blocks),
     };
   }
 }

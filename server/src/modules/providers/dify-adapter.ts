@@ -10,7 +10,7 @@ import type {
   ResolvedEndpoint,
   Usage,
 } from './types.js';
-import { asObject, bearer, contentText, inStreamError, jsonHeaders, parseChunk, usageFromOpenAI, type OpenAIUsageWire, postJson } from './wire.js';
+import { asObject, bearer, contentText, inStreamError, jsonHeaders, parseChunk, usageFromOpenAI, type OpenAIUsageWire, postJson, traced } from './wire.js';
 
 const PROVIDER = 'dify';
 /** Dify requires a `user`; used when the platform gives none. */
@@ -102,7 +102,7 @@ export class DifyAdapter implements ProviderAdapter {
     const { endpoint } = request;
     const url = difyRoot(endpoint.url).url('/chat-messages');
     const call = await this.http.open(
-      postJson(endpoint, url, requestBody(request, 'streaming'), signal, 'stream'),
+      traced(postJson(endpoint, url, requestBody(request, 'streaming'), signal, 'stream'), request.traceparent),
       PROVIDER,
     );
     let sawDone = false;
@@ -116,7 +116,13 @@ export class DifyAdapter implements ProviderAdapter {
       for await (const batch of readSse(call)) {
         for (const message of batch) {
           if (sawDone) continue;
-          const event = parseChunk<DifyStreamEvent>(message.data, url, PROVIDER);
+          let event: DifyStreamEvent;
+          try {
+            event = parseChunk<DifyStreamEvent>(message.data, url, PROVIDER);
+          } catch (err) {
+            call.skipMalformed(err);
+            continue;
+          }
           if (!chatIdSent) {
             const conversationId = str(event.conversation_id);
             if (conversationId) {
@@ -207,7 +213,7 @@ export class DifyAdapter implements ProviderAdapter {
     const { endpoint } = request;
     const url = difyRoot(endpoint.url).url('/chat-messages');
     const raw = await this.http.json(
-      postJson(endpoint, url, requestBody(request, 'blocking'), signal, 'blocking'),
+      traced(postJson(endpoint, url, requestBody(request, 'blocking'), signal, 'blocking'), request.traceparent),
       PROVIDER,
     );
     const body = asObject<DifyBlockingAnswer>(raw, url, PROVIDER);

@@ -22,6 +22,7 @@ import {
   withSystemMessage,
   type OpenAIUsageWire,
   postJson,
+  traced,
 } from './wire.js';
 
 const PROVIDER = 'fastgpt';
@@ -106,13 +107,22 @@ export class FastGPTAdapter implements ProviderAdapter {
     const { endpoint } = request;
     const url = fastgptRoot(endpoint.url).url('/v1/chat/completions');
     const call = await this.http.open(
-      postJson(endpoint, url, requestBody(request, true), signal, 'stream'),
+      traced(postJson(endpoint, url, requestBody(request, true), signal, 'stream'), request.traceparent),
       PROVIDER,
     );
     const chunks = new OpenAIChunkReader(url, PROVIDER, endpoint.apiKey);
     let sawDone = false;
     let started = false;
     let finishReason: string | undefined;
+    // An unreadable side event (status, tool, flow responses) is skipped like an unreadable answer chunk.
+    const readEvent = <T extends object>(text: string): T | undefined => {
+      try {
+        return parseChunk<T>(text, url, PROVIDER);
+      } catch (err) {
+        call.skipMalformed(err);
+        return undefined;
+      }
+    };
     let usage: Usage | undefined;
     let flowUsage: Usage | undefined;
     try {
@@ -128,7 +138,13 @@ export class FastGPTAdapter implements ProviderAdapter {
               continue;
             }
             if (sawDone) continue;
-            const delta = chunks.read(data);
+            let delta;
+            try {
+              delta = chunks.read(data);
+            } catch (err) {
+              call.skipMalformed(err);
+              continue;
+            }
             if (delta.reasoning || delta.text) {
               if (!started) {
                 started = true;
@@ -143,7 +159,8 @@ export class FastGPTAdapter implements ProviderAdapter {
           }
           switch (event) {
             case 'flowNodeStatus': {
-              const node = parseChunk<FlowNodeStatus>(data, url, PROVIDER);
+              const node = readEvent<FlowNodeStatus>(data);
+              if (!node) break;
               yield {
                 type: 'status',
                 status: typeof node.status === 'string' ? node.status : 'running',
@@ -152,16 +169,17 @@ export class FastGPTAdapter implements ProviderAdapter {
               break;
             }
             case 'flowResponses':
-              flowUsage = usageFromFlowResponses(parseChunk<object>(data, url, PROVIDER));
+              flowUsage = usageFromFlowResponses(readEvent<object>(data)) ?? flowUsage;
               break;
             case 'interactive': {
-              const payload = parseChunk<{ interactive?: unknown }>(data, url, PROVIDER);
+              const payload = readEvent<{ interactive?: unknown }>(data);
+              if (!payload) break;
               yield { type: 'interactive', data: payload.interactive ?? payload };
               break;
             }
             case 'toolCall':
             case 'toolResponse': {
-              const tool = parseChunk<ToolEvent>(data, url, PROVIDER).tool;
+              const tool = readEvent<ToolEvent>(data)?.tool;
               const name = tool?.toolName ?? tool?.functionName;
               yield { type: 'status', status: event, name: typeof name === 'string' ? name : undefined };
               break;
@@ -189,7 +207,7 @@ export class FastGPTAdapter implements ProviderAdapter {
     const { endpoint } = request;
     const url = fastgptRoot(endpoint.url).url('/v1/chat/completions');
     const raw = await this.http.json(
-      postJson(endpoint, url, requestBody(request, false), signal, 'blocking'),
+      traced(postJson(endpoint, url, requestBody(request, false), signal, 'blocking'), request.traceparent),
       PROVIDER,
     );
     const body = asObject<FastGPTCompletion>(raw, url, PROVIDER);

@@ -152,6 +152,19 @@ type Phase = 'headers' | 'first token' | 'idle' | 'total';
  * current phase's), and the idle timer is re-armed per chunk with
  * `refresh()` rather than recreated.
  */
+/**
+ * What a stream does with an event it cannot read (not JSON, not an
+ * object): up to `max` in one call are skipped and reported, the next one
+ * fails the attempt as a protocol error (UPSTREAM_MALFORMED_EVENTS_MAX).
+ */
+export interface MalformedEventPolicy {
+  max: number;
+  /** Told of each event skipped (for the log and the counters). */
+  onSkipped?: ((err: UpstreamError) => void) | undefined;
+}
+
+const FAIL_ON_FIRST: MalformedEventPolicy = { max: 0 };
+
 export class UpstreamCall {
   status = 0;
   headers: IncomingHttpHeaders = {};
@@ -171,12 +184,15 @@ export class UpstreamCall {
   private lastChunkAt = 0;
   private contentSeen = false;
   private closed = false;
+  /** Events skipped as unreadable in this call. */
+  malformedSkipped = 0;
 
   constructor(
     readonly request: UpstreamRequest,
     defaults: Required<EndpointTimeouts> = DEFAULT_TIMEOUTS,
     /** Gives back the call's slot (upstream-slots.ts) once it is closed. */
     private readonly onClose?: () => void,
+    private readonly malformed: MalformedEventPolicy = FAIL_ON_FIRST,
   ) {
     const t = request.timeouts;
     this.limits = {
@@ -266,6 +282,17 @@ export class UpstreamCall {
   /** A body chunk arrived. Hot path: a clock read; the idle timer looks at it when it fires. */
   onChunk(): void {
     this.lastChunkAt = performance.now();
+  }
+
+  /**
+   * An adapter could not read one stream event: returns to skip it, or
+   * throws when it is not an unreadable event (a provider's in-stream error
+   * is not skipped) or one too many of them.
+   */
+  skipMalformed(err: unknown): void {
+    if (!(err instanceof UpstreamError) || err.kind !== 'protocol' || this.malformedSkipped >= this.malformed.max) throw err;
+    this.malformedSkipped++;
+    this.malformed.onSkipped?.(err);
   }
 
   /** Maps anything thrown while talking to the upstream into an UpstreamError. */
@@ -397,7 +424,7 @@ export class UpstreamCall {
       }
     }
     const ms = phaseLimit(this.limits, phase);
-    this.abortWith(new UpstreamError('timeout', `upstream ${phase} deadline of ${ms} ms passed`, { url: this.request.url }));
+    this.abortWith(new UpstreamError('timeout', `upstream ${phase} deadline of ${ms} ms passed`, { url: this.request.url, phase }));
   };
 
   private readonly onCallerAbort = (): void => {
@@ -495,6 +522,8 @@ export interface UpstreamHttpOptions {
   extraCa?: string | undefined;
   /** Which addresses connections may reach (UPSTREAM_ALLOWED_CIDRS, the simulated upstream); checked when a connection opens. */
   outbound: OutboundPolicy;
+  /** Unreadable stream events skipped per call before the attempt fails (UPSTREAM_MALFORMED_EVENTS_MAX); default: none. */
+  malformedEvents?: MalformedEventPolicy | undefined;
 }
 
 /** UPSTREAM_QUEUE_TIMEOUT_MS's default. */
@@ -631,7 +660,7 @@ export class UpstreamHttp {
     if (this.closing) throw new UpstreamError('aborted', 'provider registry is closed', { retryable: false });
     // Hot path: a free slot is taken without a promise; only a full origin queues.
     const release = this.takeSlot(url.origin, request.signal) ?? (await this.queueForSlot(url.origin, request.signal));
-    const call = new UpstreamCall(request, this.defaults, release);
+    const call = new UpstreamCall(request, this.defaults, release, this.options.malformedEvents);
     call.begin();
     try {
       const { handler, headers } = call.handler();

@@ -2,14 +2,17 @@ import { openaiRoot } from './endpoint-url.js';
 import type { UpstreamHttp } from './http.js';
 import { OpenAIChunkReader } from './openai-chunk.js';
 import { readSse } from './sse.js';
+import { OpenAIToolCallPieces, openAIToolMessage, toolCallsOfMessage } from './tool-calls.js';
 import type { ChatMessage, ProviderAdapter, ProviderEvent, ProviderRequest, ProviderResult, Usage } from './types.js';
 import {
+  truncated,
   asObject,
   fileAsText,
   usageFromOpenAI,
   withSystemMessage,
   type OpenAIUsageWire,
   postJson,
+  traced,
 } from './wire.js';
 
 const PROVIDER = 'openai';
@@ -18,7 +21,7 @@ interface OpenAICompletion {
   id?: string;
   model?: string;
   choices?: Array<{
-    message?: { content?: unknown; reasoning_content?: unknown; reasoning?: unknown } | null;
+    message?: { content?: unknown; reasoning_content?: unknown; reasoning?: unknown; tool_calls?: unknown } | null;
     finish_reason?: string | null;
   }>;
   usage?: OpenAIUsageWire | null;
@@ -26,25 +29,25 @@ interface OpenAICompletion {
 
 type WireMessage = { role: ChatMessage['role']; content: unknown };
 
-/** OpenAI has no file part: a file becomes a text part with its link; images stay `image_url`. */
+/**
+ * OpenAI has no file part: a file becomes a text part with its link; images
+ * stay `image_url`. Function-calling messages get their wire fields
+ * (`tool_calls`, `tool_call_id`). Messages needing neither go as they are.
+ */
 export function toOpenAIMessages(messages: ChatMessage[], systemPrompt: string | undefined): WireMessage[] {
   const list = withSystemMessage(messages, systemPrompt);
   let needsMapping = false;
   for (const m of list) {
-    if (typeof m.content !== 'string' && m.content.some((p) => p.type === 'file_url')) {
+    if ((typeof m.content !== 'string' && m.content.some((p) => p.type === 'file_url')) || m.toolCalls !== undefined || m.toolCallId !== undefined) {
       needsMapping = true;
       break;
     }
   }
   if (!needsMapping) return list;
-  return list.map((m) =>
-    typeof m.content === 'string'
-      ? m
-      : {
-          role: m.role,
-          content: m.content.map((p) => (p.type === 'file_url' ? { type: 'text', text: fileAsText(p) } : p)),
-        },
-  );
+  return list.map((m) => {
+    const content = typeof m.content === 'string' ? m.content : m.content.map((p) => (p.type === 'file_url' ? { type: 'text', text: fileAsText(p) } : p));
+    return openAIToolMessage(m, content) as WireMessage;
+  });
 }
 
 function requestBody(request: ProviderRequest, stream: boolean): string {
@@ -56,7 +59,20 @@ function requestBody(request: ProviderRequest, stream: boolean): string {
   if (stream) body.stream_options = { include_usage: true };
   if (request.temperature !== undefined) body.temperature = request.temperature;
   if (request.maxTokens !== undefined) body.max_tokens = request.maxTokens;
-  if (request.user) body.user = request.user;
+  if (request.topP !== undefined) body.top_p = request.topP;
+  if (request.stop !== undefined) body.stop = request.stop;
+  if (request.seed !== undefined) body.seed = request.seed;
+  if (request.responseFormat !== undefined) body.response_format = request.responseFormat;
+  if (request.tools !== undefined) body.tools = request.tools;
+  if (request.toolChoice !== undefined) body.tool_choice = request.toolChoice;
+  if (request.parallelToolCalls !== undefined) body.parallel_tool_calls = request.parallelToolCalls;
+  const user = request.endUser ?? request.user;
+  if (user) body.user = user;
+  // vLLM continues the trailing assistant message only when told to, and opens no new assistant turn after it.
+  if (request.continuation === 'continue_final_message') {
+    body.continue_final_message = true;
+    body.add_generation_prompt = false;
+  }
   return JSON.stringify(body);
 }
 
@@ -70,7 +86,7 @@ export class OpenAIAdapter implements ProviderAdapter {
     const { endpoint } = request;
     const url = openaiRoot(endpoint.url).url('/chat/completions');
     const call = await this.http.open(
-      postJson(endpoint, url, requestBody(request, true), signal, 'stream'),
+      traced(postJson(endpoint, url, requestBody(request, true), signal, 'stream'), request.traceparent),
       PROVIDER,
     );
     const chunks = new OpenAIChunkReader(url, PROVIDER, endpoint.apiKey);
@@ -79,6 +95,7 @@ export class OpenAIAdapter implements ProviderAdapter {
     let modelSeen = false;
     let finishReason: string | undefined;
     let usage: Usage | undefined;
+    let toolCalls: OpenAIToolCallPieces | undefined;
     try {
       for await (const batch of readSse(call)) {
         for (const message of batch) {
@@ -88,7 +105,13 @@ export class OpenAIAdapter implements ProviderAdapter {
             sawDone = true;
             continue;
           }
-          const delta = chunks.read(data);
+          let delta;
+          try {
+            delta = chunks.read(data);
+          } catch (err) {
+            call.skipMalformed(err);
+            continue;
+          }
           if (!modelSeen && delta.model !== undefined) {
             modelSeen = true;
             yield { type: 'model', model: delta.model };
@@ -101,6 +124,13 @@ export class OpenAIAdapter implements ProviderAdapter {
             if (delta.reasoning) yield { type: 'reasoning', delta: delta.reasoning };
             if (delta.text) yield { type: 'text', delta: delta.text };
           }
+          if (delta.toolCalls) {
+            if (!started) {
+              started = true;
+              call.contentStarted();
+            }
+            yield* (toolCalls ??= new OpenAIToolCallPieces()).read(delta.toolCalls);
+          }
           if (delta.finishReason) finishReason = delta.finishReason;
           if (delta.usage) usage = usageFromOpenAI(delta.usage);
         }
@@ -112,6 +142,8 @@ export class OpenAIAdapter implements ProviderAdapter {
     } finally {
       call.close();
     }
+    // Closed with neither [DONE] nor a finish reason after text: a truncated stream (a proxy ended it), not an answer.
+    if (!sawDone && finishReason === undefined && started) throw truncated(url);
     if (usage) yield { type: 'usage', usage };
     yield { type: 'done', finishReason, sawDone };
   }
@@ -120,7 +152,7 @@ export class OpenAIAdapter implements ProviderAdapter {
     const { endpoint } = request;
     const url = openaiRoot(endpoint.url).url('/chat/completions');
     const raw = await this.http.json(
-      postJson(endpoint, url, requestBody(request, false), signal, 'blocking'),
+      traced(postJson(endpoint, url, requestBody(request, false), signal, 'blocking'), request.traceparent),
       PROVIDER,
     );
     const body = asObject<OpenAICompletion>(raw, url, PROVIDER);
@@ -133,6 +165,7 @@ export class OpenAIAdapter implements ProviderAdapter {
       usage: usageFromOpenAI(body.usage),
       model: typeof body.model === 'string' ? body.model : undefined,
       finishReason: choice?.finish_reason ?? undefined,
+      toolCalls: toolCallsOfMessage(message?.tool_calls),
     };
   }
 }

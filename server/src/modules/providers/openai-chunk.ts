@@ -1,3 +1,4 @@
+import type { OpenAIToolCallDelta } from './tool-calls.js';
 import { inStreamError, parseChunk, type OpenAIUsageWire } from './wire.js';
 
 /**
@@ -13,6 +14,8 @@ export interface OpenAIChunkFields {
   finishReason: string | undefined;
   /** The chunk's `usage` as sent, when present and not null. */
   usage: OpenAIUsageWire | undefined;
+  /** The first choice's `delta.tool_calls` as sent (function-call pieces), when a non-empty array. */
+  toolCalls: OpenAIToolCallDelta[] | undefined;
 }
 
 /** The parts of an OpenAI chat-completions stream chunk we read. Everything is optional on the wire. */
@@ -20,7 +23,7 @@ export interface OpenAIChunk {
   id?: string;
   model?: string;
   choices?: Array<{
-    delta?: { content?: unknown; reasoning_content?: unknown; reasoning?: unknown } | null;
+    delta?: { content?: unknown; reasoning_content?: unknown; reasoning?: unknown; tool_calls?: unknown } | null;
     finish_reason?: string | null;
   }>;
   usage?: OpenAIUsageWire | null;
@@ -39,6 +42,7 @@ export function openAIChunkFields(chunk: OpenAIChunk): OpenAIChunkFields {
     reasoning: typeof reasoning === 'string' && reasoning !== '' ? reasoning : undefined,
     finishReason: choice?.finish_reason ?? undefined,
     usage: chunk.usage ? chunk.usage : undefined,
+    toolCalls: Array.isArray(delta?.tool_calls) && delta.tool_calls.length > 0 ? (delta.tool_calls as OpenAIToolCallDelta[]) : undefined,
   };
 }
 
@@ -91,7 +95,7 @@ const PROBE = 'llmchat-probe-1f3a';
 const MAX_FUTILE_TEMPLATES = 3;
 
 function sameFields(a: OpenAIChunkFields, b: OpenAIChunkFields): boolean {
-  return a.model === b.model && a.text === b.text && a.reasoning === b.reasoning && a.finishReason === b.finishReason && JSON.stringify(a.usage) === JSON.stringify(b.usage);
+  return a.model === b.model && a.text === b.text && a.reasoning === b.reasoning && a.finishReason === b.finishReason && JSON.stringify(a.usage) === JSON.stringify(b.usage) && a.toolCalls === b.toolCalls;
 }
 
 /** `i` at an opening quote: the index of the closing quote, or -1 if the string is not valid JSON. */
@@ -161,8 +165,8 @@ export class OpenAIChunkReader {
     const value = (JSON.parse(data.slice(open, close + 1)) as string) || undefined;
     const f = t.fields;
     return t.slot === 'text'
-      ? { model: f.model, text: value, reasoning: f.reasoning, finishReason: f.finishReason, usage: f.usage }
-      : { model: f.model, text: f.text, reasoning: value, finishReason: f.finishReason, usage: f.usage };
+      ? { model: f.model, text: value, reasoning: f.reasoning, finishReason: f.finishReason, usage: f.usage, toolCalls: undefined }
+      : { model: f.model, text: f.text, reasoning: value, finishReason: f.finishReason, usage: f.usage, toolCalls: undefined };
   }
 
   /** Makes a chunk parsed whole the template, when a probe proves its slot. */
@@ -170,7 +174,8 @@ export class OpenAIChunkReader {
     if (this.template && !this.used) this.futile++;
     this.template = undefined;
     this.used = false;
-    if (this.futile >= MAX_FUTILE_TEMPLATES) return;
+    // A chunk with function-call pieces is never a template: its pieces would repeat on every hit.
+    if (this.futile >= MAX_FUTILE_TEMPLATES || fields.toolCalls !== undefined) return;
     for (const [slot, key] of SLOT_KEYS) {
       if (fields[slot] === undefined) continue;
       const at = data.indexOf(key);

@@ -2,7 +2,7 @@ import type { EndpointTimeouts, ProviderKind } from '../../db/schema.js';
 import { AnthropicAdapter } from './anthropic-adapter.js';
 import { DifyAdapter } from './dify-adapter.js';
 import { FastGPTAdapter } from './fastgpt-adapter.js';
-import { UpstreamHttp, type OriginLoad } from './http.js';
+import { UpstreamHttp, type MalformedEventPolicy, type OriginLoad } from './http.js';
 import { OpenAIAdapter } from './openai-adapter.js';
 import { ADDRESS_FORBIDDEN_CODE, type OutboundPolicy } from './outbound-policy.js';
 import type { ProviderAdapter, ResolvedEndpoint, ValidationResult } from './types.js';
@@ -22,6 +22,8 @@ export interface ProviderRegistryOptions {
   extraCa?: string | undefined;
   /** Which addresses upstream connections may reach (outbound-policy.ts). */
   outbound: OutboundPolicy;
+  /** Unreadable stream events skipped per call before the attempt fails. */
+  malformedEvents?: MalformedEventPolicy | undefined;
 }
 
 export interface ProviderRegistry {

@@ -1,4 +1,4 @@
-import type { EndpointTimeouts, ProviderKind } from '../../db/schema.js';
+import type { ContinuationKind, EndpointTimeouts, ProviderKind } from '../../db/schema.js';
 
 /** One upstream endpoint of an agent, with its secret decrypted (never serialised to clients). */
 export interface ResolvedEndpoint {
@@ -12,6 +12,8 @@ export interface ResolvedEndpoint {
   appId: string | undefined;
   model: string | undefined;
   timeouts: EndpointTimeouts;
+  /** How this endpoint continues a broken-off answer; unset: its provider kind's default (continuation-kinds.ts). */
+  continuation?: ContinuationKind | undefined;
 }
 
 export type ChatContentPart =
@@ -19,9 +21,34 @@ export type ChatContentPart =
   | { type: 'image_url'; image_url: { url: string } }
   | { type: 'file_url'; name?: string; url: string };
 
+/**
+ * One function call the model asked for, in OpenAI's wire form (the
+ * platform's form for tools, as for content parts): `arguments` is the JSON
+ * text the model wrote, not parsed.
+ */
+export interface ToolCall {
+  id: string;
+  type: 'function';
+  function: { name: string; arguments: string };
+}
+
+/** A function the caller offers the model, in OpenAI's wire form (passed through unchanged to OpenAI-compatible endpoints). */
+export interface ToolDefinition {
+  type: 'function';
+  function: { name: string; description?: string | undefined; parameters?: Record<string, unknown> | undefined; strict?: boolean | null | undefined };
+}
+
+/** OpenAI's `tool_choice`. */
+export type ToolChoice = 'none' | 'auto' | 'required' | { type: 'function'; function: { name: string } };
+
 export interface ChatMessage {
-  role: 'system' | 'user' | 'assistant';
+  role: 'system' | 'user' | 'assistant' | 'tool';
+  /** An assistant message that only calls tools has '' here. */
   content: string | ChatContentPart[];
+  /** Assistant: the calls it made (function calling). */
+  toolCalls?: ToolCall[] | undefined;
+  /** Tool: the call this message answers. */
+  toolCallId?: string | undefined;
 }
 
 /** What the chat service asks of a provider, independent of wire format. */
@@ -31,6 +58,19 @@ export interface ProviderRequest {
   systemPrompt?: string | undefined;
   temperature?: number | undefined;
   maxTokens?: number | undefined;
+  /** Nucleus sampling (OpenAI `top_p`, Anthropic `top_p`). */
+  topP?: number | undefined;
+  /** Stop sequences (OpenAI `stop`, Anthropic `stop_sequences`). */
+  stop?: string[] | undefined;
+  /** OpenAI `seed`, for reproducible sampling where the endpoint supports it. */
+  seed?: number | undefined;
+  /** OpenAI `response_format` (`{type:'json_object'}`, a JSON schema), passed through to OpenAI-compatible endpoints. */
+  responseFormat?: Record<string, unknown> | undefined;
+  /** Function calling: the functions offered (OpenAI `tools`, Anthropic `tools` with `input_schema`). */
+  tools?: ToolDefinition[] | undefined;
+  toolChoice?: ToolChoice | undefined;
+  /** OpenAI `parallel_tool_calls`; Anthropic `disable_parallel_tool_use` when false. */
+  parallelToolCalls?: boolean | undefined;
   /** FastGPT chatId / Dify conversation_id, when the agent keeps context upstream. */
   chatId?: string | undefined;
   /** FastGPT: return flow-node status and response data. */
@@ -41,6 +81,20 @@ export interface ProviderRequest {
   responseChatItemId?: string | undefined;
   /** Stable end-user identifier (Dify `user`, OpenAI `user`). */
   user?: string | undefined;
+  /**
+   * Set when `messages` ends with the start of the answer (an assistant
+   * message) for the provider to continue: `continue_final_message` adds
+   * vLLM's flags to an OpenAI-compatible body; `prefill` sends it as is.
+   */
+  continuation?: 'prefill' | 'continue_final_message' | undefined;
+  /**
+   * The `/v1` caller's own end-user id (OpenAI `user`): sent instead of
+   * `user` as OpenAI `user` and Anthropic `metadata.user_id`. Dify keeps
+   * `user`, which owns its conversations and its stop API.
+   */
+  endUser?: string | undefined;
+  /** W3C trace context of this upstream call, sent as the `traceparent` header (tracing on only). */
+  traceparent?: string | undefined;
 }
 
 export interface Usage {
@@ -67,6 +121,12 @@ export type ProviderEvent =
   | { type: 'usage'; usage: Usage }
   /** The model that actually answered, when the provider reports it. */
   | { type: 'model'; model: string }
+  /**
+   * A piece of a function call, as OpenAI streams it: the call's `index`
+   * among this answer's calls; `id` and `name` in its first piece, then
+   * `arguments` text to append.
+   */
+  | { type: 'toolCall'; index: number; id?: string | undefined; name?: string | undefined; arguments: string }
   /** Clean end of the answer. `sawDone` is false when an OpenAI-style stream ended without `[DONE]`. */
   | { type: 'done'; finishReason?: string | undefined; sawDone: boolean };
 
@@ -79,6 +139,8 @@ export interface ProviderResult {
   chatId?: string | undefined;
   messageId?: string | undefined;
   finishReason?: string | undefined;
+  /** The function calls the model made. */
+  toolCalls?: ToolCall[] | undefined;
   /** Raw extra data worth keeping (FastGPT responseData when detail=true). */
   extra?: unknown;
 }

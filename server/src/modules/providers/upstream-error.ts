@@ -51,6 +51,8 @@ export class UpstreamError extends Error {
       url?: string | undefined;
       /** A short, secret-free excerpt of the response body. */
       body?: string | undefined;
+      /** A `timeout`: which deadline passed. */
+      phase?: 'headers' | 'first token' | 'idle' | 'total' | undefined;
       cause?: unknown;
     } = {},
   ) {
@@ -60,6 +62,11 @@ export class UpstreamError extends Error {
 
   get status(): number | undefined {
     return this.options.status;
+  }
+
+  /** The endpoint sent no response headers within its deadline: it is silent, not slow to answer. */
+  get silent(): boolean {
+    return this.kind === 'timeout' && this.options.phase === 'headers';
   }
 
   get providerCode(): string | undefined {

@@ -55,6 +55,15 @@ export function providerErrorFromObject(parsed: unknown): { code?: string | unde
   };
 }
 
+/**
+ * A stream that closed cleanly after text with neither its end marker nor a
+ * finish reason: it broke off (a proxy or load balancer ended it), so the
+ * answer is not whole and the next attempt continues it.
+ */
+export function truncated(url: string): UpstreamError {
+  return new UpstreamError('protocol', 'the stream ended after text with neither its end marker nor a finish reason', { retryable: true, url });
+}
+
 /** An error the provider reported inside a stream that had already started (HTTP 200). */
 export function inStreamError(
   provider: string,
@@ -160,6 +169,12 @@ export function jsonHeaders(extra: Record<string, string>, stream: boolean): Rec
 
 export function bearer(apiKey: string | undefined): Record<string, string> {
   return apiKey ? { authorization: `Bearer ${apiKey}` } : {};
+}
+
+/** `upstream` with the turn's `traceparent` header, when the turn is traced. */
+export function traced(upstream: UpstreamRequest, traceparent: string | undefined): UpstreamRequest {
+  if (traceparent !== undefined) upstream.headers.traceparent = traceparent;
+  return upstream;
 }
 
 /** A JSON POST to an endpoint, authenticated with its key (a bearer token unless `auth` says otherwise). */

@@ -45,6 +45,7 @@ function setup(script: Step[], options: { maxAttempts?: number; retryAfterMaxMs?
   const host: AttemptHost = {
     turnId: 't',
     agentId: 'a',
+    log: logger,
     signal: abort.signal,
     get outputSent() {
       return output;
@@ -100,6 +101,21 @@ describe('the attempt loop', () => {
     expect(s.sleeps).toEqual([]);
   });
 
+  it('moves on at once from an endpoint that sent no headers in time when a fallback exists; retries it when it is the only one', async () => {
+    const silence = () => new UpstreamError('timeout', 'upstream headers deadline of 1000 ms passed', { phase: 'headers' });
+    const withFallback = setup([{ fail: silence() }, 'ok']);
+    expect(await runAttempts([endpoint(0), endpoint(1)], withFallback.host, withFallback.deps)).toEqual({ status: 'complete' });
+    expect(withFallback.calls).toEqual([0, 1]);
+    expect(withFallback.sleeps).toEqual([]);
+    // A slow first token is not silence: the same endpoint gets its retry.
+    const slow = setup([{ fail: new UpstreamError('timeout', 'upstream first token deadline of 1000 ms passed', { phase: 'first token' }) }, 'ok']);
+    expect(await runAttempts([endpoint(0), endpoint(1)], slow.host, slow.deps)).toEqual({ status: 'complete' });
+    expect(slow.calls).toEqual([0, 0]);
+    const alone = setup([{ fail: silence() }, 'ok']);
+    expect(await runAttempts([endpoint(0)], alone.host, alone.deps)).toEqual({ status: 'complete' });
+    expect(alone.calls).toEqual([0, 0]);
+  });
+
   it('stops after maxAttempts on one endpoint and reports the last failure', async () => {
     const s = setup([{ fail: http(500) }, { fail: http(500) }], { maxAttempts: 2 });
     const outcome = await runAttempts([endpoint(0)], s.host, s.deps);
@@ -113,6 +129,18 @@ describe('the attempt loop', () => {
     expect(outcome).toEqual({ status: 'complete' });
     expect(s.calls).toEqual([0, 2]);
     expect(s.sleeps).toEqual([]);
+  });
+
+  it('passes a content-policy refusal to the caller by default, even with another model left; an agent may opt in to trying it', async () => {
+    const refused = () => setup([{ fail: http(400, { code: 'content_policy_violation' }) }, 'ok']);
+    const byDefault = refused();
+    expect(await runAttempts([endpoint(0, 'strict'), endpoint(1, 'lenient')], byDefault.host, byDefault.deps)).toMatchObject({ status: 'error', error: { code: 'UPSTREAM_CONTENT_POLICY' } });
+    expect(byDefault.calls).toEqual([0]);
+    const optedIn = refused();
+    expect(await runAttempts([endpoint(0, 'strict'), endpoint(1, 'lenient')], optedIn.host, optedIn.deps, undefined, 'other-model')).toEqual({ status: 'complete' });
+    expect(optedIn.calls).toEqual([0, 1]);
+    // Either way the refusal is recorded as a failed attempt.
+    expect([byDefault.failed[0]?.errorCode, optedIn.failed[0]?.errorCode]).toEqual(['UPSTREAM_CONTENT_POLICY', 'UPSTREAM_CONTENT_POLICY']);
   });
 
   it('ends with the provider reason when no other model is left', async () => {

@@ -43,9 +43,14 @@ describe('failure categories', () => {
   });
 
   it('refusals are not retried on the same endpoint and do not count against it', () => {
-    for (const c of ['bad_request', 'context_length', 'content_policy'] as const) {
+    for (const c of ['bad_request', 'context_length'] as const) {
       expect(failurePolicy(c)).toEqual({ retrySameEndpoint: false, fallBack: 'other-model', countsForBreaker: false });
     }
+    // A content-policy refusal reaches the caller; only an agent's opt-in tries another model.
+    expect(failurePolicy('content_policy')).toEqual({ retrySameEndpoint: false, fallBack: 'none', countsForBreaker: false });
+    expect(failurePolicy('content_policy', 'pass-through')).toEqual({ retrySameEndpoint: false, fallBack: 'none', countsForBreaker: false });
+    expect(failurePolicy('content_policy', 'other-model')).toEqual({ retrySameEndpoint: false, fallBack: 'other-model', countsForBreaker: false });
+    expect(failurePolicy('context_length', 'pass-through').fallBack).toBe('other-model');
     expect(failurePolicy('authentication')).toEqual({ retrySameEndpoint: false, fallBack: 'any', countsForBreaker: true });
     expect(failurePolicy('timeout').retrySameEndpoint).toBe(true);
   });

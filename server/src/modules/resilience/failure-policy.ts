@@ -1,3 +1,4 @@
+import type { ContentPolicyRouting } from '../../db/schema.js';
 import type { ErrorCode } from '../../errors.js';
 import { UpstreamError, type UpstreamFailureCategory } from '../providers/upstream-error.js';
 
@@ -22,12 +23,19 @@ export interface FailurePolicy {
   countsForBreaker: boolean;
 }
 
-export function failurePolicy(category: UpstreamFailureCategory): FailurePolicy {
+/**
+ * `contentPolicy`: the agent's choice for a provider's content-policy
+ * refusal. Passed through by default: routing it to another model is a way
+ * around the enterprise's own safety policy, so only an explicit opt-in
+ * (`other-model`) does that.
+ */
+export function failurePolicy(category: UpstreamFailureCategory, contentPolicy: ContentPolicyRouting = 'pass-through'): FailurePolicy {
   switch (category) {
     case 'bad_request':
     case 'context_length':
-    case 'content_policy':
       return { retrySameEndpoint: false, fallBack: 'other-model', countsForBreaker: false };
+    case 'content_policy':
+      return { retrySameEndpoint: false, fallBack: contentPolicy === 'other-model' ? 'other-model' : 'none', countsForBreaker: false };
     case 'authentication':
     case 'quota':
     case 'not_found':
@@ -61,6 +69,8 @@ export interface ClientError {
   message: string;
   /** The same with the provider's reason (status, provider code, its error text): for admins and logs only. */
   detail?: string | undefined;
+  /** A rate-limited upstream's Retry-After, in whole seconds, when it sent one. */
+  retryAfterSeconds?: number | undefined;
 }
 
 /**
@@ -123,8 +133,11 @@ export function clientErrorFor(err: unknown): ClientError {
       return clientError('UPSTREAM_UNAVAILABLE', `The model provider account has no quota left${reason}`);
     case 'not_found':
       return clientError('UPSTREAM_ERROR', `The model provider does not know the configured model or URL${reason}`);
-    case 'rate_limited':
-      return clientError('UPSTREAM_RATE_LIMITED', `The model provider is rate limiting requests; try again later${reason}`);
+    case 'rate_limited': {
+      const error = clientError('UPSTREAM_RATE_LIMITED', `The model provider is rate limiting requests; try again later${reason}`);
+      const retryAfterMs = err.retryAfterMs;
+      return retryAfterMs === undefined ? error : { ...error, retryAfterSeconds: Math.max(1, Math.ceil(retryAfterMs / 1000)) };
+    }
     case 'server':
       return clientError('UPSTREAM_ERROR', `The model provider failed${reason}`);
     case 'timeout':

@@ -8,6 +8,8 @@ export interface FallbackView {
   endpoint: string;
   appId?: string | null;
   model?: string | null;
+  /** How this endpoint continues a broken-off answer; unset: the provider's default. */
+  continuation?: string | null;
   hasApiKey: boolean;
 }
 
@@ -24,8 +26,19 @@ export interface AdminAgent {
   hasApiKey: boolean;
   welcomeText?: string | null;
   systemPrompt?: string | null;
+  continuation?: string | null;
   fallbacks: FallbackView[];
+  /** Hedged first token: the next endpoint is called too after `afterMs` without a token. */
+  hedge?: AgentHedge | null;
+  /** A provider's content-policy refusal: passed to the caller, or tried on another model (opt-in). */
+  contentPolicy?: ContentPolicyRouting;
   simulated?: boolean;
+}
+
+export type ContentPolicyRouting = 'pass-through' | 'other-model';
+
+export interface AgentHedge {
+  afterMs: number | 'p95';
 }
 
 export interface FallbackInput {
@@ -34,6 +47,7 @@ export interface FallbackInput {
   apiKey?: string;
   appId?: string;
   model?: string;
+  continuation?: string;
 }
 
 export interface AgentInput {
@@ -47,8 +61,13 @@ export interface AgentInput {
   model?: string;
   welcomeText?: string;
   systemPrompt?: string;
+  /** Null (on update): back to the provider's default. */
+  continuation?: string | null;
   isActive: boolean;
   fallbacks: FallbackInput[];
+  /** Null clears it (on edit); left out: off (on create). */
+  hedge?: AgentHedge | null;
+  contentPolicy?: ContentPolicyRouting;
 }
 
 export interface EndpointCheck {

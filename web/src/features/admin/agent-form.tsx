@@ -1,15 +1,30 @@
 import { useState, type FormEvent } from 'react';
 import { useI18n } from '../../i18n/i18n';
-import type { AdminAgent, AgentInput, FallbackInput } from './admin-api';
+import type { AdminAgent, AgentHedge, AgentInput, ContentPolicyRouting, FallbackInput } from './admin-api';
 
 const PROVIDERS = ['openai', 'fastgpt', 'anthropic', 'dify'];
+/** How each provider kind can continue a broken-off answer (server: providers/continuation-kinds.ts); '' is the provider's default. */
+const CONTINUATIONS: Record<string, readonly string[]> = {
+  openai: ['prefill', 'continue_final_message', 'restart'],
+  anthropic: ['prefill', 'restart'],
+  fastgpt: ['restart'],
+  dify: ['restart'],
+};
 
 interface FallbackDraft extends FallbackInput {
   /** The stored fallback has a key; an empty key field keeps it. */
   hasApiKey: boolean;
 }
 
-type Draft = Omit<AgentInput, 'fallbacks'> & { fallbacks: FallbackDraft[] };
+type HedgeMode = 'off' | 'fixed' | 'p95';
+
+type Draft = Omit<AgentInput, 'fallbacks' | 'hedge'> & { fallbacks: FallbackDraft[]; hedgeMode: HedgeMode; hedgeMs: string };
+
+function hedgeOf(mode: HedgeMode, ms: string): AgentHedge | undefined {
+  if (mode === 'p95') return { afterMs: 'p95' };
+  if (mode === 'fixed' && Number(ms) >= 1) return { afterMs: Math.round(Number(ms)) };
+  return undefined;
+}
 
 function toDraft(agent: AdminAgent | undefined): Draft {
   return {
@@ -23,8 +38,12 @@ function toDraft(agent: AdminAgent | undefined): Draft {
     model: agent?.model ?? '',
     welcomeText: agent?.welcomeText ?? '',
     systemPrompt: agent?.systemPrompt ?? '',
+    continuation: agent?.continuation ?? '',
     isActive: agent?.isActive ?? true,
-    fallbacks: (agent?.fallbacks ?? []).map((f) => ({ provider: f.provider, endpoint: f.endpoint, apiKey: '', appId: f.appId ?? '', model: f.model ?? '', hasApiKey: f.hasApiKey })),
+    fallbacks: (agent?.fallbacks ?? []).map((f) => ({ provider: f.provider, endpoint: f.endpoint, apiKey: '', appId: f.appId ?? '', model: f.model ?? '', continuation: f.continuation ?? '', hasApiKey: f.hasApiKey })),
+    hedgeMode: agent?.hedge ? (agent.hedge.afterMs === 'p95' ? 'p95' : 'fixed') : 'off',
+    hedgeMs: typeof agent?.hedge?.afterMs === 'number' ? String(agent.hedge.afterMs) : '2000',
+    contentPolicy: agent?.contentPolicy ?? 'pass-through',
   };
 }
 
@@ -43,16 +62,33 @@ export function AgentForm({ agent, busy, error, onSubmit, onCancel }: { agent: A
 
   const submit = (e: FormEvent) => {
     e.preventDefault();
-    const { fallbacks, ...rest } = draft;
+    const { fallbacks, hedgeMode, hedgeMs, ...rest } = draft;
+    const hedge = hedgeOf(hedgeMode, hedgeMs);
     onSubmit({
       ...clean(rest),
+      // An edited agent set back to the provider's default clears its stored setting.
+      ...(editing && draft.continuation === '' ? { continuation: null } : {}),
       isActive: draft.isActive,
       description: draft.description,
       fallbacks: fallbacks.map(({ hasApiKey: _hasKey, ...f }) => clean(f)),
+      // A new agent leaves it out to be off; an edited one clears it with null.
+      ...(hedge ? { hedge } : editing ? { hedge: null } : {}),
     });
   };
 
-  const field = (id: Exclude<keyof Draft, 'fallbacks' | 'isActive'>, label: string, props: { type?: string; required?: boolean; disabled?: boolean; multiline?: boolean } = {}) => (
+  /** The continuation kinds `provider` supports, '' (its default) first. */
+  const continuationSelect = (id: string, label: string, provider: string, value: string | null | undefined, onChange: (value: string) => void) => (
+    <select id={id} aria-label={label} value={value ?? ''} onChange={(e) => onChange(e.target.value)}>
+      <option value="">{t('admin.continuationDefault')}</option>
+      {(CONTINUATIONS[provider] ?? []).map((k) => (
+        <option key={k} value={k}>
+          {k}
+        </option>
+      ))}
+    </select>
+  );
+
+  const field = (id: Exclude<keyof Draft, 'fallbacks' | 'isActive' | 'continuation' | 'hedgeMode'>, label: string, props: { type?: string; required?: boolean; disabled?: boolean; multiline?: boolean } = {}) => (
     <label className="field" htmlFor={`agent-${id}`}>
       <span>{label}</span>
       {props.multiline ? (
@@ -70,7 +106,7 @@ export function AgentForm({ agent, busy, error, onSubmit, onCancel }: { agent: A
         {field('name', t('admin.agentName'), { required: true })}
         <label className="field" htmlFor="agent-provider">
           <span>{t('admin.provider')}</span>
-          <select id="agent-provider" value={draft.provider} onChange={(e) => set('provider', e.target.value)}>
+          <select id="agent-provider" value={draft.provider} onChange={(e) => setDraft((d) => ({ ...d, provider: e.target.value, continuation: '' }))}>
             {PROVIDERS.map((p) => (
               <option key={p} value={p}>
                 {p}
@@ -82,6 +118,10 @@ export function AgentForm({ agent, busy, error, onSubmit, onCancel }: { agent: A
         {field('apiKey', editing && agent.hasApiKey ? t('admin.apiKeyKeep') : t('admin.apiKey'), { type: 'password' })}
         {field('model', t('admin.model'))}
         {field('appId', t('admin.appId'))}
+        <label className="field" htmlFor="agent-continuation">
+          <span>{t('admin.continuation')}</span>
+          {continuationSelect('agent-continuation', t('admin.continuation'), draft.provider, draft.continuation, (v) => set('continuation', v))}
+        </label>
         <label className="field checkbox" htmlFor="agent-active">
           <input id="agent-active" type="checkbox" checked={draft.isActive} onChange={(e) => set('isActive', e.target.checked)} />
           <span>{t('admin.active')}</span>
@@ -94,7 +134,7 @@ export function AgentForm({ agent, busy, error, onSubmit, onCancel }: { agent: A
         <legend>{t('admin.fallbacks')}</legend>
         {draft.fallbacks.map((f, i) => (
           <div key={i} className="fallback-row" role="group" aria-label={t('admin.fallbackN', { n: i + 1 })}>
-            <select aria-label={`${t('admin.fallbackN', { n: i + 1 })}: ${t('admin.provider')}`} value={f.provider} onChange={(e) => setFallback(i, { provider: e.target.value })}>
+            <select aria-label={`${t('admin.fallbackN', { n: i + 1 })}: ${t('admin.provider')}`} value={f.provider} onChange={(e) => setFallback(i, { provider: e.target.value, continuation: '' })}>
               {PROVIDERS.map((p) => (
                 <option key={p} value={p}>
                   {p}
@@ -104,15 +144,40 @@ export function AgentForm({ agent, busy, error, onSubmit, onCancel }: { agent: A
             <input aria-label={`${t('admin.fallbackN', { n: i + 1 })}: ${t('admin.endpoint')}`} type="url" required value={f.endpoint} placeholder={t('admin.endpoint')} onChange={(e) => setFallback(i, { endpoint: e.target.value })} />
             <input aria-label={`${t('admin.fallbackN', { n: i + 1 })}: ${t('admin.apiKey')}`} type="password" autoComplete="off" value={f.apiKey} placeholder={f.hasApiKey ? '••••••' : t('admin.apiKey')} onChange={(e) => setFallback(i, { apiKey: e.target.value })} />
             <input aria-label={`${t('admin.fallbackN', { n: i + 1 })}: ${t('admin.model')}`} value={f.model} placeholder={t('admin.model')} onChange={(e) => setFallback(i, { model: e.target.value })} />
+            {continuationSelect(`agent-fallback-${i}-continuation`, `${t('admin.fallbackN', { n: i + 1 })}: ${t('admin.continuation')}`, f.provider, f.continuation, (v) => setFallback(i, { continuation: v }))}
             <button type="button" className="small-button danger" onClick={() => setDraft((d) => ({ ...d, fallbacks: d.fallbacks.filter((_, j) => j !== i) }))}>
               {t('admin.removeFallback', { n: i + 1 })}
             </button>
           </div>
         ))}
-        <button type="button" className="small-button" onClick={() => setDraft((d) => ({ ...d, fallbacks: [...d.fallbacks, { provider: d.provider, endpoint: '', apiKey: '', model: '', appId: '', hasApiKey: false }] }))}>
+        <button type="button" className="small-button" onClick={() => setDraft((d) => ({ ...d, fallbacks: [...d.fallbacks, { provider: d.provider, endpoint: '', apiKey: '', model: '', appId: '', continuation: '', hasApiKey: false }] }))}>
           {t('admin.addFallback')}
         </button>
       </fieldset>
+      <div className="form-grid">
+        <label className="field" htmlFor="agent-hedgeMode">
+          <span>{t('admin.hedge')}</span>
+          <select id="agent-hedgeMode" value={draft.hedgeMode} aria-describedby="agent-hedge-help" onChange={(e) => set('hedgeMode', e.target.value as HedgeMode)}>
+            <option value="off">{t('admin.hedgeOff')}</option>
+            <option value="fixed">{t('admin.hedgeFixed')}</option>
+            <option value="p95">{t('admin.hedgeP95')}</option>
+          </select>
+        </label>
+        {draft.hedgeMode === 'fixed' && field('hedgeMs', t('admin.hedgeMs'), { type: 'number', required: true })}
+      </div>
+      <p id="agent-hedge-help" className="muted">
+        {t('admin.hedgeHelp')}
+      </p>
+      <label className="field" htmlFor="agent-contentPolicy">
+        <span>{t('admin.contentPolicy')}</span>
+        <select id="agent-contentPolicy" value={draft.contentPolicy} aria-describedby="agent-content-policy-help" onChange={(e) => set('contentPolicy', e.target.value as ContentPolicyRouting)}>
+          <option value="pass-through">{t('admin.contentPolicyPass')}</option>
+          <option value="other-model">{t('admin.contentPolicyOtherModel')}</option>
+        </select>
+      </label>
+      <p id="agent-content-policy-help" className="muted">
+        {t('admin.contentPolicyHelp')}
+      </p>
       {error && (
         <p className="form-error" role="alert">
           {error}

@@ -2,6 +2,7 @@ import { useInfiniteQuery } from '@tanstack/react-query';
 import { useState, type FormEvent } from 'react';
 import { useI18n } from '../../i18n/i18n';
 import { adminApi, type AuditFilters } from './admin-api';
+import { saveFile } from '../../save-file';
 
 /** `datetime-local` value (local time) to ISO 8601, or undefined when empty. */
 function isoOf(local: string): string | undefined {
@@ -30,12 +31,7 @@ export function AuditAdmin() {
     setExportError(undefined);
     try {
       const blob = await adminApi.auditCsv(filters);
-      const url = URL.createObjectURL(blob);
-      const a = document.createElement('a');
-      a.href = url;
-      a.download = `audit-${new Date().toISOString().slice(0, 10)}.csv`;
-      a.click();
-      setTimeout(() => URL.revokeObjectURL(url), 10_000);
+      saveFile(blob, `audit-${new Date().toISOString().slice(0, 10)}.csv`);
     } catch (err) {
       setExportError(err instanceof Error ? err.message : String(err));
     }

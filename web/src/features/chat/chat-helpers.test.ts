@@ -61,4 +61,11 @@ describe('applyEvent', () => {
     m = applyEvent(m, toTurnEvent({ event: 'end', data: '{"status":"complete","messageId":"p","sessionId":"s"}', id: 't:1000003' }));
     expect(m).toMatchObject({ content: 'the whole answer', status: 'complete' });
   });
+  it('finishes an answer that only called functions (a /v1 turn with tools): its toolCall events change nothing', () => {
+    let m = applyEvent({ ...base, content: '', reasoning: '' }, toTurnEvent({ event: 'start', data: '{"messageId":"m2","sessionId":"s"}', id: 'm2:1' }));
+    m = applyEvent(m, toTurnEvent({ event: 'toolCall', data: '{"index":0,"id":"call_1","name":"get_weather","arguments":""}', id: 'm2:3' }));
+    m = applyEvent(m, toTurnEvent({ event: 'toolCall', data: '{"index":0,"arguments":"{}"}', id: 'm2:4' }));
+    m = applyEvent(m, toTurnEvent({ event: 'end', data: '{"status":"complete","messageId":"m2","sessionId":"s","finishReason":"tool_calls"}', id: 'm2:5' }));
+    expect(m).toMatchObject({ id: 'm2', content: '', reasoning: '', error: null, status: 'complete' });
+  });
 });

@@ -7,6 +7,7 @@ import type { Agent, StoredMessage } from '../../api/types';
 import { useI18n } from '../../i18n/i18n';
 import { AgentPicker } from './agent-picker';
 import { Composer } from './composer';
+import { ConversationHeader } from './conversation-header';
 import { MarkdownView } from './markdown-view';
 import type { MessageActions } from './message-item';
 import { MessageList } from './message-list';
@@ -26,7 +27,7 @@ function mergeLive(stored: UiMessage[], live: LiveTurn | undefined): UiMessage[]
   const hidden = new Set([live.answer.id, live.replacesId, live.question?.id].filter((id): id is string => id !== undefined));
   const list = stored.filter((m) => !hidden.has(m.id));
   if (live.question) list.push(live.question);
-  list.push(live.answer);
+  list.push({ ...live.answer, agentId: live.agentId });
   return list;
 }
 
@@ -45,10 +46,18 @@ function lastPair(messages: UiMessage[]): { question: number; answer: number } {
   return { question, answer: answer > question ? answer : -1 };
 }
 
-function Conversation({ sessionKey, sessionId, agent, stored, hasOlder, onLoadOlder, loadingOlder }: { sessionKey: string; sessionId: string | undefined; agent: Agent | undefined; stored: UiMessage[]; hasOlder: boolean; onLoadOlder: () => void; loadingOlder: boolean }) {
+/** Names each answer's agent once a conversation has had more than one (it switched agents); otherwise none. */
+function answerAgents(messages: UiMessage[], agents: Agent[]): ((m: UiMessage) => string | undefined) {
+  const ids = new Set(messages.filter((m) => m.role === 'assistant' && m.agentId).map((m) => m.agentId));
+  if (ids.size < 2) return () => undefined;
+  return (m) => (m.role === 'assistant' && m.agentId ? (agents.find((a) => a.id === m.agentId)?.name ?? m.agentId) : undefined);
+}
+
+function Conversation({ sessionKey, sessionId, agent, agents, stored, hasOlder, onLoadOlder, loadingOlder }: { sessionKey: string; sessionId: string | undefined; agent: Agent | undefined; agents: Agent[]; stored: UiMessage[]; hasOlder: boolean; onLoadOlder: () => void; loadingOlder: boolean }) {
   const navigate = useNavigate();
   const live = useLiveTurn(sessionKey);
   const messages = useMemo(() => mergeLive(stored, live), [stored, live]);
+  const agentOf = useMemo(() => answerAgents(messages, agents), [messages, agents]);
   const running = live?.running === true;
   const agentId = agent?.id ?? live?.agentId;
 
@@ -66,11 +75,12 @@ function Conversation({ sessionKey, sessionId, agent, stored, hasOlder, onLoadOl
     const answerMsg = messages[answer];
     const questionMsg = messages[question];
     const pair = questionMsg && answerMsg && !questionMsg.id.startsWith('pending-') && !answerMsg.id.startsWith('pending-') ? { questionId: questionMsg.id, answerId: answerMsg.id } : undefined;
-    const isLive = live !== undefined && m === live.answer;
+    const isLive = live !== undefined && m.id === live.answer.id;
     return {
       onRegenerate: canChange && index === answer && pair ? () => turns$.regenerate(agentId, sessionId, pair) : undefined,
       onEdit: canChange && index === question && pair ? (text) => turns$.regenerate(agentId, sessionId, pair, text) : undefined,
       onInteractiveReply: !running && index === messages.length - 1 ? ask : undefined,
+      agentName: agentOf(m),
       reconnecting: isLive ? live.reconnecting : undefined,
       failure: isLive ? live.failure : undefined,
       onRetryFailure:
@@ -124,7 +134,7 @@ function NewChat({ agents }: { agents: Agent[] }) {
           )}
         </div>
       )}
-      <Conversation sessionKey={NEW_CHAT} sessionId={undefined} agent={agent} stored={[]} hasOlder={false} onLoadOlder={() => undefined} loadingOlder={false} />
+      <Conversation sessionKey={NEW_CHAT} sessionId={undefined} agent={agent} agents={agents} stored={[]} hasOlder={false} onLoadOlder={() => undefined} loadingOlder={false} />
     </main>
   );
 }
@@ -186,11 +196,18 @@ function SessionChat({ sessionId, agents }: { sessionId: string; agents: Agent[]
   }
   return (
     <main id="main" className="chat-page">
-      <h1 className="chat-title">{session.data?.title || (session.isPending ? t('common.loading') : t('sidebar.untitled'))}</h1>
+      <ConversationHeader
+        sessionId={sessionId}
+        title={session.data?.title || (session.isPending ? t('common.loading') : t('sidebar.untitled'))}
+        agentId={session.data?.agentId}
+        agents={agents}
+        running={live?.running === true}
+      />
       <Conversation
         sessionKey={sessionId}
         sessionId={sessionId}
         agent={agent}
+        agents={agents}
         stored={stored}
         hasOlder={olderHasMore ?? session.data?.hasMore ?? false}
         onLoadOlder={() => void loadOlder()}

@@ -10,6 +10,7 @@ export function CopyButton({ text, label, className }: { text: string; label: st
     return () => clearTimeout(timer);
   }, [copied]);
   return (
+    <>
     <button
       type="button"
       className={className ?? 'small-button'}
@@ -21,5 +22,10 @@ export function CopyButton({ text, label, className }: { text: string; label: st
     >
       {copied ? t('common.copied') : t('common.copy')}
     </button>
+    {/* Said aloud too: a changed label alone is not announced. */}
+    <span className="visually-hidden" role="status">
+      {copied ? t('common.copied') : ''}
+    </span>
+    </>
   );
 }

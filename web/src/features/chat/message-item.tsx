@@ -17,6 +17,8 @@ export interface MessageActions {
   reconnecting?: number;
   failure?: { code: string; message: string } | undefined;
   onRetryFailure?: (() => void) | undefined;
+  /** The agent that wrote this answer, named when the conversation has had more than one. */
+  agentName?: string | undefined;
 }
 
 /** A thumb drawn inline: no emoji font is needed to see it. */
@@ -143,7 +145,12 @@ export const MessageItem = memo(function MessageItem({ message, actions }: { mes
 
   const failure = actions.failure;
   return (
-    <article className="message assistant" data-role="assistant" data-status={message.status} data-message-id={pending ? undefined : message.id} aria-label={t('chat.assistant')} aria-busy={streaming}>
+    <article className="message assistant" data-role="assistant" data-status={message.status} data-message-id={pending ? undefined : message.id} aria-label={actions.agentName ?? t('chat.assistant')} aria-busy={streaming}>
+      {actions.agentName && (
+        <p className="answer-agent small muted" data-testid="answer-agent">
+          {t('chat.answeredBy', { agent: actions.agentName })}
+        </p>
+      )}
       {message.reasoning && (
         <details className="reasoning" open={streaming && !message.content}>
           <summary>{t('chat.reasoning')}</summary>
@@ -166,7 +173,12 @@ export const MessageItem = memo(function MessageItem({ message, actions }: { mes
           {t('chat.reconnecting', { n: actions.reconnecting })}
         </p>
       )}
-      {message.status === 'stopped' && <p className="muted small">{t('chat.stopped')}</p>}
+      {/* A "continue" action belongs here once answers can be continued (issue 17's continuation); until then, the state only. */}
+      {message.status === 'stopped' && (
+        <p className="stopped-note small" data-testid="stopped">
+          <span className="badge">{t('chat.stopped')}</span> <span className="muted">{t('chat.stoppedNote')}</span>
+        </p>
+      )}
       {(message.error || failure) && (
         <div className="message-error" role="alert">
           <span>

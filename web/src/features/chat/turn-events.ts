@@ -68,6 +68,8 @@ export interface UiMessage {
   interactive: unknown;
   /** The last flow-node status of a live FastGPT turn. */
   flow: { moduleName: string; status: string } | null;
+  /** The agent that wrote an answer; a live answer takes its turn's. */
+  agentId?: string | null;
   createdAt: string;
   /**
    * Set on an answer resumed after a reload: it shows the stored text until
@@ -87,6 +89,7 @@ export function fromStored(m: StoredMessage): UiMessage {
     feedback: m.feedback,
     interactive: m.interactive ?? null,
     flow: null,
+    agentId: m.agentId,
     createdAt: m.createdAt,
   };
 }

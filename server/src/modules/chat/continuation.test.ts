@@ -1,0 +1,286 @@
+import type { AddressInfo } from 'node:net';
+import OpenAI from 'openai';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createMockUpstream } from '../../../../tools/src/mock-upstream/index.js';
+import { backendNames } from '../../test/backends.js';
+import { bearer, buildTestApp, createUserAndLogin, login, type TestApp } from '../../test/app.js';
+import { parseSse, type ParsedEvent } from '../../test/sse.js';
+import { partialAnswer } from './continuation.js';
+
+/**
+ * Mid-answer continuation (README, "Continuation per provider"): an answer
+ * that breaks off after some text is continued by the next attempt, on
+ * `/api/chat/completions` and on `/v1` (through the official `openai` SDK
+ * against a listening server), for every provider kind and the mock's
+ * cut, stall and malformed faults. The mock continues a prefilled answer
+ * deterministically, so the joined text is checked exactly.
+ */
+
+type Mock = Awaited<ReturnType<typeof createMockUpstream>>;
+
+/** Deadlines no loaded test machine misses (the stalled primary gets a short idle deadline of its own). */
+const RELAXED = { connectMs: 30_000, firstTokenMs: 30_000, idleMs: 30_000 };
+
+/** The question every test asks. With 6 chunks its answer's first two end in a space, which Anthropic refuses in a prefill. */
+const QUESTION = 'go on please';
+const ANSWER = 'Simulated answer to: go on please lorem ipsum dolor sit amet consectetur.';
+const FIRST_TWO_CHUNKS = 'Simulated answer to: go ';
+
+const FAULTS = [
+  ['cut', 'cutAfter=2'],
+  ['stall', 'stallAfter=2'],
+  ['malformed', 'malformedAfter=2,malformed=4'],
+] as const;
+
+const PROVIDERS = {
+  openai: { path: '/v1/chat/completions', extra: { model: 'm' } },
+  anthropic: { path: '/v1/messages', extra: { model: 'claude-mock' } },
+  fastgpt: { path: '/api/v1/chat/completions', extra: { appId: '0123456789abcdef01234567' } },
+  dify: { path: '/v1', extra: {} },
+} as const;
+type Provider = keyof typeof PROVIDERS;
+
+const chunkText = (events: ParsedEvent[]) =>
+  events
+    .filter((e) => e.event === 'chunk')
+    .map((e) => (e.json as { content: string }).content)
+    .join('');
+const keptText = (events: ParsedEvent[]) => chunkText(events.slice(events.map((e) => e.event).lastIndexOf('reset') + 1));
+
+describe.each(await backendNames())('mid-answer continuation on %s', (backendName) => {
+  let t: TestApp;
+  let mock: Mock;
+  let admin: string;
+  let alice: string;
+  let client: OpenAI;
+
+  beforeAll(async () => {
+    mock = await createMockUpstream({ port: 0, host: '127.0.0.1', defaultChunks: 6, defaultIntervalMs: 2 });
+    t = await buildTestApp(backendName, { UPSTREAM_RETRY_BASE_MS: '0', UPSTREAM_MAX_ATTEMPTS: '2', V1_STREAM_HOLD_MS: '30000', BREAKER_FAILURE_THRESHOLD: '100' });
+    await t.app.listen({ port: 0, host: '127.0.0.1' });
+    admin = await login(t.app);
+    alice = (await createUserAndLogin(t.app, admin, 'alice')).token;
+    const key = await t.app.inject({ method: 'POST', url: '/api/auth/api-keys', headers: bearer(alice), payload: { name: 'sdk' } });
+    if (key.statusCode !== 201) throw new Error(`api key: ${key.statusCode} ${key.body}`);
+    client = new OpenAI({ apiKey: key.json<{ data: { key: string } }>().data.key, baseURL: `http://127.0.0.1:${(t.app.server.address() as AddressInfo).port}/v1`, maxRetries: 0 });
+  });
+
+  afterAll(async () => {
+    await t?.close();
+    await mock?.close();
+  });
+
+  const url = (provider: Provider, fault = '') => `${mock.url}${fault ? `/fault/${fault}` : ''}${PROVIDERS[provider].path}`;
+
+  interface EndpointSpec {
+    provider: Provider;
+    fault?: string;
+    model?: string;
+    continuation?: string;
+    timeouts?: Record<string, number>;
+  }
+
+  /** An agent whose endpoints each have their own model name (so their calls can be told apart at the mock). */
+  async function agent(id: string, primary: EndpointSpec, fallbacks: EndpointSpec[] = []): Promise<void> {
+    const endpoint = (e: EndpointSpec) => ({
+      provider: e.provider,
+      endpoint: url(e.provider, e.fault),
+      apiKey: 'k',
+      ...PROVIDERS[e.provider].extra,
+      ...(e.model ? { model: e.model } : {}),
+      ...(e.continuation ? { continuation: e.continuation } : {}),
+      timeouts: e.timeouts ?? RELAXED,
+    });
+    const { endpoint: primaryUrl, ...primaryRest } = endpoint(primary);
+    const res = await t.app.inject({
+      method: 'POST',
+      url: '/api/agents',
+      headers: bearer(admin),
+      payload: { id, name: id, endpoint: primaryUrl, ...primaryRest, fallbacks: fallbacks.map(endpoint) },
+    });
+    if (res.statusCode !== 201) throw new Error(`agent create failed: ${res.statusCode} ${res.body}`);
+  }
+
+  /** A primary that breaks off after two chunks with `fault`, and a healthy fallback of `fallback`'s kind. */
+  async function brokenThenHealthy(id: string, provider: Provider, fault: string, fallback: Partial<EndpointSpec> = {}): Promise<void> {
+    const stall = fault.startsWith('stall');
+    await agent(id, { provider, fault, model: provider === 'openai' || provider === 'anthropic' ? `${id}-p` : undefined, timeouts: stall ? { ...RELAXED, idleMs: 300 } : RELAXED }, [
+      { provider, model: provider === 'openai' || provider === 'anthropic' ? `${id}-f` : undefined, ...fallback },
+    ]);
+  }
+
+  async function turn(agentId: string) {
+    const res = await t.app.inject({ method: 'POST', url: '/api/chat/completions', headers: bearer(alice), payload: { agentId, stream: true, messages: [{ role: 'user', content: QUESTION }] } });
+    const events = parseSse(res.body);
+    const turnId = (events[0]?.json as { messageId: string }).messageId;
+    const row = await t.backend.database.db.selectFrom('messages').selectAll().where('id', '=', turnId).executeTakeFirstOrThrow();
+    return { events, names: events.map((e) => e.event), row, turnId };
+  }
+
+  /** Streams through the SDK; returns the text joined from the chunks, or the error the stream ended with. */
+  async function v1Stream(model: string): Promise<{ text: string; error: unknown }> {
+    let text = '';
+    try {
+      const stream = await client.chat.completions.create({ model, stream: true, messages: [{ role: 'user', content: QUESTION }] });
+      for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? '';
+      return { text, error: undefined };
+    } catch (error) {
+      return { text, error };
+    }
+  }
+
+  const bodiesFor = (model: string) => mock.requests.filter((r) => (r.body as { model?: string } | undefined)?.model === model).map((r) => r.body as Record<string, unknown>);
+  const lastMessage = (body: Record<string, unknown> | undefined) => (body?.messages as { role: string; content: unknown }[] | undefined)?.at(-1);
+
+  describe.each(FAULTS)('after a %s', (faultName, fault) => {
+    it.each(['openai', 'anthropic'] as const)('%s: the fallback continues the answer; /api gets one answer with no reset, stored whole', async (provider) => {
+      const id = `api-${provider}-${faultName}`;
+      await brokenThenHealthy(id, provider, fault);
+      const { events, names, row } = await turn(id);
+      expect(names).not.toContain('reset');
+      expect(names).not.toContain('error');
+      expect(chunkText(events)).toBe(ANSWER);
+      expect(row).toMatchObject({ status: 'complete', content: ANSWER, model: `${id}-f` });
+      // The fallback got the question and, as the last message, the two chunks already sent
+      // (Anthropic: without the trailing space it refuses; the space it says again is dropped).
+      const sent = bodiesFor(`${id}-f`);
+      expect(sent).toHaveLength(1);
+      expect(lastMessage(sent[0])).toEqual({ role: 'assistant', content: provider === 'anthropic' ? FIRST_TWO_CHUNKS.trimEnd() : FIRST_TWO_CHUNKS });
+    });
+
+    it.each(['openai', 'anthropic'] as const)('%s: /v1 streams one seamless answer', async (provider) => {
+      const id = `v1-${provider}-${faultName}`;
+      await brokenThenHealthy(id, provider, fault);
+      const { text, error } = await v1Stream(id);
+      expect(error).toBeUndefined();
+      expect(text).toBe(ANSWER);
+    });
+
+    it.each(['fastgpt', 'dify'] as const)('%s: the answer starts over (no continuation there); /api gets a reset, /v1 goes on past the repeated text', async (provider) => {
+      const id = `restart-${provider}-${faultName}`;
+      await brokenThenHealthy(id, provider, fault);
+      const { events, names, row } = await turn(id);
+      expect(names).toContain('reset');
+      expect(keptText(events)).toBe(ANSWER);
+      expect(row.content).toBe(ANSWER);
+      // /v1 cannot take text back: the restart repeats the text sent, which is suppressed, and the answer goes on.
+      const { text, error } = await v1Stream(id);
+      expect(error).toBeUndefined();
+      expect(text).toBe(ANSWER);
+    });
+  });
+
+  it.each(['openai', 'anthropic'] as const)('%s: a stream that closes after text with neither end marker nor finish reason is continued', async (provider) => {
+    const id = `ended-${provider}`;
+    await brokenThenHealthy(id, provider, 'endAfter=2');
+    const { names, row } = await turn(id);
+    expect(names).not.toContain('reset');
+    expect(row).toMatchObject({ status: 'complete', content: ANSWER, model: `${id}-f` });
+    expect(lastMessage(bodiesFor(`${id}-f`)[0])).toEqual({ role: 'assistant', content: provider === 'anthropic' ? FIRST_TWO_CHUNKS.trimEnd() : FIRST_TWO_CHUNKS });
+  });
+
+  it('an in-stream error after text is continued too', async () => {
+    await brokenThenHealthy('inerror', 'openai', 'errorAfter=2');
+    const { names, row } = await turn('inerror');
+    expect(names).not.toContain('reset');
+    expect(row.content).toBe(ANSWER);
+  });
+
+  it('continue_final_message sends vLLM\'s flags with the partial answer', async () => {
+    await brokenThenHealthy('vllm', 'openai', 'cutAfter=2', { continuation: 'continue_final_message' });
+    const { names, row } = await turn('vllm');
+    expect(names).not.toContain('reset');
+    expect(row.content).toBe(ANSWER);
+    const [body] = bodiesFor('vllm-f');
+    expect(body).toMatchObject({ continue_final_message: true, add_generation_prompt: false });
+    expect(lastMessage(body)).toEqual({ role: 'assistant', content: FIRST_TWO_CHUNKS });
+    // The primary's first call, with nothing to continue, has neither.
+    expect(bodiesFor('vllm-p')[0]).not.toHaveProperty('continue_final_message');
+  });
+
+  it('an endpoint set to restart starts over with a reset, and is sent no partial answer', async () => {
+    await brokenThenHealthy('norestart', 'openai', 'cutAfter=2', { continuation: 'restart' });
+    const { events, names, row } = await turn('norestart');
+    expect(names).toContain('reset');
+    expect(keptText(events)).toBe(ANSWER);
+    expect(row.content).toBe(ANSWER);
+    expect(lastMessage(bodiesFor('norestart-f')[0])).toEqual({ role: 'user', content: QUESTION });
+  });
+
+  describe('a fallback that refuses the prefill (HTTP 400)', () => {
+    it('is called again at once without it: /api gets a reset and the whole answer, never the refusal', async () => {
+      await brokenThenHealthy('refuse', 'openai', 'cutAfter=2', { fault: 'prefill=refuse' });
+      const { events, names, row, turnId } = await turn('refuse');
+      expect(names).toContain('reset');
+      expect(names).not.toContain('error');
+      expect(keptText(events)).toBe(ANSWER);
+      expect(row).toMatchObject({ status: 'complete', content: ANSWER, model: 'refuse-f' });
+      const calls = bodiesFor('refuse-f');
+      expect(calls.map(lastMessage)).toEqual([{ role: 'assistant', content: FIRST_TWO_CHUNKS }, { role: 'user', content: QUESTION }]);
+      // The refusal is no failure of the endpoint: only the primary's cut is recorded.
+      await t.app.deps.failures.settled();
+      const failures = await t.backend.database.db.selectFrom('upstream_failures').select(['position', 'mid_answer']).where('message_id', '=', turnId).execute();
+      expect(failures).toEqual([{ position: 0, mid_answer: true }]);
+    });
+
+    it('/v1: the restart repeats the text already sent, so the stream goes on past it seamlessly', async () => {
+      await brokenThenHealthy('refusev1', 'openai', 'cutAfter=2', { fault: 'prefill=refuse' });
+      const { text, error } = await v1Stream('refusev1');
+      expect(error).toBeUndefined();
+      expect(text).toBe(ANSWER);
+    });
+
+    it('/v1: a restart that says something else ends the stream with a clean error; the restarted answer is stored', async () => {
+      await brokenThenHealthy('diverge', 'openai', 'cutAfter=2', { fault: 'prefill=refuse,answer=A%20different%20answer.' });
+      const { text, error } = await v1Stream('diverge');
+      expect(text).toBe(FIRST_TWO_CHUNKS);
+      expect(error).toBeInstanceOf(OpenAI.APIError);
+      expect((error as InstanceType<typeof OpenAI.APIError>).message).toContain('restarted differently');
+      // On /api the same turn restarts with a reset.
+      const { events, names, row } = await turn('diverge');
+      expect(names).toContain('reset');
+      expect(keptText(events)).toBe('A different answer.');
+      expect(row.content).toBe('A different answer.');
+    });
+  });
+
+  describe('the endpoint setting', () => {
+    it('is shown to admins, validated against the provider kind, and can be cleared', async () => {
+      await agent('setting', { provider: 'openai', model: 'setting-m', continuation: 'continue_final_message' }, [{ provider: 'anthropic', model: 'c', continuation: 'restart' }]);
+      const view = await t.app.inject({ method: 'GET', url: '/api/agents/setting', headers: bearer(admin) });
+      const data = view.json<{ data: { continuation?: string; fallbacks: { continuation?: string }[] } }>().data;
+      expect(data.continuation).toBe('continue_final_message');
+      expect(data.fallbacks[0]?.continuation).toBe('restart');
+
+      const unsupported = await t.app.inject({ method: 'POST', url: '/api/agents', headers: bearer(admin), payload: { id: 'badcont', name: 'x', provider: 'fastgpt', endpoint: url('fastgpt'), appId: '0123456789abcdef01234567', continuation: 'prefill' } });
+      expect(unsupported.statusCode).toBe(400);
+      expect(unsupported.json<{ error: { code: string } }>().error.code).toBe('VALIDATION_FAILED');
+      expect(unsupported.body).toContain('continuation');
+      const unknown = await t.app.inject({ method: 'PATCH', url: '/api/agents/setting', headers: bearer(admin), payload: { continuation: 'rewind' } });
+      expect(unknown.statusCode).toBe(400);
+      expect((await t.app.inject({ method: 'GET', url: '/api/agents/badcont', headers: bearer(admin) })).statusCode).toBe(404);
+
+      const cleared = await t.app.inject({ method: 'PATCH', url: '/api/agents/setting', headers: bearer(admin), payload: { continuation: null } });
+      expect(cleared.statusCode).toBe(200);
+      const after = await t.app.inject({ method: 'GET', url: '/api/agents/setting', headers: bearer(admin) });
+      expect(after.json<{ data: { continuation?: string; fallbacks: { continuation?: string }[] } }>().data).toMatchObject({ fallbacks: [{ continuation: 'restart' }] });
+      expect(after.json<{ data: { continuation?: string } }>().data.continuation).toBeUndefined();
+    });
+  });
+});
+
+describe('the text a taken-over answer goes on from (partialAnswer)', () => {
+  const event = (id: number, name: string, payload: unknown) => ({ id, event: name, data: JSON.stringify(payload) });
+
+  it('is what the buffer shows since its last reset when that extends the checkpoint, else the checkpoint', () => {
+    const buffered = [event(1, 'chunk', { content: 'old' }), event(2, 'reset', {}), event(3, 'chunk', { content: 'Hello ' }), event(4, 'chunk', { content: 'world' })];
+    expect(partialAnswer('Hello', buffered)).toEqual({ content: 'Hello world', reasoning: '' });
+    expect(partialAnswer('Hello there', buffered)).toEqual({ content: 'Hello there', reasoning: '' });
+  });
+
+  it('is none once the answer began calling functions since its last reset: a call cannot be prefilled, so it starts over', () => {
+    const calling = [event(1, 'chunk', { content: 'Looking it up.' }), event(2, 'toolCall', { index: 0, id: 'call_1', name: 'f', arguments: '' })];
+    expect(partialAnswer('Looking it up.', calling)).toBeUndefined();
+    expect(partialAnswer('', [...calling, event(3, 'reset', {}), event(4, 'chunk', { content: 'Again' })])).toEqual({ content: 'Again', reasoning: '' });
+  });
+});
