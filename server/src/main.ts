@@ -171,6 +171,8 @@ async function serve(config: Config, logger: Logger): Promise<void> {
       );
     }
   } catch (err) {
+    // A stop that arrived while listening closes the server under the listen call: shutdown() ends the process.
+    if (shuttingDown) return;
     logger.fatal({ err }, 'could not listen');
     process.exit(1);
   }
