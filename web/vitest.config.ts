@@ -1,4 +1,5 @@
 import { defineConfig } from 'vitest/config';
+import { FlakyReporter, testRetry } from '../tools/src/testing/retry.js';
 
 /**
  * Unit tests (src/**) run in Node. The browser journeys (e2e/**) start the
@@ -8,6 +9,8 @@ import { defineConfig } from 'vitest/config';
  */
 export default defineConfig({
   test: {
+    retry: testRetry(),
+    reporters: ['default', new FlakyReporter()],
     include: ['src/**/*.test.ts', 'e2e/**/*.test.ts'],
     environment: 'node',
     testTimeout: 60_000,
