@@ -190,7 +190,7 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
     batchSize: config.retentionSweepBatchSize,
   });
   metrics.bindSources(appMetricSources({ database, state, chat, agents, breakers, pressure, lifecycle }));
-  const sharing = createSharingService({ database, agents, publicLinks: config.shareLinksPublic });
+  const sharing = createSharingService({ database, agents, audit, publicLinks: config.shareLinksPublic });
   const deps: AppDeps = { config, secrets, database, state, logger, providers, audit, users, auth, signInDelays, apiKeys, agents, chat, sharing, budgets, breakers, failures, lifecycle, pressure, retention, metrics, tracing };
 
   await users.ensureFirstAdmin();

@@ -75,6 +75,8 @@ export const AuditActions = {
   register: 'auth.register',
   apiKeyCreate: 'api_key.create',
   apiKeyRevoke: 'api_key.revoke',
+  shareCreate: 'share.create',
+  shareRevoke: 'share.revoke',
   userCreate: 'user.create',
   userUpdate: 'user.update',
   userRole: 'user.role',

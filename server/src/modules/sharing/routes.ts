@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { RouteOptions } from '../../app.js';
 import { ok } from '../../http/response.js';
 import { principalOf } from '../../plugins/authenticate.js';
+import { actorOf } from '../auth/request-context.js';
 import type { ShareLinkRow } from './share-repository.js';
 import { ExportQuery, ExportResponses, SessionParams, ShareCreatedResponses, ShareListResponses, ShareParams, ShareResponses, SharedViewResponses, TokenParams } from './schema.js';
 
@@ -30,7 +31,7 @@ export async function conversationSharingRoutes(app: FastifyInstance, { deps, gu
 
   app.post('/:id/shares', { schema: { params: SessionParams, response: ShareCreatedResponses } }, async (request, reply) => {
     const { id } = request.params as { id: string };
-    const link = await sharing.createLink(principalOf(request), id);
+    const link = await sharing.createLink(actorOf(request), id);
     return reply.status(201).send(ok({ ...linkJson(link), token: link.token, path: sharePagePath(link.token) }));
   });
 
@@ -41,7 +42,7 @@ export async function conversationSharingRoutes(app: FastifyInstance, { deps, gu
 
   app.delete('/:id/shares/:shareId', { schema: { params: ShareParams, response: ShareResponses } }, async (request) => {
     const { id, shareId } = request.params as { id: string; shareId: string };
-    return ok(linkJson(await sharing.revokeLink(principalOf(request), id, shareId)));
+    return ok(linkJson(await sharing.revokeLink(actorOf(request), id, shareId)));
   });
 }
 

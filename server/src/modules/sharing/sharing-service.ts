@@ -3,6 +3,7 @@ import type { DatabaseHandle } from '../../db/database.js';
 import { AppError } from '../../errors.js';
 import type { Principal } from '../../plugins/authenticate.js';
 import type { AgentsService } from '../agents/agents-service.js';
+import { AuditActions, type Actor, type AuditLog } from '../audit/audit-log.js';
 import { conversationJson, conversationMarkdown, exportFileName } from './conversation-export.js';
 import { createShareRepository } from './share-repository.js';
 
@@ -20,8 +21,10 @@ const notYours = () => new AppError('SESSION_NOT_FOUND', 'The chat session does 
  * Export of a conversation (Markdown, JSON) and its read-only share links.
  * A link's token is shown once, when it is made; only its hash is stored.
  * Someone else's session, link or token is a 404 like one that does not exist.
+ * Making and revoking a link are audited (who, from where, which
+ * conversation): a link lets others read a conversation.
  */
-export function createSharingService(deps: { database: DatabaseHandle; agents: AgentsService; publicLinks: boolean }) {
+export function createSharingService(deps: { database: DatabaseHandle; agents: AgentsService; audit: AuditLog; publicLinks: boolean }) {
   const repo = createShareRepository(deps.database);
   const agentName = (agentId: string | null) => (agentId ? (deps.agents.find(agentId)?.agent.name ?? agentId) : '');
 
@@ -44,10 +47,11 @@ export function createSharingService(deps: { database: DatabaseHandle; agents: A
         : { body: conversationMarkdown(conversation), fileName: exportFileName(session.title, 'md'), contentType: 'text/markdown; charset=utf-8' };
     },
 
-    async createLink(principal: Principal, sessionId: string) {
+    async createLink(actor: Actor, sessionId: string) {
       const token = crypto.randomBytes(TOKEN_BYTES).toString('base64url');
-      const link = await repo.create(sessionId, principal.userId, hashToken(token));
+      const link = await repo.create(sessionId, actor.id, hashToken(token));
       if (!link) throw notYours();
+      await deps.audit.record({ actorId: actor.id, actorUsername: actor.username, ip: actor.ip, action: AuditActions.shareCreate, targetType: 'share_link', targetId: link.id, detail: { sessionId, public: deps.publicLinks } });
       return { ...link, token };
     },
 
@@ -56,9 +60,10 @@ export function createSharingService(deps: { database: DatabaseHandle; agents: A
       return repo.list(sessionId, principal.userId);
     },
 
-    async revokeLink(principal: Principal, sessionId: string, shareId: string) {
-      const link = await repo.revoke(shareId, sessionId, principal.userId);
+    async revokeLink(actor: Actor, sessionId: string, shareId: string) {
+      const link = await repo.revoke(shareId, sessionId, actor.id);
       if (!link) throw new AppError('SHARE_NOT_FOUND', 'No such share link on this conversation');
+      await deps.audit.record({ actorId: actor.id, actorUsername: actor.username, ip: actor.ip, action: AuditActions.shareRevoke, targetType: 'share_link', targetId: link.id, detail: { sessionId } });
       return link;
     },
 

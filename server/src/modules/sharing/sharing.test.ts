@@ -185,6 +185,13 @@ describe.each(await backendNames())('agent switching, export and share links on 
       const res = await f.t.app.inject({ method: 'GET', url: `/api/shared/${token}`, headers: bearer(f.other.token) });
       expect(res.statusCode, token).toBe(404);
     }
+    // Making and revoking the link are audited, by the owner and only once each; the refused attempts are not, and no token is kept.
+    const audited = await f.t.backend.database.db.selectFrom('audit_log').selectAll().where('target_id', '=', link.id).orderBy('id').execute();
+    expect(audited.map((a) => [a.action, a.actor_id, a.target_type, (a.detail as { sessionId?: string } | null)?.sessionId])).toEqual([
+      ['share.create', f.owner.userId, 'share_link', chatId],
+      ['share.revoke', f.owner.userId, 'share_link', chatId],
+    ]);
+    expect(JSON.stringify(audited)).not.toContain(link.token);
   });
 
   it('stops serving a link when the conversation is deleted', async () => {
