@@ -29,6 +29,7 @@ interface StoredMessage {
   role: string;
   status: string;
   agentId: string | null;
+  content: string;
 }
 
 async function freshPage(locale: string, width: number): Promise<Page> {
@@ -103,7 +104,7 @@ describe.each([
     await signIn(page, OWNER, PASSWORD);
   });
 
-  it('stops an answer and shows it as stopped (the continue action waits for issue 17’s continuation)', async () => {
+  it('stops an answer and shows it as stopped, with the continue action', async () => {
     await ask(page, '[[mock chunks=60 interval=80]] a long story');
     await page.waitForURL(/\/c\/[0-9a-f-]{36}$/);
     sessionId = sessionIdOf(page)!;
@@ -112,7 +113,9 @@ describe.each([
     await settledAnswer(page, 'stopped');
     const note = lastAnswer(page).getByTestId('stopped');
     await note.getByText(t['chat.stopped'], { exact: true }).waitFor();
-    expect(await note.innerText()).toContain(t['chat.stoppedNote']);
+    // The demo agent's simulated upstream continues answers, so the action is offered.
+    expect(await note.innerText()).toContain(t['chat.stoppedNoteContinue']);
+    await note.getByRole('button', { name: t['chat.continue'] }).waitFor();
     await screenshot(page, `features-stopped-${name}`);
     await noOverflowNorViolations(page, 'a stopped answer');
   });
@@ -142,6 +145,9 @@ describe.each([
     const select = page.getByTestId('agent-switch');
     expect(await select.inputValue()).toBe('demo');
     expect(await page.getByLabel(t['chat.agentLabel']).count()).toBe(1);
+    // The agent list, Export and Share sit on one row under the title, on a phone too.
+    const tops = await page.locator('.conversation-tools').evaluate((el) => [...el.children].map((c) => Math.round(c.getBoundingClientRect().top)));
+    expect(new Set(tops).size, `tops of the header's tools: ${tops.join(', ')}`).toBe(1);
     await select.selectOption('second');
     await expect.poll(async () => (await apiCall<{ agentId: string }>(server.url, ownerToken, 'GET', `/api/chat-sessions/${sessionId}`)).agentId).toBe('second');
     await ask(page, 'who answers now?');
@@ -227,6 +233,35 @@ describe.each([
     await viewer.goto(shareUrl);
     await viewer.getByRole('alert').getByText(t['share.gone']).waitFor();
     await noOverflowNorViolations(viewer, 'a revoked link');
+  });
+
+  it('continues a stopped answer where it stopped: its text stays, the rest follows, one answer is stored', async () => {
+    current = page;
+    await page.goto(`${server.url}/`);
+    await ask(page, '[[mock chunks=40 interval=60]] a story to go on with');
+    await page.waitForURL(/\/c\/[0-9a-f-]{36}$/);
+    const id = sessionIdOf(page)!;
+    await page.locator('article[data-role=assistant][data-status=streaming] .markdown, article[data-role=assistant][data-status=streaming] .plain-text').first().waitFor();
+    await page.locator('[data-testid=stop]').click();
+    await settledAnswer(page, 'stopped');
+    const stored = async () => (await apiCall<{ messages: StoredMessage[] }>(server.url, ownerToken, 'GET', `/api/chat-sessions/${id}`)).messages;
+    const stopped = (await stored())[1]!;
+    expect(stopped.status).toBe('stopped');
+    await lastAnswer(page).getByTestId('stopped').getByRole('button', { name: t['chat.continue'] }).click();
+    await settledAnswer(page);
+    await expect.poll(async () => (await stored()).map((m) => [m.role, m.status])).toEqual([
+      ['user', 'complete'],
+      ['assistant', 'complete'],
+    ]);
+    const [, continued] = await stored();
+    expect(continued!.content.startsWith(stopped.content)).toBe(true);
+    expect(continued!.content.length).toBeGreaterThan(stopped.content.length);
+    // The page shows the whole answer once, as stored (the words of the simulated answer render as they are).
+    const shown = (await lastAnswer(page).locator('.markdown, .plain-text').first().innerText()).replace(/\s+/g, ' ').trim();
+    expect(shown).toBe(continued!.content.replace(/\s+/g, ' ').trim());
+    expect(await lastAnswer(page).getByTestId('stopped').count()).toBe(0);
+    await screenshot(page, `features-continued-${name}`);
+    await noOverflowNorViolations(page, 'a continued answer');
   });
 });
 

@@ -98,6 +98,7 @@ const ACCESS: Record<string, Access> = {
   'GET /api/chat/history/:chatId': 'owner',
   'DELETE /api/chat/history/:chatId': 'owner',
   'POST /api/chat/history/:chatId/retry': 'owner',
+  'POST /api/chat/history/:chatId/continue': 'owner',
   'POST /api/chat/feedback': 'owner',
   'GET /api/chat-sessions': 'user',
   'POST /api/chat-sessions': 'user',
@@ -211,7 +212,7 @@ describe.each(await backendNames())('authorization matrix on %s', (backendName) 
     if (key === 'GET /api/chat/stream') url += `?messageId=${turn.messageId}`;
     if (key === 'POST /api/chat/stop') payload = { messageId: turn.messageId };
     if (key === 'POST /api/chat/feedback') payload = { messageId: turn.messageId, rating: 'up' };
-    if (key === 'POST /api/chat/history/:chatId/retry') payload = { stream: false };
+    if (key === 'POST /api/chat/history/:chatId/retry' || key === 'POST /api/chat/history/:chatId/continue') payload = { stream: false };
     if (key === 'PATCH /api/chat-sessions/:id/title') payload = { title: 'renamed by the matrix' };
     if (key === 'PATCH /api/chat-sessions/:id/agent') payload = { agentId: 'gpt' };
     if (key === 'GET /api/chat-sessions/:id/export') url += '?format=json';

@@ -120,6 +120,7 @@ describe('the OpenAPI reference', () => {
     const content = (path: string, method: string) => Object.keys(doc.paths[path]?.[method]?.responses?.['200']?.content ?? {}).sort();
     expect(content('/api/chat/completions', 'post')).toEqual(['application/json', 'text/event-stream']);
     expect(content('/api/chat/history/{chatId}/retry', 'post')).toEqual(['application/json', 'text/event-stream']);
+    expect(content('/api/chat/history/{chatId}/continue', 'post')).toEqual(['application/json', 'text/event-stream']);
     expect(content('/api/chat/stream', 'get')).toEqual(['text/event-stream']);
     expect(content('/v1/chat/completions', 'post')).toEqual(['application/json', 'text/event-stream']);
   });

@@ -153,6 +153,11 @@ export class MemoryState implements SharedState {
     return Promise.resolve((this.liveBuffer(turnId) ?? []).filter((e) => e.id > afterId));
   }
 
+  deleteEvents(turnId: string): Promise<void> {
+    this.buffers.delete(turnId);
+    return Promise.resolve();
+  }
+
   /** A waiter per follow, told on each append; absent buffers are looked for on a timer while anything is followed. */
   followEvents(turnId: string, afterId: number, handler: TurnFollowHandler): StopFollowing {
     const follow = this.follows.add(turnId, afterId, handler);

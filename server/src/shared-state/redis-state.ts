@@ -246,6 +246,10 @@ export class RedisState implements SharedState {
     return eventsFromEntries(await this.live.xrange(this.eventsKey(turnId), `(0-${afterId}`, '+'), afterId);
   }
 
+  async deleteEvents(turnId: string): Promise<void> {
+    await this.live.del(this.eventsKey(turnId));
+  }
+
   /** One blocking XREAD per instance, on a connection of its own, serves every follow (redis-follower.ts). */
   followEvents(turnId: string, afterId: number, handler: TurnFollowHandler): StopFollowing {
     if (this.everReady && this.client.status !== 'ready') {

@@ -76,6 +76,8 @@ export interface SharedState {
   appendEvents(turnId: string, events: readonly TurnEvent[], ttlSeconds: number, refreshTtl?: boolean): Promise<void>;
   /** Events with id > afterId, oldest first. */
   readEvents(turnId: string, afterId: number): Promise<TurnEvent[]>;
+  /** Drops a turn's buffer (an answer run again from where it stopped starts a new one, past the old ids). */
+  deleteEvents(turnId: string): Promise<void>;
   /**
    * Follows a turn's buffer without polling: the handler gets the events
    * with id > afterId already there, then each append as it lands, in id

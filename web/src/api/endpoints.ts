@@ -80,6 +80,9 @@ export const chatApi = {
   /** Regenerates the last answer, or answers an edited last question. */
   retry: (chatId: string, edited: string | undefined, signal?: AbortSignal) =>
     apiFetch(`/api/chat/history/${chatId}/retry`, { method: 'POST', body: { stream: true, detail: true, ...(edited === undefined ? {} : { content: edited }) }, signal }),
+  /** Continues the session's last answer, stopped by its asker, where it stopped. */
+  continueAnswer: (chatId: string, messageId: string, signal?: AbortSignal) =>
+    apiFetch(`/api/chat/history/${chatId}/continue`, { method: 'POST', body: { stream: true, detail: true, dataId: messageId }, signal }),
   /** Follows a turn from after `lastEventId` (`<messageId>:<n>`). */
   resume: (messageId: string, lastEventId: string, signal?: AbortSignal) =>
     apiFetch('/api/chat/stream', { query: { messageId }, headers: { 'last-event-id': lastEventId }, signal }),

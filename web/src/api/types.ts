@@ -49,6 +49,8 @@ export interface Agent {
   status: 'active' | 'inactive';
   welcomeText?: string | null;
   simulated?: boolean;
+  /** Its model provider can continue an answer where it stopped. */
+  canContinue?: boolean;
 }
 
 export interface SessionSummary {

@@ -99,6 +99,8 @@ export const en = {
   'chat.emptyAnswer': '(empty answer)',
   'chat.stopped': 'Stopped',
   'chat.stoppedNote': 'This answer was stopped before it finished.',
+  'chat.stoppedNoteContinue': 'This answer was stopped before it finished; it can go on from where it stopped.',
+  'chat.continue': 'Continue',
   'chat.agentLabel': 'Agent',
   'chat.answeredBy': 'Answered by {agent}',
   'chat.switchedAgent': 'Next answers come from {agent}.',

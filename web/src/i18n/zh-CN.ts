@@ -101,6 +101,8 @@ export const zhCN: Record<MessageKey, string> = {
   'chat.emptyAnswer': '（空回答）',
   'chat.stopped': '已停止',
   'chat.stoppedNote': '这个回答在完成前被停止了。',
+  'chat.stoppedNoteContinue': '这个回答在完成前被停止了，可以从停止处继续生成。',
+  'chat.continue': '继续生成',
   'chat.agentLabel': '智能体',
   'chat.answeredBy': '由 {agent} 回答',
   'chat.switchedAgent': '之后的回答来自 {agent}。',

@@ -1,3 +1,4 @@
+import { continuationOf } from '../providers/continuation-kinds.js';
 import type { EndpointHealth } from '../resilience/endpoint-health.js';
 import type { AgentStatusViewType, AgentViewType } from './schema.js';
 import type { AgentConfig, ResolvedAgent } from './types.js';
@@ -29,6 +30,7 @@ export function agentView(agent: AgentConfig, admin: boolean): AgentViewType {
     features: { ...agent.features },
     welcomeText: agent.welcomeText,
     simulated: agent.simulated,
+    canContinue: continuationOf({ provider: agent.provider, continuation: agent.continuation, url: agent.endpoint }) !== 'restart',
   };
   if (!admin) return view;
   return {

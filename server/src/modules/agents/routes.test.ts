@@ -188,8 +188,8 @@ describe.each(backends)('agents API on %s', (backendName) => {
       const list = res.json<{ success: boolean; data: AgentJson[] }>();
       expect(list.success).toBe(true);
       const listed = list.data.find((a) => a.id === 'listed');
-      expect(Object.keys(listed ?? {}).sort()).toEqual(['capabilities', 'description', 'features', 'id', 'model', 'name', 'provider', 'simulated', 'status']);
-      expect(listed).toMatchObject({ name: 'Agent listed', provider: 'openai', model: 'gpt-test', status: 'active', capabilities: ['chat'], simulated: false });
+      expect(Object.keys(listed ?? {}).sort()).toEqual(['canContinue', 'capabilities', 'description', 'features', 'id', 'model', 'name', 'provider', 'simulated', 'status']);
+      expect(listed).toMatchObject({ name: 'Agent listed', provider: 'openai', model: 'gpt-test', status: 'active', capabilities: ['chat'], simulated: false, canContinue: true });
     });
 
     it('shows a user the safe agent and an admin its configuration', async () => {

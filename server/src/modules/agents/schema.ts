@@ -281,6 +281,8 @@ export const AgentView = Type.Object({
   features: FeaturesView,
   welcomeText: Type.Optional(Type.String()),
   simulated: Type.Boolean(),
+  /** Its first endpoint can continue an answer where it stopped (the chat's "continue" action); false on FastGPT, Dify and `restart`. */
+  canContinue: Type.Boolean(),
   // Admin-only fields.
   isActive: Type.Optional(Type.Boolean()),
   endpoint: Type.Optional(Type.String()),

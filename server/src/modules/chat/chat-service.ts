@@ -24,7 +24,7 @@ import { TurnEventBuffer } from './event-buffer.js';
 import { createIdempotencyStore } from './idempotency.js';
 import { TakeoverService } from './takeover.js';
 import { Generation, type GenerationPlan, type GenerationResult, type TurnScope } from './generation.js';
-import { partialAnswer } from './continuation.js';
+import { partialAnswer, planContinuation } from './continuation.js';
 import type { Tracing } from '../../tracing/tracing.js';
 import { spanContextOf } from '../../tracing/tracing.js';
 import { TurnTrace } from '../../tracing/turn-trace.js';
@@ -377,7 +377,7 @@ export function createChatService(deps: ChatServiceDeps) {
     resolved: ResolvedAgent,
     input: TurnInput,
     turn: { turnId: string; sessionId: string; contextSessionId: string | undefined; userId: string; userMessageId: string; providerChatId: string | null; errorDetail?: boolean },
-    takeover?: GenerationPlan['takeover'],
+    resume?: GenerationPlan['resume'],
   ): Promise<GenerationPlan> {
     const { agent } = resolved;
     const primary = resolved.endpoints[0];
@@ -394,7 +394,7 @@ export function createChatService(deps: ChatServiceDeps) {
       hedge: agent.hedge,
       contentPolicy: agent.contentPolicy,
       upstreamStream: agent.features.supportsStream !== false,
-      takeover,
+      resume,
       // A taken-over answer's asker is not known here: it gets the generic sentence, the stored answer the detail.
       errorDetail: turn.errorDetail === true,
       receivedAt: input.receivedAt,
@@ -506,7 +506,7 @@ export function createChatService(deps: ChatServiceDeps) {
       runnable,
       input,
       { turnId: claimed.id, sessionId: claimed.sessionId, contextSessionId: claimed.sessionId, userId: claimed.userId, userMessageId: question.id, providerChatId: claimed.providerChatId },
-      { firstEventId, previousOwner: claimed.previousOwner, partial: partialAnswer(claimed.content, buffered) },
+      { reason: 'takeover', firstEventId, previousOwner: claimed.previousOwner, partial: partialAnswer(claimed.content, buffered) },
     );
     // The dead instance's reservation, if it made one, is settled by this run (one round trip per taken-over turn).
     const scope = turnScope(undefined, claimed.id, claimed.userId, resolved.agent.id, { linkTo: claimed.traceparent, previousOwner: claimed.previousOwner });
@@ -637,6 +637,63 @@ export function createChatService(deps: ChatServiceDeps) {
         replacesMessageId: target.id,
         editedQuestion: edited,
       }, caller);
+    },
+
+    /**
+     * Continues an answer its asker stopped, the last of its session: the
+     * same question, options and context, on the agent that wrote it, with
+     * the stored text as the prefill (continuation.ts), so the answer goes
+     * on where it stopped and is stored as one. Its events start with
+     * `reset` (reason `continue`) in a new block of ids, then the text so
+     * far as one `chunk`. Refused with nothing changed when the agent's first
+     * endpoint cannot continue an answer (FastGPT, Dify, `restart`):
+     * regenerating is what is left there.
+     */
+    async continueAnswer(principal: Principal, sessionId: string, options: { dataId?: string | undefined; detail?: boolean | undefined }, caller?: TurnCaller): Promise<Generation> {
+      refuseWhileDraining();
+      const session = await repo.findSession(sessionId, principal.userId);
+      if (!session) throw new AppError('SESSION_NOT_FOUND', 'The chat session does not exist or is not yours');
+      const last = await repo.lastAssistantMessage(sessionId, principal.userId);
+      const target = options.dataId ? await repo.findMessage(options.dataId, principal.userId) : last;
+      if (!target || target.session_id !== sessionId || target.role !== 'assistant') throw new AppError('NOTHING_TO_CONTINUE', 'There is no answer to continue in this session');
+      if (target.status === 'streaming') throw new AppError('GENERATION_RUNNING', 'That answer is still being generated');
+      if (target.status !== 'stopped') throw new AppError('NOTHING_TO_CONTINUE', 'Only an answer that was stopped can be continued');
+      if (last?.id !== target.id) throw new AppError('NOTHING_TO_CONTINUE', 'Only the last answer of a session can be continued');
+      const question = await repo.userMessageBefore(sessionId, principal.userId, target.seq);
+      if (!question) throw new AppError('NOTHING_TO_CONTINUE', 'There is no question to this answer');
+      const stored = (target.metadata as { options?: TurnOptions } | null)?.options;
+      const input: TurnInput = { ...stored, agentId: target.agent_id ?? session.agent_id, messages: [{ role: 'user', content: storedContent(question.content) }], detail: options.detail ?? stored?.detail };
+      const resolved = forTools(agents.getActive(input.agentId), input);
+      const primary = resolved.endpoints[0];
+      if (!primary || planContinuation(primary, target.content) === undefined) {
+        throw new AppError('CANNOT_CONTINUE', "This agent's model provider cannot continue an answer; regenerate it instead");
+      }
+      const turnId = target.id;
+      const scope = turnScope(caller, turnId, principal.userId, resolved.agent.id);
+      let admitted: TurnAdmitted | undefined;
+      let admission: Admission | undefined;
+      try {
+        admitted = await limits.admit({ turnId, userId: principal.userId, agent: resolved.agent, messages: input.messages, maxTokens: input.maxTokens });
+        admission = await admit(resolved);
+        // Ids go on past every id a client may hold of the stopped run; its buffer (ending in its `end`) goes, so a replay from the start shows this run.
+        const lastBuffered = (await state.readEvents(turnId, 0).catch(() => [] as TurnEvent[])).at(-1)?.id ?? 0;
+        const firstEventId = (Math.floor(lastBuffered / TAKEOVER_ID_BLOCK) + 1) * TAKEOVER_ID_BLOCK + 1;
+        const plan = await planFor(
+          resolved,
+          input,
+          { turnId, sessionId, contextSessionId: sessionId, userId: principal.userId, userMessageId: question.id, providerChatId: session.provider_chat_id, errorDetail: actsAsAdmin(principal) },
+          { reason: 'continue', firstEventId, previousOwner: null, partial: { content: target.content, reasoning: target.reasoning ?? '' } },
+        );
+        // The acknowledgement point: of two continues at once, one reopens the answer; the other changes nothing.
+        if (!(await repo.reopenStopped(turnId, principal.userId))) throw new AppError('NOTHING_TO_CONTINUE', 'That answer is no longer stopped');
+        await state.deleteEvents(turnId).catch(() => undefined);
+        return launch({ ...plan, limits: admitted }, admission, scope);
+      } catch (err) {
+        admission?.release();
+        if (admitted?.reserved) limits.settle(turnId, 0);
+        scope.trace?.end({ 'llmchat.turn.status': 'refused' }, err instanceof AppError ? err.code : 'INTERNAL');
+        throw err;
+      }
     },
 
     /** Stops a running generation wherever it runs. Owner only. */

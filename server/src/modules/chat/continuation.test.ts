@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createMockUpstream } from '../../../../tools/src/mock-upstream/index.js';
 import { backendNames } from '../../test/backends.js';
 import { bearer, buildTestApp, createUserAndLogin, login, type TestApp } from '../../test/app.js';
-import { parseSse, type ParsedEvent } from '../../test/sse.js';
+import { parseSse, readSse, type ParsedEvent } from '../../test/sse.js';
 import { partialAnswer } from './continuation.js';
 
 /**
@@ -265,6 +265,96 @@ describe.each(await backendNames())('mid-answer continuation on %s', (backendNam
       const after = await t.app.inject({ method: 'GET', url: '/api/agents/setting', headers: bearer(admin) });
       expect(after.json<{ data: { continuation?: string; fallbacks: { continuation?: string }[] } }>().data).toMatchObject({ fallbacks: [{ continuation: 'restart' }] });
       expect(after.json<{ data: { continuation?: string } }>().data.continuation).toBeUndefined();
+    });
+  });
+  describe('continuing an answer its asker stopped (POST /api/chat/history/:chatId/continue)', () => {
+    const base = () => `http://127.0.0.1:${(t.app.server.address() as AddressInfo).port}`;
+
+    /**
+     * The first call stalls after two chunks, later calls are served whole. `times` counts per spec on
+     * the mock, so each agent gets a spec of its own: a stall that would end after `n` extra ms past ten
+     * minutes, long after its turn is stopped.
+     */
+    const stallOnce = (n: number) => `stallAfter=2,stall=${600_000 + n},times=1`;
+
+    /** A turn whose first call stalls after two chunks (later calls are served whole); stopped by its asker once both arrived. */
+    async function stoppedTurn(agentId: string): Promise<{ chatId: string; messageId: string }> {
+      const res = await fetch(`${base()}/api/chat/completions`, {
+        method: 'POST',
+        headers: { ...bearer(alice), 'content-type': 'application/json' },
+        body: JSON.stringify({ agentId, stream: true, messages: [{ role: 'user', content: QUESTION }] }),
+      });
+      let ids = { chatId: '', messageId: '' };
+      let chunks = 0;
+      const events = await readSse(res.body!, (event) => {
+        if (event.event === 'start') ids = { chatId: (event.json as { chatId: string }).chatId, messageId: (event.json as { messageId: string }).messageId };
+        if (event.event === 'chunk' && ++chunks === 2) void t.app.inject({ method: 'POST', url: '/api/chat/stop', headers: bearer(alice), payload: { messageId: ids.messageId } });
+      });
+      expect(events.at(-1)?.json).toMatchObject({ status: 'stopped' });
+      const row = await t.backend.database.db.selectFrom('messages').selectAll().where('id', '=', ids.messageId).executeTakeFirstOrThrow();
+      expect(row).toMatchObject({ status: 'stopped', content: FIRST_TWO_CHUNKS });
+      return ids;
+    }
+
+    const continueTurn = (chatId: string, token = alice, payload: Record<string, unknown> = { stream: true }) =>
+      t.app.inject({ method: 'POST', url: `/api/chat/history/${chatId}/continue`, headers: bearer(token), payload });
+    const rowOf = (id: string) => t.backend.database.db.selectFrom('messages').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
+
+    it.each(['openai', 'anthropic'] as const)('%s: the answer goes on from its stored text, is stored whole as one answer, and a replay shows the continued run', async (provider) => {
+      const id = `continue-${provider}`;
+      await agent(id, { provider, fault: stallOnce(provider === 'openai' ? 1 : 2), model: `${id}-m` });
+      const { chatId, messageId } = await stoppedTurn(id);
+
+      const res = await continueTurn(chatId);
+      expect(res.statusCode, res.body).toBe(200);
+      const events = parseSse(res.body);
+      // A new block of ids, past every id of the stopped run; `reset` (continue), the stored text, then what follows.
+      expect(events[0]).toMatchObject({ event: 'reset', json: { reason: 'continue', messageId } });
+      expect(events.every((e) => Number(e.id?.split(':').at(-1)) > 1_000_000)).toBe(true);
+      expect((events[1]?.json as { content: string }).content).toBe(FIRST_TWO_CHUNKS);
+      expect(keptText(events)).toBe(ANSWER);
+      expect(events.at(-1)?.json).toMatchObject({ status: 'complete', messageId });
+      expect(await rowOf(messageId)).toMatchObject({ status: 'complete', content: ANSWER });
+      // The provider got the question and, as the last message, the stopped text (Anthropic: without its trailing space).
+      const sent = bodiesFor(`${id}-m`);
+      expect(sent).toHaveLength(2);
+      expect(lastMessage(sent[1])).toEqual({ role: 'assistant', content: provider === 'anthropic' ? FIRST_TWO_CHUNKS.trimEnd() : FIRST_TWO_CHUNKS });
+      // A client that reconnects from the start (a reload) gets the continued run, not the stopped run's end.
+      const replay = parseSse((await t.app.inject({ method: 'GET', url: `/api/chat/stream?messageId=${messageId}`, headers: bearer(alice) })).body);
+      expect(keptText(replay)).toBe(ANSWER);
+      expect(replay.at(-1)?.json).toMatchObject({ status: 'complete' });
+      // The session holds one answer to the question, not two.
+      const history = await t.app.inject({ method: 'GET', url: `/api/chat-sessions/${chatId}`, headers: bearer(alice) });
+      const messages = history.json<{ data: { messages: { role: string; content: string }[] } }>().data.messages;
+      expect(messages.map((m) => [m.role, m.content])).toEqual([['user', QUESTION], ['assistant', ANSWER]]);
+    });
+
+    it('refuses, changing nothing, what cannot be continued: a finished answer, an agent whose provider cannot continue, another user\'s chat', async () => {
+      await agent('continue-done', { provider: 'openai' });
+      const done = await turn('continue-done');
+      const finished = await continueTurn(done.row.session_id);
+      expect(finished.statusCode).toBe(409);
+      expect(finished.json<{ error: { code: string } }>().error.code).toBe('NOTHING_TO_CONTINUE');
+
+      await agent('continue-fastgpt', { provider: 'fastgpt', fault: stallOnce(3) });
+      const { chatId, messageId } = await stoppedTurn('continue-fastgpt');
+      // The agent list says which agents can continue, so the web app offers the action only there.
+      const canContinue = async (agentId: string) => (await t.app.inject({ method: 'GET', url: `/api/agents/${agentId}`, headers: bearer(alice) })).json<{ data: { canContinue: boolean } }>().data.canContinue;
+      expect(await canContinue('continue-fastgpt')).toBe(false);
+      expect(await canContinue('continue-done')).toBe(true);
+      const calls = mock.requests.length;
+      const refused = await continueTurn(chatId);
+      expect(refused.statusCode).toBe(409);
+      expect(refused.json<{ error: { code: string } }>().error.code).toBe('CANNOT_CONTINUE');
+      expect(await rowOf(messageId)).toMatchObject({ status: 'stopped', content: FIRST_TWO_CHUNKS });
+      expect(mock.requests.length).toBe(calls);
+
+      const bob = (await createUserAndLogin(t.app, admin, 'bob-continue')).token;
+      const stranger = await continueTurn(chatId, bob);
+      expect(stranger.statusCode).toBe(404);
+      expect(await rowOf(messageId)).toMatchObject({ status: 'stopped' });
+      const bad = await continueTurn(chatId, alice, { dataId: 'not-a-uuid' });
+      expect(bad.statusCode).toBe(400);
     });
   });
 });

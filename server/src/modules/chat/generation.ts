@@ -50,14 +50,17 @@ export interface GenerationPlan {
   /** Stream from the upstream (false when the agent's provider cannot). */
   upstreamStream: boolean;
   /**
-   * Set when this instance took the answer over from one that died: event
-   * ids continue from `firstEventId`, and the first event is `reset` (a
+   * Set when the answer runs again on a row that exists: this instance took
+   * it over from one that died (`takeover`), or its asker continues an
+   * answer they stopped (`continue`). Event ids continue from
+   * `firstEventId`, and the first event is `reset` with that reason (a
    * client drops the partial text it holds). When the primary endpoint can
    * continue an answer (continuation.ts), `partial` (the last checkpoint, or
-   * the longer text the shared buffer holds) follows the reset as one
-   * `chunk`, and the answer goes on from there; else it starts again.
+   * the longer text the shared buffer holds; the stored text of a stopped
+   * answer) follows the reset as one `chunk`, and the answer goes on from
+   * there; else it starts again.
    */
-  takeover?: { firstEventId: number; previousOwner: string | null; partial?: { content: string; reasoning: string } | undefined } | undefined;
+  resume?: { reason: 'takeover' | 'continue'; firstEventId: number; previousOwner: string | null; partial?: { content: string; reasoning: string } | undefined } | undefined;
   /** The turn's admission: whether its tokens are reserved in budgets (settled when it ends) and the limit its response headers show. */
   limits?: TurnAdmitted | undefined;
   /**
@@ -238,13 +241,13 @@ export class Generation {
     this.log = scope?.log ?? deps.logger.child({ turnId: plan.turnId, userId: plan.userId });
     this.trace = scope?.trace;
     this.done = new Promise((resolve) => (this.resolveDone = resolve));
-    this.nextEventId = plan.takeover?.firstEventId ?? 1;
+    this.nextEventId = plan.resume?.firstEventId ?? 1;
     admission?.bind(this.abort.signal);
   }
 
-  /** Id of the first event this generation emits (1, or where a takeover continues the turn's events). */
+  /** Id of the first event this generation emits (1, or where a takeover or a continuation goes on with the turn's events). */
   get firstEventId(): number {
-    return this.plan.takeover?.firstEventId ?? 1;
+    return this.plan.resume?.firstEventId ?? 1;
   }
 
   get turnId(): string {
@@ -315,14 +318,14 @@ export class Generation {
   }
 
   /**
-   * Emits `start` and `chatId` (or `reset` for a takeover), then runs the
+   * Emits `start` and `chatId` (or `reset` for a resumed row), then runs the
    * upstream call in the background. After `startEarly()`, the turn is now
    * written: what the call produced meanwhile follows `chatId`, in order.
    */
   start(): void {
-    if (this.plan.takeover) {
-      this.emit('reset', { reason: 'takeover', messageId: this.plan.turnId, sessionId: this.plan.sessionId, timestamp: new Date().toISOString() });
-      this.resumeFrom(this.plan.takeover.partial);
+    if (this.plan.resume) {
+      this.emit('reset', { reason: this.plan.resume.reason, messageId: this.plan.turnId, sessionId: this.plan.sessionId, timestamp: new Date().toISOString() });
+      this.resumeFrom(this.plan.resume.partial);
       void this.run();
       return;
     }
@@ -340,9 +343,9 @@ export class Generation {
   }
 
   /**
-   * A taken-over answer goes on from the text it had, when the primary
+   * A resumed answer goes on from the text it had, when the primary
    * endpoint can continue it: the client gets that text again after the
-   * takeover's `reset`, and the first call continues it (prepareAttempt).
+   * `reset`, and the first call continues it (prepareAttempt).
    */
   private resumeFrom(partial: { content: string; reasoning: string } | undefined): void {
     const primary = this.plan.endpoints[0];
@@ -841,7 +844,8 @@ export class Generation {
         promptTokens: outcome.promptTokens,
         completionTokens: outcome.completionTokens,
         attempts: this.attempts,
-        takeover: this.plan.takeover === undefined ? undefined : true,
+        takeover: this.plan.resume?.reason === 'takeover' ? true : undefined,
+        continued: this.plan.resume?.reason === 'continue' ? true : undefined,
       },
       'turn finished',
     );

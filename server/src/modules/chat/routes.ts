@@ -21,6 +21,7 @@ import {
   HistoryListQuery,
   InitQuery,
   ResumeQuery,
+  ContinueBody,
   RetryBody,
   StopBody,
 } from './schema.js';
@@ -316,6 +317,14 @@ export async function chatRoutes(app: FastifyInstance, { deps, guards }: RouteOp
     const { chatId } = request.params as { chatId: string };
     const body = (request.body ?? {}) as { dataId?: string; stream?: boolean; detail?: boolean; content?: string };
     const generation = await chat.retry(principalOf(request), chatId, { dataId: body.dataId, detail: body.detail, content: body.content }, callerOf(request));
+    return answer(reply, generation, body.stream === true);
+  });
+
+  /** Continues a stopped answer where it stopped (chat-service continueAnswer); streams like a new turn. */
+  app.post('/history/:chatId/continue', { schema: { params: ChatIdParams, body: ContinueBody, response: CompletionResponses } }, async (request, reply) => {
+    const { chatId } = request.params as { chatId: string };
+    const body = (request.body ?? {}) as { dataId?: string; stream?: boolean; detail?: boolean };
+    const generation = await chat.continueAnswer(principalOf(request), chatId, { dataId: body.dataId, detail: body.detail }, callerOf(request));
     return answer(reply, generation, body.stream === true);
   });
 

@@ -80,6 +80,16 @@ export const ChatIdParams = Type.Object({ chatId: Uuid }, { additionalProperties
 
 export const HistoryDeleteAllQuery = Type.Object({ agentId: Type.String({ minLength: 1, maxLength: 64 }) }, { additionalProperties: false });
 
+/** Continue a stopped answer: the last of the session, or the one named by `dataId` (which must be the last). */
+export const ContinueBody = Type.Object(
+  {
+    dataId: Type.Optional(Uuid),
+    stream: Type.Optional(Type.Boolean()),
+    detail: Type.Optional(Type.Boolean()),
+  },
+  { additionalProperties: false },
+);
+
 export const RetryBody = Type.Object(
   {
     agentId: Type.Optional(Type.String({ maxLength: 64 })),

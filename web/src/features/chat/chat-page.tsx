@@ -3,7 +3,7 @@ import { useCallback, useEffect, useMemo, useRef, useState } from 'react';
 import { useNavigate, useParams } from 'react-router';
 import { ApiError } from '../../api/client';
 import { agentsApi, sessionsApi } from '../../api/endpoints';
-import type { Agent, StoredMessage } from '../../api/types';
+import type { Agent, SessionDetail, StoredMessage } from '../../api/types';
 import { useI18n } from '../../i18n/i18n';
 import { AgentPicker } from './agent-picker';
 import { Composer } from './composer';
@@ -46,6 +46,11 @@ function lastPair(messages: UiMessage[]): { question: number; answer: number } {
   return { question, answer: answer > question ? answer : -1 };
 }
 
+/** The agent is active and its model provider can continue an answer where it stopped. */
+function continues(agent: Agent | undefined): boolean {
+  return agent?.status === 'active' && agent.canContinue === true;
+}
+
 /** Names each answer's agent once a conversation has had more than one (it switched agents); otherwise none. */
 function answerAgents(messages: UiMessage[], agents: Agent[]): ((m: UiMessage) => string | undefined) {
   const ids = new Set(messages.filter((m) => m.role === 'assistant' && m.agentId).map((m) => m.agentId));
@@ -55,6 +60,7 @@ function answerAgents(messages: UiMessage[], agents: Agent[]): ((m: UiMessage) =
 
 function Conversation({ sessionKey, sessionId, agent, agents, stored, hasOlder, onLoadOlder, loadingOlder }: { sessionKey: string; sessionId: string | undefined; agent: Agent | undefined; agents: Agent[]; stored: UiMessage[]; hasOlder: boolean; onLoadOlder: () => void; loadingOlder: boolean }) {
   const navigate = useNavigate();
+  const queryClient = useQueryClient();
   const live = useLiveTurn(sessionKey);
   const messages = useMemo(() => mergeLive(stored, live), [stored, live]);
   const agentOf = useMemo(() => answerAgents(messages, agents), [messages, agents]);
@@ -79,6 +85,15 @@ function Conversation({ sessionKey, sessionId, agent, agents, stored, hasOlder, 
     return {
       onRegenerate: canChange && index === answer && pair ? () => turns$.regenerate(agentId, sessionId, pair) : undefined,
       onEdit: canChange && index === question && pair ? (text) => turns$.regenerate(agentId, sessionId, pair, text) : undefined,
+      // The answer's own agent continues it; only the last answer, stopped, where that agent can continue answers.
+      onContinue:
+        canChange && index === answer && pair && m.status === 'stopped' && continues(agents.find((a) => a.id === (m.agentId ?? agentId)))
+          ? () => {
+              // The answer keeps its id: its stored copy is marked streaming, so the finished live copy stays on screen until a read shows it stored.
+              queryClient.setQueryData<SessionDetail>(['session', sessionId], (old) => old && { ...old, messages: old.messages.map((s) => (s.id === m.id ? { ...s, status: 'streaming' } : s)) });
+              turns$.continueAnswer(m.agentId ?? agentId, sessionId, m);
+            }
+          : undefined,
       onInteractiveReply: !running && index === messages.length - 1 ? ask : undefined,
       agentName: agentOf(m),
       reconnecting: isLive ? live.reconnecting : undefined,

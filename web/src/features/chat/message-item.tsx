@@ -10,6 +10,8 @@ import type { UiMessage } from './turn-events';
 export interface MessageActions {
   /** Set on the last answer when no turn runs. */
   onRegenerate?: (() => void) | undefined;
+  /** Continues a stopped answer where it stopped (its agent can continue answers). */
+  onContinue?: (() => void) | undefined;
   /** Set on the last question when no turn runs. */
   onEdit?: ((text: string) => void) | undefined;
   /** Set on the last answer when it carries an interactive node. */
@@ -173,10 +175,14 @@ export const MessageItem = memo(function MessageItem({ message, actions }: { mes
           {t('chat.reconnecting', { n: actions.reconnecting })}
         </p>
       )}
-      {/* A "continue" action belongs here once answers can be continued (issue 17's continuation); until then, the state only. */}
       {message.status === 'stopped' && (
         <p className="stopped-note small" data-testid="stopped">
-          <span className="badge">{t('chat.stopped')}</span> <span className="muted">{t('chat.stoppedNote')}</span>
+          <span className="badge">{t('chat.stopped')}</span> <span className="muted">{actions.onContinue ? t('chat.stoppedNoteContinue') : t('chat.stoppedNote')}</span>
+          {actions.onContinue && (
+            <button type="button" className="small-button" onClick={actions.onContinue}>
+              {t('chat.continue')}
+            </button>
+          )}
         </p>
       )}
       {(message.error || failure) && (

@@ -188,6 +188,18 @@ export const turns$ = {
       open: (signal) => chatApi.retry(sessionId, edited, signal),
     });
   },
+  /** Continues a stopped answer where it stopped: the text stays, and what follows streams onto it (after the server's `reset` and the same text). */
+  continueAnswer(agentId: string, sessionId: string, stopped: UiMessage): void {
+    run({
+      key: sessionId,
+      sessionId,
+      agentId,
+      question: undefined,
+      answer: { ...stopped, status: 'streaming', error: null },
+      replacesId: undefined,
+      open: (signal) => chatApi.continueAnswer(sessionId, stopped.id, signal),
+    });
+  },
   /** Follows an answer that was still streaming when the page loaded: replays it from its first event. */
   resume(agentId: string, sessionId: string, stored: UiMessage): void {
     run({ key: sessionId, sessionId, agentId, question: undefined, answer: { ...stored, replay: true }, replacesId: undefined, open: undefined, resumeId: stored.id });
