@@ -26,10 +26,12 @@ const contexts: BrowserContext[] = [];
 let current: Page | undefined;
 
 interface StoredMessage {
+  id: string;
   role: string;
   status: string;
   agentId: string | null;
   content: string;
+  versions: string[] | null;
 }
 
 async function freshPage(locale: string, width: number): Promise<Page> {
@@ -262,6 +264,53 @@ describe.each([
     expect(await lastAnswer(page).getByTestId('stopped').count()).toBe(0);
     await screenshot(page, `features-continued-${name}`);
     await noOverflowNorViolations(page, 'a continued answer');
+  });
+
+  it('keeps earlier versions on regenerate and on edit; ‹ n / total › shows each, and the conversation follows the one shown', async () => {
+    current = page;
+    const id = sessionIdOf(page)!;
+    const stored = async () => (await apiCall<{ messages: StoredMessage[] }>(server.url, ownerToken, 'GET', `/api/chat-sessions/${id}`)).messages;
+    const position = (n: number, total: number) => t['chat.versionPosition'].replace('{n}', String(n)).replace('{total}', String(total));
+    const [question, first] = await stored();
+
+    // Regenerate: the continued answer stays as version 1.
+    await lastAnswer(page).getByRole('button', { name: t['chat.regenerate'] }).click();
+    await expect.poll(async () => (await stored()).map((m) => [m.role, m.status, m.id === first!.id])).toEqual([
+      ['user', 'complete', false],
+      ['assistant', 'complete', false],
+    ]);
+    const second = (await stored())[1]!;
+    expect(second.versions).toEqual([first!.id, second.id]);
+    await page.locator(`article[data-role=assistant][data-message-id="${second.id}"][data-status=complete]`).waitFor();
+    const answerVersions = () => lastAnswer(page).getByTestId('versions');
+    await answerVersions().getByText(position(2, 2), { exact: true }).waitFor();
+    await noOverflowNorViolations(page, 'an answer with two versions');
+    await answerVersions().getByRole('button', { name: t['chat.previousVersion'] }).click();
+    await page.locator(`article[data-role=assistant][data-message-id="${first!.id}"]`).waitFor();
+    await answerVersions().getByText(position(1, 2), { exact: true }).waitFor();
+    expect((await stored())[1]?.id).toBe(first!.id);
+    await answerVersions().getByRole('button', { name: t['chat.nextVersion'] }).click();
+    await page.locator(`article[data-role=assistant][data-message-id="${second.id}"]`).waitFor();
+
+    // Edit and resend: the question gets a second version, with an answer of its own.
+    await page.locator('article[data-role=user]').last().getByRole('button', { name: t['chat.edit'] }).click();
+    await page.locator('#edit-question').fill('an edited story');
+    await page.getByRole('button', { name: t['chat.resend'] }).click();
+    await expect.poll(async () => (await stored()).map((m) => [m.role, m.status, m.content.includes('an edited story')])).toEqual([
+      ['user', 'complete', true],
+      ['assistant', 'complete', true],
+    ]);
+    const questionVersions = () => page.locator('article[data-role=user]').last().getByTestId('versions');
+    await questionVersions().getByText(position(2, 2), { exact: true }).waitFor();
+    await page.locator('article[data-role=user] .bubble', { hasText: 'an edited story' }).waitFor();
+    await screenshot(page, `features-versions-${name}`);
+    // Back to the original question: its answer comes back with it, as it was shown (the second version of two).
+    await questionVersions().getByRole('button', { name: t['chat.previousVersion'] }).click();
+    await page.locator('article[data-role=user] .bubble', { hasText: question!.content }).waitFor();
+    await page.locator(`article[data-role=assistant][data-message-id="${second.id}"]`).waitFor();
+    await answerVersions().getByText(position(2, 2), { exact: true }).waitFor();
+    expect((await stored()).map((m) => m.id)).toEqual([question!.id, second.id]);
+    await noOverflowNorViolations(page, 'a question with two versions');
   });
 });
 

@@ -16,6 +16,7 @@ import * as m0013 from './migrations/0013-endpoint-continuation.js';
 import * as m0014 from './migrations/0014-hidden-sessions.js';
 import * as m0015 from './migrations/0015-share-links.js';
 import * as m0016 from './migrations/0016-agent-content-policy.js';
+import * as m0017 from './migrations/0017-answer-versions.js';
 
 /** Every migration, in order. Add new ones at the end; never edit old ones. */
 const migrations: Record<string, Migration> = {
@@ -34,6 +35,7 @@ const migrations: Record<string, Migration> = {
   '0014-hidden-sessions': m0014,
   '0015-share-links': m0015,
   '0016-agent-content-policy': m0016,
+  '0017-answer-versions': m0017,
 };
 
 const provider: MigrationProvider = { getMigrations: () => Promise.resolve(migrations) };

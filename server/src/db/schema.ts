@@ -187,6 +187,10 @@ export interface MessagesTable {
   interactive: NullableJson<unknown>;
   /** The instance running the answer while it streams (takeover fence). */
   owner_instance: string | null;
+  /** The first version's id, on every later version of a message (migration 0017); null on a first version. */
+  version_group: ColumnType<string | null, string | null | undefined, string | null>;
+  /** Null on the conversation's current path; else the version whose replacement hid this message (migration 0017). */
+  hidden_by: ColumnType<string | null, string | null | undefined, string | null>;
   metadata: NullableJson<Record<string, unknown>>;
   created_at: Generated<Date>;
   updated_at: Timestamp;

@@ -99,6 +99,7 @@ const ACCESS: Record<string, Access> = {
   'DELETE /api/chat/history/:chatId': 'owner',
   'POST /api/chat/history/:chatId/retry': 'owner',
   'POST /api/chat/history/:chatId/continue': 'owner',
+  'POST /api/chat-sessions/:id/versions': 'owner',
   'POST /api/chat/feedback': 'owner',
   'GET /api/chat-sessions': 'user',
   'POST /api/chat-sessions': 'user',
@@ -215,6 +216,7 @@ describe.each(await backendNames())('authorization matrix on %s', (backendName) 
     if (key === 'POST /api/chat/history/:chatId/retry' || key === 'POST /api/chat/history/:chatId/continue') payload = { stream: false };
     if (key === 'PATCH /api/chat-sessions/:id/title') payload = { title: 'renamed by the matrix' };
     if (key === 'PATCH /api/chat-sessions/:id/agent') payload = { agentId: 'gpt' };
+    if (key === 'POST /api/chat-sessions/:id/versions') payload = { messageId: turn.messageId };
     if (key === 'GET /api/chat-sessions/:id/export') url += '?format=json';
     if (key === 'DELETE /api/chat-sessions/:id/shares/:shareId' && access === 'owner') {
       // The owner's own link on the owner's session (each cell revokes one).

@@ -44,6 +44,8 @@ export const sessionsApi = {
   remove: (id: string) => api<null>(`/api/chat-sessions/${id}`, { method: 'DELETE' }),
   search: (q: string, signal?: AbortSignal) => api<SearchHit[]>('/api/chat-sessions/search', { query: { q, limit: 20 }, signal }),
   switchAgent: (id: string, agentId: string) => api<SessionSummary>(`/api/chat-sessions/${id}/agent`, { method: 'PATCH', body: { agentId } }),
+  /** Shows another version of a message; what the conversation shows from there on follows it. */
+  showVersion: (id: string, messageId: string) => api<{ sessionId: string; messageId: string }>(`/api/chat-sessions/${id}/versions`, { method: 'POST', body: { messageId } }),
   /** The conversation as a file: its body and the name the server gave it. */
   exportFile: async (id: string, format: 'markdown' | 'json') => {
     const res = await apiFetch(`/api/chat-sessions/${id}/export`, { query: { format } });

@@ -85,6 +85,8 @@ export interface StoredMessage {
   /** The agent that wrote an answer (a conversation may switch agents). */
   agentId: string | null;
   createdAt: string;
+  /** Every version of this message, oldest first, when it was regenerated or edited; null otherwise. */
+  versions?: string[] | null;
 }
 
 export interface ShareLink {

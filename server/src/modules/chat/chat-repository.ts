@@ -18,9 +18,11 @@ export interface NewTurn {
   assistantMessageId: string;
   userContent: string;
   title: string;
-  /** Replaces this assistant message (regenerate): deleted in the same transaction. */
+  /** Regenerate: this answer becomes an earlier version (kept, off the path) and the new one its next version, in one transaction. */
   replacesMessageId?: string | undefined;
-  /** Edit and resend: the question (userMessageId) gets this text, in the same transaction. */
+  /** Edit and resend: this question (and its answer) becomes an earlier version; the new question (userMessageId) its next. */
+  replacesQuestionId?: string | undefined;
+  /** Edit and resend: the new question's text. */
   editedQuestion?: string | undefined;
   /** Request options beyond the messages, kept with the answer so an instance taking it over asks the same. */
   options?: TurnOptions | undefined;
@@ -430,10 +432,17 @@ export function createChatRepository(database: DatabaseHandle, instanceId: strin
     const landed = new Set(result.rows.map((r) => r.id));
     return items.map((c) => latest.get(c.messageId) === c && landed.has(c.messageId));
   }, BATCH_MAX, checkpointStats);
-  /** Regenerate: the old answer is deleted and a new `streaming` one written, in one transaction. */
+  /**
+   * Regenerate, or edit and resend (README, "Answer versions"): the answer
+   * (with an edit, the question) is kept as an earlier version: it and what
+   * followed it on the path get its id in `hidden_by`. The new question or
+   * answer is written as the next version of the same place
+   * (`version_group`), with the new `streaming` answer, in one transaction.
+   */
   async function replaceAnswer(turn: NewTurn): Promise<CreatedTurn | undefined> {
     const { sessionId, replacesMessageId } = turn;
     if (sessionId === undefined || replacesMessageId === undefined) return undefined;
+    const replacedId = turn.replacesQuestionId ?? replacesMessageId;
     return db.transaction().execute(async (tx) => {
       const session = await tx
         .updateTable('chat_sessions')
@@ -443,9 +452,30 @@ export function createChatRepository(database: DatabaseHandle, instanceId: strin
         .returning(['id', 'provider_chat_id'])
         .executeTakeFirst();
       if (!session) return undefined;
-      await tx.deleteFrom('messages').where('id', '=', replacesMessageId).where('user_id', '=', turn.userId).execute();
-      if (turn.editedQuestion !== undefined) {
-        await tx.updateTable('messages').set({ content: turn.editedQuestion, updated_at: new Date() }).where('id', '=', turn.userMessageId).where('user_id', '=', turn.userId).where('role', '=', 'user').execute();
+      const replaced = await tx
+        .selectFrom('messages')
+        .select(['id', 'seq', 'version_group'])
+        .where('id', '=', replacedId)
+        .where('session_id', '=', sessionId)
+        .where('user_id', '=', turn.userId)
+        .where('hidden_by', 'is', null)
+        .executeTakeFirst();
+      if (!replaced) return undefined;
+      await tx
+        .updateTable('messages')
+        .set({ hidden_by: replaced.id })
+        .where('session_id', '=', sessionId)
+        .where('user_id', '=', turn.userId)
+        .where('hidden_by', 'is', null)
+        .where('seq', '>=', replaced.seq)
+        .execute();
+      const group = replaced.version_group ?? replaced.id;
+      const now = new Date();
+      if (turn.replacesQuestionId !== undefined) {
+        await tx
+          .insertInto('messages')
+          .values({ id: turn.userMessageId, session_id: sessionId, user_id: turn.userId, role: 'user', content: turn.editedQuestion ?? turn.userContent, status: 'complete', agent_id: turn.agentId, updated_at: now, completed_at: now, version_group: group })
+          .execute();
       }
       await tx
         .insertInto('messages')
@@ -456,15 +486,15 @@ export function createChatRepository(database: DatabaseHandle, instanceId: strin
           role: 'assistant',
           status: 'streaming',
           agent_id: turn.agentId,
-          updated_at: new Date(),
+          updated_at: now,
           owner_instance: instanceId,
           metadata: metadataJson(turn.options, turn.traceparent),
+          version_group: turn.replacesQuestionId === undefined ? group : null,
         })
         .execute();
       return { sessionId, providerChatId: session.provider_chat_id };
     });
   }
-
 
   /** What running a claimed or reopened answer again needs, from its row. */
   async function claimedTurn(
@@ -595,13 +625,14 @@ export function createChatRepository(database: DatabaseHandle, instanceId: strin
     /** See DatabaseHandle.confirmDurable. */
     confirmDurable: () => database.confirmDurable(),
 
-    /** The last complete messages of a session, oldest first, for providers without upstream context. */
+    /** The last complete messages of a session's current path, oldest first, for providers without upstream context. */
     async contextMessages(sessionId: string, userId: string, beforeMessageIds: string[], limit: number) {
       const rows = await db
         .selectFrom('messages')
         .select(['role', 'content', 'seq'])
         .where('session_id', '=', sessionId)
         .where('user_id', '=', userId)
+        .where('hidden_by', 'is', null)
         .where('status', 'in', ['complete', 'stopped'])
         .where('role', 'in', ['user', 'assistant'])
         .$if(beforeMessageIds.length > 0, (q) => q.where('id', 'not in', beforeMessageIds))
@@ -615,26 +646,28 @@ export function createChatRepository(database: DatabaseHandle, instanceId: strin
       return db.selectFrom('messages').selectAll().where('id', '=', messageId).where('user_id', '=', userId).executeTakeFirst();
     },
 
-    /** Latest assistant message of a session owned by the user. */
+    /** Latest assistant message of a session's current path, owned by the user. */
     async lastAssistantMessage(sessionId: string, userId: string): Promise<MessageRow | undefined> {
       return db
         .selectFrom('messages')
         .selectAll()
         .where('session_id', '=', sessionId)
         .where('user_id', '=', userId)
+        .where('hidden_by', 'is', null)
         .where('role', '=', 'assistant')
         .orderBy('seq', 'desc')
         .limit(1)
         .executeTakeFirst();
     },
 
-    /** The user message right before an assistant message. */
+    /** The user message right before an assistant message on the session's current path. */
     async userMessageBefore(sessionId: string, userId: string, seq: number): Promise<MessageRow | undefined> {
       return db
         .selectFrom('messages')
         .selectAll()
         .where('session_id', '=', sessionId)
         .where('user_id', '=', userId)
+        .where('hidden_by', 'is', null)
         .where('role', '=', 'user')
         .where('seq', '<', seq)
         .orderBy('seq', 'desc')
@@ -675,7 +708,7 @@ export function createChatRepository(database: DatabaseHandle, instanceId: strin
       return { items: rows.map(toSummary), total: Number(total.n) };
     },
 
-    /** A page of a session's messages in order; `beforeSeq` pages backwards from the newest. */
+    /** A page of the messages on a session's current path, in order; `beforeSeq` pages backwards from the newest. */
     async listMessages(sessionId: string, userId: string, options: { limit: number; beforeSeq?: number | undefined }) {
       const rows = await db
         .selectFrom('messages')
@@ -684,17 +717,85 @@ export function createChatRepository(database: DatabaseHandle, instanceId: strin
           'messages.id', 'messages.seq', 'messages.role', 'messages.content', 'messages.reasoning', 'messages.status',
           'messages.error_code', 'messages.error_message', 'messages.agent_id', 'messages.provider', 'messages.model',
           'messages.prompt_tokens', 'messages.completion_tokens', 'messages.total_tokens', 'messages.first_token_ms',
-          'messages.total_ms', 'messages.interactive', 'messages.created_at', 'messages.completed_at',
+          'messages.total_ms', 'messages.interactive', 'messages.created_at', 'messages.completed_at', 'messages.version_group',
           'feedback.rating', 'feedback.comment',
         ])
         .where('messages.session_id', '=', sessionId)
         .where('messages.user_id', '=', userId)
+        .where('messages.hidden_by', 'is', null)
         .$if(options.beforeSeq !== undefined, (q) => q.where('messages.seq', '<', options.beforeSeq ?? 0))
         .orderBy('messages.seq', 'desc')
         .limit(options.limit + 1)
         .execute();
       const hasMore = rows.length > options.limit;
       return { messages: rows.slice(0, options.limit).reverse(), hasMore };
+    },
+
+    /**
+     * The versions of the session's places that have more than one (answer
+     * versions): each group's first version's id → every version's id, in
+     * order. Two reads of the partial index; none when nothing was versioned.
+     */
+    async versionsOf(sessionId: string, userId: string): Promise<Map<string, string[]>> {
+      const later = await db
+        .selectFrom('messages')
+        .select(['id', 'version_group', 'seq'])
+        .where('session_id', '=', sessionId)
+        .where('user_id', '=', userId)
+        .where('version_group', 'is not', null)
+        .execute();
+      if (later.length === 0) return new Map();
+      const firstIds = [...new Set(later.map((r) => r.version_group as string))];
+      const first = await db.selectFrom('messages').select(['id', 'seq']).where('session_id', '=', sessionId).where('user_id', '=', userId).where('id', 'in', firstIds).execute();
+      const rows = [...first.map((r) => ({ id: r.id, group: r.id, seq: r.seq })), ...later.map((r) => ({ id: r.id, group: r.version_group as string, seq: r.seq }))].sort((a, b) => a.seq - b.seq);
+      const groups = new Map<string, string[]>();
+      for (const row of rows) {
+        const ids = groups.get(row.group) ?? [];
+        ids.push(row.id);
+        groups.set(row.group, ids);
+      }
+      return groups;
+    },
+
+    /**
+     * Shows another version of a place in the conversation: the version shown
+     * there now and what followed it get its id in `hidden_by`, and the chosen
+     * version and what followed it when it was last shown come back. In one
+     * transaction that holds the session row, so two switches do not mix.
+     */
+    async showVersion(sessionId: string, userId: string, messageId: string): Promise<'shown' | 'no-session' | 'not-a-version' | 'running'> {
+      return db.transaction().execute(async (tx) => {
+        const session = await tx.selectFrom('chat_sessions').select('id').where('id', '=', sessionId).where('user_id', '=', userId).forUpdate().executeTakeFirst();
+        if (!session) return 'no-session';
+        const target = await tx
+          .selectFrom('messages')
+          .select(['id', 'version_group', 'hidden_by'])
+          .where('id', '=', messageId)
+          .where('session_id', '=', sessionId)
+          .where('user_id', '=', userId)
+          .executeTakeFirst();
+        if (!target) return 'not-a-version';
+        if (target.hidden_by === null) return 'shown';
+        // Only a version set aside as such (not a message that followed one) can be chosen.
+        if (target.hidden_by !== target.id) return 'not-a-version';
+        const running = await tx.selectFrom('messages').select('id').where('session_id', '=', sessionId).where('user_id', '=', userId).where('hidden_by', 'is', null).where('status', '=', 'streaming').executeTakeFirst();
+        if (running) return 'running';
+        const group = target.version_group ?? target.id;
+        const current = await tx
+          .selectFrom('messages')
+          .select(['id', 'seq'])
+          .where('session_id', '=', sessionId)
+          .where('user_id', '=', userId)
+          .where('hidden_by', 'is', null)
+          .where((eb) => eb.or([eb('id', '=', group), eb('version_group', '=', group)]))
+          .executeTakeFirst();
+        if (current) {
+          await tx.updateTable('messages').set({ hidden_by: current.id }).where('session_id', '=', sessionId).where('user_id', '=', userId).where('hidden_by', 'is', null).where('seq', '>=', current.seq).execute();
+        }
+        await tx.updateTable('messages').set({ hidden_by: null }).where('session_id', '=', sessionId).where('user_id', '=', userId).where('hidden_by', '=', target.id).execute();
+        await tx.updateTable('chat_sessions').set({ updated_at: new Date() }).where('id', '=', sessionId).execute();
+        return 'shown';
+      });
     },
 
     /** Switches the session to another agent; the provider's conversation id belonged to the old one. */
@@ -776,6 +877,8 @@ export function createChatRepository(database: DatabaseHandle, instanceId: strin
         .where('messages.user_id', '=', userId)
         .where('chat_sessions.user_id', '=', userId)
         .where('chat_sessions.hidden', '=', false)
+        // What the conversation shows now: earlier versions of a message are left out.
+        .where('messages.hidden_by', 'is', null)
         // An answer is searchable once it ends (the full-text index leaves out streaming ones: migration 0006).
         .where('messages.status', '<>', 'streaming')
         .where((eb) =>

@@ -276,6 +276,7 @@ export function createChatService(deps: ChatServiceDeps) {
       userContent: string;
       title: string;
       replacesMessageId?: string;
+      replacesQuestionId?: string | undefined;
       turnId?: string;
       editedQuestion?: string | undefined;
       idempotency?: { key: string; fingerprint: string };
@@ -609,8 +610,9 @@ export function createChatService(deps: ChatServiceDeps) {
 
     /**
      * Regenerates the last answer of a session (or the one named by `dataId`).
-     * With `content`, edits the last question first: the question's text and
-     * the new streaming answer are written in one transaction.
+     * With `content`, edits the last question first: the new question and
+     * the new streaming answer are written in one transaction. Either way the
+     * earlier answer (and question) is kept as an earlier version.
      */
     async retry(principal: Principal, sessionId: string, options: { dataId?: string | undefined; detail?: boolean | undefined; content?: string | undefined }, caller?: TurnCaller): Promise<Generation> {
       refuseWhileDraining();
@@ -631,10 +633,12 @@ export function createChatService(deps: ChatServiceDeps) {
       const content = edited ?? storedContent(question.content);
       return beginTurn(principal, resolved, { agentId: resolved.agent.id, messages: [{ role: 'user', content }], detail: options.detail }, {
         sessionId,
-        userMessageId: question.id,
+        // An edited question is a new version of the question, with an id of its own.
+        userMessageId: edited === undefined ? question.id : crypto.randomUUID(),
         userContent: edited ?? question.content,
         title: '',
         replacesMessageId: target.id,
+        replacesQuestionId: edited === undefined ? undefined : question.id,
         editedQuestion: edited,
       }, caller);
     },

@@ -301,21 +301,23 @@ describe.each(await backendNames())('chat on %s', (backendName) => {
       expect(gone.statusCode).toBe(404);
     });
 
-    it('edits the last question and answers the edited text in place of the old answer', async () => {
+    it('edits the last question and answers the edited text; the old question and answer stay as earlier versions', async () => {
       const { events } = await turn(c.alice, { agentId: 'gpt', messages: [{ role: 'user', content: 'first question' }] });
       const start = events[0]?.json as { sessionId: string; messageId: string; userMessageId: string };
       const res = await c.t.app.inject({ method: 'POST', url: `/api/chat/history/${start.sessionId}/retry`, headers: bearer(c.alice), payload: { stream: true, content: 'edited question' } });
       expect(res.statusCode).toBe(200);
       const retried = parseSse(res.body);
       expect(chunkText(retried)).toContain('Simulated answer to: edited question');
-      const newAnswer = (retried[0]?.json as { messageId: string }).messageId;
+      const { messageId: newAnswer, userMessageId: newQuestion } = retried[0]?.json as { messageId: string; userMessageId: string };
+      expect(newQuestion).not.toBe(start.userMessageId);
       const after = await c.t.app.inject({ method: 'GET', url: `/api/chat-sessions/${start.sessionId}`, headers: bearer(c.alice) });
-      const msgs = after.json<{ data: { messages: { id: string; role: string; content: string; status: string }[] } }>().data.messages;
+      const msgs = after.json<{ data: { messages: { id: string; role: string; content: string; status: string; versions: string[] | null }[] } }>().data.messages;
       expect(msgs.map((m) => [m.id, m.role])).toEqual([
-        [start.userMessageId, 'user'],
+        [newQuestion, 'user'],
         [newAnswer, 'assistant'],
       ]);
       expect(msgs[0]?.content).toBe('edited question');
+      expect(msgs[0]?.versions).toEqual([start.userMessageId, newQuestion]);
       expect(msgs[1]?.content).toContain('Simulated answer to: edited question');
       expect(msgs[1]?.status).toBe('complete');
     });

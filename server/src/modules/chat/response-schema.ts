@@ -71,7 +71,16 @@ export const SearchResponses = {
   200: Envelope(Type.Array(OpenObject({ sessionId: Type.String(), agentId: Type.String(), title: Type.Unknown(), messageId: Nullable(Type.String()), snippet: Type.String({ description: 'Escaped HTML with the matches in <mark>' }), updatedAt: Type.String() }))),
   ...ErrorResponses,
 };
-const SessionMessage = OpenObject({ id: Type.String(), seq: Type.Integer(), role: Type.String(), content: Type.Unknown(), status: Type.String(), createdAt: Type.String() });
+const SessionMessage = OpenObject({
+  id: Type.String(),
+  seq: Type.Integer(),
+  role: Type.String(),
+  content: Type.Unknown(),
+  status: Type.String(),
+  createdAt: Type.String(),
+  versions: Nullable(Type.Array(Type.String(), { description: 'Every version of this message, oldest first, when it has more than one (regenerated or edited); null otherwise' })),
+});
+export const VersionShownResponses = { 200: Envelope(OpenObject({ sessionId: Type.String(), messageId: Type.String() })), ...ErrorResponses };
 export const SessionMessagesResponses = { 200: Envelope(OpenObject({ id: Type.String(), agentId: Type.String(), messages: Type.Array(SessionMessage), hasMore: Type.Boolean() })), ...ErrorResponses };
 
 // /v1 (the OpenAI wire format; errors in OpenAI's shape: openai-errors.ts)

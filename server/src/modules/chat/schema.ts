@@ -148,6 +148,9 @@ export const SessionMessagesQuery = Type.Object(
   { additionalProperties: false },
 );
 
+/** Shows this version of its message (answer versions). */
+export const VersionBody = Type.Object({ messageId: Uuid }, { additionalProperties: false });
+
 export const AgentSwitchBody = Type.Object({ agentId: Type.String({ minLength: 1, maxLength: 100 }) }, { additionalProperties: false });
 
 export const TitleBody = Type.Object({ title: Type.String({ minLength: 1, maxLength: LIMITS.titleChars }) }, { additionalProperties: false });

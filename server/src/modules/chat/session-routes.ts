@@ -1,11 +1,11 @@
-import { DeletedResponses, SearchResponses, SessionCreatedResponses, SessionListResponses, SessionMessagesResponses, SessionResponses } from './response-schema.js';
+import { DeletedResponses, SearchResponses, SessionCreatedResponses, SessionListResponses, SessionMessagesResponses, SessionResponses, VersionShownResponses } from './response-schema.js';
 import type { FastifyInstance } from 'fastify';
 import type { RouteOptions } from '../../app.js';
 import { ok } from '../../http/response.js';
 import { actsAsAdmin, principalOf } from '../../plugins/authenticate.js';
 import { errorForViewer } from '../resilience/failure-policy.js';
 import type { SessionSummary } from './chat-repository.js';
-import { AgentSwitchBody, SearchQuery, SessionCreateBody, SessionListQuery, SessionMessagesQuery, SessionParams, TitleBody } from './schema.js';
+import { AgentSwitchBody, SearchQuery, SessionCreateBody, SessionListQuery, SessionMessagesQuery, SessionParams, TitleBody, VersionBody } from './schema.js';
 
 function sessionJson(s: SessionSummary) {
   return { ...s, createdAt: s.createdAt.toISOString(), updatedAt: s.updatedAt.toISOString() };
@@ -68,6 +68,7 @@ export async function sessionRoutes(app: FastifyInstance, { deps, guards }: Rout
         feedback: m.rating ? { rating: m.rating, comment: m.comment } : null,
         createdAt: m.created_at.toISOString(),
         completedAt: m.completed_at?.toISOString() ?? null,
+        versions: m.versions,
       })),
       hasMore,
     });
@@ -83,6 +84,13 @@ export async function sessionRoutes(app: FastifyInstance, { deps, guards }: Rout
     const { id } = request.params as { id: string };
     const { agentId } = request.body as { agentId: string };
     return ok(sessionJson(await sessions.switchAgent(principalOf(request), id, agentId)));
+  });
+
+  /** Answer versions: show this version of its message; what the conversation shows from there on follows it. */
+  app.post('/:id/versions', { schema: { params: SessionParams, body: VersionBody, response: VersionShownResponses } }, async (request) => {
+    const { id } = request.params as { id: string };
+    const { messageId } = request.body as { messageId: string };
+    return ok(await sessions.showVersion(principalOf(request), id, messageId));
   });
 
   app.post('/:id/archive', { schema: { params: SessionParams, response: SessionResponses } }, async (request) => {

@@ -31,10 +31,21 @@ export function createSessionService(deps: { repo: ChatRepository; agents: Agent
       return repo.createSession(principal.userId, resolved.agent.id, title?.trim() ?? '');
     },
 
+    /** A page of the conversation as it is shown now; each message with more than one version lists them all (`versions`, in order). */
     async get(principal: Principal, sessionId: string, options: { limit: number; beforeSeq?: number | undefined }) {
       const session = await owned(principal, sessionId);
-      const page = await repo.listMessages(sessionId, principal.userId, options);
-      return { session, ...page };
+      const [page, groups] = await Promise.all([repo.listMessages(sessionId, principal.userId, options), repo.versionsOf(sessionId, principal.userId)]);
+      const messages = page.messages.map((m) => ({ ...m, versions: groups.get(m.version_group ?? m.id) ?? null }));
+      return { session, messages, hasMore: page.hasMore };
+    },
+
+    /** Shows another version of a message (answer versions): what the conversation shows from there on follows it. */
+    async showVersion(principal: Principal, sessionId: string, messageId: string): Promise<{ sessionId: string; messageId: string }> {
+      const outcome = await repo.showVersion(sessionId, principal.userId, messageId);
+      if (outcome === 'no-session') throw new AppError('SESSION_NOT_FOUND', 'The chat session does not exist or is not yours');
+      if (outcome === 'not-a-version') throw new AppError('MESSAGE_NOT_FOUND', 'That message is not a version in this conversation');
+      if (outcome === 'running') throw new AppError('GENERATION_RUNNING', 'An answer is being generated in this conversation; wait for it or stop it first');
+      return { sessionId, messageId };
     },
 
     async rename(principal: Principal, sessionId: string, title: string) {

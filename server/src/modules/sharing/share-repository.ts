@@ -38,9 +38,9 @@ export function createShareRepository(database: DatabaseHandle) {
       return db.selectFrom('chat_sessions').select(['id', 'agent_id', 'title', 'created_at', 'updated_at']).where('id', '=', sessionId).where('user_id', '=', userId).executeTakeFirst();
     },
 
-    /** Every message of the owner's session, in order. */
+    /** Every message on the current path of the owner's session (earlier versions left out), in order. */
     async allMessages(sessionId: string, userId: string): Promise<ConversationMessage[]> {
-      return db.selectFrom('messages').select(MESSAGE_COLUMNS).where('session_id', '=', sessionId).where('user_id', '=', userId).orderBy('seq').execute();
+      return db.selectFrom('messages').select(MESSAGE_COLUMNS).where('session_id', '=', sessionId).where('user_id', '=', userId).where('hidden_by', 'is', null).orderBy('seq').execute();
     },
 
     /** A link to the owner's session, covering the messages it holds now; undefined when the session is not theirs. */
@@ -98,6 +98,8 @@ export function createShareRepository(database: DatabaseHandle) {
         .where('session_id', '=', link.session_id)
         .where('user_id', '=', link.user_id)
         .where('seq', '<=', link.up_to_seq)
+        // The versions the conversation shows now.
+        .where('hidden_by', 'is', null)
         .where('role', 'in', ['user', 'assistant'])
         .where('status', '<>', 'streaming')
         .orderBy('seq')

@@ -24,7 +24,7 @@ function useAgents() {
 /** The stored messages with the live turn laid over them (the live copy wins until the stored one has caught up). */
 function mergeLive(stored: UiMessage[], live: LiveTurn | undefined): UiMessage[] {
   if (!live) return stored;
-  const hidden = new Set([live.answer.id, live.replacesId, live.question?.id].filter((id): id is string => id !== undefined));
+  const hidden = new Set([live.answer.id, live.replacesId, live.replacesQuestionId, live.question?.id].filter((id): id is string => id !== undefined));
   const list = stored.filter((m) => !hidden.has(m.id));
   if (live.question) list.push(live.question);
   list.push({ ...live.answer, agentId: live.agentId });
@@ -75,6 +75,13 @@ function Conversation({ sessionKey, sessionId, agent, agents, stored, hasOlder, 
     [agentId, sessionId, navigate],
   );
 
+  // Another version of a message: the server switches what the conversation shows, then the session is read again.
+  const showVersion = async (id: string, messageId: string): Promise<void> => {
+    await sessionsApi.showVersion(id, messageId);
+    turnStore.forget(sessionKey);
+    await queryClient.invalidateQueries({ queryKey: ['session', id] });
+  };
+
   const { question, answer } = lastPair(messages);
   const actionsFor = (m: UiMessage, index: number): MessageActions => {
     const canChange = !running && sessionId !== undefined && agentId !== undefined;
@@ -96,6 +103,7 @@ function Conversation({ sessionKey, sessionId, agent, agents, stored, hasOlder, 
           : undefined,
       onInteractiveReply: !running && index === messages.length - 1 ? ask : undefined,
       agentName: agentOf(m),
+      onShowVersion: !running && sessionId !== undefined ? (id) => void showVersion(sessionId, id) : undefined,
       reconnecting: isLive ? live.reconnecting : undefined,
       failure: isLive ? live.failure : undefined,
       onRetryFailure:

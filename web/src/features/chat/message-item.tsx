@@ -21,6 +21,31 @@ export interface MessageActions {
   onRetryFailure?: (() => void) | undefined;
   /** The agent that wrote this answer, named when the conversation has had more than one. */
   agentName?: string | undefined;
+  /** Shows another version of this message (it has more than one); unset while a turn runs. */
+  onShowVersion?: ((messageId: string) => void) | undefined;
+}
+
+/** `‹ 2/3 ›`: the versions of a regenerated answer or an edited question, as ChatGPT shows them. */
+function VersionSwitch({ message, onShow }: { message: UiMessage; onShow: ((messageId: string) => void) | undefined }) {
+  const { t } = useI18n();
+  const versions = message.versions;
+  if (!versions || versions.length < 2) return null;
+  const at = versions.indexOf(message.id);
+  const previous = at > 0 ? versions[at - 1] : undefined;
+  const next = at >= 0 && at < versions.length - 1 ? versions[at + 1] : undefined;
+  return (
+    <span className="version-switch" role="group" aria-label={t('chat.versions')} data-testid="versions">
+      <button type="button" className="small-button" aria-label={t('chat.previousVersion')} disabled={!onShow || previous === undefined} onClick={() => previous && onShow?.(previous)}>
+        ‹
+      </button>
+      <span className="small" data-testid="version-position">
+        {t('chat.versionPosition', { n: at + 1, total: versions.length })}
+      </span>
+      <button type="button" className="small-button" aria-label={t('chat.nextVersion')} disabled={!onShow || next === undefined} onClick={() => next && onShow?.(next)}>
+        ›
+      </button>
+    </span>
+  );
 }
 
 /** A thumb drawn inline: no emoji font is needed to see it. */
@@ -132,6 +157,7 @@ export const MessageItem = memo(function MessageItem({ message, actions }: { mes
           <>
             <div className="bubble">{message.content}</div>
             <div className="message-actions">
+              <VersionSwitch message={message} onShow={actions.onShowVersion} />
               <CopyButton text={message.content} label={t('chat.copyMessage')} />
               {actions.onEdit && (
                 <button type="button" className="small-button" onClick={() => setEditing(true)}>
@@ -202,6 +228,7 @@ export const MessageItem = memo(function MessageItem({ message, actions }: { mes
       {message.interactive !== null && actions.onInteractiveReply && <InteractiveNode data={message.interactive} disabled={streaming} onReply={actions.onInteractiveReply} />}
       {!streaming && !pending && (
         <div className="message-actions">
+          <VersionSwitch message={message} onShow={actions.onShowVersion} />
           <CopyButton text={message.content} label={t('chat.copyMessage')} />
           <Feedback message={message} />
           {actions.onRegenerate && (

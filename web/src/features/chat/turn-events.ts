@@ -71,6 +71,8 @@ export interface UiMessage {
   /** The agent that wrote an answer; a live answer takes its turn's. */
   agentId?: string | null;
   createdAt: string;
+  /** Every version of this message, oldest first, when it has more than one (regenerated or edited). */
+  versions?: string[] | null;
   /**
    * Set on an answer resumed after a reload: it shows the stored text until
    * the first replayed event arrives, which rebuilds it from the start.
@@ -91,6 +93,7 @@ export function fromStored(m: StoredMessage): UiMessage {
     flow: null,
     agentId: m.agentId,
     createdAt: m.createdAt,
+    versions: m.versions ?? null,
   };
 }
 

@@ -19,6 +19,8 @@ export interface LiveTurn {
   answer: UiMessage;
   /** A stored answer this turn replaces (regenerate, edit). */
   replacesId: string | undefined;
+  /** The stored question an edit replaces (the edited one is a new version, with an id of its own). */
+  replacesQuestionId?: string | undefined;
   running: boolean;
   reconnecting: number;
   /** The turn could not be started or followed: shown in place with a retry. */
@@ -98,6 +100,7 @@ interface RunSpec {
   question: UiMessage | undefined;
   answer: UiMessage;
   replacesId: string | undefined;
+  replacesQuestionId?: string | undefined;
   open: ((signal: AbortSignal) => Promise<Response>) | undefined;
   resumeId?: string;
 }
@@ -113,6 +116,7 @@ function run(spec: RunSpec): void {
     question: spec.question,
     answer: spec.answer,
     replacesId: spec.replacesId,
+    replacesQuestionId: spec.replacesQuestionId,
     running: true,
     reconnecting: 0,
     failure: undefined,
@@ -185,6 +189,7 @@ export const turns$ = {
       question,
       answer: placeholderAnswer(),
       replacesId: last.answerId,
+      replacesQuestionId: edited === undefined ? undefined : last.questionId,
       open: (signal) => chatApi.retry(sessionId, edited, signal),
     });
   },
