@@ -1,8 +1,8 @@
 import crypto from 'node:crypto';
-import { sql } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import { createGroupWriter, GroupWriterStats } from '../../db/group-writer.js';
 import type { DatabaseHandle } from '../../db/database.js';
-import type { MessageRow, MessageStatus } from '../../db/schema.js';
+import type { Database, MessageRow, MessageStatus } from '../../db/schema.js';
 import type { ToolCall, ToolChoice, ToolDefinition } from '../providers/types.js';
 
 /** SQL for sessions and messages. Every query is scoped by the owner's id. */
@@ -432,6 +432,11 @@ export function createChatRepository(database: DatabaseHandle, instanceId: strin
     const landed = new Set(result.rows.map((r) => r.id));
     return items.map((c) => latest.get(c.messageId) === c && landed.has(c.messageId));
   }, BATCH_MAX, checkpointStats);
+  /** Sets a version aside (answer versions): it and what follows it on the session's path get its id in `hidden_by`. */
+  async function setAside(tx: Kysely<Database>, sessionId: string, userId: string, version: { id: string; seq: number }): Promise<void> {
+    await tx.updateTable('messages').set({ hidden_by: version.id }).where('session_id', '=', sessionId).where('user_id', '=', userId).where('hidden_by', 'is', null).where('seq', '>=', version.seq).execute();
+  }
+
   /**
    * Regenerate, or edit and resend (README, "Answer versions"): the answer
    * (with an edit, the question) is kept as an earlier version: it and what
@@ -461,14 +466,7 @@ export function createChatRepository(database: DatabaseHandle, instanceId: strin
         .where('hidden_by', 'is', null)
         .executeTakeFirst();
       if (!replaced) return undefined;
-      await tx
-        .updateTable('messages')
-        .set({ hidden_by: replaced.id })
-        .where('session_id', '=', sessionId)
-        .where('user_id', '=', turn.userId)
-        .where('hidden_by', 'is', null)
-        .where('seq', '>=', replaced.seq)
-        .execute();
+      await setAside(tx, sessionId, turn.userId, replaced);
       const group = replaced.version_group ?? replaced.id;
       const now = new Date();
       if (turn.replacesQuestionId !== undefined) {
@@ -789,9 +787,7 @@ export function createChatRepository(database: DatabaseHandle, instanceId: strin
           .where('hidden_by', 'is', null)
           .where((eb) => eb.or([eb('id', '=', group), eb('version_group', '=', group)]))
           .executeTakeFirst();
-        if (current) {
-          await tx.updateTable('messages').set({ hidden_by: current.id }).where('session_id', '=', sessionId).where('user_id', '=', userId).where('hidden_by', 'is', null).where('seq', '>=', current.seq).execute();
-        }
+        if (current) await setAside(tx, sessionId, userId, current);
         await tx.updateTable('messages').set({ hidden_by: null }).where('session_id', '=', sessionId).where('user_id', '=', userId).where('hidden_by', '=', target.id).execute();
         await tx.updateTable('chat_sessions').set({ updated_at: new Date() }).where('id', '=', sessionId).execute();
         return 'shown';
