@@ -144,6 +144,9 @@ export interface UpstreamRequest {
   secret?: string | undefined;
 }
 
+/** The parts of an UpstreamRequest a call keeps while its answer streams. */
+type CallTarget = Pick<UpstreamRequest, 'url' | 'signal' | 'mode' | 'secret'>;
+
 type Phase = 'headers' | 'first token' | 'idle' | 'total';
 
 /**
@@ -187,13 +190,22 @@ export class UpstreamCall {
   /** Events skipped as unreadable in this call. */
   malformedSkipped = 0;
 
+  /**
+   * What the call needs of its request once it is sent. Not the request
+   * itself: its body is the whole conversation as JSON, and a stream
+   * lives for up to minutes after the body went out (undici keeps its own
+   * copy until the response ends).
+   */
+  readonly request: CallTarget;
+
   constructor(
-    readonly request: UpstreamRequest,
+    request: UpstreamRequest,
     defaults: Required<EndpointTimeouts> = DEFAULT_TIMEOUTS,
     /** Gives back the call's slot (upstream-slots.ts) once it is closed. */
     private readonly onClose?: () => void,
     private readonly malformed: MalformedEventPolicy = FAIL_ON_FIRST,
   ) {
+    this.request = { url: request.url, signal: request.signal, mode: request.mode, secret: request.secret };
     const t = request.timeouts;
     this.limits = {
       connectMs: positive(t.connectMs, defaults.connectMs),
