@@ -494,15 +494,6 @@ export function createChatRepository(database: DatabaseHandle, instanceId: strin
     });
   }
 
-  /** What running a claimed or reopened answer again needs, from its row. */
-  async function claimedTurn(
-    row: Pick<MessageRow, 'id' | 'session_id' | 'user_id' | 'agent_id' | 'seq' | 'content' | 'metadata'>,
-    previousOwner: string | null,
-  ): Promise<ClaimedTurn> {
-    const session = await db.selectFrom('chat_sessions').select('provider_chat_id').where('id', '=', row.session_id).executeTakeFirst();
-    const options = (row.metadata as { options?: TurnOptions } | null)?.options;
-    return { id: row.id, sessionId: row.session_id, userId: row.user_id, agentId: row.agent_id, seq: row.seq, content: row.content, options, providerChatId: session?.provider_chat_id ?? null, previousOwner, traceparent: storedTraceparent(row.metadata) };
-  }
   return {
     /** The group writers' figures for metrics (maxima since the last call). */
     writerStats() {
@@ -585,15 +576,18 @@ export function createChatRepository(database: DatabaseHandle, instanceId: strin
         .where((eb) => (fromOwner === null ? eb('owner_instance', 'is', null) : eb('owner_instance', '=', fromOwner)))
         .returning(['id', 'session_id', 'user_id', 'agent_id', 'seq', 'content', 'metadata'])
         .executeTakeFirst();
-      return row && claimedTurn(row, fromOwner);
+      if (!row) return undefined;
+      const session = await db.selectFrom('chat_sessions').select('provider_chat_id').where('id', '=', row.session_id).executeTakeFirst();
+      const options = (row.metadata as { options?: TurnOptions } | null)?.options;
+      return { id: row.id, sessionId: row.session_id, userId: row.user_id, agentId: row.agent_id, seq: row.seq, content: row.content, options, providerChatId: session?.provider_chat_id ?? null, previousOwner: fromOwner, traceparent: storedTraceparent(row.metadata) };
     },
 
     /**
      * Makes a stopped answer of `userId` stream again, owned by this
      * instance (the asker continues it): one conditional UPDATE, so of two
-     * requests at once exactly one wins. Returns what is needed to run it.
+     * requests at once exactly one wins. True when this call reopened it.
      */
-    async reopenStopped(messageId: string, userId: string): Promise<(ClaimedTurn & { reasoning: string }) | undefined> {
+    async reopenStopped(messageId: string, userId: string): Promise<boolean> {
       const row = await db
         .updateTable('messages')
         .set({ status: 'streaming', owner_instance: instanceId, completed_at: null, updated_at: new Date() })
@@ -601,9 +595,8 @@ export function createChatRepository(database: DatabaseHandle, instanceId: strin
         .where('user_id', '=', userId)
         .where('role', '=', 'assistant')
         .where('status', '=', 'stopped')
-        .returning(['id', 'session_id', 'user_id', 'agent_id', 'seq', 'content', 'reasoning', 'metadata'])
         .executeTakeFirst();
-      return row && { ...(await claimedTurn(row, null)), reasoning: row.reasoning ?? '' };
+      return row.numUpdatedRows > 0n;
     },
 
     /** Writes the end of a turn once: only a message still `streaming` is finished. Returns whether it was. */

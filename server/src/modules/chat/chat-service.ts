@@ -129,6 +129,11 @@ const EARLY_START_PAUSE_MS = 5_000;
  */
 const TAKEOVER_ID_BLOCK = 1_000_000;
 
+/** The first event id of a run that goes on after events up to `lastId`: the start of the next block. */
+function nextIdBlock(lastId: number): number {
+  return (Math.floor(lastId / TAKEOVER_ID_BLOCK) + 1) * TAKEOVER_ID_BLOCK + 1;
+}
+
 function textOf(content: string | ChatContentPart[]): string {
   if (typeof content === 'string') return content;
   return content.map((p) => (p.type === 'text' ? p.text : '')).filter(Boolean).join('\n');
@@ -481,7 +486,7 @@ export function createChatService(deps: ChatServiceDeps) {
   async function resumeTurn(claimed: ClaimedTurn): Promise<void> {
     const buffered = await state.readEvents(claimed.id, 0).catch(() => [] as TurnEvent[]);
     const lastBuffered = buffered.at(-1)?.id ?? 0;
-    const firstEventId = (Math.floor(lastBuffered / TAKEOVER_ID_BLOCK) + 1) * TAKEOVER_ID_BLOCK + 1;
+    const firstEventId = nextIdBlock(lastBuffered);
     let resolved: ResolvedAgent;
     try {
       resolved = agents.getActive(claimed.agentId ?? '');
@@ -681,7 +686,7 @@ export function createChatService(deps: ChatServiceDeps) {
         admission = await admit(resolved);
         // Ids go on past every id a client may hold of the stopped run; its buffer (ending in its `end`) goes, so a replay from the start shows this run.
         const lastBuffered = (await state.readEvents(turnId, 0).catch(() => [] as TurnEvent[])).at(-1)?.id ?? 0;
-        const firstEventId = (Math.floor(lastBuffered / TAKEOVER_ID_BLOCK) + 1) * TAKEOVER_ID_BLOCK + 1;
+        const firstEventId = nextIdBlock(lastBuffered);
         const plan = await planFor(
           resolved,
           input,
