@@ -1,3 +1,4 @@
+import { sql } from 'kysely';
 import type { DatabaseHandle } from '../../db/database.js';
 
 /** One message of a conversation as export and share read it. */
@@ -68,15 +69,20 @@ export function createShareRepository(database: DatabaseHandle) {
       return db.selectFrom('share_links').select(['id', 'session_id', 'created_at', 'revoked_at']).where('session_id', '=', sessionId).where('user_id', '=', userId).orderBy('created_at', 'desc').execute();
     },
 
-    /** Revokes the owner's link (again is harmless); undefined when it is not theirs. */
-    async revoke(shareId: string, sessionId: string, userId: string): Promise<ShareLinkRow | undefined> {
+    /**
+     * Revokes the owner's link (again is harmless and keeps the first
+     * time); undefined when it is not theirs. `revokedNow` says whether
+     * this call revoked it: `now()` is the statement's transaction time,
+     * so only a revocation made by this statement equals it.
+     */
+    async revoke(shareId: string, sessionId: string, userId: string): Promise<(ShareLinkRow & { revokedNow: boolean }) | undefined> {
       return db
         .updateTable('share_links')
         .set((eb) => ({ revoked_at: eb.fn.coalesce('revoked_at', eb.fn<Date>('now')) }))
         .where('id', '=', shareId)
         .where('session_id', '=', sessionId)
         .where('user_id', '=', userId)
-        .returning(['id', 'session_id', 'created_at', 'revoked_at'])
+        .returning(['id', 'session_id', 'created_at', 'revoked_at', sql<boolean>`revoked_at = now()`.as('revokedNow')])
         .executeTakeFirst();
     },
 

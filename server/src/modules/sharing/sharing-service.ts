@@ -63,8 +63,11 @@ export function createSharingService(deps: { database: DatabaseHandle; agents: A
     async revokeLink(actor: Actor, sessionId: string, shareId: string) {
       const link = await repo.revoke(shareId, sessionId, actor.id);
       if (!link) throw new AppError('SHARE_NOT_FOUND', 'No such share link on this conversation');
+      const { revokedNow, ...revoked } = link;
+      // Revoking it again changes nothing, so it is not audited again.
+      if (!revokedNow) return revoked;
       await deps.audit.record({ actorId: actor.id, actorUsername: actor.username, ip: actor.ip, action: AuditActions.shareRevoke, targetType: 'share_link', targetId: link.id, detail: { sessionId } });
-      return link;
+      return revoked;
     },
 
     /** What a link shows: the title and the finished questions and answers, nothing about the owner. */
