@@ -7,7 +7,7 @@ import { migrateToLatest } from './db/migrate.js';
 import type { ErrorBody } from './errors.js';
 import { clientErrorHandler } from './http/client-errors.js';
 import { headerLines, registerSecurityHeaders, responseHeaders } from './http/security-headers.js';
-import { createLogger, ECS_CHILD_OPTIONS } from './logger.js';
+import { createLogger, requestLogger } from './logger.js';
 import { requestIdFrom } from './http/request-id.js';
 import { registerRequestTracing } from './plugins/request-tracing.js';
 import { createTracing, type Tracing } from './tracing/tracing.js';
@@ -212,8 +212,8 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
     // A client's X-Request-Id is kept only when short and well-formed (http/request-id.ts); else a new one.
     requestIdHeader: false,
     genReqId: (request) => requestIdFrom(request.headers['x-request-id']),
-    // ECS: request loggers name the correlation fields the ECS way (logger.ts); the default factory otherwise.
-    ...(config.logFormat === 'ecs' ? { childLoggerFactory: (parent, bindings, opts) => parent.child(bindings, { ...opts, ...ECS_CHILD_OPTIONS }) } : {}),
+    // Each request's logger binds its id without pino's redaction pass, and names it the ECS way under `ecs` (logger.ts).
+    childLoggerFactory: (parent, bindings, options) => requestLogger(parent as Logger, bindings, options, config.logFormat),
     forceCloseConnections: 'idle',
     // What Node's HTTP parser refuses (a byte over 0x7f in the request line, …) gets our envelope and `Connection: close` too.
     clientErrorHandler: clientErrorHandler(headerLines(headers)),
