@@ -18,6 +18,7 @@ import {
 } from './protocol.js';
 import { anthropicToolTurn } from './tool-calls.js';
 import { runTurn } from './turn.js';
+import { anthropicBlockNotes, withNotes } from './attachments.js';
 
 const SIGNATURE = 'bW9jay10aGlua2luZy1zaWduYXR1cmU=';
 
@@ -75,6 +76,7 @@ function parseTurn(body: unknown): TurnRequest | ErrorReply {
   }
   return {
     ...summary,
+    userText: withNotes(summary.userText, anthropicBlockNotes(summary.userContent)),
     prefill: summary.lastAssistant,
     ...tools,
     systemPrompt: system.trim() !== '',

@@ -23,6 +23,7 @@ import {
   sseData,
 } from './protocol.js';
 import { runTurn } from './turn.js';
+import { difyFileNotes, multipartFile, withNotes, type UploadedFile } from './attachments.js';
 
 export const DIFY_OPENING_STATEMENT = 'Hello from the mock Dify app.';
 
@@ -68,7 +69,7 @@ function authenticate(headers: IncomingHttpHeaders): ErrorReply | undefined {
 
 const SYSTEM_LINE = '[system]';
 
-function parseTurn(body: unknown): DifyTurn | ErrorReply {
+function parseTurn(body: unknown, uploads: ReadonlyMap<string, UploadedFile>): DifyTurn | ErrorReply {
   if (!isRecord(body)) return new ErrorReply(400, 'The request body must be a JSON object.');
   const { query, inputs, user } = body;
   if (typeof query !== 'string') return new ErrorReply(400, 'query is required');
@@ -91,7 +92,7 @@ function parseTurn(body: unknown): DifyTurn | ErrorReply {
   return {
     stream: mode === 'streaming',
     model: '',
-    userText,
+    userText: withNotes(userText, difyFileNotes(body.files, uploads)),
     systemPrompt,
     promptChars,
     conversationId,
@@ -175,8 +176,10 @@ const parameters = {
 export function createDifyProvider(defaults: AnswerDefaults): ProviderModule {
   // Running streams by task id, so the stop API can end them.
   const tasks = new Map<string, StreamControl>();
+  // Files taken by the upload API, by id (kept for the mock's life: tests upload a few).
+  const uploads = new Map<string, UploadedFile>();
   const protocol: ChatProtocol<DifyTurn> = {
-    parseTurn,
+    parseTurn: (body) => parseTurn(body, uploads),
     streamScript,
     blockingBody,
     onTurnStart: (turn, _plan, control) => {
@@ -223,6 +226,22 @@ export function createDifyProvider(defaults: AnswerDefaults): ProviderModule {
         },
       },
       { method: 'GET', path: '/v1/parameters', chat: false, handle: (ctx) => ctx.exchange.json(200, parameters) },
+      {
+        method: 'POST',
+        path: '/v1/files/upload',
+        chat: false,
+        handle: (ctx) => {
+          const file = ctx.raw === undefined ? undefined : multipartFile(ctx.raw.bytes, ctx.raw.contentType);
+          if (file === undefined) {
+            ctx.exchange.json(400, errorBody(new ErrorReply(400, 'no file uploaded', 'no_file_uploaded')));
+            return;
+          }
+          const id = randomUUID();
+          uploads.set(id, file);
+          const extension = file.name.includes('.') ? file.name.slice(file.name.lastIndexOf('.') + 1) : '';
+          ctx.exchange.json(201, { id, name: file.name, size: file.bytes.length, extension, mime_type: file.mediaType, created_by: 'mock', created_at: Math.floor(Date.now() / 1000) });
+        },
+      },
     ],
   };
   return provider;

@@ -21,6 +21,7 @@ import {
   summariseMessages,
 } from './protocol.js';
 import { runTurn } from './turn.js';
+import { openAIPartNotes, withNotes } from './attachments.js';
 
 export const FASTGPT_APP_ID = 'mock-app';
 export const FASTGPT_WELCOME_TEXT = 'Hello from the mock FastGPT app.';
@@ -89,6 +90,7 @@ function parseTurn(body: unknown): FastGptTurn | ErrorReply {
     typeof value === 'string' && value !== '' ? value : undefined;
   return {
     ...summary,
+    userText: withNotes(summary.userText, openAIPartNotes(summary.userContent)),
     stream: body.stream === true,
     model: '',
     chatId: optionalString(body.chatId),

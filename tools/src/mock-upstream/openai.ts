@@ -21,6 +21,7 @@ import {
 } from './protocol.js';
 import { openAiToolTurn } from './tool-calls.js';
 import { runTurn } from './turn.js';
+import { openAIPartNotes, withNotes } from './attachments.js';
 
 export const MOCK_MODEL = 'mock-model';
 
@@ -77,6 +78,7 @@ function parseTurn(body: unknown): OpenAiTurn | ErrorReply {
   }
   return {
     ...summary,
+    userText: withNotes(summary.userText, openAIPartNotes(summary.userContent)),
     prefill: summary.lastAssistant,
     ...tools,
     stream: body.stream === true,

@@ -69,6 +69,8 @@ export interface ChatProtocol<T extends TurnRequest> {
 export interface RouteContext {
   exchange: Exchange;
   body: unknown;
+  /** A multipart body's bytes and Content-Type (file uploads); undefined for JSON bodies. */
+  raw?: { bytes: Buffer; contentType: string } | undefined;
   query: URLSearchParams;
   params: Readonly<Record<string, string>>;
   /** Faults from the URL prefix and the header; chat routes add message directives. */
@@ -141,6 +143,8 @@ export interface ChatMessageSummary {
   promptChars: number;
   /** Text of the last message when it is the assistant's (a prefill); protocols that continue answers use it. */
   lastAssistant: string | undefined;
+  /** The last user message's content as sent (its attachments, in the provider's form). */
+  userContent: unknown;
 }
 
 /**
@@ -156,6 +160,7 @@ export function summariseMessages(
   let systemPrompt = false;
   let promptChars = 0;
   let lastAssistant: string | undefined;
+  let userContent: unknown;
   for (const [index, message] of messages.entries()) {
     if (!isRecord(message) || typeof message.role !== 'string') {
       return `'messages[${index}]' must be an object with a string 'role'`;
@@ -163,10 +168,13 @@ export function summariseMessages(
     const text = contentText(message.content);
     promptChars += text.length;
     lastAssistant = message.role === 'assistant' ? text : undefined;
-    if (message.role === 'user') userText = text;
+    if (message.role === 'user') {
+      userText = text;
+      userContent = message.content;
+    }
     else if (systemRoles.includes(message.role) && text.trim() !== '') systemPrompt = true;
   }
-  return { userText, systemPrompt, promptChars, lastAssistant };
+  return { userText, systemPrompt, promptChars, lastAssistant, userContent };
 }
 
 export function simulatedErrorMessage(status: number): string {

@@ -146,14 +146,14 @@ function matchSegments(pattern: string[], actual: string[]): Record<string, stri
   return params;
 }
 
-function readBody(req: IncomingMessage, done: (text: string | undefined) => void): void {
+function readBody(req: IncomingMessage, done: (raw: Buffer | undefined) => void): void {
   const chunks: Buffer[] = [];
   let size = 0;
   req.on('data', (chunk: Buffer) => {
     size += chunk.length;
     if (size <= MAX_BODY_BYTES) chunks.push(chunk);
   });
-  req.on('end', () => done(size > MAX_BODY_BYTES ? undefined : Buffer.concat(chunks).toString('utf8')));
+  req.on('end', () => done(size > MAX_BODY_BYTES ? undefined : Buffer.concat(chunks)));
   // A client that goes away mid-body closes the response too; nothing to answer.
   req.on('error', () => undefined);
 }
@@ -237,7 +237,10 @@ export function createMockServer(settings: MockServerSettings): MockServer {
     const { route, provider, params } = match;
     byProvider[provider.provider]++;
 
-    readBody(req, (text) => {
+    readBody(req, (raw) => {
+      // A file upload (Dify's /files/upload) is multipart: its route reads the bytes; anything else is JSON.
+      const multipart = /^multipart\/form-data/i.test(req.headers['content-type'] ?? '');
+      const text = raw === undefined ? undefined : multipart ? '' : raw.toString('utf8');
       const headerValue = req.headers['x-mock-fault'];
       const headerFaults = typeof headerValue === 'string' ? parseFaultSpec(headerValue) : undefined;
       const faults = mergeFaults(prefixFaults, headerFaults);
@@ -269,6 +272,7 @@ export function createMockServer(settings: MockServerSettings): MockServer {
       const ctx: RouteContext = {
         exchange,
         body: parsed.value,
+        raw: multipart ? { bytes: raw ?? Buffer.alloc(0), contentType: req.headers['content-type'] ?? '' } : undefined,
         query,
         params,
         faults,
