@@ -30,6 +30,8 @@ import { anthropicCompatRoutes } from './modules/chat/anthropic-compat-routes.js
 import { sessionRoutes } from './modules/chat/session-routes.js';
 import { conversationSharingRoutes, sharedViewRoutes } from './modules/sharing/routes.js';
 import { createSharingService, type SharingService } from './modules/sharing/sharing-service.js';
+import { createAttachmentsService, type AttachmentsService } from './modules/attachments/attachments-service.js';
+import { attachmentRoutes } from './modules/attachments/routes.js';
 import { healthRoutes, packageVersion } from './modules/health/routes.js';
 import { Metrics } from './modules/metrics/metrics.js';
 import { metricsRoutes } from './modules/metrics/routes.js';
@@ -68,6 +70,8 @@ export interface AppDeps {
   chat: ChatService;
   /** Export and share links of conversations. */
   sharing: SharingService;
+  /** Images and files attached to questions. */
+  attachments: AttachmentsService;
   /** Users' own token budgets, held in memory on each instance. */
   budgets: UserBudgetDirectory;
   breakers: BreakerService;
@@ -171,7 +175,8 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
   const instanceId = options.instanceId ?? crypto.randomUUID();
   const tracing = createTracing(config, instanceId);
   const budgets = createUserBudgetDirectory({ db: database.db, state, logger, onLocalChange: (listener) => users.onChanged(listener) });
-  const chat = createChatService({ database, state, providers, agents, config, logger, breakers, failures, instanceId, budgets, metrics, tracing });
+  const attachments = createAttachmentsService({ database, maxBytes: config.attachmentMaxBytes, userQuotaBytes: config.attachmentUserQuotaBytes });
+  const chat = createChatService({ database, state, providers, agents, config, logger, breakers, failures, instanceId, budgets, attachments, metrics, tracing });
   const pressure = new PressureMonitor(options.pressureSource ?? processPressure(), {
     maxEventLoopDelayMs: config.shedEventLoopDelayMs,
     maxHeapUsedPercent: config.shedHeapUsedPercent,
@@ -191,7 +196,7 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
   });
   metrics.bindSources(appMetricSources({ database, state, chat, agents, breakers, pressure, lifecycle }));
   const sharing = createSharingService({ database, agents, audit, publicLinks: config.shareLinksPublic });
-  const deps: AppDeps = { config, secrets, database, state, logger, providers, audit, users, auth, signInDelays, apiKeys, agents, chat, sharing, budgets, breakers, failures, lifecycle, pressure, retention, metrics, tracing };
+  const deps: AppDeps = { config, secrets, database, state, logger, providers, audit, users, auth, signInDelays, apiKeys, agents, chat, sharing, attachments, budgets, breakers, failures, lifecycle, pressure, retention, metrics, tracing };
 
   await users.ensureFirstAdmin();
   await agents.start();
@@ -267,6 +272,7 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
   await app.register(sessionRoutes, { ...routeOptions, prefix: '/api/chat-sessions' });
   await app.register(conversationSharingRoutes, { ...routeOptions, prefix: '/api/chat-sessions' });
   await app.register(sharedViewRoutes, { ...routeOptions, prefix: '/api/shared' });
+  await app.register(attachmentRoutes, { ...routeOptions, prefix: '/api/attachments' });
   await app.register(openaiCompatRoutes, { ...routeOptions, prefix: '/v1' });
   await app.register(anthropicCompatRoutes, { ...routeOptions, prefix: '/v1' });
   if (config.webDistDir) pageFallback = await registerWebApp(app, config.webDistDir);

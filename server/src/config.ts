@@ -72,6 +72,10 @@ export interface Config {
   mockUpstream: boolean;
   mockUpstreamPort: number;
   bodyLimitBytes: number;
+  /** Largest attachment (one uploaded file), in bytes. */
+  attachmentMaxBytes: number;
+  /** Attachments one user may keep in all, in bytes. */
+  attachmentUserQuotaBytes: number;
   chatRateLimitPerMinute: number;
   loginRateLimitPerMinute: number;
   loginFailuresPerAccountPerHour: number;
@@ -511,6 +515,16 @@ const specs: { [K in keyof Config]: VariableSpec<K> }[keyof Config][] = [
   },
   { name: 'MOCK_UPSTREAM_PORT', key: 'mockUpstreamPort', defaultText: '3099', description: 'Port of the in-process simulated upstream (loopback only).', parse: integer(0, 65535, 3099) },
   { name: 'BODY_LIMIT_BYTES', key: 'bodyLimitBytes', defaultText: '1048576', description: 'Largest accepted request body.', parse: integer(1024, 64 * 1024 * 1024, 1_048_576) },
+  {
+    name: 'ATTACHMENT_MAX_BYTES', key: 'attachmentMaxBytes', defaultText: '10485760',
+    description: 'Largest attachment (an image or file attached to a question, `POST /api/attachments`), in bytes; a larger one is refused with 413 `ATTACHMENT_TOO_LARGE`. Attachments are stored in PostgreSQL and sent to providers inline (base64), so keep it within what your providers take (OpenAI and Anthropic images: 20 MB and 5 MB).',
+    parse: integer(1024, 64 * 1024 * 1024, 10 * 1024 * 1024),
+  },
+  {
+    name: 'ATTACHMENT_USER_QUOTA_BYTES', key: 'attachmentUserQuotaBytes', defaultText: '209715200',
+    description: 'Attachments one user may keep in all, in bytes (0 = no uploads); past it an upload is refused with 413 `ATTACHMENT_QUOTA_EXCEEDED` until the user removes some (deleting a conversation keeps its attachments: they belong to the user).',
+    parse: integer(0, Number.MAX_SAFE_INTEGER, 200 * 1024 * 1024),
+  },
   { name: 'CHAT_RATE_LIMIT_PER_MINUTE', key: 'chatRateLimitPerMinute', defaultText: '60', description: 'Chat turns per user per minute across all instances (0 = unlimited). An agent\'s own `rateLimit` applies too.', parse: integer(0, 10_000_000, 60) },
   { name: 'LOGIN_RATE_LIMIT_PER_MINUTE', key: 'loginRateLimitPerMinute', defaultText: '10', description: 'Login and registration attempts per client address per minute, across instances (0 = unlimited); more get 429 before any password is checked. Not per username, so nobody can block another person\'s sign-in with it.', parse: integer(0, 1_000_000, 10) },
   {

@@ -17,6 +17,7 @@ import * as m0014 from './migrations/0014-hidden-sessions.js';
 import * as m0015 from './migrations/0015-share-links.js';
 import * as m0016 from './migrations/0016-agent-content-policy.js';
 import * as m0017 from './migrations/0017-answer-versions.js';
+import * as m0018 from './migrations/0018-attachments.js';
 
 /** Every migration, in order. Add new ones at the end; never edit old ones. */
 const migrations: Record<string, Migration> = {
@@ -36,6 +37,7 @@ const migrations: Record<string, Migration> = {
   '0015-share-links': m0015,
   '0016-agent-content-policy': m0016,
   '0017-answer-versions': m0017,
+  '0018-attachments': m0018,
 };
 
 const provider: MigrationProvider = { getMigrations: () => Promise.resolve(migrations) };

@@ -271,6 +271,22 @@ export interface ShareLinksTable {
   revoked_at: NullableTimestamp;
 }
 
+export interface AttachmentsTable {
+  id: Generated<string>;
+  user_id: string;
+  name: string;
+  /** Decided from the bytes (modules/attachments/content-type.ts). */
+  content_type: string;
+  size: number;
+  sha256: string;
+  data: Uint8Array;
+  /** The text of a text file or PDF, extracted at upload; null for images and PDFs without text. */
+  text_content: string | null;
+  /** A small image of an image attachment, made by the browser (checked by content). */
+  thumbnail: Uint8Array | null;
+  created_at: Generated<Date>;
+}
+
 export interface Database {
   users: UsersTable;
   refresh_tokens: RefreshTokensTable;
@@ -285,6 +301,7 @@ export interface Database {
   upstream_failures: UpstreamFailuresTable;
   idempotency_keys: IdempotencyKeysTable;
   share_links: ShareLinksTable;
+  attachments: AttachmentsTable;
 }
 
 export type UserRow = Selectable<UsersTable>;

@@ -4,6 +4,7 @@ import { createMockUpstream } from '../../../tools/src/mock-upstream/index.js';
 import { bearer, buildTestApp, createUserAndLogin, login, type TestApp } from '../test/app.js';
 import { backendNames } from '../test/backends.js';
 import { routesOf, type Route } from '../test/route-table.js';
+import { ONE_PIXEL_PNG } from '../modules/attachments/test-files.js';
 
 /**
  * Finding 10 of issue 14: who may call what, cell by cell. Every route the
@@ -122,6 +123,13 @@ const ACCESS: Record<string, Access> = {
   'GET /v1/models/:id': 'user',
   'POST /v1/chat/completions': 'user',
   'POST /v1/messages': 'user',
+  'POST /api/attachments': 'user',
+  'POST /api/attachments/': 'user',
+  'GET /api/attachments/usage': 'user',
+  'GET /api/attachments/:id': 'owner',
+  'GET /api/attachments/:id/thumbnail': 'owner',
+  'PUT /api/attachments/:id/thumbnail': 'owner',
+  'DELETE /api/attachments/:id': 'owner',
 };
 
 /** What a cell expects: through the guards (any answer but a refusal of the caller), or a refusal with its status and code. */
@@ -173,7 +181,7 @@ function codeOf(res: LightMyRequestResponse): string | undefined {
 }
 
 /** A route that deletes or replaces the owner's resource needs a fresh one for each cell that may get through. */
-const DESTRUCTIVE = new Set(['DELETE /api/chat-sessions/:id', 'DELETE /api/chat/history/:chatId', 'POST /api/chat/history/:chatId/retry', 'DELETE /api/auth/api-keys/:id']);
+const DESTRUCTIVE = new Set(['DELETE /api/attachments/:id', 'DELETE /api/chat-sessions/:id', 'DELETE /api/chat/history/:chatId', 'POST /api/chat/history/:chatId/retry', 'DELETE /api/auth/api-keys/:id']);
 /** Routes that act on all of the caller's own data: run last, so they cannot take the owner's fixtures away from other cells. */
 const LAST = new Set(['DELETE /api/chat/history']);
 const NIL_UUID = '00000000-0000-4000-8000-000000000000';
@@ -198,13 +206,21 @@ describe.each(await backendNames())('authorization matrix on %s', (backendName) 
     return res.json<{ data: { apiKey: { id: string } } }>().data.apiKey.id;
   }
 
+  /** One attachment of the owner's. */
+  async function ownerAttachmentId(): Promise<string> {
+    const res = await t.app.inject({ method: 'POST', url: '/api/attachments?name=dot.png', headers: { ...bearer(credential.owner), 'content-type': 'image/png' }, payload: ONE_PIXEL_PNG });
+    expect(res.statusCode, res.body).toBe(201);
+    return res.json<{ data: { id: string } }>().data.id;
+  }
+
   /** The request a cell sends: the owner's resources for owner routes, harmless values elsewhere. */
-  async function requestFor(route: Route, access: Access, fresh: boolean, shared: { chatId: string; messageId: string; keyId: string }): Promise<InjectOptions> {
+  async function requestFor(route: Route, access: Access, fresh: boolean, shared: { chatId: string; messageId: string; keyId: string; attachmentId: string }): Promise<InjectOptions> {
     const turn = fresh && (access === 'owner' || access === 'owned-key') ? await ownerTurn() : shared;
+    const attachmentId = fresh && route.path.startsWith('/api/attachments/') ? await ownerAttachmentId() : shared.attachmentId;
     const keyId = fresh && access === 'owned-key' ? await ownerKeyId() : shared.keyId;
     const key = `${route.method} ${route.path}`;
     let url = route.path.replace(/:(\w+)/g, (_m, name: string) => {
-      if (access === 'owner') return turn.chatId;
+      if (access === 'owner') return route.path.startsWith('/api/attachments/') ? attachmentId : turn.chatId;
       if (access === 'owned-key') return keyId;
       // Nothing that exists: a cell that gets through an admin route must change nothing the other cells rely on.
       return name === 'id' && route.path.startsWith('/api/agents') ? 'no-such-agent' : NIL_UUID;
@@ -224,6 +240,10 @@ describe.each(await backendNames())('authorization matrix on %s', (backendName) 
       url = `/api/chat-sessions/${turn.chatId}/shares/${res.json<{ data: { id: string } }>().data.id}`;
     }
     if (key === 'DELETE /api/chat/history') url += '?agentId=gpt';
+    // Uploads and thumbnails are raw bytes: a one-pixel PNG (a thumbnail of itself).
+    if (key === 'POST /api/attachments' || key === 'POST /api/attachments/' || key === 'PUT /api/attachments/:id/thumbnail') {
+      return { method: route.method as InjectOptions['method'], url, payload: ONE_PIXEL_PNG, headers: { 'content-type': 'image/png' }, remoteAddress: '203.0.113.7' };
+    }
     // Never a valid password: a cell that got through must not change anyone's credentials.
     if (key === 'POST /api/auth/change-password') payload = { currentPassword: 'not-the-password', newPassword: 'whatever-password-1' };
     return { method: route.method as InjectOptions['method'], url, ...(payload ? { payload } : {}), remoteAddress: '203.0.113.7' };
@@ -267,7 +287,7 @@ describe.each(await backendNames())('authorization matrix on %s', (backendName) 
   });
 
   it('answers each caller on each route as the matrix says', async () => {
-    const shared = { ...(await ownerTurn()), keyId: await ownerKeyId() };
+    const shared = { ...(await ownerTurn()), keyId: await ownerKeyId(), attachmentId: await ownerAttachmentId() };
     const ordered = [...routes.filter((r) => !LAST.has(`${r.method} ${r.path}`)), ...routes.filter((r) => LAST.has(`${r.method} ${r.path}`))];
     const wrong: string[] = [];
     let cells = 0;
@@ -278,7 +298,7 @@ describe.each(await backendNames())('authorization matrix on %s', (backendName) 
       for (const caller of CALLERS) {
         const want = expected(access, caller);
         const request = await requestFor(route, access, DESTRUCTIVE.has(key) && 'through' in want, shared);
-        const res = await t.app.inject({ ...request, headers: caller === 'anonymous' ? {} : bearer(credential[caller]) });
+        const res = await t.app.inject({ ...request, headers: { ...(request.headers as Record<string, string> | undefined), ...(caller === 'anonymous' ? {} : bearer(credential[caller])) } });
         cells++;
         const code = codeOf(res);
         const cell = `${key} as ${caller}: got ${res.statusCode} ${code ?? res.body.slice(0, 120)}`;

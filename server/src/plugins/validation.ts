@@ -1,4 +1,4 @@
-import { FormatRegistry, type TSchema } from '@sinclair/typebox';
+import { FormatRegistry, Type, type TSchema, type TUnsafe } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { Value } from '@sinclair/typebox/value';
 import type { FastifySchemaCompiler, FastifySchemaValidationError } from 'fastify';
@@ -57,7 +57,19 @@ export function unboundedNumbers(schema: unknown, at = ''): string[] {
   return found;
 }
 
+/** A raw body (an upload): the schema documents it, the route's own parser hands a Buffer, and the route checks the bytes itself. */
+export function binaryBody(description: string): TUnsafe<Buffer> {
+  return Type.Unsafe<Buffer>({ type: 'string', format: 'binary', contentMediaType: 'application/octet-stream', description });
+}
+
+function isBinaryBody(schema: unknown): boolean {
+  return typeof schema === 'object' && schema !== null && (schema as Record<string, unknown>).format === 'binary' && (schema as Record<string, unknown>).type === 'string';
+}
+
 export const validatorCompiler: FastifySchemaCompiler<TSchema> = ({ schema, httpPart, method, url }) => {
+  if (httpPart === 'body' && isBinaryBody(schema)) {
+    return (input: unknown) => (Buffer.isBuffer(input) ? { value: input } : { error: [{ keyword: 'schema', instancePath: '', schemaPath: '', params: {}, message: 'must be the file\'s bytes' }] });
+  }
   const unbounded = unboundedNumbers(schema);
   if (unbounded.length > 0) {
     // At start, not per request: a route that takes an unbounded number does not boot.

@@ -35,6 +35,7 @@ import { createTurnLimits, tokensOfTurn, type TurnAdmitted } from './turn-limits
 import { estimatePromptTokens } from '../quotas/token-budgets.js';
 import type { UserBudgetDirectory } from '../quotas/user-budgets.js';
 import type { Metrics } from '../metrics/metrics.js';
+import { namesAttachments, type AttachmentsService } from '../attachments/attachments-service.js';
 
 export interface ChatServiceDeps {
   database: DatabaseHandle;
@@ -52,6 +53,8 @@ export interface ChatServiceDeps {
   instanceId: string;
   /** Users' own token budgets, in memory. */
   budgets: UserBudgetDirectory;
+  /** Attachments of questions: checked before a turn is written, loaded for the provider call. */
+  attachments: AttachmentsService;
   /** The app's metrics (the app always hands them in; unit tests may not). */
   metrics?: Metrics | undefined;
   /** Spans of each turn; undefined when tracing is off. */
@@ -239,7 +242,8 @@ export function createChatService(deps: ChatServiceDeps) {
       .map((m) => (m.toolCalls === undefined && m.toolCallId === undefined ? { role: m.role, content: m.content } : { role: m.role, content: m.content, toolCalls: m.toolCalls, toolCallId: m.toolCallId }));
     if (!sessionId || keepsUpstreamContext || given.length > 1) return given;
     const context = await repo.contextMessages(sessionId, userId, excludeIds, CONTEXT_MESSAGES);
-    return [...context.map((m) => ({ role: m.role, content: m.content })), ...given];
+    // A stored question with attachments is its parts' JSON: it goes back as parts (its attachments stay in the context).
+    return [...context.map((m) => ({ role: m.role, content: m.role === 'user' ? storedContent(m.content) : m.content })), ...given];
   }
 
   /**
@@ -388,7 +392,9 @@ export function createChatService(deps: ChatServiceDeps) {
     const { agent } = resolved;
     const primary = resolved.endpoints[0];
     const keepsUpstreamContext = primary?.provider === 'fastgpt' || (primary?.provider === 'dify' && turn.providerChatId !== null);
-    const messages = await providerMessages(input, turn.contextSessionId, keepsUpstreamContext, turn.userId, [turn.userMessageId, turn.turnId], Boolean(agent.systemPrompt));
+    const given = await providerMessages(input, turn.contextSessionId, keepsUpstreamContext, turn.userId, [turn.userMessageId, turn.turnId], Boolean(agent.systemPrompt));
+    // Only a turn whose messages name attachments reads them (a text-only turn pays one scan of its parts).
+    const messages = namesAttachments(given) ? await deps.attachments.load(turn.userId, given, agent.features) : given;
     return {
       turnId: turn.turnId,
       sessionId: turn.sessionId,
@@ -474,6 +480,13 @@ export function createChatService(deps: ChatServiceDeps) {
       hidden: input.hidden,
     };
     return { resolved, write };
+  }
+
+  /** A question with parts: its attachments must be the asker's and of kinds the agent takes (nothing is written otherwise). */
+  async function checkAttachments(principal: Principal, resolved: ResolvedAgent, input: TurnInput): Promise<void> {
+    const last = input.messages[input.messages.length - 1];
+    if (last === undefined || typeof last.content === 'string') return;
+    await deps.attachments.checkQuestion(principal.userId, last.content, resolved.agent.features, resolved.agent.id);
   }
 
   /**
@@ -584,6 +597,7 @@ export function createChatService(deps: ChatServiceDeps) {
      */
     async startTurn(principal: Principal, input: TurnInput, caller?: TurnCaller): Promise<Generation> {
       const { resolved, write } = prepareTurn(input);
+      await checkAttachments(principal, resolved, input);
       return beginTurn(principal, resolved, input, write, caller);
     },
 
@@ -595,6 +609,7 @@ export function createChatService(deps: ChatServiceDeps) {
      */
     async startTurnOnce(principal: Principal, input: TurnInput, key: { key: string; fingerprint: string } | undefined, caller?: TurnCaller): Promise<TurnStart> {
       const { resolved, write } = prepareTurn(input);
+      await checkAttachments(principal, resolved, input);
       if (!key) return { kind: 'started', generation: await beginTurn(principal, resolved, input, write, caller) };
       // Two rounds: a concurrent request with the same key may win the write between our lookup and our write.
       for (let round = 0; round < 2; round++) {

@@ -3,7 +3,7 @@ import type { UpstreamHttp } from './http.js';
 import { readSse } from './sse.js';
 import type { ChatContentPart, ChatMessage, ProviderAdapter, ProviderEvent, ProviderRequest, ProviderResult } from './types.js';
 import { AnthropicToolBlocks, anthropicToolChoice, anthropicToolResult, anthropicTools, anthropicToolUseBlocks, toolCallsOfAnthropic } from './tool-calls.js';
-import { asObject, contentText, fileAsText, inStreamError, makeUsage, parseChunk, postJson, traced, truncated } from './wire.js';
+import { asObject, attachedFileText, contentText, fileAsText, inStreamError, makeUsage, parseChunk, postJson, traced, truncated } from './wire.js';
 
 const PROVIDER = 'anthropic';
 const API_VERSION = '2023-06-01';
@@ -47,18 +47,29 @@ function inputTokens(u: AnthropicUsageWire | null | undefined): number {
   return tokens(u.input_tokens) + tokens(u.cache_creation_input_tokens) + tokens(u.cache_read_input_tokens);
 }
 
+function base64(data: Uint8Array): string {
+  return Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('base64');
+}
+
 function toAnthropicPart(part: ChatContentPart): Record<string, unknown> {
   switch (part.type) {
     case 'text':
       return { type: 'text', text: part.text };
     case 'image_url': {
+      if (part.attachment) return { type: 'image', source: { type: 'base64', media_type: part.attachment.contentType, data: base64(part.attachment.data) } };
       const url = part.image_url.url;
       const inline = /^data:([^;,]+);base64,(.*)$/s.exec(url);
       if (inline) return { type: 'image', source: { type: 'base64', media_type: inline[1], data: inline[2] } };
       return { type: 'image', source: { type: 'url', url } };
     }
-    case 'file_url':
-      return { type: 'text', text: fileAsText(part) };
+    case 'file_url': {
+      // Anthropic's own form for files: a `document` block, a PDF as base64, a text file as its text.
+      const file = part.attachment;
+      if (!file) return { type: 'text', text: fileAsText(part) };
+      if (file.contentType === 'application/pdf') return { type: 'document', source: { type: 'base64', media_type: 'application/pdf', data: base64(file.data) }, title: file.name };
+      if (file.text !== null) return { type: 'document', source: { type: 'text', media_type: 'text/plain', data: file.text }, title: file.name };
+      return { type: 'text', text: attachedFileText(file) };
+    }
   }
 }
 

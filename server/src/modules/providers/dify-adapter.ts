@@ -1,7 +1,11 @@
+import crypto from 'node:crypto';
 import { difyRoot } from './endpoint-url.js';
 import type { UpstreamHttp } from './http.js';
 import { readSse } from './sse.js';
+import { UpstreamError } from './upstream-error.js';
 import type {
+  AttachedFile,
+  ChatMessage,
   FeedbackRequest,
   ProviderAdapter,
   ProviderEvent,
@@ -55,15 +59,57 @@ function str(value: unknown): string | undefined {
  * input `system_prompt`, which the Dify app must declare (and use in its
  * prompt) for it to have an effect — Dify drops inputs an app does not declare.
  */
-function requestBody(request: ProviderRequest, mode: 'streaming' | 'blocking'): string {
-  let last = undefined as (typeof request.messages)[number] | undefined;
+function lastUserMessage(request: ProviderRequest): ChatMessage | undefined {
   for (let i = request.messages.length - 1; i >= 0; i--) {
     const m = request.messages[i];
-    if (m?.role === 'user') {
-      last = m;
-      break;
+    if (m?.role === 'user') return m;
+  }
+  return undefined;
+}
+
+/** A multipart/form-data body with one file and the `user` field, as Dify's upload API takes it. */
+function uploadBody(file: AttachedFile, user: string): { body: Buffer; contentType: string } {
+  const boundary = `----llmchat${crypto.randomUUID().replaceAll('-', '')}`;
+  const name = file.name.replace(/["\r\n]/g, '_');
+  const head = `--${boundary}\r\nContent-Disposition: form-data; name="user"\r\n\r\n${user}\r\n--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="${name}"\r\nContent-Type: ${file.contentType}\r\n\r\n`;
+  const body = Buffer.concat([Buffer.from(head), file.data, Buffer.from(`\r\n--${boundary}--\r\n`)]);
+  return { body, contentType: `multipart/form-data; boundary=${boundary}` };
+}
+
+/**
+ * The Dify `files` of a request: each uploaded attachment goes to Dify's
+ * own file store first (`POST /files/upload`) and is named by the id it
+ * gets (`local_file`), so Dify never has to reach this server; outside
+ * links go as `remote_url`.
+ */
+async function difyFiles(http: UpstreamHttp, request: ProviderRequest, signal: AbortSignal): Promise<Array<Record<string, string>>> {
+  const last = lastUserMessage(request);
+  if (!last || typeof last.content === 'string') return [];
+  const files: Array<Record<string, string>> = [];
+  const user = request.user || DIFY_DEFAULT_USER;
+  for (const part of last.content) {
+    if (part.type === 'text') continue;
+    const attachment = part.attachment;
+    const type = part.type === 'image_url' ? 'image' : 'document';
+    if (attachment) {
+      const { endpoint } = request;
+      const url = difyRoot(endpoint.url).url('/files/upload');
+      const { body, contentType } = uploadBody(attachment, user);
+      const raw = await http.json({ method: 'POST', url, headers: { ...bearer(endpoint.apiKey), 'content-type': contentType, accept: 'application/json' }, body, timeouts: endpoint.timeouts, signal, mode: 'blocking', secret: endpoint.apiKey }, PROVIDER);
+      const id = str(asObject<{ id?: unknown }>(raw, url, PROVIDER).id);
+      if (id === undefined) throw new UpstreamError('protocol', 'dify answered a file upload without the file\'s id', { url, retryable: false });
+      files.push({ type, transfer_method: 'local_file', upload_file_id: id });
+    } else if (part.type === 'image_url' && !part.image_url.url.startsWith('data:')) {
+      files.push({ type, transfer_method: 'remote_url', url: part.image_url.url });
+    } else if (part.type === 'file_url') {
+      files.push({ type, transfer_method: 'remote_url', url: part.url });
     }
   }
+  return files;
+}
+
+function requestBody(request: ProviderRequest, mode: 'streaming' | 'blocking', files: Array<Record<string, string>>): string {
+  const last = lastUserMessage(request);
   const inputs: Record<string, unknown> = { ...request.variables };
   if (request.systemPrompt) inputs[DIFY_SYSTEM_PROMPT_INPUT] = request.systemPrompt;
   const body: Record<string, unknown> = {
@@ -73,17 +119,7 @@ function requestBody(request: ProviderRequest, mode: 'streaming' | 'blocking'): 
     response_mode: mode,
   };
   if (request.chatId) body.conversation_id = request.chatId;
-  if (last && typeof last.content !== 'string') {
-    const files: Array<Record<string, string>> = [];
-    for (const part of last.content) {
-      if (part.type === 'image_url' && !part.image_url.url.startsWith('data:')) {
-        files.push({ type: 'image', transfer_method: 'remote_url', url: part.image_url.url });
-      } else if (part.type === 'file_url') {
-        files.push({ type: 'document', transfer_method: 'remote_url', url: part.url });
-      }
-    }
-    if (files.length > 0) body.files = files;
-  }
+  if (files.length > 0) body.files = files;
   return JSON.stringify(body);
 }
 
@@ -102,7 +138,7 @@ export class DifyAdapter implements ProviderAdapter {
     const { endpoint } = request;
     const url = difyRoot(endpoint.url).url('/chat-messages');
     const call = await this.http.open(
-      traced(postJson(endpoint, url, requestBody(request, 'streaming'), signal, 'stream'), request.traceparent),
+      traced(postJson(endpoint, url, requestBody(request, 'streaming', await difyFiles(this.http, request, signal)), signal, 'stream'), request.traceparent),
       PROVIDER,
     );
     let sawDone = false;
@@ -213,7 +249,7 @@ export class DifyAdapter implements ProviderAdapter {
     const { endpoint } = request;
     const url = difyRoot(endpoint.url).url('/chat-messages');
     const raw = await this.http.json(
-      traced(postJson(endpoint, url, requestBody(request, 'blocking'), signal, 'blocking'), request.traceparent),
+      traced(postJson(endpoint, url, requestBody(request, 'blocking', await difyFiles(this.http, request, signal)), signal, 'blocking'), request.traceparent),
       PROVIDER,
     );
     const body = asObject<DifyBlockingAnswer>(raw, url, PROVIDER);

@@ -3,6 +3,7 @@ import type { UpstreamHttp } from './http.js';
 import { OpenAIChunkReader } from './openai-chunk.js';
 import { readSse } from './sse.js';
 import type {
+  ChatMessage,
   FeedbackRequest,
   ProviderAdapter,
   ProviderEvent,
@@ -17,6 +18,8 @@ import {
   inStreamError,
   jsonHeaders,
   makeUsage,
+  needsPartMapping,
+  openAIStylePart,
   parseChunk,
   usageFromOpenAI,
   withSystemMessage,
@@ -58,11 +61,23 @@ interface FastGPTInit {
   data?: { app?: { chatConfig?: { welcomeText?: unknown } | null; welcomeText?: unknown } | null } | null;
 }
 
+/**
+ * FastGPT takes OpenAI's parts: an uploaded image goes as a data URL; an
+ * uploaded file as its extracted text, since FastGPT reads `file_url` parts
+ * only from a URL it can fetch, and our attachments are served to their
+ * owner only.
+ */
+function fastgptMessages(request: ProviderRequest): ChatMessage[] {
+  const messages = withSystemMessage(request.messages, request.systemPrompt);
+  if (!messages.some((m) => needsPartMapping(m.content))) return messages;
+  return messages.map((m) => (typeof m.content === 'string' ? m : { ...m, content: m.content.map((p) => (p.type === 'file_url' && p.attachment === undefined ? p : openAIStylePart(p))) }));
+}
+
 function requestBody(request: ProviderRequest, stream: boolean): string {
   const body: Record<string, unknown> = {
     stream,
     detail: request.detail ?? false,
-    messages: withSystemMessage(request.messages, request.systemPrompt),
+    messages: fastgptMessages(request),
   };
   if (request.chatId) body.chatId = request.chatId;
   if (request.variables) body.variables = request.variables;

@@ -128,7 +128,8 @@ export interface UpstreamRequest {
   method: 'GET' | 'POST';
   url: string;
   headers: Record<string, string>;
-  body?: string | undefined;
+  /** JSON text, or bytes (a file upload's multipart body). */
+  body?: string | Uint8Array | undefined;
   timeouts: EndpointTimeouts;
   /** The caller's signal; aborting it ends the call with kind 'aborted'. */
   signal: AbortSignal;

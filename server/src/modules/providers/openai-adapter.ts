@@ -7,7 +7,8 @@ import type { ChatMessage, ProviderAdapter, ProviderEvent, ProviderRequest, Prov
 import {
   truncated,
   asObject,
-  fileAsText,
+  needsPartMapping,
+  openAIStylePart,
   usageFromOpenAI,
   withSystemMessage,
   type OpenAIUsageWire,
@@ -30,22 +31,23 @@ interface OpenAICompletion {
 type WireMessage = { role: ChatMessage['role']; content: unknown };
 
 /**
- * OpenAI has no file part: a file becomes a text part with its link; images
- * stay `image_url`. Function-calling messages get their wire fields
+ * OpenAI-compatible endpoints take no file part: a file becomes a text part
+ * (an uploaded one its extracted text, an outside one its link); images stay
+ * `image_url`, an uploaded one as a base64 data URL. Function-calling messages get their wire fields
  * (`tool_calls`, `tool_call_id`). Messages needing neither go as they are.
  */
 export function toOpenAIMessages(messages: ChatMessage[], systemPrompt: string | undefined): WireMessage[] {
   const list = withSystemMessage(messages, systemPrompt);
   let needsMapping = false;
   for (const m of list) {
-    if ((typeof m.content !== 'string' && m.content.some((p) => p.type === 'file_url')) || m.toolCalls !== undefined || m.toolCallId !== undefined) {
+    if (needsPartMapping(m.content) || m.toolCalls !== undefined || m.toolCallId !== undefined) {
       needsMapping = true;
       break;
     }
   }
   if (!needsMapping) return list;
   return list.map((m) => {
-    const content = typeof m.content === 'string' ? m.content : m.content.map((p) => (p.type === 'file_url' ? { type: 'text', text: fileAsText(p) } : p));
+    const content = typeof m.content === 'string' ? m.content : m.content.map(openAIStylePart);
     return openAIToolMessage(m, content) as WireMessage;
   });
 }

@@ -16,10 +16,27 @@ export interface ResolvedEndpoint {
   continuation?: ContinuationKind | undefined;
 }
 
+/**
+ * An uploaded attachment a part names (`/api/attachments/<id>`), loaded for
+ * the provider call: each adapter sends it in its provider's own form.
+ * Never stored or sent as is (it holds the bytes).
+ */
+export interface AttachedFile {
+  id: string;
+  name: string;
+  /** Decided from the bytes at upload. */
+  contentType: string;
+  size: number;
+  sha256: string;
+  data: Uint8Array;
+  /** The extracted text of a text file or PDF; null for images and PDFs without text. */
+  text: string | null;
+}
+
 export type ChatContentPart =
   | { type: 'text'; text: string }
-  | { type: 'image_url'; image_url: { url: string } }
-  | { type: 'file_url'; name?: string; url: string };
+  | { type: 'image_url'; image_url: { url: string }; attachment?: AttachedFile | undefined }
+  | { type: 'file_url'; name?: string; url: string; attachment?: AttachedFile | undefined };
 
 /**
  * One function call the model asked for, in OpenAI's wire form (the

@@ -1,5 +1,5 @@
 import type { UpstreamRequest } from './http.js';
-import type { ChatContentPart, ChatMessage, ResolvedEndpoint, Usage } from './types.js';
+import type { AttachedFile, ChatContentPart, ChatMessage, ResolvedEndpoint, Usage } from './types.js';
 import { UpstreamError, isNonRetryableCode } from './upstream-error.js';
 
 /** Small pieces shared by the adapters' wire formats. */
@@ -126,6 +126,33 @@ export function contentText(content: ChatMessage['content']): string {
   let out = '';
   for (const part of content) if (part.type === 'text') out += out ? `\n${part.text}` : part.text;
   return out;
+}
+
+/** An uploaded attachment inline, as OpenAI's `image_url` (and FastGPT's) takes an image: a base64 data URL. */
+export function dataUrl(file: AttachedFile): string {
+  return `data:${file.contentType};base64,${Buffer.from(file.data.buffer, file.data.byteOffset, file.data.byteLength).toString('base64')}`;
+}
+
+/** An uploaded file as text, for providers that take no files: its name and its extracted text. */
+export function attachedFileText(file: AttachedFile): string {
+  if (file.text === null) return `[Attached file ${file.name} (${file.contentType}): no text could be read from it]`;
+  return `Attached file ${file.name} (${file.contentType}):\n\n${file.text}`;
+}
+
+/**
+ * A content part as an OpenAI-style chat API takes it (OpenAI-compatible
+ * endpoints, FastGPT): an uploaded image as a data URL, an uploaded file as
+ * its text, an outside file link as text. Text and outside images stay as they are.
+ */
+export function openAIStylePart(part: ChatContentPart): ChatContentPart {
+  if (part.type === 'image_url') return part.attachment ? { type: 'image_url', image_url: { url: dataUrl(part.attachment) } } : part;
+  if (part.type === 'file_url') return { type: 'text', text: part.attachment ? attachedFileText(part.attachment) : fileAsText(part) };
+  return part;
+}
+
+/** True when a message's parts need openAIStylePart before they go on the wire. */
+export function needsPartMapping(content: ChatMessage['content']): boolean {
+  return typeof content !== 'string' && content.some((p) => p.type === 'file_url' || (p.type === 'image_url' && p.attachment !== undefined));
 }
 
 /** A file part spelled as text, for providers without a file part. */
