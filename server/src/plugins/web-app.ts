@@ -17,7 +17,8 @@ export const WEB_CSP = [
   "default-src 'self'",
   "script-src 'self'",
   "style-src 'self' 'unsafe-inline'",
-  "img-src 'self' data:",
+  // blob: attachments' images, fetched with the access token and shown from memory (features/chat/question-attachments.tsx).
+  "img-src 'self' data: blob:",
   "connect-src 'self'",
   "font-src 'self' data:",
   "object-src 'none'",

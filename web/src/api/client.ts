@@ -95,6 +95,8 @@ export function refreshSession(): Promise<SignedIn | undefined> {
 export interface RequestOptions {
   method?: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
   body?: unknown;
+  /** Bytes sent as they are (an upload), with their own Content-Type; instead of a JSON `body`. */
+  raw?: { data: Blob; contentType: string };
   query?: Record<string, string | number | boolean | undefined>;
   headers?: Record<string, string>;
   signal?: AbortSignal;
@@ -119,10 +121,11 @@ export async function apiFetch(path: string, options: RequestOptions = {}): Prom
     const headers: Record<string, string> = { ...options.headers };
     if (current) headers.authorization = `Bearer ${current.token}`;
     if (options.body !== undefined) headers['content-type'] = 'application/json';
+    if (options.raw) headers['content-type'] = options.raw.contentType;
     return send(urlOf(path, options.query), {
       method: options.method ?? 'GET',
       headers,
-      body: options.body === undefined ? undefined : JSON.stringify(options.body),
+      body: options.raw ? options.raw.data : options.body === undefined ? undefined : JSON.stringify(options.body),
       signal: options.signal,
     });
   };

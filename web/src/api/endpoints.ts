@@ -1,5 +1,6 @@
 import { api, apiFetch, session } from './client';
-import type { Agent, ApiKey, ApiKeyScope, ChatInit, CreatedApiKey, Profile, SearchHit, SessionDetail, SessionList, SessionSummary, SharedConversation, ShareLink, SignedIn } from './types';
+
+import type { Agent, Attachment, ApiKey, QuestionContent, ApiKeyScope, ChatInit, CreatedApiKey, Profile, SearchHit, SessionDetail, SessionList, SessionSummary, SharedConversation, ShareLink, SignedIn } from './types';
 
 /** Every server call the web app makes, typed, in one place. */
 
@@ -59,6 +60,16 @@ export const sessionsApi = {
   shared: (token: string, signedOut: boolean) => api<SharedConversation>(`/api/shared/${encodeURIComponent(token)}`, { signedOut }),
 };
 
+export const attachmentsApi = {
+  /** Uploads a file as its raw bytes; the server decides its type from them (the browser's guess is only a claim). */
+  upload: (file: Blob, name: string) =>
+    api<Attachment>('/api/attachments', { method: 'POST', query: { name }, raw: { data: file, contentType: file.type || 'application/octet-stream' } }),
+  setThumbnail: (id: string, thumbnail: Blob) => api<{ id: string }>(`/api/attachments/${id}/thumbnail`, { method: 'PUT', raw: { data: thumbnail, contentType: thumbnail.type } }),
+  remove: (id: string) => api<{ id: string }>(`/api/attachments/${id}`, { method: 'DELETE' }),
+  /** An attachment's bytes (or its thumbnail's), fetched with the access token: they are served to their owner only. */
+  blob: async (url: string) => (await apiFetch(url)).blob(),
+};
+
 /**
  * A fresh Idempotency-Key: a proxy that sends the request on to another
  * instance (nginx's proxy_next_upstream) then gets the same turn, not a
@@ -72,7 +83,7 @@ export function newIdempotencyKey(): string {
 
 export const chatApi = {
   /** Starts a turn; the response body is the event stream. */
-  complete: (body: { agentId: string; chatId?: string; content: string; detail?: boolean }, signal?: AbortSignal) =>
+  complete: (body: { agentId: string; chatId?: string; content: QuestionContent; detail?: boolean }, signal?: AbortSignal) =>
     apiFetch('/api/chat/completions', {
       method: 'POST',
       headers: { 'idempotency-key': newIdempotencyKey() },

@@ -51,6 +51,26 @@ export interface Agent {
   simulated?: boolean;
   /** Its model provider can continue an answer where it stopped. */
   canContinue?: boolean;
+  /** What the agent takes besides text: images, files (attachments). */
+  features?: { supportsImages?: boolean; supportsFiles?: boolean };
+}
+
+/** One part of a question with attachments: its text, or an attachment named by its URL. */
+export type QuestionPart = { type: 'text'; text: string } | { type: 'image_url'; image_url: { url: string } } | { type: 'file_url'; name?: string; url: string };
+/** A question as sent: its text, or parts when it carries attachments (stored as the parts' JSON). */
+export type QuestionContent = string | QuestionPart[];
+
+/** An uploaded attachment (`POST /api/attachments`): its type was decided by the server from its bytes. */
+export interface Attachment {
+  id: string;
+  name: string;
+  contentType: string;
+  kind: 'image' | 'file';
+  size: number;
+  sha256: string;
+  /** Where it is served; a question names it by this URL. */
+  url: string;
+  createdAt: string;
 }
 
 export interface SessionSummary {

@@ -3,7 +3,8 @@ import { useCallback, useEffect, useMemo, useRef, useState } from 'react';
 import { useNavigate, useParams } from 'react-router';
 import { ApiError } from '../../api/client';
 import { agentsApi, sessionsApi } from '../../api/endpoints';
-import type { Agent, SessionDetail, StoredMessage } from '../../api/types';
+import type { Agent, QuestionContent, SessionDetail, StoredMessage } from '../../api/types';
+import { contentOf } from './question-parts';
 import { useI18n } from '../../i18n/i18n';
 import { AgentPicker } from './agent-picker';
 import { Composer } from './composer';
@@ -68,9 +69,9 @@ function Conversation({ sessionKey, sessionId, agent, agents, stored, hasOlder, 
   const agentId = agent?.id ?? live?.agentId;
 
   const ask = useCallback(
-    (text: string) => {
+    (content: QuestionContent) => {
       if (!agentId) return;
-      turns$.ask(agentId, sessionId, text, sessionId ? undefined : (id) => void navigate(`/c/${id}`, { replace: true }));
+      turns$.ask(agentId, sessionId, content, sessionId ? undefined : (id) => void navigate(`/c/${id}`, { replace: true }));
     },
     [agentId, sessionId, navigate],
   );
@@ -110,7 +111,7 @@ function Conversation({ sessionKey, sessionId, agent, agents, stored, hasOlder, 
         isLive && live.failure
           ? () => {
               turnStore.forget(sessionKey);
-              if (live.question && live.question.id.startsWith('pending-')) ask(live.question.content);
+              if (live.question && live.question.id.startsWith('pending-')) ask(contentOf(live.question.content));
               else if (pair && sessionId && agentId) turns$.regenerate(agentId, sessionId, pair);
             }
           : undefined,
@@ -120,7 +121,7 @@ function Conversation({ sessionKey, sessionId, agent, agents, stored, hasOlder, 
   return (
     <>
       <MessageList messages={messages} actionsFor={actionsFor} hasOlder={hasOlder} onLoadOlder={onLoadOlder} loadingOlder={loadingOlder} />
-      <Composer agentName={agent?.name ?? ''} running={running} disabled={!agent || agent.status !== 'active'} onSend={ask} onStop={() => void turns$.stop(sessionKey)} />
+      <Composer agentName={agent?.name ?? ''} takes={{ images: agent?.features?.supportsImages === true, files: agent?.features?.supportsFiles === true }} running={running} disabled={!agent || agent.status !== 'active'} onSend={ask} onStop={() => void turns$.stop(sessionKey)} />
     </>
   );
 }

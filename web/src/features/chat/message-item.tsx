@@ -6,6 +6,8 @@ import { CopyButton } from './copy-button';
 import { InteractiveNode } from './interactive-node';
 import { MarkdownView } from './markdown-view';
 import type { UiMessage } from './turn-events';
+import { QuestionAttachments } from './question-attachments';
+import { parseQuestion } from './question-parts';
 
 export interface MessageActions {
   /** Set on the last answer when no turn runs. */
@@ -142,11 +144,12 @@ export const MessageItem = memo(function MessageItem({ message, actions }: { mes
   const pending = message.id.startsWith('pending-');
 
   if (message.role === 'user') {
+    const question = parseQuestion(message.content);
     return (
       <article className="message user" data-role="user" aria-label={t('chat.you')}>
         {editing && actions.onEdit ? (
           <EditBox
-            initial={message.content}
+            initial={question.text}
             onCancel={() => setEditing(false)}
             onSend={(text) => {
               setEditing(false);
@@ -155,11 +158,13 @@ export const MessageItem = memo(function MessageItem({ message, actions }: { mes
           />
         ) : (
           <>
-            <div className="bubble">{message.content}</div>
+            <QuestionAttachments attachments={question.attachments} />
+            {question.text && <div className="bubble">{question.text}</div>}
             <div className="message-actions">
               <VersionSwitch message={message} onShow={actions.onShowVersion} />
-              <CopyButton text={message.content} label={t('chat.copyMessage')} />
-              {actions.onEdit && (
+              <CopyButton text={question.text} label={t('chat.copyMessage')} />
+              {/* Editing resends text only: a question with attachments is regenerated instead. */}
+              {actions.onEdit && question.attachments.length === 0 && (
                 <button type="button" className="small-button" onClick={() => setEditing(true)}>
                   {t('chat.edit')}
                 </button>

@@ -2,6 +2,8 @@ import { ApiError } from '../../api/client';
 import { chatApi } from '../../api/endpoints';
 import { followTurn } from './follow-turn';
 import { applyEvent, type TurnEvent, type UiMessage } from './turn-events';
+import { storedForm } from './question-parts';
+import type { QuestionContent } from '../../api/types';
 
 /**
  * Turns being answered, kept outside React so a stream survives moving
@@ -166,8 +168,9 @@ function run(spec: RunSpec): void {
 
 export const turns$ = {
   /** Sends a question, in a session or as a new chat. */
-  ask(agentId: string, sessionId: string | undefined, content: string, onStarted?: (sessionId: string) => void): void {
-    const question: UiMessage = { ...placeholderAnswer(), id: `pending-q-${crypto.randomUUID()}`, role: 'user', content, status: 'complete' };
+  ask(agentId: string, sessionId: string | undefined, content: QuestionContent, onStarted?: (sessionId: string) => void): void {
+    // Shown as it will be stored: parts (attachments) as their JSON.
+    const question: UiMessage = { ...placeholderAnswer(), id: `pending-q-${crypto.randomUUID()}`, role: 'user', content: storedForm(content), status: 'complete' };
     run({
       key: sessionId ?? NEW_CHAT,
       sessionId,
