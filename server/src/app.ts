@@ -31,7 +31,7 @@ import { sessionRoutes } from './modules/chat/session-routes.js';
 import { conversationSharingRoutes, sharedViewRoutes } from './modules/sharing/routes.js';
 import { createSharingService, type SharingService } from './modules/sharing/sharing-service.js';
 import { createAttachmentsService, type AttachmentsService } from './modules/attachments/attachments-service.js';
-import { attachmentRoutes } from './modules/attachments/routes.js';
+import { attachmentLinkRoutes, attachmentRoutes } from './modules/attachments/routes.js';
 import { healthRoutes, packageVersion } from './modules/health/routes.js';
 import { Metrics } from './modules/metrics/metrics.js';
 import { metricsRoutes } from './modules/metrics/routes.js';
@@ -175,7 +175,12 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
   const instanceId = options.instanceId ?? crypto.randomUUID();
   const tracing = createTracing(config, instanceId);
   const budgets = createUserBudgetDirectory({ db: database.db, state, logger, onLocalChange: (listener) => users.onChanged(listener) });
-  const attachments = createAttachmentsService({ database, maxBytes: config.attachmentMaxBytes, userQuotaBytes: config.attachmentUserQuotaBytes });
+  const attachments = createAttachmentsService({
+    database,
+    maxBytes: config.attachmentMaxBytes,
+    userQuotaBytes: config.attachmentUserQuotaBytes,
+    links: config.attachmentLinkBaseUrl === undefined ? undefined : { baseUrl: config.attachmentLinkBaseUrl, ttlSeconds: config.attachmentLinkTtlSeconds, secret: secrets.secretsKey },
+  });
   const chat = createChatService({ database, state, providers, agents, config, logger, breakers, failures, instanceId, budgets, attachments, metrics, tracing });
   const pressure = new PressureMonitor(options.pressureSource ?? processPressure(), {
     maxEventLoopDelayMs: config.shedEventLoopDelayMs,
@@ -273,6 +278,7 @@ export async function buildApp(options: BuildOptions): Promise<FastifyInstance> 
   await app.register(conversationSharingRoutes, { ...routeOptions, prefix: '/api/chat-sessions' });
   await app.register(sharedViewRoutes, { ...routeOptions, prefix: '/api/shared' });
   await app.register(attachmentRoutes, { ...routeOptions, prefix: '/api/attachments' });
+  await app.register(attachmentLinkRoutes, { ...routeOptions, prefix: '/api/attachment-links' });
   await app.register(openaiCompatRoutes, { ...routeOptions, prefix: '/v1' });
   await app.register(anthropicCompatRoutes, { ...routeOptions, prefix: '/v1' });
   if (config.webDistDir) pageFallback = await registerWebApp(app, config.webDistDir);

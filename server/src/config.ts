@@ -76,6 +76,9 @@ export interface Config {
   attachmentMaxBytes: number;
   /** Attachments one user may keep in all, in bytes. */
   attachmentUserQuotaBytes: number;
+  /** Where providers reach this server, for signed links to attachments (FastGPT files); unset: no links. */
+  attachmentLinkBaseUrl: string | undefined;
+  attachmentLinkTtlSeconds: number;
   chatRateLimitPerMinute: number;
   loginRateLimitPerMinute: number;
   loginFailuresPerAccountPerHour: number;
@@ -524,6 +527,16 @@ const specs: { [K in keyof Config]: VariableSpec<K> }[keyof Config][] = [
     name: 'ATTACHMENT_USER_QUOTA_BYTES', key: 'attachmentUserQuotaBytes', defaultText: '209715200',
     description: 'Attachments one user may keep in all, in bytes (0 = no uploads); past it an upload is refused with 413 `ATTACHMENT_QUOTA_EXCEEDED` until the user removes some (deleting a conversation keeps its attachments: they belong to the user).',
     parse: integer(0, Number.MAX_SAFE_INTEGER, 200 * 1024 * 1024),
+  },
+  {
+    name: 'ATTACHMENT_LINK_BASE_URL', key: 'attachmentLinkBaseUrl', defaultText: '(unset: no links; FastGPT gets a file\'s text)',
+    description: 'The address model providers reach this server at (`https://chat.example.com`). Set, FastGPT agents get attached files as `file_url` links to `/api/attachment-links/:id`, signed and expiring (FastGPT reads files only from a URL); unset, FastGPT gets a file\'s extracted text instead. Other providers get attachments inline or uploaded, and need no link.',
+    parse: (raw) => httpUrl(raw)?.replace(/\/+$/, ''),
+  },
+  {
+    name: 'ATTACHMENT_LINK_TTL_SECONDS', key: 'attachmentLinkTtlSeconds', defaultText: '600',
+    description: 'How long a signed attachment link (`ATTACHMENT_LINK_BASE_URL`) works after the turn that made it started.',
+    parse: integer(30, 86_400, 600),
   },
   { name: 'CHAT_RATE_LIMIT_PER_MINUTE', key: 'chatRateLimitPerMinute', defaultText: '60', description: 'Chat turns per user per minute across all instances (0 = unlimited). An agent\'s own `rateLimit` applies too.', parse: integer(0, 10_000_000, 60) },
   { name: 'LOGIN_RATE_LIMIT_PER_MINUTE', key: 'loginRateLimitPerMinute', defaultText: '10', description: 'Login and registration attempts per client address per minute, across instances (0 = unlimited); more get 429 before any password is checked. Not per username, so nobody can block another person\'s sign-in with it.', parse: integer(0, 1_000_000, 10) },

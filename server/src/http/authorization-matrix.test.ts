@@ -130,6 +130,8 @@ const ACCESS: Record<string, Access> = {
   'GET /api/attachments/:id/thumbnail': 'owner',
   'PUT /api/attachments/:id/thumbnail': 'owner',
   'DELETE /api/attachments/:id': 'owner',
+  // A signed, expiring link for model providers (FastGPT): the signature is the grant, no sign-in.
+  'GET /api/attachment-links/:id': 'public',
 };
 
 /** What a cell expects: through the guards (any answer but a refusal of the caller), or a refusal with its status and code. */

@@ -73,6 +73,11 @@ export function createAttachmentRepository(database: DatabaseHandle) {
       return db.selectFrom('attachments').select([...INFO, 'data']).where('id', '=', id).where('user_id', '=', userId).executeTakeFirst();
     },
 
+    /** By id alone: for a signed link, whose signature is the grant. */
+    async dataById(id: string): Promise<(AttachmentInfo & { data: Uint8Array }) | undefined> {
+      return db.selectFrom('attachments').select([...INFO, 'data']).where('id', '=', id).executeTakeFirst();
+    },
+
     async thumbnail(id: string, userId: string): Promise<(AttachmentInfo & { thumbnail: Uint8Array | null }) | undefined> {
       return db.selectFrom('attachments').select([...INFO, 'thumbnail']).where('id', '=', id).where('user_id', '=', userId).executeTakeFirst();
     },

@@ -9,6 +9,8 @@ import { extractText } from './text-extraction.js';
 
 /** Where an attachment is served; content parts name attachments by this URL. */
 export const attachmentUrl = (id: string) => `/api/attachments/${id}`;
+/** Where a signed link serves an attachment without sign-in (routes.ts, attachmentLinkRoutes). */
+export const attachmentLinkPath = (id: string) => `/api/attachment-links/${id}`;
 const ATTACHMENT_URL = /^\/api\/attachments\/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$/;
 
 /** Largest browser-made thumbnail taken. */
@@ -57,11 +59,38 @@ const notFound = () => new AppError('ATTACHMENT_NOT_FOUND', 'The attachment does
  * quota checked), serving to their owner only, and what a chat turn needs:
  * the check that the agent takes them and their bytes for the provider.
  */
-export function createAttachmentsService(deps: { database: DatabaseHandle; maxBytes: number; userQuotaBytes: number }) {
+export function createAttachmentsService(deps: {
+  database: DatabaseHandle;
+  maxBytes: number;
+  userQuotaBytes: number;
+  /** Signed links: where providers reach this server, for how long a link works, and the key that signs them. */
+  links?: { baseUrl: string; ttlSeconds: number; secret: string } | undefined;
+}) {
   const repo = createAttachmentRepository(deps.database);
+  // A key of its own, derived from the secret: a link's signature says nothing about any other use of it.
+  const linkKey = deps.links ? crypto.createHmac('sha256', deps.links.secret).update('llmchat attachment links').digest() : undefined;
+  const sign = (id: string, expires: number) => (linkKey ? crypto.createHmac('sha256', linkKey).update(`${id}.${expires}`).digest('base64url') : '');
+
+  /** A link to an attachment that needs no sign-in and stops working after the TTL (undefined without a base URL). */
+  function signedLink(id: string, nowMs = Date.now()): string | undefined {
+    if (!deps.links) return undefined;
+    const expires = Math.floor(nowMs / 1000) + deps.links.ttlSeconds;
+    return `${deps.links.baseUrl}${attachmentLinkPath(id)}?expires=${expires}&signature=${sign(id, expires)}`;
+  }
 
   return {
     maxBytes: deps.maxBytes,
+    signedLink,
+
+    /** The bytes a signed link names, while it has not expired; anything else (forged, expired, gone) is a 404. */
+    async linked(id: string, expires: number, signature: string, nowMs = Date.now()) {
+      const expected = Buffer.from(sign(id, expires));
+      const given = Buffer.from(signature);
+      if (!deps.links || expires * 1000 < nowMs || expected.length !== given.length || !crypto.timingSafeEqual(expected, given)) throw notFound();
+      const row = await repo.dataById(id);
+      if (!row) throw notFound();
+      return { name: row.name, contentType: row.content_type, data: row.data };
+    },
 
     async upload(userId: string, file: { name: string | undefined; claimedType: string | undefined; bytes: Uint8Array }): Promise<AttachmentView> {
       const { bytes } = file;
@@ -153,7 +182,7 @@ export function createAttachmentsService(deps: { database: DatabaseHandle; maxBy
       if (ids.size === 0) return messages;
       const files = new Map<string, AttachedFile>();
       for (const row of await repo.contents([...ids], userId)) {
-        files.set(row.id, { id: row.id, name: row.name, contentType: row.content_type, size: row.size, sha256: row.sha256, data: row.data, text: row.text_content });
+        files.set(row.id, { id: row.id, name: row.name, contentType: row.content_type, size: row.size, sha256: row.sha256, data: row.data, text: row.text_content, link: signedLink(row.id) });
       }
       return messages.map((m) => {
         if (typeof m.content === 'string') return m;

@@ -42,7 +42,8 @@ describe.each(await backendNames())('attachments on %s', (backendName) => {
 
   beforeAll(async () => {
     // A small quota, so the test can reach it with small files.
-    t = await buildTestApp(backendName, { ATTACHMENT_MAX_BYTES: '4096', ATTACHMENT_USER_QUOTA_BYTES: String(64 * 1024) });
+    // Signed links for FastGPT name a base the test never reaches: it follows their paths through inject().
+    t = await buildTestApp(backendName, { ATTACHMENT_MAX_BYTES: '4096', ATTACHMENT_USER_QUOTA_BYTES: String(64 * 1024), ATTACHMENT_LINK_BASE_URL: 'http://llmchat.test/', ATTACHMENT_LINK_TTL_SECONDS: '60' });
     const admin = await login(t.app);
     const features = { supportsImages: true, supportsFiles: true };
     const agents = [
@@ -198,12 +199,28 @@ describe.each(await backendNames())('attachments on %s', (backendName) => {
     expect(text).toContain('document text/plain text "Meeting notes: ship on Friday"');
   });
 
-  it('sends FastGPT the image as a data URL image_url part and the PDF as its text', async () => {
+  it('sends FastGPT the image as a data URL and the PDF as a signed, expiring link that needs no sign-in', async () => {
     const png = await uploaded(ONE_PIXEL_PNG, 'image/png', 'dot.png');
     const pdf = await uploaded(PDF, 'application/pdf', 'figures.pdf');
     const { text } = await answer('att-fastgpt', [{ type: 'text', text: 'look' }, { type: 'image_url', image_url: { url: png.url } }, { type: 'file_url', name: 'figures.pdf', url: pdf.url }]);
     expect(text).toContain(`image image/png ${ONE_PIXEL_PNG.length} bytes sha256 ${sha256(ONE_PIXEL_PNG)}`);
-    expect(text).toContain(PDF_TEXT);
+    const link = new RegExp(`file url http://llmchat\\.test(/api/attachment-links/${pdf.id}\\?expires=\\d+&signature=[\\w-]+)`).exec(text)?.[1];
+    expect(link, text).toBeDefined();
+    // What FastGPT fetches: the PDF's bytes, with no credentials at all.
+    const fetched = await t.app.inject({ method: 'GET', url: link! });
+    expect(fetched.statusCode, fetched.body).toBe(200);
+    expect(fetched.rawPayload.equals(PDF)).toBe(true);
+    expect(fetched.headers['content-disposition']).toMatch(/^attachment;/);
+    // Another id under the same signature, an altered signature, and an expired link all find nothing.
+    const other = await uploaded(ONE_PIXEL_PNG, 'image/png', 'other.png');
+    for (const forged of [link!.replace(pdf.id, other.id), link!.replace(/signature=./, (s) => `${s.slice(0, -1)}${s.endsWith('A') ? 'B' : 'A'}`)]) {
+      const res = await t.app.inject({ method: 'GET', url: forged });
+      expect([res.statusCode, res.json<{ error: { code: string } }>().error.code]).toEqual([404, 'ATTACHMENT_NOT_FOUND']);
+    }
+    const expired = t.app.deps.attachments.signedLink(pdf.id, Date.now() - 61_000)!;
+    expect((await t.app.inject({ method: 'GET', url: expired.replace('http://llmchat.test', '') })).statusCode).toBe(404);
+    const fresh = t.app.deps.attachments.signedLink(pdf.id)!;
+    expect((await t.app.inject({ method: 'GET', url: fresh.replace('http://llmchat.test', '') })).statusCode).toBe(200);
   });
 
   it('uploads to Dify\'s file store and names the files by their upload ids (local_file)', async () => {

@@ -5,7 +5,7 @@ import { AppError } from '../../errors.js';
 import { ok } from '../../http/response.js';
 import { principalOf } from '../../plugins/authenticate.js';
 import { MAX_THUMBNAIL_BYTES } from './attachments-service.js';
-import { AttachmentParams, DoneResponses, FileResponses, ThumbnailBody, UploadBody, UploadQuery, UploadResponses, UsageResponses } from './schema.js';
+import { AttachmentParams, LinkQuery, DoneResponses, FileResponses, ThumbnailBody, UploadBody, UploadQuery, UploadResponses, UsageResponses } from './schema.js';
 
 /**
  * An attachment served back: never run or framed as a page, never cached
@@ -89,5 +89,19 @@ export async function attachmentRoutes(app: FastifyInstance, { deps, guards }: R
     const { id } = request.params as { id: string };
     await attachments.remove(principalOf(request).userId, id);
     return ok({ id });
+  });
+}
+
+/**
+ * `/api/attachment-links/:id`: an attachment by a signed, expiring link,
+ * with no sign-in, for model providers that fetch files by URL (FastGPT).
+ * A forged, altered or expired link is a 404 like an unknown id.
+ */
+export async function attachmentLinkRoutes(app: FastifyInstance, { deps }: RouteOptions): Promise<void> {
+  const { attachments } = deps;
+  app.get('/:id', { schema: { params: AttachmentParams, querystring: LinkQuery, response: FileResponses } }, async (request, reply) => {
+    const { id } = request.params as { id: string };
+    const { expires, signature } = request.query as { expires: number; signature: string };
+    return sendFile(reply, await attachments.linked(id, expires, signature));
   });
 }

@@ -4,6 +4,14 @@ import { binaryBody } from '../../plugins/validation.js';
 
 export const AttachmentParams = Type.Object({ id: Type.String({ format: 'uuid', description: 'An attachment id' }) }, { additionalProperties: false });
 
+export const LinkQuery = Type.Object(
+  {
+    expires: Type.Integer({ minimum: 0, maximum: 100_000_000_000, description: 'When the link stops working (seconds since the epoch)' }),
+    signature: Type.String({ minLength: 1, maxLength: 100 }),
+  },
+  { additionalProperties: false },
+);
+
 export const UploadQuery = Type.Object(
   { name: Type.Optional(Type.String({ maxLength: 255, description: 'The file name to show (no path); the type is decided from the bytes, never from the name' })) },
   { additionalProperties: false },

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { collect, never, textOf, useAdapterOnMock } from '../../test/providers.js';
-import { FastGPTAdapter } from './fastgpt-adapter.js';
-import type { ProviderEvent } from './types.js';
+import { FastGPTAdapter, toFastGPTMessages } from './fastgpt-adapter.js';
+import type { AttachedFile, ProviderEvent } from './types.js';
 import { UpstreamError } from './upstream-error.js';
 
 const { fx, endpoint, request } = useAdapterOnMock((http) => new FastGPTAdapter(http), (url) => ({ id: 'ep-fastgpt', provider: 'fastgpt', url: `${url}/api`, apiKey: 'fastgpt-test-key', appId: 'mock-app', model: undefined }));
@@ -150,5 +150,22 @@ describe('FastGPTAdapter side APIs', () => {
   it('reads the welcome text from chat init', async () => {
     expect(await fx.adapter.welcomeText(endpoint(), never)).toBe('Hello from the mock FastGPT app.');
     expect(fx.mock.requests.at(-1)?.path).toBe('/api/core/chat/init?appId=mock-app');
+  });
+});
+
+describe('toFastGPTMessages', () => {
+  const pdf: AttachedFile = { id: 'a1', name: 'plan.pdf', contentType: 'application/pdf', size: 4, sha256: 'x', data: new Uint8Array([37, 80, 68, 70]), text: 'The plan, in text' };
+  const question = (file: AttachedFile) => [{ role: 'user' as const, content: [{ type: 'text' as const, text: 'read this' }, { type: 'file_url' as const, name: 'plan.pdf', url: '/api/attachments/a1', attachment: file }] }];
+
+  it('sends an uploaded file as a file_url to its signed link when there is one', () => {
+    const [message] = toFastGPTMessages(question({ ...pdf, link: 'https://chat.example.com/api/attachment-links/a1?expires=1&signature=s' }), undefined);
+    expect(message?.content).toEqual([{ type: 'text', text: 'read this' }, { type: 'file_url', name: 'plan.pdf', url: 'https://chat.example.com/api/attachment-links/a1?expires=1&signature=s' }]);
+  });
+
+  it('sends its extracted text when there is no link (ATTACHMENT_LINK_BASE_URL unset), and an outside file link as it is', () => {
+    const [message] = toFastGPTMessages(question(pdf), undefined);
+    expect(message?.content).toEqual([{ type: 'text', text: 'read this' }, { type: 'text', text: 'Attached file plan.pdf (application/pdf):\n\nThe plan, in text' }]);
+    const outside = toFastGPTMessages([{ role: 'user', content: [{ type: 'file_url', name: 'a.pdf', url: 'https://files.example.com/a.pdf' }] }], undefined);
+    expect(outside[0]?.content).toEqual([{ type: 'file_url', name: 'a.pdf', url: 'https://files.example.com/a.pdf' }]);
   });
 });

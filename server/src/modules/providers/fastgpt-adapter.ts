@@ -3,6 +3,7 @@ import type { UpstreamHttp } from './http.js';
 import { OpenAIChunkReader } from './openai-chunk.js';
 import { readSse } from './sse.js';
 import type {
+  ChatContentPart,
   ChatMessage,
   FeedbackRequest,
   ProviderAdapter,
@@ -61,23 +62,30 @@ interface FastGPTInit {
   data?: { app?: { chatConfig?: { welcomeText?: unknown } | null; welcomeText?: unknown } | null } | null;
 }
 
+/** An uploaded file as FastGPT takes files: a `file_url` it fetches (a signed link), else its text. */
+function fastgptPart(part: ChatContentPart): ChatContentPart {
+  if (part.type !== 'file_url') return openAIStylePart(part);
+  if (part.attachment === undefined) return part;
+  return part.attachment.link === undefined ? openAIStylePart(part) : { type: 'file_url', name: part.attachment.name, url: part.attachment.link };
+}
+
 /**
- * FastGPT takes OpenAI's parts: an uploaded image goes as a data URL; an
- * uploaded file as its extracted text, since FastGPT reads `file_url` parts
- * only from a URL it can fetch, and our attachments are served to their
- * owner only.
+ * FastGPT takes OpenAI's parts plus `file_url`: an uploaded image goes as a
+ * data URL; an uploaded file as a signed, expiring link to this server when
+ * ATTACHMENT_LINK_BASE_URL says where FastGPT reaches it (FastGPT reads files
+ * only from a URL), else as its extracted text.
  */
-function fastgptMessages(request: ProviderRequest): ChatMessage[] {
-  const messages = withSystemMessage(request.messages, request.systemPrompt);
-  if (!messages.some((m) => needsPartMapping(m.content))) return messages;
-  return messages.map((m) => (typeof m.content === 'string' ? m : { ...m, content: m.content.map((p) => (p.type === 'file_url' && p.attachment === undefined ? p : openAIStylePart(p))) }));
+export function toFastGPTMessages(messages: ChatMessage[], systemPrompt: string | undefined): ChatMessage[] {
+  const list = withSystemMessage(messages, systemPrompt);
+  if (!list.some((m) => needsPartMapping(m.content))) return list;
+  return list.map((m) => (typeof m.content === 'string' ? m : { ...m, content: m.content.map(fastgptPart) }));
 }
 
 function requestBody(request: ProviderRequest, stream: boolean): string {
   const body: Record<string, unknown> = {
     stream,
     detail: request.detail ?? false,
-    messages: fastgptMessages(request),
+    messages: toFastGPTMessages(request.messages, request.systemPrompt),
   };
   if (request.chatId) body.chatId = request.chatId;
   if (request.variables) body.variables = request.variables;

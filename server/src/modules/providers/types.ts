@@ -31,6 +31,8 @@ export interface AttachedFile {
   data: Uint8Array;
   /** The extracted text of a text file or PDF; null for images and PDFs without text. */
   text: string | null;
+  /** A signed, expiring link to the bytes that needs no sign-in (ATTACHMENT_LINK_BASE_URL), for providers that fetch files by URL. */
+  link?: string | undefined;
 }
 
 export type ChatContentPart =
