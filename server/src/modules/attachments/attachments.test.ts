@@ -239,6 +239,14 @@ describe.each(await backendNames())('attachments on %s', (backendName) => {
     const history = await t.app.inject({ method: 'GET', url: `/api/chat-sessions/${first.chatId}`, headers: bearer(owner) });
     const question = history.json<{ data: { messages: Array<{ role: string; content: string }> } }>().data.messages.find((m) => m.role === 'user');
     expect(JSON.parse(question?.content ?? 'null')).toEqual([{ type: 'text', text: 'remember this picture' }, { type: 'image_url', image_url: { url: png.url } }]);
+    // Export and share links read the question as text and name its attachments (a link never serves them).
+    const markdown = await t.app.inject({ method: 'GET', url: `/api/chat-sessions/${first.chatId}/export?format=markdown`, headers: bearer(owner) });
+    expect(markdown.body).toContain('remember this picture\n\n[Attached image]');
+    const json = await t.app.inject({ method: 'GET', url: `/api/chat-sessions/${first.chatId}/export?format=json`, headers: bearer(owner) });
+    expect(json.json<{ messages: Array<{ role: string; content: string; attachments?: unknown }> }>().messages[0]).toMatchObject({ role: 'user', content: 'remember this picture', attachments: [{ kind: 'image', name: null, url: png.url }] });
+    const share = await t.app.inject({ method: 'POST', url: `/api/chat-sessions/${first.chatId}/shares`, headers: bearer(owner) });
+    const shared = await t.app.inject({ method: 'GET', url: `/api/shared/${share.json<{ data: { token: string } }>().data.token}`, headers: bearer(other) });
+    expect(shared.json<{ data: { messages: Array<{ content: string }> } }>().data.messages[0]?.content).toBe('remember this picture\n\n[Attached image]');
     await answer('att-openai', 'what was in the picture?', first.chatId);
     const sent = mock.requests.filter((r) => r.path.endsWith('/v1/chat/completions')).at(-1)?.body as { messages: Array<{ role: string; content: unknown }> };
     const earlier = sent.messages.find((m) => Array.isArray(m.content));

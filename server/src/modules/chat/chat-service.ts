@@ -36,6 +36,7 @@ import { estimatePromptTokens } from '../quotas/token-budgets.js';
 import type { UserBudgetDirectory } from '../quotas/user-budgets.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { namesAttachments, type AttachmentsService } from '../attachments/attachments-service.js';
+import { storedContent } from '../attachments/stored-question.js';
 
 export interface ChatServiceDeps {
   database: DatabaseHandle;
@@ -145,18 +146,6 @@ function textOf(content: string | ChatContentPart[]): string {
 function titleFrom(text: string): string {
   const line = text.replace(/\s+/g, ' ').trim();
   return line.length > 60 ? `${line.slice(0, 57)}…` : line;
-}
-
-/** A stored user message back as content: multi-part content is kept as its JSON. */
-function storedContent(stored: string): ChatMessage['content'] {
-  if (!stored.startsWith('[')) return stored;
-  try {
-    const parsed: unknown = JSON.parse(stored);
-    const isParts = Array.isArray(parsed) && parsed.length > 0 && parsed.every((p) => typeof p === 'object' && p !== null && 'type' in p);
-    return isParts ? (parsed as ChatContentPart[]) : stored;
-  } catch {
-    return stored;
-  }
 }
 
 /** Merges the legacy `options` object under top-level fields, as the original LLMChat did. */

@@ -1,3 +1,4 @@
+import { questionAsText, readableQuestion } from '../attachments/stored-question.js';
 import type { ConversationMessage } from './share-repository.js';
 
 /** A conversation as it is exported: the session and its messages, with each answer's agent by name. */
@@ -6,6 +7,12 @@ export interface ConversationExport {
   messages: ConversationMessage[];
   agentName: (agentId: string | null) => string;
   exportedAt: Date;
+}
+
+/** A question in the JSON export: its text as `content`, and `attachments` (kind, name, URL) when it has any. */
+function questionJson(stored: string): { content: string; attachments?: ReturnType<typeof readableQuestion>['attachments'] } {
+  const { text, attachments } = readableQuestion(stored);
+  return attachments.length === 0 ? { content: text } : { content: text, attachments };
 }
 
 /** JSON export: a versioned format, every message with its role, status, agent and usage. */
@@ -17,7 +24,7 @@ export function conversationJson(c: ConversationExport): string {
       session: { ...c.session, createdAt: c.session.createdAt.toISOString(), updatedAt: c.session.updatedAt.toISOString() },
       messages: c.messages.map((m) => ({
         role: m.role,
-        content: m.content,
+        ...(m.role === 'user' ? questionJson(m.content) : { content: m.content }),
         reasoning: m.reasoning,
         status: m.status,
         agentId: m.role === 'assistant' ? m.agent_id : null,
@@ -39,7 +46,7 @@ export function conversationMarkdown(c: ConversationExport): string {
   for (const m of c.messages) {
     const who = m.role === 'user' ? 'You' : m.role === 'system' ? 'System' : c.agentName(m.agent_id);
     const note = m.status === 'stopped' ? ' (stopped)' : m.status === 'error' ? ' (failed)' : m.status === 'streaming' ? ' (still being written)' : '';
-    lines.push(`## ${who}${note}`, '', `_${m.created_at.toISOString()}_`, '', m.content, '');
+    lines.push(`## ${who}${note}`, '', `_${m.created_at.toISOString()}_`, '', m.role === 'user' ? questionAsText(m.content) : m.content, '');
   }
   return lines.join('\n');
 }

@@ -6,6 +6,7 @@ import type { AgentsService } from '../agents/agents-service.js';
 import { AuditActions, type Actor, type AuditLog } from '../audit/audit-log.js';
 import { conversationJson, conversationMarkdown, exportFileName } from './conversation-export.js';
 import { createShareRepository } from './share-repository.js';
+import { questionAsText } from '../attachments/stored-question.js';
 
 /** 256 random bits per link, base64url: not guessable, and fits a URL. */
 const TOKEN_BYTES = 32;
@@ -77,7 +78,8 @@ export function createSharingService(deps: { database: DatabaseHandle; agents: A
       return {
         title: shared.title,
         sharedAt: shared.sharedAt,
-        messages: shared.messages.map((m) => ({ role: m.role, content: m.content, status: m.status, agentName: m.role === 'assistant' ? agentName(m.agent_id) : null, createdAt: m.created_at })),
+        // A question's attachments are its owner's alone: the link names them, never serves them.
+        messages: shared.messages.map((m) => ({ role: m.role, content: m.role === 'user' ? questionAsText(m.content) : m.content, status: m.status, agentName: m.role === 'assistant' ? agentName(m.agent_id) : null, createdAt: m.created_at })),
       };
     },
   };
