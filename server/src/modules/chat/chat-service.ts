@@ -471,6 +471,11 @@ export function createChatService(deps: ChatServiceDeps) {
     return { resolved, write };
   }
 
+  /** A question of parts (text-only turns skip the check without an await). */
+  function hasParts(input: TurnInput): boolean {
+    return typeof input.messages[input.messages.length - 1]?.content !== 'string';
+  }
+
   /** A question with parts: its attachments must be the asker's and of kinds the agent takes (nothing is written otherwise). */
   async function checkAttachments(principal: Principal, resolved: ResolvedAgent, input: TurnInput): Promise<void> {
     const last = input.messages[input.messages.length - 1];
@@ -586,7 +591,7 @@ export function createChatService(deps: ChatServiceDeps) {
      */
     async startTurn(principal: Principal, input: TurnInput, caller?: TurnCaller): Promise<Generation> {
       const { resolved, write } = prepareTurn(input);
-      await checkAttachments(principal, resolved, input);
+      if (hasParts(input)) await checkAttachments(principal, resolved, input);
       return beginTurn(principal, resolved, input, write, caller);
     },
 
@@ -598,7 +603,7 @@ export function createChatService(deps: ChatServiceDeps) {
      */
     async startTurnOnce(principal: Principal, input: TurnInput, key: { key: string; fingerprint: string } | undefined, caller?: TurnCaller): Promise<TurnStart> {
       const { resolved, write } = prepareTurn(input);
-      await checkAttachments(principal, resolved, input);
+      if (hasParts(input)) await checkAttachments(principal, resolved, input);
       if (!key) return { kind: 'started', generation: await beginTurn(principal, resolved, input, write, caller) };
       // Two rounds: a concurrent request with the same key may win the write between our lookup and our write.
       for (let round = 0; round < 2; round++) {
