@@ -153,6 +153,23 @@ describe.each([
     expect(await seriousViolations(page), 'conversation with attachments').toEqual([]);
   });
 
+  it('lists them on the profile page with what they take of the quota, and deletes one; the removed chip\'s upload is gone', async () => {
+    await page.goto('/profile');
+    const section = page.getByTestId('attachments');
+    await section.getByTestId('attachments-used').waitFor();
+    const rows = (file: string) => section.locator('li', { hasText: file });
+    await rows('report.pdf').first().waitFor();
+    expect(await rows('report.pdf').count()).toBe(1);
+    expect(await rows('blue.png').count()).toBeGreaterThanOrEqual(1);
+    expect(await rows('notes.txt').count()).toBe(0);
+    expect(await seriousViolations(page), 'profile with attachments').toEqual([]);
+    expect(await horizontalOverflow(page), 'profile with attachments').toEqual([]);
+    await section.scrollIntoViewIfNeeded();
+    await screenshot(page, `attachments-profile-${name}`);
+    await section.getByRole('button', { name: t['profile.deleteAttachment'].replace('{name}', 'report.pdf') }).click();
+    await expect.poll(() => rows('report.pdf').count()).toBe(0);
+  });
+
   it('offers no attachments to an agent that takes none', async () => {
     await page.evaluate(() => localStorage.setItem('llmchat.agent', 'demo'));
     await page.goto('/');

@@ -66,6 +66,8 @@ export const attachmentsApi = {
     api<Attachment>('/api/attachments', { method: 'POST', query: { name }, raw: { data: file, contentType: file.type || 'application/octet-stream' } }),
   setThumbnail: (id: string, thumbnail: Blob) => api<{ id: string }>(`/api/attachments/${id}/thumbnail`, { method: 'PUT', raw: { data: thumbnail, contentType: thumbnail.type } }),
   remove: (id: string) => api<{ id: string }>(`/api/attachments/${id}`, { method: 'DELETE' }),
+  /** The user's attachments, newest first, with how much of the quota they take. */
+  list: () => api<{ usedBytes: number; quotaBytes: number; maxBytes: number; items: Attachment[] }>('/api/attachments', { query: { limit: 500 } }),
   /** An attachment's bytes (or its thumbnail's), fetched with the access token: they are served to their owner only. */
   blob: async (url: string) => (await apiFetch(url)).blob(),
 };

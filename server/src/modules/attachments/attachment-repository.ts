@@ -54,6 +54,11 @@ export function createAttachmentRepository(database: DatabaseHandle) {
       return Number(used.bytes);
     },
 
+    /** The owner's attachments, newest first. */
+    async list(userId: string, limit: number): Promise<AttachmentInfo[]> {
+      return db.selectFrom('attachments').select(INFO).where('user_id', '=', userId).orderBy('created_at', 'desc').orderBy('id').limit(limit).execute();
+    },
+
     async info(id: string, userId: string): Promise<AttachmentInfo | undefined> {
       return db.selectFrom('attachments').select(INFO).where('id', '=', id).where('user_id', '=', userId).executeTakeFirst();
     },

@@ -139,8 +139,10 @@ export function createAttachmentsService(deps: {
       if (!(await repo.remove(id, userId))) throw notFound();
     },
 
-    async usage(userId: string) {
-      return { usedBytes: await repo.usedBytes(userId), quotaBytes: deps.userQuotaBytes, maxBytes: deps.maxBytes };
+    /** The owner's attachments (newest first, at most `limit`) and how much of the quota they take. */
+    async list(userId: string, limit: number) {
+      const [usedBytes, rows] = await Promise.all([repo.usedBytes(userId), repo.list(userId, limit)]);
+      return { usedBytes, quotaBytes: deps.userQuotaBytes, maxBytes: deps.maxBytes, items: rows.map(view) };
     },
 
     /**

@@ -99,7 +99,7 @@ describe.each(await backendNames())('attachments on %s', (backendName) => {
   });
 
   it('refuses a claim the bytes contradict, a type it does not take, and a file over the limit, storing nothing', async () => {
-    const before = await t.app.inject({ method: 'GET', url: '/api/attachments/usage', headers: bearer(owner) });
+    const before = await t.app.inject({ method: 'GET', url: '/api/attachments', headers: bearer(owner) });
     const mismatch = await upload(owner, ONE_PIXEL_PNG, 'image/jpeg', 'dot.jpg');
     expect([mismatch.statusCode, mismatch.json<{ error: { code: string } }>().error.code]).toEqual([415, 'ATTACHMENT_TYPE_MISMATCH']);
     const pdfAsText = await upload(owner, PDF, 'text/plain', 'figures.txt');
@@ -109,8 +109,8 @@ describe.each(await backendNames())('attachments on %s', (backendName) => {
     expect([zip.statusCode, zip.json<{ error: { code: string } }>().error.code]).toEqual([415, 'ATTACHMENT_TYPE_REFUSED']);
     const large = await upload(owner, Buffer.alloc(4097, 0x61), 'text/plain', 'large.txt');
     expect([large.statusCode, large.json<{ error: { code: string } }>().error.code]).toEqual([413, 'ATTACHMENT_TOO_LARGE']);
-    const after = await t.app.inject({ method: 'GET', url: '/api/attachments/usage', headers: bearer(owner) });
-    expect(after.json<{ data: { usedBytes: number } }>().data.usedBytes).toBe(before.json<{ data: { usedBytes: number } }>().data.usedBytes);
+    const after = await t.app.inject({ method: 'GET', url: '/api/attachments', headers: bearer(owner) });
+    expect(after.json<{ data: { usedBytes: number; items: unknown[] } }>().data).toEqual(before.json<{ data: { usedBytes: number; items: unknown[] } }>().data);
   });
 
   it('refuses an upload past the user\'s quota, and takes it again once the user removed some', async () => {
@@ -124,6 +124,10 @@ describe.each(await backendNames())('attachments on %s', (backendName) => {
     }
     const over = await upload(crowded, Buffer.alloc(4000, 0x7a), 'text/plain', 'over.txt');
     expect([over.statusCode, over.json<{ error: { code: string } }>().error.code]).toEqual([413, 'ATTACHMENT_QUOTA_EXCEEDED']);
+    const listed = await t.app.inject({ method: 'GET', url: '/api/attachments?limit=500', headers: bearer(crowded) });
+    const list = listed.json<{ data: { usedBytes: number; quotaBytes: number; items: Array<{ id: string; name: string }> } }>().data;
+    expect([list.usedBytes, list.quotaBytes, list.items.length]).toEqual([64_000, 64 * 1024, 16]);
+    expect(list.items[0]?.name).toBe('part-15.txt');
     const removed = await t.app.inject({ method: 'DELETE', url: `/api/attachments/${ids[0]}`, headers: bearer(crowded) });
     expect(removed.statusCode, removed.body).toBe(200);
     expect((await upload(crowded, Buffer.alloc(4000, 0x7a), 'text/plain', 'over.txt')).statusCode).toBe(201);

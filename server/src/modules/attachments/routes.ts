@@ -5,7 +5,7 @@ import { AppError } from '../../errors.js';
 import { ok } from '../../http/response.js';
 import { principalOf } from '../../plugins/authenticate.js';
 import { MAX_THUMBNAIL_BYTES } from './attachments-service.js';
-import { AttachmentParams, LinkQuery, DoneResponses, FileResponses, ThumbnailBody, UploadBody, UploadQuery, UploadResponses, UsageResponses } from './schema.js';
+import { AttachmentParams, LinkQuery, DoneResponses, FileResponses, ThumbnailBody, UploadBody, UploadQuery, UploadResponses, ListQuery, ListResponses } from './schema.js';
 
 /**
  * An attachment served back: never run or framed as a page, never cached
@@ -67,7 +67,10 @@ export async function attachmentRoutes(app: FastifyInstance, { deps, guards }: R
     return reply.status(201).send(ok(created));
   });
 
-  app.get('/usage', { schema: { response: UsageResponses } }, async (request) => ok(await attachments.usage(principalOf(request).userId)));
+  app.get('/', { schema: { querystring: ListQuery, response: ListResponses } }, async (request) => {
+    const { limit } = request.query as { limit?: number };
+    return ok(await attachments.list(principalOf(request).userId, limit ?? 200));
+  });
 
   app.get('/:id', { schema: { params: AttachmentParams, response: FileResponses } }, async (request, reply) => {
     const { id } = request.params as { id: string };

@@ -33,8 +33,10 @@ const Attachment = Type.Object({
 });
 
 export const UploadResponses = { 201: Envelope(Attachment), ...ErrorResponses };
-export const UsageResponses = {
-  200: Envelope(Type.Object({ usedBytes: Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER }), quotaBytes: Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER }), maxBytes: Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER }) })),
+const Bytes = Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER });
+export const ListQuery = Type.Object({ limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500, default: 200 })) }, { additionalProperties: false });
+export const ListResponses = {
+  200: Envelope(Type.Object({ usedBytes: Bytes, quotaBytes: Bytes, maxBytes: Bytes, items: Type.Array(Attachment, { description: 'Newest first' }) })),
   ...ErrorResponses,
 };
 export const FileResponses = {

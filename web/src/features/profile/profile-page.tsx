@@ -10,6 +10,7 @@ import { PasswordHint } from '../auth/password-hint';
 import { CopyButton } from '../chat/copy-button';
 import { PreferencesBar } from '../shell/preferences-bar';
 import { TokenBudget } from './token-budget';
+import { Attachments } from './attachments-list';
 
 function ChangePassword() {
   const { t } = useI18n();
@@ -194,6 +195,7 @@ export default function ProfilePage() {
       <Tokens />
       <ChangePassword />
       <ApiKeys />
+      <Attachments />
     </main>
   );
 }
