@@ -2,10 +2,8 @@ import crypto from 'node:crypto';
 import zlib from 'node:zlib';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
-import { en } from '../src/i18n/en.js';
-import { zhCN } from '../src/i18n/zh-CN.js';
 import { minimalPdf } from '../../server/src/modules/attachments/test-files.js';
-import { ADMIN_PASSWORD, apiCall, apiLogin, createUser, horizontalOverflow, launchBrowser, newContext, screenshot, seriousViolations, signIn, startServer, type RunningServer } from './harness.js';
+import { ADMIN_PASSWORD, apiLogin, closeAll, createUser, horizontalOverflow, LAYOUTS, launchBrowser, newContext, screenshot, screenshotIfFailed, seriousViolations, signIn, simulatedAgent, startServer, type RunningServer } from './harness.js';
 
 /**
  * Attachments (issue 18, item 1) in a real browser, in English and Chinese,
@@ -70,36 +68,15 @@ beforeAll(async () => {
   server = await startServer();
   const admin = await apiLogin(server.url, 'admin', ADMIN_PASSWORD);
   await createUser(server.url, admin, USER, PASSWORD);
-  const demo = await apiCall<{ endpoint: string }>(server.url, admin, 'GET', '/api/agents/demo');
-  await apiCall(server.url, admin, 'POST', '/api/agents', {
-    id: 'vision',
-    name: 'Vision assistant',
-    description: 'Takes images and files (simulated upstream)',
-    provider: 'openai',
-    endpoint: `${new URL(demo.endpoint).origin}/v1/chat/completions`,
-    apiKey: 'vision-key',
-    model: 'vision-model',
-    features: { supportsImages: true, supportsFiles: true },
-  });
+  await simulatedAgent(server.url, admin, { id: 'vision', name: 'Vision assistant', description: 'Takes images and files (simulated upstream)', model: 'vision-model', features: { supportsImages: true, supportsFiles: true } });
   browser = await launchBrowser();
 });
 
-afterEach(async (ctx) => {
-  if (ctx.task.result?.state === 'fail' && current) await screenshot(current, `failed-${ctx.task.name.slice(0, 50).replace(/\W+/g, '-')}`).catch(() => undefined);
-});
+afterEach((ctx) => screenshotIfFailed(ctx, current));
 
-afterAll(async () => {
-  for (const c of contexts) await c.close().catch(() => undefined);
-  await browser?.close();
-  await server?.stop();
-});
+afterAll(() => closeAll(contexts, browser, server));
 
-describe.each([
-  ['en-US', 1280, en],
-  ['en-US', 375, en],
-  ['zh-CN', 1280, zhCN],
-  ['zh-CN', 375, zhCN],
-] as const)('attachments in %s at %i px', (locale, width, t) => {
+describe.each(LAYOUTS)('attachments in %s at %i px', (locale, width, t) => {
   const name = `${locale}-${width}`;
   let page: Page;
 

@@ -1,9 +1,7 @@
 import fs from 'node:fs';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
-import { en } from '../src/i18n/en.js';
-import { zhCN } from '../src/i18n/zh-CN.js';
-import { ADMIN_PASSWORD, apiCall, apiLogin, createUser, horizontalOverflow, launchBrowser, newContext, screenshot, seriousViolations, signIn, startServer, type RunningServer } from './harness.js';
+import { ADMIN_PASSWORD, apiCall, apiLogin, closeAll, createUser, horizontalOverflow, LAYOUTS, launchBrowser, newContext, screenshot, screenshotIfFailed, seriousViolations, signIn, simulatedAgent, startServer, type RunningServer } from './harness.js';
 
 /**
  * Issue 18's chat features in a real browser, in English and Chinese, at
@@ -65,37 +63,15 @@ beforeAll(async () => {
   await createUser(server.url, admin, OWNER, PASSWORD);
   await createUser(server.url, admin, VIEWER, PASSWORD);
   ownerToken = await apiLogin(server.url, OWNER, PASSWORD);
-  const demo = await apiCall<{ endpoint: string }>(server.url, admin, 'GET', '/api/agents/demo');
-  await apiCall(server.url, admin, 'POST', '/api/agents', {
-    id: 'second',
-    name: 'Second assistant',
-    description: 'Another agent on the simulated upstream',
-    provider: 'openai',
-    endpoint: `${new URL(demo.endpoint).origin}/v1/chat/completions`,
-    apiKey: 'second-key',
-    model: 'second-model',
-    capabilities: [],
-    isActive: true,
-  });
+  await simulatedAgent(server.url, admin, { id: 'second', name: 'Second assistant', description: 'Another agent on the simulated upstream', model: 'second-model', capabilities: [], isActive: true });
   browser = await launchBrowser();
 });
 
-afterEach(async (ctx) => {
-  if (ctx.task.result?.state === 'fail' && current) await screenshot(current, `failed-${ctx.task.name.slice(0, 50).replace(/\W+/g, '-')}`).catch(() => undefined);
-});
+afterEach((ctx) => screenshotIfFailed(ctx, current));
 
-afterAll(async () => {
-  for (const c of contexts) await c.close().catch(() => undefined);
-  await browser?.close();
-  await server?.stop();
-});
+afterAll(() => closeAll(contexts, browser, server));
 
-describe.each([
-  ['en-US', 1280, en],
-  ['en-US', 375, en],
-  ['zh-CN', 1280, zhCN],
-  ['zh-CN', 375, zhCN],
-] as const)('chat features in %s at %i px', (locale, width, t) => {
+describe.each(LAYOUTS)('chat features in %s at %i px', (locale, width, t) => {
   const name = `${locale}-${width}`;
   let page: Page;
   let sessionId: string;

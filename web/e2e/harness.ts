@@ -7,6 +7,9 @@ import { fileURLToPath } from 'node:url';
 import { AxeBuilder } from '@axe-core/playwright';
 import pg from 'pg';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import type { TestContext } from 'vitest';
+import { en } from '../src/i18n/en.js';
+import { zhCN } from '../src/i18n/zh-CN.js';
 
 /**
  * The browser journeys' world: the built server as a process (the README's
@@ -320,4 +323,30 @@ export async function horizontalOverflow(page: Page): Promise<string[]> {
     }
     return found;
   });
+}
+
+/** The layouts issue 18's journeys run in: English and Chinese at 1280 px and 375 px, each with its dictionary. */
+export const LAYOUTS = [
+  ['en-US', 1280, en],
+  ['en-US', 375, en],
+  ['zh-CN', 1280, zhCN],
+  ['zh-CN', 375, zhCN],
+] as const;
+
+/** In an afterEach: a screenshot of the page the failed test left, named after the test. */
+export async function screenshotIfFailed(ctx: TestContext, page: Page | undefined): Promise<void> {
+  if (ctx.task.result?.state === 'fail' && page) await screenshot(page, `failed-${ctx.task.name.slice(0, 50).replace(/\W+/g, '-')}`).catch(() => undefined);
+}
+
+/** In an afterAll: closes the journey's browser contexts, the browser and the server, whichever were started. */
+export async function closeAll(contexts: readonly BrowserContext[], browser: Browser | undefined, server: RunningServer | undefined): Promise<void> {
+  for (const c of contexts) await c.close().catch(() => undefined);
+  await browser?.close();
+  await server?.stop();
+}
+
+/** Another agent on the server's simulated upstream, beside the demo agent (an OpenAI-compatible endpoint of its own key and model). */
+export async function simulatedAgent(base: string, adminToken: string, agent: { id: string; name: string; description: string; model: string } & Record<string, unknown>): Promise<void> {
+  const demo = await apiCall<{ endpoint: string }>(base, adminToken, 'GET', '/api/agents/demo');
+  await apiCall(base, adminToken, 'POST', '/api/agents', { provider: 'openai', endpoint: `${new URL(demo.endpoint).origin}/v1/chat/completions`, apiKey: `${agent.id}-key`, ...agent });
 }
