@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createMockUpstream } from '../../../../tools/src/mock-upstream/index.js';
 import { bearer, buildTestApp, createUserAndLogin, login, type TestApp } from '../../test/app.js';
 import { backendNames } from '../../test/backends.js';
+import { createAttachmentRepository } from './attachment-repository.js';
 import { minimalPdf, ONE_PIXEL_PNG } from './test-files.js';
 
 /**
@@ -113,24 +114,32 @@ describe.each(await backendNames())('attachments on %s', (backendName) => {
     expect(after.json<{ data: { usedBytes: number; items: unknown[] } }>().data).toEqual(before.json<{ data: { usedBytes: number; items: unknown[] } }>().data);
   });
 
-  it('refuses an upload past the user\'s quota, and takes it again once the user removed some', async () => {
+  it('refuses an upload past the user\'s quota, even among uploads sent at once, and takes it again once the user removed some', async () => {
     const crowded = (await createUserAndLogin(t.app, await login(t.app), `attach-quota-${crypto.randomUUID().slice(0, 8)}`)).token;
-    const ids: string[] = [];
-    // 16 files of 4000 bytes fill 64000 of the 65536 bytes; the 17th does not fit.
-    for (let i = 0; i < 16; i++) {
-      const res = await upload(crowded, Buffer.alloc(4000, 0x61 + (i % 26)), 'text/plain', `part-${i}.txt`);
-      expect(res.statusCode, res.body).toBe(201);
-      ids.push(res.json<{ data: { id: string } }>().data.id);
-    }
+    // 16 files of 4000 bytes fill 64000 of the 65536 bytes: of 20 sent at once, exactly 16 fit.
+    const results = await Promise.all(Array.from({ length: 20 }, (_, i) => upload(crowded, Buffer.alloc(4000, 0x61 + (i % 26)), 'text/plain', `part-${i}.txt`)));
+    expect(results.map((r) => r.statusCode).sort()).toEqual([...Array<number>(16).fill(201), ...Array<number>(4).fill(413)]);
+    for (const refused of results.filter((r) => r.statusCode === 413)) expect(refused.json<{ error: { code: string } }>().error.code).toBe('ATTACHMENT_QUOTA_EXCEEDED');
+    const ids = results.filter((r) => r.statusCode === 201).map((r) => r.json<{ data: { id: string } }>().data.id);
     const over = await upload(crowded, Buffer.alloc(4000, 0x7a), 'text/plain', 'over.txt');
     expect([over.statusCode, over.json<{ error: { code: string } }>().error.code]).toEqual([413, 'ATTACHMENT_QUOTA_EXCEEDED']);
     const listed = await t.app.inject({ method: 'GET', url: '/api/attachments?limit=500', headers: bearer(crowded) });
     const list = listed.json<{ data: { usedBytes: number; quotaBytes: number; items: Array<{ id: string; name: string }> } }>().data;
     expect([list.usedBytes, list.quotaBytes, list.items.length]).toEqual([64_000, 64 * 1024, 16]);
-    expect(list.items[0]?.name).toBe('part-15.txt');
+    expect(list.items.map((item) => item.id).sort()).toEqual([...ids].sort());
     const removed = await t.app.inject({ method: 'DELETE', url: `/api/attachments/${ids[0]}`, headers: bearer(crowded) });
     expect(removed.statusCode, removed.body).toBe(200);
     expect((await upload(crowded, Buffer.alloc(4000, 0x7a), 'text/plain', 'over.txt')).statusCode).toBe(201);
+  });
+
+  it('keeps a user within the quota when uploads race each other in the database (the check holds the user\'s row)', async () => {
+    const racer = await createUserAndLogin(t.app, await login(t.app), `attach-race-${crypto.randomUUID().slice(0, 8)}`);
+    const repo = createAttachmentRepository(t.backend.database);
+    const row = (i: number) => ({ userId: racer.userId, name: `r${i}.txt`, contentType: 'text/plain', size: 1000, sha256: String(i), data: Buffer.alloc(1000, 0x61), textContent: null });
+    // Ten at once against a quota of 5000 bytes: each reads the total, then writes; only five may land.
+    const stored = await Promise.all(Array.from({ length: 10 }, (_, i) => repo.insertWithinQuota(row(i), 5000)));
+    expect(stored.filter((r) => r !== undefined)).toHaveLength(5);
+    expect(await repo.usedBytes(racer.userId)).toBe(5000);
   });
 
   it('serves an attachment to its owner only, never as a page: nosniff, private no-store, a sandboxing CSP, non-images as downloads', async () => {
