@@ -246,6 +246,17 @@ describe.each(await backendNames())('attachments on %s', (backendName) => {
     expect((chat?.body as { files?: Array<{ transfer_method: string }> }).files?.map((f) => f.transfer_method)).toEqual(['local_file', 'local_file']);
   });
 
+  it('takes attachments on /v1/chat/completions too, with a personal API key', async () => {
+    const png = await uploaded(ONE_PIXEL_PNG, 'image/png', 'dot.png');
+    const key = await t.app.inject({ method: 'POST', url: '/api/auth/api-keys', headers: bearer(owner), payload: { name: 'sdk' } });
+    expect(key.statusCode, key.body).toBe(201);
+    const res = await t.app.inject({ method: 'POST', url: '/v1/chat/completions', headers: bearer(key.json<{ data: { key: string } }>().data.key), payload: { model: 'att-openai', messages: [{ role: 'user', content: [{ type: 'text', text: 'look' }, { type: 'image_url', image_url: { url: png.url } }] }] } });
+    expect(res.statusCode, res.body).toBe(200);
+    expect(res.json<{ choices: Array<{ message: { content: string } }> }>().choices[0]?.message.content).toContain(`image image/png ${ONE_PIXEL_PNG.length} bytes sha256 ${sha256(ONE_PIXEL_PNG)}`);
+    const refused = await t.app.inject({ method: 'POST', url: '/v1/chat/completions', headers: bearer(key.json<{ data: { key: string } }>().data.key), payload: { model: 'att-text-only', messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: png.url } }] }] } });
+    expect(refused.statusCode).toBe(422);
+  });
+
   it('keeps the attachments with the stored question: history shows them, and the next turn sends them again as context', async () => {
     const png = await uploaded(ONE_PIXEL_PNG, 'image/png', 'dot.png');
     const first = await answer('att-openai', [{ type: 'text', text: 'remember this picture' }, { type: 'image_url', image_url: { url: png.url } }]);
