@@ -7,6 +7,7 @@ import { sampleSum } from '../../test/prometheus-text.js';
 import { backendNames } from '../../test/backends.js';
 import { eventually } from '../../test/sse.js';
 import { createChatRepository, storedToolCalls } from './chat-repository.js';
+import { ONE_PIXEL_PNG } from '../attachments/test-files.js';
 
 /**
  * Answers left `streaming` by an instance that is gone (kill -9, or the same
@@ -102,6 +103,20 @@ describe.each(await backendNames())('taking over answers on %s', (backendName) =
     const done = await finished(left.id);
     expect(done.content).toBe('Simulated answer to: finish me please lorem ipsum dolor.');
     expect(chunks(await bufferedToEnd(left.id, 2))[0]).toBe('Simulated answer to: finish me');
+  });
+
+  it('sends the question\'s attachments again when it takes over an answer to a question with one', async () => {
+    const vision = await t.app.inject({ method: 'POST', url: '/api/agents', headers: bearer(token), payload: { id: 'vision', name: 'vision', provider: 'openai', endpoint: `${mock.url}/v1/chat/completions`, apiKey: 'k', model: 'm', features: { supportsImages: true } } });
+    expect(vision.statusCode, vision.body).toBe(201);
+    const upload = await t.app.inject({ method: 'POST', url: '/api/attachments?name=dot.png', headers: { ...bearer(token), 'content-type': 'image/png' }, payload: ONE_PIXEL_PNG });
+    expect(upload.statusCode, upload.body).toBe(201);
+    const { url, sha256 } = upload.json<{ data: { url: string; sha256: string } }>().data;
+    const question = JSON.stringify([{ type: 'text', text: 'look' }, { type: 'image_url', image_url: { url } }]);
+    const left = await orphan('dead-instance', 'vision', question, { checkpoint: 'Simulated answer to: lo', buffered: '' });
+    await t.app.deps.chat.takeOverOrphans();
+    const done = await finished(left.id);
+    // The continued answer echoes the question as the upstream got it: with the image, inline.
+    expect(done.content).toBe(`Simulated answer to: look [received image image/png ${ONE_PIXEL_PNG.length} bytes sha256 ${sha256}] lorem ipsum dolor.`);
   });
 
   it('runs the whole question again where the endpoint cannot continue (Dify)', async () => {
