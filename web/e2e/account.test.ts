@@ -134,6 +134,8 @@ describe('the admin console', () => {
     await page.locator('#agent-apiKey').fill('primary-key');
     await page.locator('#agent-model').fill('mock-model');
     await page.locator('#agent-welcomeText').fill('Hi, I am the helper.');
+    // It takes images (attachments), not files.
+    await page.getByLabel('Takes images (attachments)').check();
     await page.getByRole('button', { name: 'Add fallback' }).click();
     await page.getByLabel('Fallback 1: Endpoint URL').fill(`${mock}/v1/chat/completions`);
     await page.getByLabel('Fallback 1: API key').fill('fallback-key');
@@ -150,8 +152,9 @@ describe('the admin console', () => {
     await expect.poll(() => checks.count()).toBe(2);
     expect(await checks.nth(0).getAttribute('class')).toBe('form-error');
     expect(await checks.nth(1).innerText()).toMatch(/OK in \d+ ms/);
-    const stored = await apiCall<{ fallbacks: { endpoint: string; hasApiKey: boolean }[]; hasApiKey: boolean }>(server.url, adminToken, 'GET', '/api/agents/helper');
+    const stored = await apiCall<{ fallbacks: { endpoint: string; hasApiKey: boolean }[]; hasApiKey: boolean; features: Record<string, unknown> }>(server.url, adminToken, 'GET', '/api/agents/helper');
     expect(stored.hasApiKey).toBe(true);
+    expect(stored.features).toMatchObject({ supportsImages: true, supportsFiles: false, supportsStream: true });
     expect(stored.fallbacks).toEqual([expect.objectContaining({ endpoint: `${mock}/v1/chat/completions`, hasApiKey: true, continuation: 'restart' })]);
 
     // Disable hides it from people; enable brings it back.
@@ -167,6 +170,8 @@ describe('the admin console', () => {
     const card = user.locator('label.agent-card', { hasText: 'Helper bot' });
     await card.click();
     await user.locator('[data-testid=welcome]', { hasText: 'Hi, I am the helper.' }).waitFor();
+    // An agent that takes images offers the paper clip, for images only.
+    await user.getByRole('button', { name: 'Attach images' }).waitFor();
     await user.locator('#chat-input').fill('hello helper');
     await user.keyboard.press('Enter');
     await user.locator('article[data-role=assistant][data-status=complete]').getByText('Simulated answer to: hello helper').waitFor();

@@ -225,6 +225,8 @@ export const en = {
   'admin.welcomeText': 'Welcome text',
   'admin.systemPrompt': 'System prompt',
   'admin.active': 'Enabled',
+  'admin.supportsImages': 'Takes images (attachments)',
+  'admin.supportsFiles': 'Takes files: PDFs and text (attachments)',
   'admin.inactive': 'Disabled',
   'admin.fallbacks': 'Fallback endpoints (tried in order)',
   'admin.addFallback': 'Add fallback',

@@ -227,6 +227,8 @@ export const zhCN: Record<MessageKey, string> = {
   'admin.welcomeText': '欢迎语',
   'admin.systemPrompt': '系统提示词',
   'admin.active': '已启用',
+  'admin.supportsImages': '接受图片（附件）',
+  'admin.supportsFiles': '接受文件：PDF 和文本（附件）',
   'admin.inactive': '已停用',
   'admin.fallbacks': '备用接口（按顺序尝试）',
   'admin.addFallback': '添加备用接口',

@@ -33,6 +33,8 @@ export interface AdminAgent {
   /** A provider's content-policy refusal: passed to the caller, or tried on another model (opt-in). */
   contentPolicy?: ContentPolicyRouting;
   simulated?: boolean;
+  /** What it takes besides text (attachments), among its other feature flags. */
+  features?: { supportsImages?: boolean; supportsFiles?: boolean };
 }
 
 export type ContentPolicyRouting = 'pass-through' | 'other-model';
@@ -68,6 +70,8 @@ export interface AgentInput {
   /** Null clears it (on edit); left out: off (on create). */
   hedge?: AgentHedge | null;
   contentPolicy?: ContentPolicyRouting;
+  /** Merged into the stored flags: only the ones named change. */
+  features?: { supportsImages: boolean; supportsFiles: boolean };
 }
 
 export interface EndpointCheck {

@@ -18,7 +18,7 @@ interface FallbackDraft extends FallbackInput {
 
 type HedgeMode = 'off' | 'fixed' | 'p95';
 
-type Draft = Omit<AgentInput, 'fallbacks' | 'hedge'> & { fallbacks: FallbackDraft[]; hedgeMode: HedgeMode; hedgeMs: string };
+type Draft = Omit<AgentInput, 'fallbacks' | 'hedge' | 'features'> & { fallbacks: FallbackDraft[]; hedgeMode: HedgeMode; hedgeMs: string; supportsImages: boolean; supportsFiles: boolean };
 
 function hedgeOf(mode: HedgeMode, ms: string): AgentHedge | undefined {
   if (mode === 'p95') return { afterMs: 'p95' };
@@ -44,6 +44,8 @@ function toDraft(agent: AdminAgent | undefined): Draft {
     hedgeMode: agent?.hedge ? (agent.hedge.afterMs === 'p95' ? 'p95' : 'fixed') : 'off',
     hedgeMs: typeof agent?.hedge?.afterMs === 'number' ? String(agent.hedge.afterMs) : '2000',
     contentPolicy: agent?.contentPolicy ?? 'pass-through',
+    supportsImages: agent?.features?.supportsImages === true,
+    supportsFiles: agent?.features?.supportsFiles === true,
   };
 }
 
@@ -62,7 +64,7 @@ export function AgentForm({ agent, busy, error, onSubmit, onCancel }: { agent: A
 
   const submit = (e: FormEvent) => {
     e.preventDefault();
-    const { fallbacks, hedgeMode, hedgeMs, ...rest } = draft;
+    const { fallbacks, hedgeMode, hedgeMs, supportsImages, supportsFiles, ...rest } = draft;
     const hedge = hedgeOf(hedgeMode, hedgeMs);
     onSubmit({
       ...clean(rest),
@@ -70,6 +72,7 @@ export function AgentForm({ agent, busy, error, onSubmit, onCancel }: { agent: A
       ...(editing && draft.continuation === '' ? { continuation: null } : {}),
       isActive: draft.isActive,
       description: draft.description,
+      features: { supportsImages, supportsFiles },
       fallbacks: fallbacks.map(({ hasApiKey: _hasKey, ...f }) => clean(f)),
       // A new agent leaves it out to be off; an edited one clears it with null.
       ...(hedge ? { hedge } : editing ? { hedge: null } : {}),
@@ -125,6 +128,14 @@ export function AgentForm({ agent, busy, error, onSubmit, onCancel }: { agent: A
         <label className="field checkbox" htmlFor="agent-active">
           <input id="agent-active" type="checkbox" checked={draft.isActive} onChange={(e) => set('isActive', e.target.checked)} />
           <span>{t('admin.active')}</span>
+        </label>
+        <label className="field checkbox" htmlFor="agent-supportsImages">
+          <input id="agent-supportsImages" type="checkbox" checked={draft.supportsImages} onChange={(e) => set('supportsImages', e.target.checked)} />
+          <span>{t('admin.supportsImages')}</span>
+        </label>
+        <label className="field checkbox" htmlFor="agent-supportsFiles">
+          <input id="agent-supportsFiles" type="checkbox" checked={draft.supportsFiles} onChange={(e) => set('supportsFiles', e.target.checked)} />
+          <span>{t('admin.supportsFiles')}</span>
         </label>
       </div>
       {field('description', t('admin.description'), { multiline: true })}
