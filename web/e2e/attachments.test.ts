@@ -8,7 +8,7 @@ import { ADMIN_PASSWORD, apiLogin, closeAll, createUser, horizontalOverflow, LAY
 /**
  * Attachments (issue 18, item 1) in a real browser, in English and Chinese,
  * at 375 px and 1280 px: a file comes in by the paper-clip button, by
- * dropping it on the message box and by pasting it; chips show each (one is
+ * dropping it on the page and by pasting it; chips show each (one is
  * removed); the question goes out with the rest, the simulated upstream's
  * answer proves what reached it, and the conversation shows the image's
  * thumbnail and the file, after a reload too. axe finds nothing serious on
@@ -92,7 +92,8 @@ describe.each(LAYOUTS)('attachments in %s at %i px', (locale, width, t) => {
 
   it('takes files by the button, by drop and by paste, shows them as chips, and removes one', async () => {
     await page.getByTestId('attach-input').setInputFiles({ name: 'blue.png', mimeType: 'image/png', buffer: PNG });
-    await handOver(page, '[data-testid=composer]', 'drop', { name: 'report.pdf', type: 'application/pdf', base64: PDF.toString('base64') });
+    // Dropped on the conversation, not on the message box: the whole page takes files.
+    await handOver(page, 'main', 'drop', { name: 'report.pdf', type: 'application/pdf', base64: PDF.toString('base64') });
     await handOver(page, '#chat-input', 'paste', { name: 'notes.txt', type: 'text/plain', base64: Buffer.from('pasted notes').toString('base64') });
     const chips = page.getByTestId('attachment-chip');
     await expect.poll(() => chips.count()).toBe(3);

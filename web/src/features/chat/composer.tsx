@@ -1,4 +1,4 @@
-import { useEffect, useRef, useState, type DragEvent, type FormEvent } from 'react';
+import { useEffect, useRef, useState, type FormEvent } from 'react';
 import { useLocation } from 'react-router';
 import type { QuestionContent } from '../../api/types';
 import { useI18n } from '../../i18n/i18n';
@@ -44,7 +44,7 @@ function Chip({ item, onRemove }: { item: PendingAttachment; onRemove: () => voi
 /**
  * The message box: Enter sends, Shift+Enter adds a line; Stop replaces Send
  * while an answer runs. Images and files (as the agent takes them) come in
- * by the paper-clip button, by dropping them on the box, or by pasting;
+ * by the paper-clip button, by dropping them anywhere on the page, or by pasting;
  * each shows as a chip until the question is sent.
  */
 export function Composer({ agentName, takes, running, disabled, onSend, onStop }: { agentName: string; takes: { images: boolean; files: boolean }; running: boolean; disabled: boolean; onSend: (content: QuestionContent) => void; onStop: () => void }) {
@@ -65,6 +65,35 @@ export function Composer({ agentName, takes, running, disabled, onSend, onStop }
     el.style.height = 'auto';
     el.style.height = `${Math.min(el.scrollHeight, 240)}px`;
   }, [text]);
+  // Files dropped anywhere on the page are attached (and never open in place of the app, the browser's default).
+  const { add } = attachments;
+  useEffect(() => {
+    if (!canAttach) return;
+    const over = (e: DragEvent) => {
+      if (!e.dataTransfer?.types.includes('Files')) return;
+      e.preventDefault();
+      setDragging(true);
+    };
+    const leave = (e: DragEvent) => {
+      // Leaving the window: relatedTarget is null (moving between elements names the next one).
+      if (e.relatedTarget === null) setDragging(false);
+    };
+    const drop = (e: DragEvent) => {
+      setDragging(false);
+      const files = e.dataTransfer?.files;
+      if (!files || files.length === 0) return;
+      e.preventDefault();
+      add([...files]);
+    };
+    document.addEventListener('dragover', over);
+    document.addEventListener('dragleave', leave);
+    document.addEventListener('drop', drop);
+    return () => {
+      document.removeEventListener('dragover', over);
+      document.removeEventListener('dragleave', leave);
+      document.removeEventListener('drop', drop);
+    };
+  }, [canAttach, add]);
   const ready = attachments.pending.flatMap((p) => (p.state === 'ready' && p.uploaded ? [{ url: p.uploaded.url, name: p.uploaded.name, kind: p.uploaded.kind }] : []));
   const refused = attachments.pending.some((p) => p.state === 'refused');
   const sendable = (text.trim() !== '' || ready.length > 0) && !attachments.uploading && !refused && !disabled;
@@ -78,24 +107,11 @@ export function Composer({ agentName, takes, running, disabled, onSend, onStop }
     e.preventDefault();
     send();
   };
-  const drop = (e: DragEvent) => {
-    setDragging(false);
-    if (!canAttach || e.dataTransfer.files.length === 0) return;
-    e.preventDefault();
-    attachments.add([...e.dataTransfer.files]);
-  };
   const accept = [takes.images ? IMAGE_TYPES : '', takes.files ? FILE_TYPES : ''].filter(Boolean).join(',');
   return (
     <form
       className={`composer${dragging ? ' dragging' : ''}`}
       onSubmit={submit}
-      onDragOver={(e) => {
-        if (!canAttach || !e.dataTransfer.types.includes('Files')) return;
-        e.preventDefault();
-        setDragging(true);
-      }}
-      onDragLeave={() => setDragging(false)}
-      onDrop={drop}
       data-testid="composer"
     >
       {attachments.pending.length > 0 && (
