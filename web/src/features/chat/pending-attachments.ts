@@ -54,6 +54,8 @@ const PROBLEMS: Record<string, MessageKey> = {
 export function usePendingAttachments(takes: { images: boolean; files: boolean }) {
   const [pending, setPending] = useState<PendingAttachment[]>([]);
   const previews = useRef(new Set<string>());
+  // Chips removed while their upload ran: the upload, once done, is deleted again.
+  const dropped = useRef(new Set<string>());
   useEffect(() => {
     const urls = previews.current;
     return () => {
@@ -77,6 +79,10 @@ export function usePendingAttachments(takes: { images: boolean; files: boolean }
         void (async () => {
           try {
             const uploaded = await attachmentsApi.upload(file, name);
+            if (dropped.current.has(key)) {
+              await attachmentsApi.remove(uploaded.id).catch(() => undefined);
+              return;
+            }
             update(key, { state: 'ready', uploaded, kind: uploaded.kind });
             if (uploaded.kind === 'image') {
               const thumbnail = await thumbnailOf(file);
@@ -95,13 +101,23 @@ export function usePendingAttachments(takes: { images: boolean; files: boolean }
   const remove = useCallback(
     (key: string) => {
       const gone = pending.find((p) => p.key === key);
+      dropped.current.add(key);
       // Unsent, it would only take the user's quota.
       if (gone?.uploaded) void attachmentsApi.remove(gone.uploaded.id).catch(() => undefined);
+      if (gone?.preview) {
+        URL.revokeObjectURL(gone.preview);
+        previews.current.delete(gone.preview);
+      }
       setPending((list) => list.filter((p) => p.key !== key));
     },
     [pending],
   );
 
-  const clear = useCallback(() => setPending([]), []);
+  const clear = useCallback(() => {
+    // Sent: the question shows the server's thumbnails from here on.
+    for (const url of previews.current) URL.revokeObjectURL(url);
+    previews.current.clear();
+    setPending([]);
+  }, []);
   return { pending, add, remove, clear, uploading: pending.some((p) => p.state === 'uploading') };
 }
