@@ -43,4 +43,13 @@ describe('text of a file', () => {
     expect(await extractText('image/png', ONE_PIXEL_PNG)).toBeNull();
     expect(await extractText('application/pdf', Buffer.from('%PDF-1.4\nnot really'))).toBeNull();
   });
+
+  it('gives a PDF up at its deadline: it is read in a worker thread, which is ended then', async () => {
+    const pdf = minimalPdf('Hello (PDF) text');
+    // A deadline already passed when the worker starts: no text, though the file has some (above).
+    expect(await extractText('application/pdf', pdf, 0)).toBeNull();
+    // The file given to the worker is a copy: the caller's bytes are whole after it (pdf.js detaches what it reads).
+    expect(pdf.byteLength).toBeGreaterThan(0);
+    expect(await extractText('application/pdf', pdf)).toBe('Hello (PDF) text');
+  });
 });
