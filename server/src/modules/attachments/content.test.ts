@@ -52,4 +52,9 @@ describe('text of a file', () => {
     expect(pdf.byteLength).toBeGreaterThan(0);
     expect(await extractText('application/pdf', pdf)).toBe('Hello (PDF) text');
   });
+
+  it('reads many PDFs sent at once, a few at a time, each with its own text', async () => {
+    const texts = Array.from({ length: 6 }, (_, i) => `File number ${i}`);
+    expect(await Promise.all(texts.map((t) => extractText('application/pdf', minimalPdf(t))))).toEqual(texts);
+  });
 });

@@ -15,6 +15,24 @@ export const PDF_TEXT_DEADLINE_MS = 20_000;
 /** The most heap a PDF's reading may take: a hostile file ends its worker, never the server. */
 const PDF_WORKER_HEAP_MB = 256;
 
+/** PDFs read at once by this process; more wait their turn, so uploads of PDFs take at most these threads' worth of CPU. */
+const PDF_WORKERS = 2;
+let pdfWorkersBusy = 0;
+const waitingForWorker: (() => void)[] = [];
+
+async function withPdfWorker<T>(run: () => Promise<T>): Promise<T> {
+  if (pdfWorkersBusy >= PDF_WORKERS) await new Promise<void>((resolve) => waitingForWorker.push(resolve));
+  else pdfWorkersBusy++;
+  try {
+    return await run();
+  } finally {
+    // The slot passes straight to the next waiter, or is given back.
+    const next = waitingForWorker.shift();
+    if (next) next();
+    else pdfWorkersBusy--;
+  }
+}
+
 /** The worker's file beside this one: built JavaScript, or the source itself under the tests. */
 const PDF_WORKER = new URL(import.meta.url.endsWith('.ts') ? './pdf-text-worker.ts' : './pdf-text-worker.js', import.meta.url);
 
@@ -22,7 +40,8 @@ const PDF_WORKER = new URL(import.meta.url.endsWith('.ts') ? './pdf-text-worker.
  * The text of a PDF, read by pdf.js (unpdf, pure JS) in a worker thread of
  * its own: parsing is CPU work that would otherwise hold the event loop,
  * and every answer this instance streams, for as long as one file takes.
- * The worker is ended at the deadline or when it runs out of its heap;
+ * At most PDF_WORKERS run at once (the deadline counts from the start of
+ * each one's reading). The worker is ended at the deadline or when it runs out of its heap;
  * the file then has no text (null), as has one that does not parse.
  */
 function pdfText(bytes: Uint8Array, deadlineMs: number): Promise<string | null> {
@@ -56,5 +75,5 @@ function pdfText(bytes: Uint8Array, deadlineMs: number): Promise<string | null> 
 export async function extractText(contentType: string, bytes: Uint8Array, deadlineMs = PDF_TEXT_DEADLINE_MS): Promise<string | null> {
   if (isTextType(contentType)) return clip(new TextDecoder().decode(bytes));
   if (contentType !== 'application/pdf') return null;
-  return pdfText(bytes, deadlineMs);
+  return withPdfWorker(() => pdfText(bytes, deadlineMs));
 }
