@@ -276,4 +276,18 @@ describe.each(await backendNames())('attachments on %s', (backendName) => {
     const earlier = sent.messages.find((m) => Array.isArray(m.content));
     expect(earlier?.content).toEqual([{ type: 'text', text: 'remember this picture' }, { type: 'image_url', image_url: { url: `data:image/png;base64,${ONE_PIXEL_PNG.toString('base64')}` } }]);
   });
+
+  it('searches a question with attachments by its text and file names, never by its stored JSON', async () => {
+    const notes = await uploaded(Buffer.from('plain notes'), 'text/plain', 'budget-notes.txt');
+    const asked = await answer('att-openai', [{ type: 'text', text: 'summarise the walrus memo' }, { type: 'file_url', name: 'budget-notes.txt', url: notes.url }]);
+    const search = async (q: string) =>
+      (await t.app.inject({ method: 'GET', url: `/api/chat-sessions/search?q=${encodeURIComponent(q)}`, headers: bearer(owner) }))
+        .json<{ data: Array<{ sessionId: string; messageId: string | null; snippet: string }> }>()
+        .data.filter((h) => h.sessionId === asked.chatId && h.messageId !== null);
+    const byText = await search('walrus');
+    expect(byText.map((h) => h.snippet)).toContain('summarise the <mark>walrus</mark> memo\n\n[Attached file: budget-notes.txt]');
+    expect((await search('budget-notes.txt')).length).toBeGreaterThan(0);
+    // Words of the stored JSON alone (its keys, the attachment's address) find nothing.
+    for (const q of ['file_url', 'type', notes.id]) expect(await search(q), q).toEqual([]);
+  });
 });

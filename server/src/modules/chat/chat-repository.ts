@@ -4,6 +4,7 @@ import { createGroupWriter, GroupWriterStats } from '../../db/group-writer.js';
 import type { DatabaseHandle } from '../../db/database.js';
 import type { Database, MessageRow, MessageStatus } from '../../db/schema.js';
 import type { ToolCall, ToolChoice, ToolDefinition } from '../providers/types.js';
+import { questionAsText } from '../attachments/stored-question.js';
 
 /** SQL for sessions and messages. Every query is scoped by the owner's id. */
 
@@ -141,6 +142,22 @@ export function markSnippet(text: string, needle: string): string {
 }
 
 const CJK = /[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af\uf900-\ufaff]/;
+
+/**
+ * The snippet of a question stored as parts (attachments), from its text
+ * and attachment names rather than its JSON; undefined when only the JSON
+ * matched (a key such as "type" or "url", the attachment's address). Every
+ * word must be there, as in the full-text match; a CJK needle as a whole.
+ */
+function questionSnippet(stored: string, needle: string, cjk: boolean): string | undefined {
+  const text = questionAsText(stored);
+  const lower = text.toLowerCase();
+  const words = cjk ? [needle.toLowerCase()] : needle.toLowerCase().split(/\s+/).filter(Boolean);
+  const at = words.map((w) => lower.indexOf(w));
+  if (at.length === 0 || at.some((i) => i < 0)) return undefined;
+  const from = Math.max(0, Math.min(...at) - 40);
+  return text.slice(from, from + 160);
+}
 
 function toSummary(row: {
   id: string;
@@ -859,6 +876,8 @@ export function createChatRepository(database: DatabaseHandle, instanceId: strin
           'chat_sessions.agent_id',
           'chat_sessions.title',
           'messages.created_at',
+          // A question with attachments is stored as its parts' JSON: it is read as text here (below).
+          sql<string | null>`CASE WHEN messages.role = 'user' AND left(messages.content, 2) = '[{' THEN messages.content END`.as('parts_json'),
           cjk
             ? sql<string>`substring(messages.content from greatest(1, strpos(lower(messages.content), lower(${needle})) - 40) for 160)`.as('snippet')
             : sql<string>`ts_headline('simple', messages.content, ${tsq}, 'StartSel="\u0002", StopSel="\u0003", MaxFragments=1, MaxWords=24, MinWords=8')`.as('snippet'),
@@ -880,7 +899,10 @@ export function createChatRepository(database: DatabaseHandle, instanceId: strin
         .execute();
       const hits: SearchHit[] = [
         ...titleHits.map((r) => ({ sessionId: r.id, agentId: r.agent_id, title: r.title, messageId: null, snippet: markSnippet(r.title, needle), updatedAt: r.updated_at })),
-        ...messageHits.map((r) => ({ sessionId: r.session_id, agentId: r.agent_id, title: r.title, messageId: r.message_id, snippet: markSnippet(r.snippet, needle), updatedAt: r.created_at })),
+        ...messageHits.flatMap((r) => {
+          const snippet = r.parts_json === null ? r.snippet : questionSnippet(r.parts_json, needle, cjk);
+          return snippet === undefined ? [] : [{ sessionId: r.session_id, agentId: r.agent_id, title: r.title, messageId: r.message_id, snippet: markSnippet(snippet, needle), updatedAt: r.created_at }];
+        }),
       ];
       hits.sort((a, b) => b.updatedAt.getTime() - a.updatedAt.getTime());
       return hits.slice(0, limit);
