@@ -70,7 +70,42 @@ describe.skipIf(postgresBinDir() === undefined)('commits the synchronous standby
     expect(created.statusCode).toBe(201);
     // From here on a synchronous standby that never connects: every commit waits for it until cancelled.
     await synchronousStandby(primary.url, 'nobody');
+    await untilCommitsWait();
   });
+
+  /**
+   * pg_reload_conf() only asks for the reload: each backend applies it
+   * before its next command once signalled, and commits wait only after the
+   * checkpointer has applied it too. Until then a write commits at once (on
+   * a loaded machine the first test's write did, and waited 30 s for a wait
+   * that never came). So: every connection of the pool (held together)
+   * shows the setting, and a probe write on a connection of its own is seen
+   * waiting for the standby (then let go).
+   */
+  async function untilCommitsWait(): Promise<void> {
+    await eventually(async () => {
+      const seen = await Promise.all(Array.from({ length: 4 }, () => sql<{ names: string }>`SELECT current_setting('synchronous_standby_names') AS names, pg_sleep(0.05)`.execute(database.db)));
+      return seen.every((r) => r.rows[0]?.names === 'nobody') ? true : undefined;
+    }, 'every pooled connection to apply synchronous_standby_names', 30_000);
+    await eventually(async () => {
+      const probe = new pg.Client({ connectionString: primary.url });
+      await probe.connect();
+      try {
+        let done = false;
+        const write = probe.query(`INSERT INTO notes VALUES (0, 'probe') ON CONFLICT (id) DO UPDATE SET body = excluded.body || '.'`).finally(() => (done = true));
+        // It either commits at once (the setting is not in force yet) or waits, and is let go here.
+        let waited = false;
+        while (!done) {
+          if ((await cancelSyncRepWaits(primary.url)) > 0) waited = true;
+          else await new Promise((r) => setTimeout(r, 25));
+        }
+        await write;
+        return waited ? true : undefined;
+      } finally {
+        await probe.end();
+      }
+    }, 'a commit to wait for the synchronous standby', 30_000);
+  }
 
   afterAll(async () => {
     await app?.close();
