@@ -5,6 +5,7 @@ import { createMockUpstream } from '../../../../tools/src/mock-upstream/index.js
 import { backendNames } from '../../test/backends.js';
 import { bearer, buildTestApp, createUserAndLogin, login, type TestApp } from '../../test/app.js';
 import { parseSse, readSse, type ParsedEvent } from '../../test/sse.js';
+import { ONE_PIXEL_PNG } from '../attachments/test-files.js';
 import { partialAnswer } from './continuation.js';
 
 /**
@@ -81,7 +82,7 @@ describe.each(await backendNames())('mid-answer continuation on %s', (backendNam
   }
 
   /** An agent whose endpoints each have their own model name (so their calls can be told apart at the mock). */
-  async function agent(id: string, primary: EndpointSpec, fallbacks: EndpointSpec[] = []): Promise<void> {
+  async function agent(id: string, primary: EndpointSpec, fallbacks: EndpointSpec[] = [], features?: { supportsImages: boolean }): Promise<void> {
     const endpoint = (e: EndpointSpec) => ({
       provider: e.provider,
       endpoint: url(e.provider, e.fault),
@@ -96,7 +97,7 @@ describe.each(await backendNames())('mid-answer continuation on %s', (backendNam
       method: 'POST',
       url: '/api/agents',
       headers: bearer(admin),
-      payload: { id, name: id, endpoint: primaryUrl, ...primaryRest, fallbacks: fallbacks.map(endpoint) },
+      payload: { id, name: id, endpoint: primaryUrl, ...primaryRest, fallbacks: fallbacks.map(endpoint), ...(features ? { features } : {}) },
     });
     if (res.statusCode !== 201) throw new Error(`agent create failed: ${res.statusCode} ${res.body}`);
   }
@@ -278,11 +279,11 @@ describe.each(await backendNames())('mid-answer continuation on %s', (backendNam
     const stallOnce = (n: number) => `stallAfter=2,stall=${600_000 + n},times=1`;
 
     /** A turn whose first call stalls after two chunks (later calls are served whole); stopped by its asker once both arrived. */
-    async function stoppedTurn(agentId: string): Promise<{ chatId: string; messageId: string }> {
+    async function stoppedTurn(agentId: string, content: unknown = QUESTION, expectedText = FIRST_TWO_CHUNKS): Promise<{ chatId: string; messageId: string }> {
       const res = await fetch(`${base()}/api/chat/completions`, {
         method: 'POST',
         headers: { ...bearer(alice), 'content-type': 'application/json' },
-        body: JSON.stringify({ agentId, stream: true, messages: [{ role: 'user', content: QUESTION }] }),
+        body: JSON.stringify({ agentId, stream: true, messages: [{ role: 'user', content }] }),
       });
       let ids = { chatId: '', messageId: '' };
       let chunks = 0;
@@ -292,7 +293,8 @@ describe.each(await backendNames())('mid-answer continuation on %s', (backendNam
       });
       expect(events.at(-1)?.json).toMatchObject({ status: 'stopped' });
       const row = await t.backend.database.db.selectFrom('messages').selectAll().where('id', '=', ids.messageId).executeTakeFirstOrThrow();
-      expect(row).toMatchObject({ status: 'stopped', content: FIRST_TWO_CHUNKS });
+      expect(row.status).toBe('stopped');
+      if (expectedText) expect(row.content).toBe(expectedText);
       return ids;
     }
 
@@ -327,6 +329,27 @@ describe.each(await backendNames())('mid-answer continuation on %s', (backendNam
       const history = await t.app.inject({ method: 'GET', url: `/api/chat-sessions/${chatId}`, headers: bearer(alice) });
       const messages = history.json<{ data: { messages: { role: string; content: string }[] } }>().data.messages;
       expect(messages.map((m) => [m.role, m.content])).toEqual([['user', QUESTION], ['assistant', ANSWER]]);
+    });
+
+    it('continues an answer to a question with an attachment: the provider gets the image again with the stopped text', async () => {
+      await agent('continue-image', { provider: 'openai', fault: stallOnce(4), model: 'continue-image-m' }, [], { supportsImages: true });
+      const upload = await t.app.inject({ method: 'POST', url: '/api/attachments?name=dot.png', headers: { ...bearer(alice), 'content-type': 'image/png' }, payload: ONE_PIXEL_PNG });
+      expect(upload.statusCode, upload.body).toBe(201);
+      const image = upload.json<{ data: { url: string } }>().data;
+      const question = [{ type: 'text', text: QUESTION }, { type: 'image_url', image_url: { url: image.url } }];
+      const { chatId, messageId } = await stoppedTurn('continue-image', question, '');
+      const stopped = (await rowOf(messageId)).content;
+      expect(stopped.length).toBeGreaterThan(0);
+
+      const res = await continueTurn(chatId, alice, { stream: false });
+      expect(res.statusCode, res.body).toBe(200);
+      expect(await rowOf(messageId)).toMatchObject({ status: 'complete' });
+      const [first, continued] = bodiesFor('continue-image-m');
+      const dataUrl = `data:image/png;base64,${ONE_PIXEL_PNG.toString('base64')}`;
+      for (const body of [first, continued]) {
+        expect((body?.messages as { role: string; content: unknown }[])[0]).toEqual({ role: 'user', content: [{ type: 'text', text: QUESTION }, { type: 'image_url', image_url: { url: dataUrl } }] });
+      }
+      expect(lastMessage(continued)).toEqual({ role: 'assistant', content: stopped });
     });
 
     it('refuses, changing nothing, what cannot be continued: a finished answer, an agent whose provider cannot continue, another user\'s chat', async () => {
