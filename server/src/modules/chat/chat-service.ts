@@ -471,16 +471,15 @@ export function createChatService(deps: ChatServiceDeps) {
     return { resolved, write };
   }
 
-  /** A question of parts (text-only turns skip the check without an await). */
-  function hasParts(input: TurnInput): boolean {
-    return typeof input.messages[input.messages.length - 1]?.content !== 'string';
+  /** The question's parts, when it has some: only then are its attachments checked (a text-only turn skips the check without an await). */
+  function questionParts(input: TurnInput): ChatContentPart[] | undefined {
+    const content = input.messages[input.messages.length - 1]?.content;
+    return typeof content === 'string' ? undefined : content;
   }
 
-  /** A question with parts: its attachments must be the asker's and of kinds the agent takes (nothing is written otherwise). */
-  async function checkAttachments(principal: Principal, resolved: ResolvedAgent, input: TurnInput): Promise<void> {
-    const last = input.messages[input.messages.length - 1];
-    if (last === undefined || typeof last.content === 'string') return;
-    await deps.attachments.checkQuestion(principal.userId, last.content, resolved.agent.features, resolved.agent.id);
+  /** A question's attachments must be the asker's and of kinds the agent takes; nothing is written otherwise. */
+  function checkAttachments(principal: Principal, resolved: ResolvedAgent, parts: ChatContentPart[]): Promise<void> {
+    return deps.attachments.checkQuestion(principal.userId, parts, resolved.agent.features, resolved.agent.id);
   }
 
   /**
@@ -591,7 +590,8 @@ export function createChatService(deps: ChatServiceDeps) {
      */
     async startTurn(principal: Principal, input: TurnInput, caller?: TurnCaller): Promise<Generation> {
       const { resolved, write } = prepareTurn(input);
-      if (hasParts(input)) await checkAttachments(principal, resolved, input);
+      const parts = questionParts(input);
+      if (parts) await checkAttachments(principal, resolved, parts);
       return beginTurn(principal, resolved, input, write, caller);
     },
 
@@ -603,7 +603,8 @@ export function createChatService(deps: ChatServiceDeps) {
      */
     async startTurnOnce(principal: Principal, input: TurnInput, key: { key: string; fingerprint: string } | undefined, caller?: TurnCaller): Promise<TurnStart> {
       const { resolved, write } = prepareTurn(input);
-      if (hasParts(input)) await checkAttachments(principal, resolved, input);
+      const parts = questionParts(input);
+      if (parts) await checkAttachments(principal, resolved, parts);
       if (!key) return { kind: 'started', generation: await beginTurn(principal, resolved, input, write, caller) };
       // Two rounds: a concurrent request with the same key may win the write between our lookup and our write.
       for (let round = 0; round < 2; round++) {
