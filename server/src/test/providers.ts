@@ -2,7 +2,7 @@ import { afterAll, beforeAll } from 'vitest';
 import { createMockUpstream, type MockUpstream } from '../../../tools/src/mock-upstream/index.js';
 import { UpstreamHttp } from '../modules/providers/http.js';
 import { OutboundPolicy } from '../modules/providers/outbound-policy.js';
-import type { ProviderEvent, ProviderRequest, ResolvedEndpoint } from '../modules/providers/types.js';
+import type { ProviderEvent, ProviderEventSink, ProviderRequest, ResolvedEndpoint } from '../modules/providers/types.js';
 import { UpstreamError } from '../modules/providers/upstream-error.js';
 
 /**
@@ -57,9 +57,10 @@ export function useAdapterOnMock<A>(make: (http: UpstreamHttp) => A, base: (mock
 
 export const never: AbortSignal = new AbortController().signal;
 
-export async function collect(stream: AsyncIterable<ProviderEvent>): Promise<ProviderEvent[]> {
+/** Runs a stream (`(emit) => adapter.stream(request, signal, emit)`) and returns its events in order. */
+export async function collect(run: (emit: ProviderEventSink) => Promise<void>): Promise<ProviderEvent[]> {
   const events: ProviderEvent[] = [];
-  for await (const event of stream) events.push(event);
+  await run((event) => events.push(event));
   return events;
 }
 
@@ -68,9 +69,9 @@ export function textOf(events: ProviderEvent[]): string {
 }
 
 /** The UpstreamError a stream ends with; fails the test when it ends cleanly. */
-export async function streamError(stream: AsyncIterable<ProviderEvent>): Promise<UpstreamError> {
+export async function streamError(run: (emit: ProviderEventSink) => Promise<void>): Promise<UpstreamError> {
   try {
-    await collect(stream);
+    await collect(run);
   } catch (err) {
     if (err instanceof UpstreamError) return err;
     throw err;

@@ -23,7 +23,7 @@ function scriptedAdapter() {
   const seen = { calls: 0, aborted: false };
   const adapter: ProviderAdapter = {
     kind: 'openai',
-    async *stream(_request, signal) {
+    async stream(_request, signal, emit) {
       seen.calls++;
       signal.addEventListener('abort', () => {
         seen.aborted = true;
@@ -34,7 +34,7 @@ function scriptedAdapter() {
         const next = queue.shift();
         if (next === 'end') return;
         if (next) {
-          yield next;
+          emit(next);
           continue;
         }
         await new Promise<void>((resolve) => (wake = resolve));
@@ -168,13 +168,14 @@ describe('an answer that breaks off', () => {
     const requests: ProviderRequest[] = [];
     const adapter: ProviderAdapter = {
       kind: 'openai',
-      async *stream(request) {
+      async stream(request, _signal, emit) {
         const script = scripts[requests.length] ?? [];
         requests.push(request);
         for (const item of script) {
           if (item instanceof UpstreamError) throw item;
-          yield item;
+          emit(item);
         }
+        await Promise.resolve();
       },
       complete: () => Promise.reject(new Error('not used')),
     };

@@ -401,6 +401,9 @@ export class Generation {
     return { id, event, data: stored, payload: JSON.parse(stored) as unknown };
   }
 
+  /** The serving call's sink (ProviderAdapter.stream): one function per generation. */
+  private readonly onEvent = (event: ProviderEvent): void => this.onProviderEvent(event);
+
   private onProviderEvent(event: ProviderEvent): void {
     switch (event.type) {
       case 'text': {
@@ -642,10 +645,7 @@ export class Generation {
     if (lane) return this.callRacing(endpoint, request, onFirstOutput, lane);
     this.servedBy = endpoint;
     this.onAttemptOutput = onFirstOutput;
-    if (this.plan.upstreamStream) {
-      for await (const event of adapter.stream(request, this.abort.signal)) this.onProviderEvent(event);
-      return;
-    }
+    if (this.plan.upstreamStream) return adapter.stream(request, this.abort.signal, this.onEvent);
     for (const event of completionEvents(await adapter.complete(request, this.abort.signal))) this.onProviderEvent(event);
   }
 
@@ -679,7 +679,7 @@ export class Generation {
     // The turn's upstream slot serves whichever of its calls opens first.
     this.admission?.bind(lane.signal);
     if (this.plan.upstreamStream) {
-      for await (const event of adapter.stream(request, lane.signal)) take(event);
+      await adapter.stream(request, lane.signal, take);
     } else {
       for (const event of completionEvents(await adapter.complete(request, lane.signal))) take(event);
     }

@@ -1,7 +1,7 @@
 import { anthropicRoot } from './endpoint-url.js';
 import type { UpstreamHttp } from './http.js';
 import { readSse } from './sse.js';
-import type { ChatContentPart, ChatMessage, ProviderAdapter, ProviderEvent, ProviderRequest, ProviderResult } from './types.js';
+import type { ChatContentPart, ChatMessage, ProviderAdapter, ProviderEventSink, ProviderRequest, ProviderResult } from './types.js';
 import { AnthropicToolBlocks, anthropicToolChoice, anthropicToolResult, anthropicTools, anthropicToolUseBlocks, toolCallsOfAnthropic } from './tool-calls.js';
 import { asObject, attachedFileText, contentText, fileAsText, inStreamError, makeUsage, parseChunk, postJson, traced, truncated } from './wire.js';
 
@@ -142,7 +142,7 @@ export class AnthropicAdapter implements ProviderAdapter {
 
   constructor(private readonly http: UpstreamHttp) {}
 
-  async *stream(request: ProviderRequest, signal: AbortSignal): AsyncGenerator<ProviderEvent, void, undefined> {
+  async stream(request: ProviderRequest, signal: AbortSignal, emit: ProviderEventSink): Promise<void> {
     const { endpoint } = request;
     const url = anthropicRoot(endpoint.url).url('/messages');
     const call = await this.http.open(
@@ -157,7 +157,7 @@ export class AnthropicAdapter implements ProviderAdapter {
     let finishReason: string | undefined;
     const toolBlocks = new AnthropicToolBlocks();
     try {
-      for await (const batch of readSse(call)) {
+      await readSse(call, (batch) => {
         for (const message of batch) {
           if (sawDone) continue;
           let event: AnthropicStreamEvent;
@@ -177,16 +177,16 @@ export class AnthropicAdapter implements ProviderAdapter {
                   started = true;
                   call.contentStarted();
                 }
-                yield { type: 'text', delta: delta.text };
+                emit({ type: 'text', delta: delta.text });
               } else if (delta.type === 'thinking_delta' && typeof delta.thinking === 'string' && delta.thinking !== '') {
                 if (!started) {
                   started = true;
                   call.contentStarted();
                 }
-                yield { type: 'reasoning', delta: delta.thinking };
+                emit({ type: 'reasoning', delta: delta.thinking });
               } else if (delta.type === 'input_json_delta') {
                 const piece = toolBlocks.delta(event.index, delta.partial_json);
-                if (piece) yield piece;
+                if (piece) emit(piece);
               }
               break;
             }
@@ -197,7 +197,7 @@ export class AnthropicAdapter implements ProviderAdapter {
                   started = true;
                   call.contentStarted();
                 }
-                yield piece;
+                emit(piece);
               }
               break;
             }
@@ -208,8 +208,8 @@ export class AnthropicAdapter implements ProviderAdapter {
                 promptTokens = inputTokens(start.usage);
                 completionTokens = tokens(start.usage.output_tokens);
               }
-              if (typeof start?.model === 'string' && start.model !== '') yield { type: 'model', model: start.model };
-              if (typeof start?.id === 'string' && start.id !== '') yield { type: 'messageId', messageId: start.id };
+              if (typeof start?.model === 'string' && start.model !== '') emit({ type: 'model', model: start.model });
+              if (typeof start?.id === 'string' && start.id !== '') emit({ type: 'messageId', messageId: start.id });
               break;
             }
             case 'message_delta': {
@@ -234,7 +234,7 @@ export class AnthropicAdapter implements ProviderAdapter {
               break;
           }
         }
-      }
+      });
     } catch (err) {
       const failure = call.fail(err);
       if (!sawDone || failure.kind === 'aborted') throw failure;
@@ -243,8 +243,8 @@ export class AnthropicAdapter implements ProviderAdapter {
     }
     // Closed with neither message_stop nor a stop reason after text: a truncated stream, not an answer.
     if (!sawDone && finishReason === undefined && started) throw truncated(url);
-    if (sawUsage) yield { type: 'usage', usage: makeUsage(promptTokens, completionTokens) };
-    yield { type: 'done', finishReason, sawDone };
+    if (sawUsage) emit({ type: 'usage', usage: makeUsage(promptTokens, completionTokens) });
+    emit({ type: 'done', finishReason, sawDone });
   }
 
   async complete(request: ProviderRequest, signal: AbortSignal): Promise<ProviderResult> {

@@ -3,17 +3,7 @@ import { difyRoot } from './endpoint-url.js';
 import type { UpstreamHttp } from './http.js';
 import { readSse } from './sse.js';
 import { UpstreamError } from './upstream-error.js';
-import type {
-  AttachedFile,
-  ChatMessage,
-  FeedbackRequest,
-  ProviderAdapter,
-  ProviderEvent,
-  ProviderRequest,
-  ProviderResult,
-  ResolvedEndpoint,
-  Usage,
-} from './types.js';
+import type { AttachedFile, ChatMessage, FeedbackRequest, ProviderAdapter, ProviderEventSink, ProviderRequest, ProviderResult, ResolvedEndpoint, Usage } from './types.js';
 import { asObject, bearer, contentText, inStreamError, jsonHeaders, parseChunk, usageFromOpenAI, type OpenAIUsageWire, postJson, traced } from './wire.js';
 
 const PROVIDER = 'dify';
@@ -134,7 +124,7 @@ export class DifyAdapter implements ProviderAdapter {
 
   constructor(private readonly http: UpstreamHttp) {}
 
-  async *stream(request: ProviderRequest, signal: AbortSignal): AsyncGenerator<ProviderEvent, void, undefined> {
+  async stream(request: ProviderRequest, signal: AbortSignal, emit: ProviderEventSink): Promise<void> {
     const { endpoint } = request;
     const url = difyRoot(endpoint.url).url('/chat-messages');
     const call = await this.http.open(
@@ -149,7 +139,7 @@ export class DifyAdapter implements ProviderAdapter {
     let answerSoFar = '';
     let thoughts: Map<string, string> | undefined;
     try {
-      for await (const batch of readSse(call)) {
+      await readSse(call, (batch) => {
         for (const message of batch) {
           if (sawDone) continue;
           let event: DifyStreamEvent;
@@ -163,7 +153,7 @@ export class DifyAdapter implements ProviderAdapter {
             const conversationId = str(event.conversation_id);
             if (conversationId) {
               chatIdSent = true;
-              yield { type: 'chatId', chatId: conversationId };
+              emit({ type: 'chatId', chatId: conversationId });
             }
           }
           if (messageId === undefined) {
@@ -172,7 +162,7 @@ export class DifyAdapter implements ProviderAdapter {
               messageId = id;
               const taskId = str(event.task_id);
               if (taskId) this.running.set(id, taskId);
-              yield { type: 'messageId', messageId: id, taskId };
+              emit({ type: 'messageId', messageId: id, taskId });
             }
           }
           const type = event.event ?? message.event;
@@ -186,7 +176,7 @@ export class DifyAdapter implements ProviderAdapter {
                   call.contentStarted();
                 }
                 answerSoFar += answer;
-                yield { type: 'text', delta: answer };
+                emit({ type: 'text', delta: answer });
               }
               break;
             }
@@ -205,21 +195,21 @@ export class DifyAdapter implements ProviderAdapter {
                     started = true;
                     call.contentStarted();
                   }
-                  yield { type: 'reasoning', delta };
+                  emit({ type: 'reasoning', delta });
                 }
               }
               const tool = str(event.tool);
-              if (tool) yield { type: 'status', status: 'agent_thought', name: tool };
+              if (tool) emit({ type: 'status', status: 'agent_thought', name: tool });
               break;
             }
             case 'node_started': {
               const title = str(event.data?.title);
-              yield { type: 'status', status: 'running', name: title };
+              emit({ type: 'status', status: 'running', name: title });
               break;
             }
             case 'message_replace':
               // Content moderation replaced the answer; the platform decides what to show.
-              yield { type: 'status', status: 'message_replace', data: { answer: event.answer } };
+              emit({ type: 'status', status: 'message_replace', data: { answer: event.answer } });
               break;
             case 'message_end':
               usage = usageFromOpenAI(event.metadata?.usage);
@@ -233,7 +223,7 @@ export class DifyAdapter implements ProviderAdapter {
               break;
           }
         }
-      }
+      });
     } catch (err) {
       const failure = call.fail(err);
       if (!sawDone || failure.kind === 'aborted') throw failure;
@@ -241,8 +231,8 @@ export class DifyAdapter implements ProviderAdapter {
       call.close();
       if (messageId !== undefined) this.running.delete(messageId);
     }
-    if (usage) yield { type: 'usage', usage };
-    yield { type: 'done', finishReason: sawDone ? 'stop' : undefined, sawDone };
+    if (usage) emit({ type: 'usage', usage });
+    emit({ type: 'done', finishReason: sawDone ? 'stop' : undefined, sawDone });
   }
 
   async complete(request: ProviderRequest, signal: AbortSignal): Promise<ProviderResult> {

@@ -2,17 +2,7 @@ import { fastgptRoot } from './endpoint-url.js';
 import type { UpstreamHttp } from './http.js';
 import { OpenAIChunkReader } from './openai-chunk.js';
 import { readSse } from './sse.js';
-import type {
-  ChatContentPart,
-  ChatMessage,
-  FeedbackRequest,
-  ProviderAdapter,
-  ProviderEvent,
-  ProviderRequest,
-  ProviderResult,
-  ResolvedEndpoint,
-  Usage,
-} from './types.js';
+import type { ChatContentPart, ChatMessage, FeedbackRequest, ProviderAdapter, ProviderEventSink, ProviderRequest, ProviderResult, ResolvedEndpoint, Usage } from './types.js';
 import {
   asObject,
   bearer,
@@ -126,7 +116,7 @@ export class FastGPTAdapter implements ProviderAdapter {
 
   constructor(private readonly http: UpstreamHttp) {}
 
-  async *stream(request: ProviderRequest, signal: AbortSignal): AsyncGenerator<ProviderEvent, void, undefined> {
+  async stream(request: ProviderRequest, signal: AbortSignal, emit: ProviderEventSink): Promise<void> {
     const { endpoint } = request;
     const url = fastgptRoot(endpoint.url).url('/v1/chat/completions');
     const call = await this.http.open(
@@ -149,9 +139,9 @@ export class FastGPTAdapter implements ProviderAdapter {
     let usage: Usage | undefined;
     let flowUsage: Usage | undefined;
     try {
-      if (request.chatId) yield { type: 'chatId', chatId: request.chatId };
-      if (request.responseChatItemId) yield { type: 'messageId', messageId: request.responseChatItemId };
-      for await (const batch of readSse(call)) {
+      if (request.chatId) emit({ type: 'chatId', chatId: request.chatId });
+      if (request.responseChatItemId) emit({ type: 'messageId', messageId: request.responseChatItemId });
+      await readSse(call, (batch) => {
         for (const message of batch) {
           const data = message.data;
           const event = message.event;
@@ -173,8 +163,8 @@ export class FastGPTAdapter implements ProviderAdapter {
                 started = true;
                 call.contentStarted();
               }
-              if (delta.reasoning) yield { type: 'reasoning', delta: delta.reasoning };
-              if (delta.text) yield { type: 'text', delta: delta.text };
+              if (delta.reasoning) emit({ type: 'reasoning', delta: delta.reasoning });
+              if (delta.text) emit({ type: 'text', delta: delta.text });
             }
             if (delta.finishReason) finishReason = delta.finishReason;
             if (delta.usage) usage = usageFromOpenAI(delta.usage);
@@ -184,11 +174,11 @@ export class FastGPTAdapter implements ProviderAdapter {
             case 'flowNodeStatus': {
               const node = readEvent<FlowNodeStatus>(data);
               if (!node) break;
-              yield {
+              emit({
                 type: 'status',
                 status: typeof node.status === 'string' ? node.status : 'running',
                 name: typeof node.name === 'string' ? node.name : undefined,
-              };
+              });
               break;
             }
             case 'flowResponses':
@@ -197,14 +187,14 @@ export class FastGPTAdapter implements ProviderAdapter {
             case 'interactive': {
               const payload = readEvent<{ interactive?: unknown }>(data);
               if (!payload) break;
-              yield { type: 'interactive', data: payload.interactive ?? payload };
+              emit({ type: 'interactive', data: payload.interactive ?? payload });
               break;
             }
             case 'toolCall':
             case 'toolResponse': {
               const tool = readEvent<ToolEvent>(data)?.tool;
               const name = tool?.toolName ?? tool?.functionName;
-              yield { type: 'status', status: event, name: typeof name === 'string' ? name : undefined };
+              emit({ type: 'status', status: event, name: typeof name === 'string' ? name : undefined });
               break;
             }
             case 'error':
@@ -214,7 +204,7 @@ export class FastGPTAdapter implements ProviderAdapter {
               break;
           }
         }
-      }
+      });
     } catch (err) {
       const failure = call.fail(err);
       if (!sawDone || failure.kind === 'aborted') throw failure;
@@ -222,8 +212,8 @@ export class FastGPTAdapter implements ProviderAdapter {
       call.close();
     }
     usage ??= flowUsage;
-    if (usage) yield { type: 'usage', usage };
-    yield { type: 'done', finishReason, sawDone };
+    if (usage) emit({ type: 'usage', usage });
+    emit({ type: 'done', finishReason, sawDone });
   }
 
   async complete(request: ProviderRequest, signal: AbortSignal): Promise<ProviderResult> {

@@ -4,7 +4,7 @@ import { selfSignedCertificate } from '../../../../tools/src/mock-upstream/self-
 import { eventually } from '../../test/sse.js';
 import { UpstreamHttp } from './http.js';
 import { OpenAIAdapter } from './openai-adapter.js';
-import type { ProviderEvent, ProviderRequest } from './types.js';
+import type { ProviderRequest } from './types.js';
 import { UpstreamError } from './upstream-error.js';
 import { loopbackAllowed } from '../../test/providers.js';
 
@@ -44,7 +44,9 @@ describe.each(protocols)('the upstream path over $name', ({ tls, version }) => {
   const run = async (req: ProviderRequest, signal = new AbortController().signal): Promise<{ text: string; error: UpstreamError | undefined }> => {
     let text = '';
     try {
-      for await (const event of adapter.stream(req, signal) as AsyncIterable<ProviderEvent>) if (event.type === 'text') text += event.delta;
+      await adapter.stream(req, signal, (event) => {
+        if (event.type === 'text') text += event.delta;
+      });
     } catch (err) {
       return { text, error: err as UpstreamError };
     }
@@ -108,9 +110,7 @@ describe('an upstream with a certificate nobody trusts', () => {
       };
       const error = await (async () => {
         try {
-          for await (const _event of adapter.stream(req, new AbortController().signal)) {
-            // read to the end
-          }
+          await adapter.stream(req, new AbortController().signal, () => undefined);
         } catch (err) {
           return err;
         }

@@ -46,9 +46,7 @@ describe('UpstreamHttp', () => {
       const adapter = new OpenAIAdapter(configured);
       const run = async (req: ProviderRequest) => {
         try {
-          for await (const _event of adapter.stream(req, new AbortController().signal)) {
-            // read to the end
-          }
+          await adapter.stream(req, new AbortController().signal, () => undefined);
         } catch (err) {
           return err as Error;
         }
@@ -67,9 +65,7 @@ describe('UpstreamHttp', () => {
   it('reuses keep-alive connections for streams read to the end', async () => {
     const adapter = new OpenAIAdapter(http);
     for (let i = 0; i < 5; i++) {
-      for await (const _event of adapter.stream(request(`n${i}`), new AbortController().signal)) {
-        // read to the end
-      }
+      await adapter.stream(request(`n${i}`), new AbortController().signal, () => undefined);
     }
     // undici frees a connection a tick after the body ends, so back-to-back calls may open a second one.
     expect(http.pool(new URL(mock.url).origin).stats.connected).toBeLessThanOrEqual(2);
@@ -184,9 +180,7 @@ describe('UpstreamHttp', () => {
 
 describe('local queueing for upstream slots', () => {
   const drain = async (adapter: OpenAIAdapter, req: ProviderRequest, signal = new AbortController().signal) => {
-    for await (const _event of adapter.stream(req, signal)) {
-      // read to the end
-    }
+    await adapter.stream(req, signal, () => undefined);
   };
 
   it('a call waiting for a slot is not on the upstream\'s clock: its headers deadline starts once it has one', async () => {

@@ -3,7 +3,7 @@ import type { UpstreamHttp } from './http.js';
 import { OpenAIChunkReader } from './openai-chunk.js';
 import { readSse } from './sse.js';
 import { OpenAIToolCallPieces, openAIToolMessage, toolCallsOfMessage } from './tool-calls.js';
-import type { ChatMessage, ProviderAdapter, ProviderEvent, ProviderRequest, ProviderResult, Usage } from './types.js';
+import type { ChatMessage, ProviderAdapter, ProviderEventSink, ProviderRequest, ProviderResult, Usage } from './types.js';
 import {
   truncated,
   asObject,
@@ -84,7 +84,7 @@ export class OpenAIAdapter implements ProviderAdapter {
 
   constructor(private readonly http: UpstreamHttp) {}
 
-  async *stream(request: ProviderRequest, signal: AbortSignal): AsyncGenerator<ProviderEvent, void, undefined> {
+  async stream(request: ProviderRequest, signal: AbortSignal, emit: ProviderEventSink): Promise<void> {
     const { endpoint } = request;
     const url = openaiRoot(endpoint.url).url('/chat/completions');
     const call = await this.http.open(
@@ -99,7 +99,7 @@ export class OpenAIAdapter implements ProviderAdapter {
     let usage: Usage | undefined;
     let toolCalls: OpenAIToolCallPieces | undefined;
     try {
-      for await (const batch of readSse(call)) {
+      await readSse(call, (batch) => {
         for (const message of batch) {
           if (sawDone) continue;
           const data = message.data;
@@ -116,27 +116,27 @@ export class OpenAIAdapter implements ProviderAdapter {
           }
           if (!modelSeen && delta.model !== undefined) {
             modelSeen = true;
-            yield { type: 'model', model: delta.model };
+            emit({ type: 'model', model: delta.model });
           }
           if (delta.reasoning || delta.text) {
             if (!started) {
               started = true;
               call.contentStarted();
             }
-            if (delta.reasoning) yield { type: 'reasoning', delta: delta.reasoning };
-            if (delta.text) yield { type: 'text', delta: delta.text };
+            if (delta.reasoning) emit({ type: 'reasoning', delta: delta.reasoning });
+            if (delta.text) emit({ type: 'text', delta: delta.text });
           }
           if (delta.toolCalls) {
             if (!started) {
               started = true;
               call.contentStarted();
             }
-            yield* (toolCalls ??= new OpenAIToolCallPieces()).read(delta.toolCalls);
+            for (const piece of (toolCalls ??= new OpenAIToolCallPieces()).read(delta.toolCalls)) emit(piece);
           }
           if (delta.finishReason) finishReason = delta.finishReason;
           if (delta.usage) usage = usageFromOpenAI(delta.usage);
         }
-      }
+      });
     } catch (err) {
       const failure = call.fail(err);
       // After [DONE] the answer is whole; a connection that then fails to close cleanly does not spoil it.
@@ -146,8 +146,8 @@ export class OpenAIAdapter implements ProviderAdapter {
     }
     // Closed with neither [DONE] nor a finish reason after text: a truncated stream (a proxy ended it), not an answer.
     if (!sawDone && finishReason === undefined && started) throw truncated(url);
-    if (usage) yield { type: 'usage', usage };
-    yield { type: 'done', finishReason, sawDone };
+    if (usage) emit({ type: 'usage', usage });
+    emit({ type: 'done', finishReason, sawDone });
   }
 
   async complete(request: ProviderRequest, signal: AbortSignal): Promise<ProviderResult> {

@@ -77,13 +77,10 @@ describe('createProviderRegistry', () => {
       const kind = kinds[i % kinds.length] ?? 'openai';
       let text = '';
       let done = false;
-      for await (const event of registry.adapter(kind).stream(
-        { endpoint: endpoint(kind), messages: [{ role: 'user', content: `q${i}` }], user: 'u' },
-        new AbortController().signal,
-      )) {
+      await registry.adapter(kind).stream({ endpoint: endpoint(kind), messages: [{ role: 'user', content: `q${i}` }], user: 'u' }, new AbortController().signal, (event) => {
         if (event.type === 'text') text += event.delta;
         if (event.type === 'done') done = event.sawDone;
-      }
+      });
       return { text, done, i };
     });
     for (const run of await Promise.all(runs)) {

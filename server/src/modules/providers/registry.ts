@@ -123,8 +123,14 @@ async function probe(adapter: ProviderAdapter, endpoint: ResolvedEndpoint, signa
     user: 'llmchat-validate',
   };
   if (adapter.kind !== 'dify') return (await adapter.complete(request, signal)).model;
-  for await (const event of adapter.stream(request, signal)) {
-    if (event.type === 'text' || event.type === 'done') break;
+  // The first text (or the end) proves it: the rest of the answer is not read.
+  const proven = new AbortController();
+  try {
+    await adapter.stream(request, AbortSignal.any([signal, proven.signal]), (event) => {
+      if (event.type === 'text' || event.type === 'done') proven.abort();
+    });
+  } catch (err) {
+    if (!proven.signal.aborted) throw err;
   }
   return undefined;
 }

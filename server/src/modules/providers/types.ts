@@ -181,10 +181,20 @@ export interface ValidationResult {
   error?: { code: string; message: string; status?: number | undefined } | undefined;
 }
 
+/**
+ * Takes a stream's events in order, synchronously, as the adapter reads them.
+ * It may throw only an UpstreamError: the call then ends with that error
+ * (a hedged call that lost its race does).
+ */
+export type ProviderEventSink = (event: ProviderEvent) => void;
+
 export interface ProviderAdapter {
   readonly kind: ProviderKind;
-  /** Streams the answer. Throws UpstreamError for every failure, including network ones. */
-  stream(request: ProviderRequest, signal: AbortSignal): AsyncIterable<ProviderEvent>;
+  /**
+   * Streams the answer into `emit`; resolves once it ended. Rejects with an
+   * UpstreamError for every failure, including network ones.
+   */
+  stream(request: ProviderRequest, signal: AbortSignal, emit: ProviderEventSink): Promise<void>;
   /** Blocking call. Throws UpstreamError. */
   complete(request: ProviderRequest, signal: AbortSignal): Promise<ProviderResult>;
   /** Forward a rating where the provider supports it; returns false when it does not. */
