@@ -232,10 +232,17 @@ describe.each(await backendNames())('token quotas and budgets on %s', (backendNa
     const question = 'stop me [[mock chunks=3 stallAfter=2]]';
     // The stalled stream never ends by itself; inject returns once it does, so it is stopped from the side.
     const streaming = t.app.inject({ method: 'POST', url: '/api/chat/completions', headers: bearer(token), payload: { agentId: 'plain', stream: true, messages: [{ role: 'user', content: question }] } });
+    // Stopped only once text went out: a stop before the first chunk would store an empty answer (a CI flake).
     const answer = await eventually(async () => {
       const m = await t.backend.database.db.selectFrom('messages').select('id').where('user_id', '=', userId).where('role', '=', 'assistant').executeTakeFirst();
-      return m && t.app.deps.chat.localGeneration(m.id) ? m : undefined;
-    }, 'the answer to be running');
+      const generation = m && t.app.deps.chat.localGeneration(m.id);
+      if (!generation) return undefined;
+      let sentText = false;
+      generation.subscribe(0, (event) => {
+        if (event.event === 'chunk') sentText = true;
+      })();
+      return sentText ? m : undefined;
+    }, 'the answer to have sent text');
     const stop = await t.app.inject({ method: 'POST', url: '/api/chat/stop', headers: bearer(token), payload: { messageId: answer.id } });
     expect(stop.statusCode).toBe(200);
     expect((await streaming).statusCode).toBe(200);
