@@ -2,7 +2,7 @@ import { afterAll, beforeAll } from 'vitest';
 import { createMockUpstream, type MockUpstream } from '../../../tools/src/mock-upstream/index.js';
 import { UpstreamHttp } from '../modules/providers/http.js';
 import { OutboundPolicy } from '../modules/providers/outbound-policy.js';
-import type { ProviderEvent, ProviderEventSink, ProviderRequest, ResolvedEndpoint } from '../modules/providers/types.js';
+import type { ProviderAdapter, ProviderEvent, ProviderRequest, ResolvedEndpoint } from '../modules/providers/types.js';
 import { UpstreamError } from '../modules/providers/upstream-error.js';
 
 /**
@@ -57,10 +57,10 @@ export function useAdapterOnMock<A>(make: (http: UpstreamHttp) => A, base: (mock
 
 export const never: AbortSignal = new AbortController().signal;
 
-/** Runs a stream (`(emit) => adapter.stream(request, signal, emit)`) and returns its events in order. */
-export async function collect(run: (emit: ProviderEventSink) => Promise<void>): Promise<ProviderEvent[]> {
+/** Streams `request` through `adapter` and returns its events in order. */
+export async function collect(adapter: Pick<ProviderAdapter, 'stream'>, request: ProviderRequest, signal: AbortSignal = never): Promise<ProviderEvent[]> {
   const events: ProviderEvent[] = [];
-  await run((event) => events.push(event));
+  await adapter.stream(request, signal, (event) => events.push(event));
   return events;
 }
 
@@ -69,9 +69,9 @@ export function textOf(events: ProviderEvent[]): string {
 }
 
 /** The UpstreamError a stream ends with; fails the test when it ends cleanly. */
-export async function streamError(run: (emit: ProviderEventSink) => Promise<void>): Promise<UpstreamError> {
+export async function streamError(adapter: Pick<ProviderAdapter, 'stream'>, request: ProviderRequest, signal: AbortSignal = never): Promise<UpstreamError> {
   try {
-    await collect(run);
+    await collect(adapter, request, signal);
   } catch (err) {
     if (err instanceof UpstreamError) return err;
     throw err;

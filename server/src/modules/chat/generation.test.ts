@@ -168,14 +168,14 @@ describe('an answer that breaks off', () => {
     const requests: ProviderRequest[] = [];
     const adapter: ProviderAdapter = {
       kind: 'openai',
-      async stream(request, _signal, emit) {
+      stream(request, _signal, emit) {
         const script = scripts[requests.length] ?? [];
         requests.push(request);
         for (const item of script) {
-          if (item instanceof UpstreamError) throw item;
+          if (item instanceof UpstreamError) return Promise.reject(item);
           emit(item);
         }
-        await Promise.resolve();
+        return Promise.resolve();
       },
       complete: () => Promise.reject(new Error('not used')),
     };

@@ -7,7 +7,7 @@ const { fx, request, lastBody } = useAdapterOnMock((http) => new AnthropicAdapte
 
 describe('AnthropicAdapter.stream', () => {
   it('streams text, model, message id, usage and done', async () => {
-    const events = await collect((emit) => fx.adapter.stream(request('hello'), never, emit));
+    const events = await collect(fx.adapter, request('hello'));
     expect(textOf(events)).toMatch(/^Simulated answer to: hello/);
     expect(events).toContainEqual({ type: 'model', model: 'claude-test' });
     expect(events.some((e) => e.type === 'messageId')).toBe(true);
@@ -16,7 +16,7 @@ describe('AnthropicAdapter.stream', () => {
   });
 
   it('sends x-api-key, anthropic-version and the default max_tokens', async () => {
-    await collect((emit) => fx.adapter.stream(request('headers'), never, emit));
+    await collect(fx.adapter, request('headers'));
     const sent = fx.mock.requests.at(-1);
     expect(sent?.path).toBe('/v1/messages');
     expect(sent?.headers['x-api-key']).toBe('***');
@@ -26,25 +26,25 @@ describe('AnthropicAdapter.stream', () => {
   });
 
   it('sends the system prompt top-level, never as a message', async () => {
-    const events = await collect((emit) => fx.adapter.stream(request('sys', { systemPrompt: 'Answer in French.' }), never, emit));
+    const events = await collect(fx.adapter, request('sys', { systemPrompt: 'Answer in French.' }));
     expect(lastBody().system).toBe('Answer in French.');
     expect(lastBody().messages).toEqual([{ role: 'user', content: 'sys' }]);
     expect(textOf(events)).toMatch(/^\[system prompt received\] /);
   });
 
   it('maps thinking deltas to reasoning events', async () => {
-    const events = await collect((emit) => fx.adapter.stream(request('think [[mock reasoning=3]]'), never, emit));
+    const events = await collect(fx.adapter, request('think [[mock reasoning=3]]'));
     expect(events.filter((e) => e.type === 'reasoning')).toHaveLength(3);
     expect(textOf(events)).toMatch(/^Simulated answer to: think/);
   });
 
   it('ends with sawDone=false without message_stop', async () => {
-    const events = await collect((emit) => fx.adapter.stream(request('x [[mock noDone=1]]'), never, emit));
+    const events = await collect(fx.adapter, request('x [[mock noDone=1]]'));
     expect(events.at(-1)).toEqual({ type: 'done', finishReason: 'end_turn', sawDone: false });
   });
 
   it('turns an in-stream error event into an http error with its type as code', async () => {
-    await expect(collect((emit) => fx.adapter.stream(request('x [[mock errorAfter=1]]'), never, emit))).rejects.toMatchObject({
+    await expect(collect(fx.adapter, request('x [[mock errorAfter=1]]'))).rejects.toMatchObject({
       kind: 'http',
       providerCode: 'overloaded_error',
       retryable: true,
@@ -52,7 +52,7 @@ describe('AnthropicAdapter.stream', () => {
   });
 
   it('maps 529 overloaded with Retry-After into a retryable error', async () => {
-    await expect(collect((emit) => fx.adapter.stream(request('x [[mock status=529 retryAfter=3]]'), never, emit))).rejects.toMatchObject({
+    await expect(collect(fx.adapter, request('x [[mock status=529 retryAfter=3]]'))).rejects.toMatchObject({
       kind: 'http',
       status: 529,
       providerCode: 'overloaded_error',
@@ -62,7 +62,7 @@ describe('AnthropicAdapter.stream', () => {
   });
 
   it('maps a bad key to a non-retryable 401 authentication_error', async () => {
-    await expect(collect((emit) => fx.adapter.stream(request('x', {}, { apiKey: 'bad-key' }), never, emit))).rejects.toMatchObject({
+    await expect(collect(fx.adapter, request('x', {}, { apiKey: 'bad-key' }))).rejects.toMatchObject({
       kind: 'http',
       status: 401,
       providerCode: 'authentication_error',
@@ -71,19 +71,19 @@ describe('AnthropicAdapter.stream', () => {
   });
 
   it('times out when the stream stalls after it started', async () => {
-    await expect(collect((emit) => fx.adapter.stream(request('x [[mock stallAfter=1]]', {}, { timeouts: { idleMs: 200 } }), never, emit))).rejects.toMatchObject({
+    await expect(collect(fx.adapter, request('x [[mock stallAfter=1]]', {}, { timeouts: { idleMs: 200 } }))).rejects.toMatchObject({
       kind: 'timeout',
       message: expect.stringContaining('idle') as unknown,
     });
   });
 
   it('turns a cut stream into a network error', async () => {
-    await expect(collect((emit) => fx.adapter.stream(request('x [[mock cutAfter=1]]'), never, emit))).rejects.toMatchObject({ kind: 'network' });
+    await expect(collect(fx.adapter, request('x [[mock cutAfter=1]]'))).rejects.toMatchObject({ kind: 'network' });
   });
 
   it('accepts the /v1 base and the full messages URL', async () => {
     for (const url of [`${fx.mock.url}/v1`, `${fx.mock.url}/v1/messages`]) {
-      const events = await collect((emit) => fx.adapter.stream(request('url', {}, { url }), never, emit));
+      const events = await collect(fx.adapter, request('url', {}, { url }));
       expect(events.at(-1)).toMatchObject({ type: 'done', sawDone: true });
     }
   });

@@ -13,7 +13,7 @@ function lastChatBody(): Record<string, unknown> {
 
 describe('DifyAdapter.stream', () => {
   it('streams text, conversation id, message id, usage and done', async () => {
-    const events = await collect((emit) => fx.adapter.stream(request('hello'), never, emit));
+    const events = await collect(fx.adapter, request('hello'));
     expect(textOf(events)).toMatch(/^Simulated answer to: hello/);
     expect(events.filter((e) => e.type === 'chatId')).toHaveLength(1);
     const messageId = events.find((e) => e.type === 'messageId');
@@ -24,44 +24,37 @@ describe('DifyAdapter.stream', () => {
   });
 
   it('sends conversation_id and variables, and the system prompt as inputs.system_prompt', async () => {
-    const events = await collect(
-      (emit) => fx.adapter.stream(request('again', { chatId: 'conv-1', variables: { topic: 'tea' }, systemPrompt: 'Be kind.' }), never, emit),
-    );
+    const events = await collect(fx.adapter, request('again', { chatId: 'conv-1', variables: { topic: 'tea' }, systemPrompt: 'Be kind.' }));
     expect(lastChatBody()).toMatchObject({ conversation_id: 'conv-1', inputs: { topic: 'tea', system_prompt: 'Be kind.' } });
     expect(events).toContainEqual({ type: 'chatId', chatId: 'conv-1' });
     expect(textOf(events)).toMatch(/^\[system prompt received\] /);
   });
 
   it('sends only the last user message as the query', async () => {
-    await collect(
-      (emit) => fx.adapter.stream(
-        {
-          endpoint: endpoint(),
-          user: 'user-1',
-          messages: [
-            { role: 'user', content: 'first' },
-            { role: 'assistant', content: 'answer' },
-            { role: 'user', content: [{ type: 'text', text: 'second' }] },
-          ],
-        },
-        never, emit,
-      ),
-    );
+    await collect(fx.adapter, {
+      endpoint: endpoint(),
+      user: 'user-1',
+      messages: [
+        { role: 'user', content: 'first' },
+        { role: 'assistant', content: 'answer' },
+        { role: 'user', content: [{ type: 'text', text: 'second' }] },
+      ],
+    });
     expect(lastChatBody().query).toBe('second');
   });
 
   it('maps agent thoughts to reasoning events', async () => {
-    const events = await collect((emit) => fx.adapter.stream(request('think [[mock reasoning=2]]'), never, emit));
+    const events = await collect(fx.adapter, request('think [[mock reasoning=2]]'));
     expect(events.filter((e) => e.type === 'reasoning')).toHaveLength(2);
   });
 
   it('ends with sawDone=false without message_end', async () => {
-    const events = await collect((emit) => fx.adapter.stream(request('x [[mock noDone=1]]'), never, emit));
+    const events = await collect(fx.adapter, request('x [[mock noDone=1]]'));
     expect(events.at(-1)).toEqual({ type: 'done', finishReason: undefined, sawDone: false });
   });
 
   it('turns an error event into an http error with its code and status', async () => {
-    await expect(collect((emit) => fx.adapter.stream(request('x [[mock errorAfter=1 code=provider_quota_exceeded]]'), never, emit))).rejects.toMatchObject({
+    await expect(collect(fx.adapter, request('x [[mock errorAfter=1 code=provider_quota_exceeded]]'))).rejects.toMatchObject({
       kind: 'http',
       status: 500,
       providerCode: 'provider_quota_exceeded',
@@ -70,7 +63,7 @@ describe('DifyAdapter.stream', () => {
   });
 
   it('maps a 400 invalid_param to a non-retryable error', async () => {
-    await expect(collect((emit) => fx.adapter.stream(request('x [[mock status=400]]'), never, emit))).rejects.toMatchObject({
+    await expect(collect(fx.adapter, request('x [[mock status=400]]'))).rejects.toMatchObject({
       kind: 'http',
       status: 400,
       providerCode: 'invalid_param',
@@ -79,7 +72,7 @@ describe('DifyAdapter.stream', () => {
   });
 
   it('maps a bad key to a non-retryable 401', async () => {
-    await expect(collect((emit) => fx.adapter.stream(request('x', {}, { apiKey: 'bad-key' }), never, emit))).rejects.toMatchObject({
+    await expect(collect(fx.adapter, request('x', {}, { apiKey: 'bad-key' }))).rejects.toMatchObject({
       kind: 'http',
       status: 401,
       retryable: false,
@@ -88,21 +81,21 @@ describe('DifyAdapter.stream', () => {
 
   it('does not count the opening ping as the first token', async () => {
     await expect(
-      collect((emit) => fx.adapter.stream(request('x [[mock firstTokenDelay=2000]]', {}, { timeouts: { firstTokenMs: 200 } }), never, emit)),
+      collect(fx.adapter, request('x [[mock firstTokenDelay=2000]]', {}, { timeouts: { firstTokenMs: 200 } })),
     ).rejects.toMatchObject({ kind: 'timeout', message: expect.stringContaining('first token') as unknown });
   });
 
   it('turns a cut stream into a network error', async () => {
-    await expect(collect((emit) => fx.adapter.stream(request('x [[mock cutAfter=2]]'), never, emit))).rejects.toMatchObject({ kind: 'network' });
+    await expect(collect(fx.adapter, request('x [[mock cutAfter=2]]'))).rejects.toMatchObject({ kind: 'network' });
   });
 
   it('turns a malformed event into a protocol error', async () => {
-    await expect(collect((emit) => fx.adapter.stream(request('x [[mock malformedAfter=1]]'), never, emit))).rejects.toMatchObject({ kind: 'protocol' });
+    await expect(collect(fx.adapter, request('x [[mock malformedAfter=1]]'))).rejects.toMatchObject({ kind: 'protocol' });
   });
 
   it('accepts the host alone and the full chat-messages URL', async () => {
     for (const url of [fx.mock.url, `${fx.mock.url}/v1/chat-messages`]) {
-      const events = await collect((emit) => fx.adapter.stream(request('url', {}, { url }), never, emit));
+      const events = await collect(fx.adapter, request('url', {}, { url }));
       expect(events.at(-1)).toMatchObject({ type: 'done', sawDone: true });
     }
   });

@@ -3,7 +3,17 @@ import { difyRoot } from './endpoint-url.js';
 import type { UpstreamHttp } from './http.js';
 import { readSse } from './sse.js';
 import { UpstreamError } from './upstream-error.js';
-import type { AttachedFile, ChatMessage, FeedbackRequest, ProviderAdapter, ProviderEventSink, ProviderRequest, ProviderResult, ResolvedEndpoint, Usage } from './types.js';
+import type {
+  AttachedFile,
+  ChatMessage,
+  FeedbackRequest,
+  ProviderAdapter,
+  ProviderEventSink,
+  ProviderRequest,
+  ProviderResult,
+  ResolvedEndpoint,
+  Usage,
+} from './types.js';
 import { asObject, bearer, contentText, inStreamError, jsonHeaders, parseChunk, usageFromOpenAI, type OpenAIUsageWire, postJson, traced } from './wire.js';
 
 const PROVIDER = 'dify';

@@ -14,7 +14,7 @@ function lastChatBody(): Record<string, unknown> {
 
 describe('FastGPTAdapter.stream', () => {
   it('streams plain chunks without detail and ends with [DONE]', async () => {
-    const events = await collect((emit) => fx.adapter.stream(request('plain'), never, emit));
+    const events = await collect(fx.adapter, request('plain'));
     expect(textOf(events)).toMatch(/^Simulated answer to: plain/);
     expect(events.some((e) => e.type === 'status')).toBe(false);
     expect(events.at(-1)).toEqual({ type: 'done', finishReason: 'stop', sawDone: true });
@@ -22,19 +22,14 @@ describe('FastGPTAdapter.stream', () => {
   });
 
   it('sends chatId, detail, variables and responseChatItemId, and echoes the ids as events', async () => {
-    const events = await collect(
-      (emit) => fx.adapter.stream(
-        request('ids', { chatId: 'chat-1', detail: true, variables: { lang: 'en' }, responseChatItemId: 'item-1' }),
-        never, emit,
-      ),
-    );
+    const events = await collect(fx.adapter, request('ids', { chatId: 'chat-1', detail: true, variables: { lang: 'en' }, responseChatItemId: 'item-1' }));
     expect(lastChatBody()).toMatchObject({ chatId: 'chat-1', detail: true, variables: { lang: 'en' }, responseChatItemId: 'item-1' });
     expect(events).toContainEqual({ type: 'chatId', chatId: 'chat-1' });
     expect(events).toContainEqual({ type: 'messageId', messageId: 'item-1' });
   });
 
   it('maps flowNodeStatus to status events and takes usage from flowResponses in detail mode', async () => {
-    const events = await collect((emit) => fx.adapter.stream(request('detail', { detail: true }), never, emit));
+    const events = await collect(fx.adapter, request('detail', { detail: true }));
     expect(events).toContainEqual({ type: 'status', status: 'running', name: 'AI 对话' });
     expect(events.find((e) => e.type === 'usage')).toMatchObject({ usage: { completionTokens: 4 } });
     expect(textOf(events)).toMatch(/^Simulated answer to: detail/);
@@ -42,19 +37,19 @@ describe('FastGPTAdapter.stream', () => {
   });
 
   it('passes an interactive node through as an interactive event', async () => {
-    const events = await collect((emit) => fx.adapter.stream(request('pick [[mock interactive=select]]', { detail: true }), never, emit));
+    const events = await collect(fx.adapter, request('pick [[mock interactive=select]]', { detail: true }));
     const interactive = events.find((e) => e.type === 'interactive');
     expect(interactive).toMatchObject({ type: 'interactive', data: { type: 'userSelect', params: { userSelectOptions: expect.any(Array) as unknown } } });
     expect(events).toContainEqual({ type: 'status', status: 'running', name: '用户选择' });
   });
 
   it('maps reasoning_content to reasoning events', async () => {
-    const events = await collect((emit) => fx.adapter.stream(request('why [[mock reasoning=2]]', { detail: true }), never, emit));
+    const events = await collect(fx.adapter, request('why [[mock reasoning=2]]', { detail: true }));
     expect(events.filter((e) => e.type === 'reasoning')).toHaveLength(2);
   });
 
   it('sends the system prompt as a leading system message', async () => {
-    const events = await collect((emit) => fx.adapter.stream(request('sys', { systemPrompt: 'You are terse.' }), never, emit));
+    const events = await collect(fx.adapter, request('sys', { systemPrompt: 'You are terse.' }));
     expect(lastChatBody().messages).toEqual([
       { role: 'system', content: 'You are terse.' },
       { role: 'user', content: 'sys' },
@@ -64,18 +59,18 @@ describe('FastGPTAdapter.stream', () => {
 
   it('accepts base and full URLs', async () => {
     for (const url of [fx.mock.url, `${fx.mock.url}/api/v1`, `${fx.mock.url}/api/v1/chat/completions`]) {
-      const events = await collect((emit) => fx.adapter.stream(request('url', {}, { url }), never, emit));
+      const events = await collect(fx.adapter, request('url', {}, { url }));
       expect(events.at(-1)).toMatchObject({ type: 'done', sawDone: true });
     }
   });
 
   it('ends with sawDone=false without [DONE]', async () => {
-    const events = await collect((emit) => fx.adapter.stream(request('x [[mock noDone=1]]', { detail: true }), never, emit));
+    const events = await collect(fx.adapter, request('x [[mock noDone=1]]', { detail: true }));
     expect(events.at(-1)).toMatchObject({ type: 'done', sawDone: false });
   });
 
   it('turns an in-stream error event into an http error with its code', async () => {
-    const err = await collect((emit) => fx.adapter.stream(request('x [[mock errorAfter=1 code=quota_exceeded]]', { detail: true }), never, emit)).then(
+    const err = await collect(fx.adapter, request('x [[mock errorAfter=1 code=quota_exceeded]]', { detail: true })).then(
       () => undefined,
       (e: unknown) => e,
     );
@@ -85,9 +80,7 @@ describe('FastGPTAdapter.stream', () => {
 
   it('does not count flow-node status as the first token', async () => {
     const events: ProviderEvent[] = [];
-    const err = await fx.adapter
-      .stream(request('x [[mock firstTokenDelay=2000]]', { detail: true }, { timeouts: { firstTokenMs: 200 } }), never, (event) => events.push(event))
-      .then(
+    const err = await fx.adapter.stream(request('x [[mock firstTokenDelay=2000]]', { detail: true }, { timeouts: { firstTokenMs: 200 } }), never, (event) => events.push(event)).then(
       () => undefined,
       (e: unknown) => e,
     );
@@ -96,7 +89,7 @@ describe('FastGPTAdapter.stream', () => {
   });
 
   it('maps a bad key to a non-retryable 401', async () => {
-    await expect(collect((emit) => fx.adapter.stream(request('x', {}, { apiKey: 'bad-key' }), never, emit))).rejects.toMatchObject({
+    await expect(collect(fx.adapter, request('x', {}, { apiKey: 'bad-key' }))).rejects.toMatchObject({
       kind: 'http',
       status: 401,
       providerCode: 'unAuthApiKey',
@@ -105,7 +98,7 @@ describe('FastGPTAdapter.stream', () => {
   });
 
   it('turns a malformed answer chunk into a protocol error', async () => {
-    await expect(collect((emit) => fx.adapter.stream(request('x [[mock malformedAfter=2]]', { detail: true }), never, emit))).rejects.toMatchObject({
+    await expect(collect(fx.adapter, request('x [[mock malformedAfter=2]]', { detail: true }))).rejects.toMatchObject({
       kind: 'protocol',
     });
   });
@@ -126,7 +119,7 @@ describe('FastGPTAdapter.complete', () => {
 
 describe('FastGPTAdapter side APIs', () => {
   it('forwards feedback for an answer to the chat it belongs to', async () => {
-    await collect((emit) => fx.adapter.stream(request('rate me', { chatId: 'chat-fb', responseChatItemId: 'item-fb' }), never, emit));
+    await collect(fx.adapter, request('rate me', { chatId: 'chat-fb', responseChatItemId: 'item-fb' }));
     const forwarded = await fx.adapter.feedback(
       { endpoint: endpoint(), chatId: 'chat-fb', messageId: 'item-fb', rating: 'down', comment: 'too vague' },
       never,

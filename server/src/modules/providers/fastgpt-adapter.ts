@@ -2,7 +2,17 @@ import { fastgptRoot } from './endpoint-url.js';
 import type { UpstreamHttp } from './http.js';
 import { OpenAIChunkReader } from './openai-chunk.js';
 import { readSse } from './sse.js';
-import type { ChatContentPart, ChatMessage, FeedbackRequest, ProviderAdapter, ProviderEventSink, ProviderRequest, ProviderResult, ResolvedEndpoint, Usage } from './types.js';
+import type {
+  ChatContentPart,
+  ChatMessage,
+  FeedbackRequest,
+  ProviderAdapter,
+  ProviderEventSink,
+  ProviderRequest,
+  ProviderResult,
+  ResolvedEndpoint,
+  Usage,
+} from './types.js';
 import {
   asObject,
   bearer,

@@ -7,7 +7,7 @@ import type { ProviderEvent, ProviderRequest } from './types.js';
 import { UpstreamError } from './upstream-error.js';
 
 const { fx, endpoint, request, lastBody } = useAdapterOnMock((http) => new OpenAIAdapter(http), (url) => ({ id: 'ep-1', provider: 'openai', url: `${url}/v1`, apiKey: 'sk-test-key', appId: undefined, model: 'gpt-test' }));
-const failure = (req: ProviderRequest, signal = never) => streamError((emit) => fx.adapter.stream(req, signal, emit));
+const failure = (req: ProviderRequest, signal = never) => streamError(fx.adapter, req, signal);
 
 
 
@@ -18,7 +18,7 @@ const idleOnly: EndpointTimeouts = { idleMs: 200 };
 
 describe('OpenAIAdapter.stream', () => {
   it('streams text, model, usage and a done with sawDone', async () => {
-    const events = await collect((emit) => fx.adapter.stream(request('hello'), new AbortController().signal, emit));
+    const events = await collect(fx.adapter, request('hello'), new AbortController().signal);
     expect(textOf(events)).toMatch(/^Simulated answer to: hello/);
     expect(events).toContainEqual({ type: 'model', model: 'gpt-test' });
     const usage = events.find((e) => e.type === 'usage');
@@ -27,21 +27,21 @@ describe('OpenAIAdapter.stream', () => {
   });
 
   it('asks for usage in the stream and sends the model, temperature and max tokens', async () => {
-    await collect((emit) => fx.adapter.stream(request('params', { temperature: 0.3, maxTokens: 77, user: 'u-1' }), new AbortController().signal, emit));
+    await collect(fx.adapter, request('params', { temperature: 0.3, maxTokens: 77, user: 'u-1' }), new AbortController().signal);
     const body = lastBody();
     expect(body).toMatchObject({ model: 'gpt-test', stream: true, stream_options: { include_usage: true }, temperature: 0.3, max_tokens: 77, user: 'u-1' });
     expect(fx.mock.requests.at(-1)?.headers.authorization).toBe('Bearer ***');
   });
 
   it('maps reasoning_content deltas to reasoning events before the text', async () => {
-    const events = await collect((emit) => fx.adapter.stream(request('think [[mock reasoning=3]]'), new AbortController().signal, emit));
+    const events = await collect(fx.adapter, request('think [[mock reasoning=3]]'), new AbortController().signal);
     const kinds = events.filter((e) => e.type === 'reasoning' || e.type === 'text').map((e) => e.type);
     expect(kinds.slice(0, 3)).toEqual(['reasoning', 'reasoning', 'reasoning']);
     expect(kinds.at(-1)).toBe('text');
   });
 
   it('sends the system prompt as a leading system message', async () => {
-    const events = await collect((emit) => fx.adapter.stream(request('sys', { systemPrompt: 'Be brief.' }), new AbortController().signal, emit));
+    const events = await collect(fx.adapter, request('sys', { systemPrompt: 'Be brief.' }), new AbortController().signal);
     expect(lastBody().messages).toEqual([
       { role: 'system', content: 'Be brief.' },
       { role: 'user', content: 'sys' },
@@ -58,19 +58,19 @@ describe('OpenAIAdapter.stream', () => {
         { role: 'user', content: 'hi' },
       ],
     };
-    await collect((emit) => fx.adapter.stream(req, new AbortController().signal, emit));
+    await collect(fx.adapter, req, new AbortController().signal);
     expect(lastBody().messages).toEqual(req.messages);
   });
 
   it('ends with sawDone=false when the stream closes without [DONE]', async () => {
-    const events = await collect((emit) => fx.adapter.stream(request('x [[mock noDone=1]]'), new AbortController().signal, emit));
+    const events = await collect(fx.adapter, request('x [[mock noDone=1]]'), new AbortController().signal);
     expect(events.at(-1)).toEqual({ type: 'done', finishReason: 'stop', sawDone: false });
     expect(events.some((e) => e.type === 'usage')).toBe(true);
   });
 
   it('accepts the base URL without /v1 and the full chat URL', async () => {
     for (const url of [fx.mock.url, `${fx.mock.url}/v1/chat/completions`, `${fx.mock.url}/chat/completions`]) {
-      const events = await collect((emit) => fx.adapter.stream(request('url', {}, { url }), new AbortController().signal, emit));
+      const events = await collect(fx.adapter, request('url', {}, { url }), new AbortController().signal);
       expect(events.at(-1)).toMatchObject({ type: 'done', sawDone: true });
     }
     expect(fx.mock.requests.at(-1)?.path).toBe('/chat/completions');

@@ -13,11 +13,11 @@ const MAX_EVENT_CHARS = 8 * 1024 * 1024;
  *
  * Hot path: one async step per network chunk, and none per message or per
  * event the adapter makes of it: `onBatch` runs synchronously, and the batch
- * array is reused, so it must be done with a batch when it returns. A stream
- * read through async generators (this reader, the adapter, the turn) held
- * each suspended frame and its promises for as long as the answer lasted:
- * about 2.5 KiB more per stream in flight (heap snapshot at 2000 long
- * answers, docs/benchmarks.md, seventeenth session).
+ * array is reused, so it must be done with a batch when it returns. Read
+ * through async generators (this reader, the adapter, the turn), a stream
+ * held their suspended frames for as long as the answer lasted: about
+ * 1 KiB more per stream in flight (heap snapshots at 2000 long answers,
+ * docs/benchmarks.md, seventeenth session).
  * Every chunk re-arms the call's idle deadline; the first-token deadline is
  * ended by the adapter (`call.contentStarted()`), since only it knows which
  * events carry content.

@@ -27,7 +27,7 @@ const history: ChatMessage[] = [
 
 describe('function calling through the OpenAI adapter', () => {
   it('passes tools, tool_choice and parallel_tool_calls unchanged and joins the streamed call from its pieces', async () => {
-    const events = await collect((emit) => openai.fx.adapter.stream(openai.request('Weather in Paris?', { tools: [weather, clock], toolChoice: 'auto', parallelToolCalls: false }), never, emit));
+    const events = await collect(openai.fx.adapter, openai.request('Weather in Paris?', { tools: [weather, clock], toolChoice: 'auto', parallelToolCalls: false }));
     expect(openai.lastBody()).toMatchObject({ tools: [weather, clock], tool_choice: 'auto', parallel_tool_calls: false });
     expect(events.filter((e) => e.type === 'toolCall').length).toBeGreaterThan(2);
     const calls = callsOf(events);
@@ -37,7 +37,7 @@ describe('function calling through the OpenAI adapter', () => {
   });
 
   it('keeps parallel calls apart by index', async () => {
-    const events = await collect((emit) => openai.fx.adapter.stream(openai.request('now [[mock tool=get_time,toolCalls=2]]', { tools: [weather, clock] }), never, emit));
+    const events = await collect(openai.fx.adapter, openai.request('now [[mock tool=get_time,toolCalls=2]]', { tools: [weather, clock] }));
     expect(callsOf(events).map((c) => [c.function.name, JSON.parse(c.function.arguments) as unknown])).toEqual([
       ['get_time', { question: 'now', call: 0 }],
       ['get_time', { question: 'now', call: 1 }],
@@ -45,7 +45,7 @@ describe('function calling through the OpenAI adapter', () => {
   });
 
   it('sends an assistant\'s calls (content null) and the tool\'s result in OpenAI\'s wire form', async () => {
-    const events = await collect((emit) => openai.fx.adapter.stream(openai.request('', { messages: history, tools: [weather] }), never, emit));
+    const events = await collect(openai.fx.adapter, openai.request('', { messages: history, tools: [weather] }));
     expect(openai.lastBody().messages).toEqual([
       { role: 'user', content: 'Weather in Paris?' },
       { role: 'assistant', content: null, tool_calls: history[1]?.toolCalls },
@@ -81,7 +81,7 @@ describe('function calling through the OpenAI adapter', () => {
 
 describe('function calling through the Anthropic adapter', () => {
   it('offers the tools with input_schema and turns tool_use blocks and input_json_delta into call pieces', async () => {
-    const events = await collect((emit) => anthropic.fx.adapter.stream(anthropic.request('Weather in Paris?', { tools: [weather, clock], toolChoice: 'required' }), never, emit));
+    const events = await collect(anthropic.fx.adapter, anthropic.request('Weather in Paris?', { tools: [weather, clock], toolChoice: 'required' }));
     expect(anthropic.lastBody().tools).toEqual([
       { name: 'get_weather', description: 'Weather in a city', input_schema: weather.function.parameters },
       { name: 'get_time', input_schema: { type: 'object', properties: {} } },
@@ -93,7 +93,7 @@ describe('function calling through the Anthropic adapter', () => {
   });
 
   it('numbers parallel tool_use blocks 0, 1 whatever their block index', async () => {
-    const events = await collect((emit) => anthropic.fx.adapter.stream(anthropic.request('now [[mock tool=get_time,toolCalls=2]]', { tools: [clock] }), never, emit));
+    const events = await collect(anthropic.fx.adapter, anthropic.request('now [[mock tool=get_time,toolCalls=2]]', { tools: [clock] }));
     expect(events.filter((e) => e.type === 'toolCall' && e.id !== undefined).map((e) => (e.type === 'toolCall' ? e.index : -1))).toEqual([0, 1]);
     expect(callsOf(events).map((c) => JSON.parse(c.function.arguments) as unknown)).toEqual([{ question: 'now', call: 0 }, { question: 'now', call: 1 }]);
   });
@@ -112,7 +112,7 @@ describe('function calling through the Anthropic adapter', () => {
       { role: 'tool', content: '21 °C', toolCallId: 'toolu_a' },
       { role: 'tool', content: [{ type: 'text', text: '25 °C' }], toolCallId: 'toolu_b' },
     ];
-    const events = await collect((emit) => anthropic.fx.adapter.stream(anthropic.request('', { messages: parallel, tools: [weather] }), never, emit));
+    const events = await collect(anthropic.fx.adapter, anthropic.request('', { messages: parallel, tools: [weather] }));
     expect(anthropic.lastBody().messages).toEqual([
       { role: 'user', content: 'Weather in Paris and Rome?' },
       {
