@@ -9,7 +9,7 @@
  *
  *   node tools/dist/bench/bench.js [--levels 100,1000] [--duration 15] [--warmup 3]
  *     [--drain 30] [--chunks 20] [--interval 5] [--embedded] [--strict] [--workers 1] [--profile-server DIR]
- *     [--no-floor] [--server-env KEY=VALUE]… [--compare SAVED.json]
+ *     [--no-floor] [--server-env KEY=VALUE]… [--server-memory-limit 1G] [--compare SAVED.json]
  *   node tools/dist/bench/bench.js --compare OLD.json --against NEW.json
  *     (two saved results side by side, no measurement: compare-runs.ts)
  *   node tools/dist/bench/bench.js --long [1000,5000,10000] [--ramp 10] [--burst N] [--open-loop [1000]] …
@@ -30,6 +30,7 @@ import type { LongBenchOptions } from './long-bench.js';
 import { runLongBench } from './long-bench.js';
 import { LONG_OPTIONS, LONG_USAGE, parseLongCli, parseServerEnv, withOptionalValues } from './long-cli.js';
 import { banner, describeMachine, interruptOnSignals } from './machine.js';
+import { parseMemorySize } from './memory-cgroup.js';
 import { BENCH_ADMIN, chooseBackends, createAgent, login, releaseBackends, startMock, startServer } from './stack.js';
 import type { ExpectedAnswer, LoadResult, LoadTarget } from './sse-load.js';
 import { runLoad, runTurn } from './sse-load.js';
@@ -66,6 +67,8 @@ interface CliOptions {
   floor: boolean;
   /** `--server-env KEY=VALUE`: on top of the bench's server environment, in every mode. */
   serverEnv: Record<string, string>;
+  /** `--server-memory-limit`: bytes of the server's memory cgroup, in every mode; undefined: none. */
+  serverMemoryLimit: number | undefined;
   /** `--long` / `--open-loop`: run those levels instead of the short ones. */
   long: LongBenchOptions | undefined;
   /** `--compare FILE`: a saved short-level result to print this run's figures beside. */
@@ -169,7 +172,8 @@ function parseCli(argv: string[]): CliOptions | undefined {
   }
   const serverEnv = parseServerEnv(values['server-env']);
   const workers = positiveNumber('workers', values.workers, true);
-  const long = parseLongCli(values, { embedded: values.embedded, workers, serverEnv });
+  const serverMemoryLimit = values['server-memory-limit'] === undefined ? undefined : parseMemorySize(values['server-memory-limit']);
+  const long = parseLongCli(values, { embedded: values.embedded, workers, serverEnv, serverMemoryLimit });
   if (long !== undefined && values.levels !== undefined) throw new Error('--levels runs the short levels; run them apart from --long and --open-loop');
   if (values.against !== undefined && values.compare === undefined) throw new Error('--against NEW.json needs --compare OLD.json');
   if (long !== undefined && values.compare !== undefined) throw new Error('--compare reads the short levels\' results; run it apart from --long and --open-loop');
@@ -189,6 +193,7 @@ function parseCli(argv: string[]): CliOptions | undefined {
     repeat: positiveNumber('repeat', values.repeat, true),
     floor: values.floor,
     serverEnv,
+    serverMemoryLimit,
     long,
     compare: values.compare,
     against: values.against,
@@ -351,6 +356,7 @@ async function main(): Promise<number> {
   if (Object.keys(options.serverEnv).length > 0) {
     console.log(`  server environment (--server-env): ${Object.entries(options.serverEnv).map(([k, v]) => `${k}=${v}`).join(' ')}`);
   }
+  if (options.serverMemoryLimit !== undefined) console.log(`  server in a memory cgroup of ${(options.serverMemoryLimit / 2 ** 20).toFixed(0)} MiB (--server-memory-limit)`);
   if ((machine.loadAverage[0] ?? 0) > machine.cores * 0.5) {
     banner([
       `WARNING: the machine is already busy (load ${machine.loadAverage[0]} on ${machine.cores} cores).`,
@@ -408,6 +414,7 @@ async function main(): Promise<number> {
       dataDir,
       workers: options.workers,
       env: { ...SHORT_LEVEL_SERVER_ENV, ...options.serverEnv },
+      memoryLimitBytes: options.serverMemoryLimit,
       nodeArgs: options.profileServer === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${options.profileServer}`],
     });
     server = running.process;

@@ -41,6 +41,8 @@ export interface LevelSetting {
   workers: number;
   /** On top of the bench's server environment (`--server-env`). */
   serverEnv: Record<string, string>;
+  /** Bytes of the server's memory cgroup (`--server-memory-limit`); undefined: none. */
+  serverMemoryLimit?: number | undefined;
   log: (line: string) => void;
   signal?: AbortSignal;
 }
@@ -120,6 +122,7 @@ export async function runLevel(setting: LevelSetting, plan: LevelPlan): Promise<
       workers: setting.workers,
       env: setting.serverEnv,
       openFiles: serverFiles.openFiles,
+      memoryLimitBytes: setting.serverMemoryLimit,
     });
     const server = running;
     const token = await login(server.base, BENCH_ADMIN, server.adminPassword);
@@ -191,6 +194,7 @@ export async function runLevel(setting: LevelSetting, plan: LevelPlan): Promise<
       description: plan.description,
       backends: backends.kind,
       serverEnv: setting.serverEnv,
+      serverMemoryLimit: setting.serverMemoryLimit,
       ...figures,
       stored,
       storedStreamingLeft,

@@ -48,6 +48,8 @@ export interface LongBenchOptions {
   embedded: boolean;
   workers: number;
   serverEnv: Record<string, string>;
+  /** Bytes of the server's memory cgroup (`--server-memory-limit`); undefined: none. */
+  serverMemoryLimit?: number | undefined;
   /** Serve the mock over HTTPS (HTTP/2), its certificate trusted by the server through UPSTREAM_CA_FILE. */
   upstreamTls?: boolean | undefined;
 }
@@ -131,6 +133,7 @@ export async function runLongBench(options: LongBenchOptions, root: string, mach
   console.log(`  levels: ${plans.map((p) => `${p.name} (${p.turns.length} turns)`).join(', ')}`);
   const env = Object.entries(options.serverEnv);
   console.log(`  server environment on top of the bench's: ${env.length === 0 ? '(none: the server\'s defaults)' : env.map(([k, v]) => `${k}=${v}`).join(' ')}`);
+  if (options.serverMemoryLimit !== undefined) console.log(`  server in a memory cgroup of ${(options.serverMemoryLimit / 2 ** 20).toFixed(0)} MiB (--server-memory-limit): Node sizes V8's heap from it`);
   if ((machine.loadAverage[0] ?? 0) > machine.cores * 0.5) {
     banner([`WARNING: the machine is already busy (load ${machine.loadAverage[0]} on ${machine.cores} cores): expect pessimistic figures.`]);
   }
@@ -167,7 +170,16 @@ export async function runLongBench(options: LongBenchOptions, root: string, mach
     for (const plan of plans) {
       if (interrupt.signal.aborted) break;
       const report = await runLevel(
-        { root, mockUrl: started.url, embedded: options.embedded, workers: options.workers, serverEnv, log: (line) => console.log(line), signal: interrupt.signal },
+        {
+          root,
+          mockUrl: started.url,
+          embedded: options.embedded,
+          workers: options.workers,
+          serverEnv,
+          serverMemoryLimit: options.serverMemoryLimit,
+          log: (line) => console.log(line),
+          signal: interrupt.signal,
+        },
         plan,
       );
       reports.push(report);

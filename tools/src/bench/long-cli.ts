@@ -21,6 +21,7 @@ export const LONG_OPTIONS = {
   seed: { type: 'string', default: '1' },
   'upstream-tls': { type: 'boolean', default: false },
   'server-env': { type: 'string', multiple: true },
+  'server-memory-limit': { type: 'string' },
 } as const;
 
 export const LONG_USAGE = [
@@ -42,6 +43,8 @@ export const LONG_USAGE = [
   '                            instead of one per stream',
   'any mode:',
   '  --server-env KEY=VALUE    set a server environment variable (repeatable), e.g. UPSTREAM_CONNECTIONS=2000',
+  '  --server-memory-limit 1G  run the server in a memory cgroup of this size, as in a container with a limit (Node sizes',
+  '                            V8\'s heap from it, the young generation too); needs root or a delegated cgroup',
 ];
 
 /** Gives `--long` and `--open-loop` their default value when they stand without one (last, or before another flag). */
@@ -93,7 +96,7 @@ export type LongCliValues = {
 };
 
 /** The long-answer run the flags ask for; undefined when neither `--long` nor `--open-loop` is given. */
-export function parseLongCli(values: LongCliValues, common: Pick<LongBenchOptions, 'embedded' | 'workers' | 'serverEnv'>): LongBenchOptions | undefined {
+export function parseLongCli(values: LongCliValues, common: Pick<LongBenchOptions, 'embedded' | 'workers' | 'serverEnv' | 'serverMemoryLimit'>): LongBenchOptions | undefined {
   if (values.long === undefined && values['open-loop'] === undefined) return undefined;
   const levels = values.long === undefined ? [] : values.long.split(',').map((s) => number('long', s, { integer: true, min: 1, max: 50_000 }));
   const burstRaw = values.burst === undefined ? levels[0] : number('burst', values.burst, { integer: true, min: 0, max: 50_000 });

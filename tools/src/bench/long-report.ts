@@ -21,6 +21,8 @@ export interface LevelReport {
   backends: string;
   /** `--server-env` and other settings on top of the bench's server environment. */
   serverEnv: Record<string, string>;
+  /** Bytes of the server's memory cgroup (`--server-memory-limit`), when it ran in one. */
+  serverMemoryLimit?: number | undefined;
   client: {
     complete: number;
     failed: number;
@@ -208,7 +210,9 @@ export function openLoopTable(reports: readonly LevelReport[]): string {
 
 /** The lines under a level's row: what failed and how, as the client and the database saw it. */
 export function levelDetails(r: LevelReport): string[] {
-  const lines: string[] = [`${r.name}: ${r.description}; ${r.backends}${Object.keys(r.serverEnv).length > 0 ? `; server env ${Object.entries(r.serverEnv).map(([k, v]) => `${k}=${v}`).join(' ')}` : ''}`];
+  const env = Object.keys(r.serverEnv).length > 0 ? `; server env ${Object.entries(r.serverEnv).map(([k, v]) => `${k}=${v}`).join(' ')}` : '';
+  const limit = r.serverMemoryLimit === undefined ? '' : `; server in a ${(r.serverMemoryLimit / 2 ** 20).toFixed(0)} MiB memory cgroup`;
+  const lines: string[] = [`${r.name}: ${r.description}; ${r.backends}${env}${limit}`];
   if (r.stored !== undefined) {
     const statuses = Object.entries(r.stored.byStatus).map(([status, n]) => `${status} ${n}`).join(', ');
     lines.push(

@@ -13,6 +13,7 @@ import pg from 'pg';
 import { request } from 'undici';
 import type { AutovacuumStandIn } from './autovacuum.js';
 import { autovacuumOn, startAutovacuumStandIn } from './autovacuum.js';
+import { createMemoryCgroup } from './memory-cgroup.js';
 import type { ManagedProcess } from './processes.js';
 import { freePort, startProcess, waitForReady } from './processes.js';
 
@@ -213,6 +214,8 @@ export interface ServerSettings {
   nodeArgs?: readonly string[];
   /** Raise the server's open-files limit to this (through `prlimit`). */
   openFiles?: number;
+  /** Run the server in a memory cgroup of this many bytes (`--server-memory-limit`), as in a container with a limit. */
+  memoryLimitBytes?: number | undefined;
 }
 
 export interface RunningServer {
@@ -261,8 +264,11 @@ export async function startServer(settings: ServerSettings): Promise<RunningServ
   const adminPassword = randomToken(24);
   const env = serverEnv(port, settings, adminPassword);
   const base = `http://127.0.0.1:${port}`;
-  const [command, args] = withOpenFiles(process.execPath, [...(settings.nodeArgs ?? []), path.join(settings.root, 'server/dist/main.js')], settings.openFiles);
+  const [node, nodeArgs] = withOpenFiles(process.execPath, [...(settings.nodeArgs ?? []), path.join(settings.root, 'server/dist/main.js')], settings.openFiles);
+  const cgroup = settings.memoryLimitBytes === undefined ? undefined : createMemoryCgroup(settings.memoryLimitBytes, `llmchat-bench-${process.pid}-${port}`);
+  const [command, args] = cgroup === undefined ? [node, nodeArgs] : cgroup.wrap(node, nodeArgs);
   const server = startProcess('server', command, args, { env, cwd: settings.root });
+  if (cgroup !== undefined) void server.exited.then(() => cgroup.remove());
   try {
     await waitForReady(`${base}/health/ready`, READY_TIMEOUT_MS, server);
   } catch (error) {
