@@ -30,7 +30,7 @@ import type { LongBenchOptions } from './long-bench.js';
 import { runLongBench } from './long-bench.js';
 import { LONG_OPTIONS, LONG_USAGE, parseLongCli, parseServerEnv, withOptionalValues } from './long-cli.js';
 import { banner, describeMachine, interruptOnSignals } from './machine.js';
-import { parseMemorySize } from './memory-cgroup.js';
+import { describeMemoryLimit, parseMemorySize } from './memory-cgroup.js';
 import { BENCH_ADMIN, chooseBackends, createAgent, login, releaseBackends, startMock, startServer } from './stack.js';
 import type { ExpectedAnswer, LoadResult, LoadTarget } from './sse-load.js';
 import { runLoad, runTurn } from './sse-load.js';
@@ -356,7 +356,7 @@ async function main(): Promise<number> {
   if (Object.keys(options.serverEnv).length > 0) {
     console.log(`  server environment (--server-env): ${Object.entries(options.serverEnv).map(([k, v]) => `${k}=${v}`).join(' ')}`);
   }
-  if (options.serverMemoryLimit !== undefined) console.log(`  server in a memory cgroup of ${(options.serverMemoryLimit / 2 ** 20).toFixed(0)} MiB (--server-memory-limit)`);
+  if (options.serverMemoryLimit !== undefined) console.log(`  server in a ${describeMemoryLimit(options.serverMemoryLimit)} (--server-memory-limit)`);
   if ((machine.loadAverage[0] ?? 0) > machine.cores * 0.5) {
     banner([
       `WARNING: the machine is already busy (load ${machine.loadAverage[0]} on ${machine.cores} cores).`,

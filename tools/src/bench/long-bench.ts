@@ -18,6 +18,7 @@ import type { LevelReport } from './long-report.js';
 import { levelDetails, longLevelsTable, openLoopTable } from './long-report.js';
 import type { Machine } from './machine.js';
 import { banner, interruptOnSignals } from './machine.js';
+import { describeMemoryLimit } from './memory-cgroup.js';
 import type { ManagedProcess } from './processes.js';
 import { describeExit } from './processes.js';
 import { startMock } from './stack.js';
@@ -133,7 +134,7 @@ export async function runLongBench(options: LongBenchOptions, root: string, mach
   console.log(`  levels: ${plans.map((p) => `${p.name} (${p.turns.length} turns)`).join(', ')}`);
   const env = Object.entries(options.serverEnv);
   console.log(`  server environment on top of the bench's: ${env.length === 0 ? '(none: the server\'s defaults)' : env.map(([k, v]) => `${k}=${v}`).join(' ')}`);
-  if (options.serverMemoryLimit !== undefined) console.log(`  server in a memory cgroup of ${(options.serverMemoryLimit / 2 ** 20).toFixed(0)} MiB (--server-memory-limit): Node sizes V8's heap from it`);
+  if (options.serverMemoryLimit !== undefined) console.log(`  server in a ${describeMemoryLimit(options.serverMemoryLimit)} (--server-memory-limit): Node sizes V8's heap from it`);
   if ((machine.loadAverage[0] ?? 0) > machine.cores * 0.5) {
     banner([`WARNING: the machine is already busy (load ${machine.loadAverage[0]} on ${machine.cores} cores): expect pessimistic figures.`]);
   }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { clientFigures, failureReason, kibPerStream, longLevelsTable } from './long-report.js';
+import { clientFigures, failureReason, kibPerStream, levelDetails, longLevelsTable } from './long-report.js';
 import type { LevelReport } from './long-report.js';
 import type { TurnRecord } from './scheduled-load.js';
 
@@ -105,5 +105,9 @@ describe('longLevelsTable', () => {
     const row = longLevelsTable([report]).split('\n')[2] ?? '';
     expect(row).toMatch(/^1000\s+ramped 10 s\s+256\s+734 \(\+10 not stored\)\s+0\s/);
     expect(row).toContain('150→350');
+    expect(levelDetails({ ...report, description: 'd', serverEnv: { A: '1' }, serverMemoryLimit: 2 ** 30 })[0]).toBe(
+      '1000 ramped 10 s: d; postgres+redis; server env A=1; server in a 1024 MiB memory cgroup',
+    );
+    expect(levelDetails(report)[0]).toBe('1000 ramped 10 s: ; postgres+redis');
   });
 });

@@ -3,6 +3,7 @@
  * saw, what the database kept and what the server used, and their tables.
  */
 
+import { describeMemoryLimit } from './memory-cgroup.js';
 import type { ResourcePeaks } from './resource-sampler.js';
 import type { TurnRecord } from './scheduled-load.js';
 import type { Distribution } from './stats.js';
@@ -211,7 +212,7 @@ export function openLoopTable(reports: readonly LevelReport[]): string {
 /** The lines under a level's row: what failed and how, as the client and the database saw it. */
 export function levelDetails(r: LevelReport): string[] {
   const env = Object.keys(r.serverEnv).length > 0 ? `; server env ${Object.entries(r.serverEnv).map(([k, v]) => `${k}=${v}`).join(' ')}` : '';
-  const limit = r.serverMemoryLimit === undefined ? '' : `; server in a ${(r.serverMemoryLimit / 2 ** 20).toFixed(0)} MiB memory cgroup`;
+  const limit = r.serverMemoryLimit === undefined ? '' : `; server in a ${describeMemoryLimit(r.serverMemoryLimit)}`;
   const lines: string[] = [`${r.name}: ${r.description}; ${r.backends}${env}${limit}`];
   if (r.stored !== undefined) {
     const statuses = Object.entries(r.stored.byStatus).map(([status, n]) => `${status} ${n}`).join(', ');

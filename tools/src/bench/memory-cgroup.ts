@@ -21,8 +21,6 @@ import path from 'node:path';
 export interface MemoryCgroup {
   /** The cgroup's directory. */
   dir: string;
-  version: 1 | 2;
-  limitBytes: number;
   /** `command args` run as `sh`, which joins the cgroup and then execs them (same pid). */
   wrap(command: string, args: readonly string[]): [string, string[]];
   /** Removes the cgroup once no process is left in it; best effort. */
@@ -39,6 +37,11 @@ export function parseMemorySize(raw: string): number {
   const bytes = Math.round(Number(match[1]) * unit);
   if (bytes < 64 * 2 ** 20) throw new Error(`a memory limit below 64 MiB cannot hold the server, got "${raw}"`);
   return bytes;
+}
+
+/** How the bench names a limit in its output: `1024 MiB memory cgroup`. */
+export function describeMemoryLimit(bytes: number): string {
+  return `${(bytes / 2 ** 20).toFixed(0)} MiB memory cgroup`;
 }
 
 /** Where a child cgroup of this process's own would go, from /proc/self/cgroup's text; undefined when there is no memory hierarchy. */
@@ -80,8 +83,6 @@ export function createMemoryCgroup(limitBytes: number, name: string, procSelfCgr
   const procs = path.join(dir, 'cgroup.procs');
   return {
     dir,
-    version: parent.version,
-    limitBytes,
     wrap: (command, args) => ['sh', ['-c', 'echo $$ > "$0" && exec "$@"', procs, command, ...args]],
     remove: () => {
       try {

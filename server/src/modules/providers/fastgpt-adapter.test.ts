@@ -80,10 +80,12 @@ describe('FastGPTAdapter.stream', () => {
 
   it('does not count flow-node status as the first token', async () => {
     const events: ProviderEvent[] = [];
-    const err = await fx.adapter.stream(request('x [[mock firstTokenDelay=2000]]', { detail: true }, { timeouts: { firstTokenMs: 200 } }), never, (event) => events.push(event)).then(
-      () => undefined,
-      (e: unknown) => e,
-    );
+    const err = await fx.adapter
+      .stream(request('x [[mock firstTokenDelay=2000]]', { detail: true }, { timeouts: { firstTokenMs: 200 } }), never, (event) => events.push(event))
+      .then(
+        () => undefined,
+        (e: unknown) => e,
+      );
     expect(events.some((e) => e.type === 'status')).toBe(true);
     expect(err).toMatchObject({ kind: 'timeout', message: expect.stringContaining('first token') as unknown });
   });
